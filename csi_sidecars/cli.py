@@ -1,0 +1,39 @@
+"""The ``csi-sidecars`` command: one click group, one subcommand per role.
+
+Each role module exposes a ``command`` built on :class:`csi_sidecars.runtime.flags.GoCommand`, so
+Go-style argv (``-csi-address=/x``, ``-v=5``, ``--leader-election=true``) works unchanged.
+Only roles that work are registered here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from csi_sidecars import __version__
+
+# subcommand name -> "module:attribute" of its click command
+ROLES: dict[str, str] = {}
+
+
+class _LazyGroup(click.Group):
+    """Imports a role's module only when that role runs, so start-up stays fast."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(ROLES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = ROLES.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["--help", "-h"]})
+@click.version_option(__version__, "--version", prog_name="csi-sidecars")
+def main() -> None:
+    """The Kubernetes CSI sidecars as one program: pick a role."""

@@ -1,0 +1,91 @@
+"""Process plumbing shared by every role: common flags, start-up, signals and exit codes.
+
+A role's click command uses :func:`common_options` for the flags every Go sidecar has
+(``-v``, ``--logging-format``, ``--version``), calls :func:`start` first thing, and hands its
+async main to :func:`run`. ``run`` owns the event loop: SIGTERM and SIGINT set the ``stop``
+event the role's main receives, and the integer the main returns is the exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from csi_sidecars import __version__
+from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime.flags import bool_flag
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = rlog.get_logger("app")
+
+
+def common_options(func: F) -> F:
+    """Add ``-v``, ``--logging-format`` and ``--version`` to a role command."""
+    func = click.option(
+        "--v", "-v", "v", type=int, default=0, show_default=True, help="klog verbosity level."
+    )(func)
+    func = click.option(
+        "--logging-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Log line format.",
+    )(func)
+    return bool_flag("--version", help="Print the version and exit.")(func)
+
+
+def start(role: str, v: int, logging_format: str, version: bool) -> None:
+    """Configure logging for ``role``, print the version and exit when asked.
+
+    Also logs one warning naming the Go-only flags that were accepted and ignored.
+    """
+    if version:
+        click.echo(f"csi-sidecars {role} {__version__}")
+        sys.exit(0)
+    rlog.configure(v, logging_format)
+    ctx = click.get_current_context(silent=True)
+    ignored = ctx.meta.get("csi_sidecars.ignored_flags") if ctx is not None else None
+    if ignored:
+        log.warning("Ignoring flags that only the Go sidecar uses", flags=ignored)
+    log.info("Version", role=role, version=__version__)
+
+
+def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> NoReturn:
+    """Run ``main(stop)`` in a fresh event loop and exit with the code it returns.
+
+    SIGTERM and SIGINT set ``stop``; a second signal cancels ``main`` outright.
+    """
+
+    async def wrapper() -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        task = asyncio.current_task()
+
+        def on_signal(signum: int) -> None:
+            if stop.is_set() and task is not None:
+                task.cancel()
+                return
+            log.info("Received signal, shutting down", signal=signal.Signals(signum).name)
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            return await main(stop)
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    try:
+        code = asyncio.run(wrapper())
+    except asyncio.CancelledError:
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
