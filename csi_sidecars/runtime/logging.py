@@ -54,7 +54,7 @@ def _text_renderer(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
     now = event.pop("_time", time.time())
     stamp = _dt.datetime.fromtimestamp(now, tz=_dt.UTC).strftime("%m%d %H:%M:%S.%f")
     letter = _LEVEL_LETTER.get(method, "I")
-    logger = event.pop("logger", "csi-sidecars")
+    logger = event.pop("_name", "csi-sidecars")
     event.pop("_v", None)
     msg = event.pop("event", "")
     exc = event.pop("exc_info", None)
@@ -70,7 +70,7 @@ def _text_renderer(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
 
 def _json_renderer(_: Any, method: str, event: MutableMapping[str, Any]) -> str:
     out: dict[str, Any] = {"ts": round(event.pop("_time", time.time()) * 1000, 3)}
-    out["caller"] = event.pop("logger", "csi-sidecars")
+    out["caller"] = event.pop("_name", "csi-sidecars")
     out["msg"] = str(event.pop("event", ""))
     out["v"] = event.pop("_v", 0)
     if method in ("error", "critical"):
@@ -115,7 +115,7 @@ def configure(level: int = 0, fmt: str = "text", stream: TextIO | None = None) -
 
 def get_logger(name: str) -> Any:
     """A structlog logger that names ``name`` as its caller."""
-    return structlog.get_logger(logger=name)
+    return structlog.get_logger(_name=name)
 
 
 configure()
