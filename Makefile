@@ -1,0 +1,26 @@
+# Developer entry points. `make demo` is the quick start; `make test` runs everything CI runs.
+PYTHON ?= python3
+
+.PHONY: install testbed lint test demo protos
+
+install:
+	$(PYTHON) -m pip install -q -e '.[dev]'
+
+# Builds the Go testbed binaries (cached outside the repo; a no-op when up to date).
+testbed:
+	bash testbed/build.sh ci
+
+lint:
+	ruff check .
+	ruff format --check .
+	mypy
+	bash scripts/gen-protos.sh --check
+
+test: install testbed lint
+	CSI_SIDECARS_BIN_DIR="$$(bash testbed/build.sh ci | tail -n 1)" $(PYTHON) -m pytest -q -ra
+
+protos:
+	bash scripts/gen-protos.sh
+
+demo: install
+	$(PYTHON) -m csi_sidecars playground demo
