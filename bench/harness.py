@@ -1,0 +1,158 @@
+"""Side-by-side benchmark harness: the same workload against our role and the Go sidecar.
+
+A benchmark describes how to start each implementation (argv) and an async workload that runs
+against the started process and returns its own numbers (throughput, latencies, ...). The harness
+alternates the two implementations for several runs, measures each process exactly with
+``os.wait4`` (CPU seconds, peak RSS) plus wall time of the workload, and prints medians and
+ratios (ours / Go). Benchmarks are not tests: they do not run in CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Run:
+    """What one run of one implementation measured."""
+
+    wall: float
+    cpu: float
+    peak_rss_mib: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Impl:
+    """One implementation under test: a name and how to start it."""
+
+    name: str
+    argv: Sequence[str]
+    env: dict[str, str] | None = None
+
+
+Workload = Callable[[subprocess.Popen[bytes]], Awaitable[dict[str, float]]]
+
+
+def ours(role: str, *args: str) -> list[str]:
+    """argv that runs one of our roles as a container would."""
+    return [sys.executable, "-m", "csi_sidecars", role, *args]
+
+
+def go_binary(env_var: str, default_name: str) -> str | None:
+    """Path of a Go sidecar binary: ``$env_var``, else ``$CSI_SIDECARS_BIN_DIR/default_name``."""
+    path = os.environ.get(env_var)
+    if path:
+        return path
+    bin_dir = os.environ.get("CSI_SIDECARS_BIN_DIR") or str(
+        Path(os.environ.get("CSI_SIDECARS_CACHE", Path.home() / ".cache" / "csi-sidecars")) / "bin"
+    )
+    candidate = Path(bin_dir) / default_name
+    return str(candidate) if candidate.exists() else None
+
+
+def _rusage_of(pid: int) -> tuple[float, float]:
+    _, _, usage = os.wait4(pid, 0)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
+
+
+async def measure(impl: Impl, workload: Workload, log_dir: Path) -> Run:
+    """Start ``impl``, run ``workload`` against it, stop it with SIGTERM and measure it."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{impl.name}.log"
+    env = {**os.environ, **(impl.env or {})}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            list(impl.argv), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+        )
+        start = time.monotonic()
+        try:
+            extra = await workload(proc)
+        except BaseException:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            raise
+        wall = time.monotonic() - start
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        cpu, rss = await asyncio.to_thread(_rusage_of, proc.pid)
+        proc.returncode = 0
+    return Run(wall=wall, cpu=cpu, peak_rss_mib=rss, extra=extra)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report(title: str, results: dict[str, list[Run]], ours_name: str, go_name: str) -> str:
+    """Format a table of medians per metric and the ratio ours/Go."""
+    metrics: list[tuple[str, Callable[[Run], float]]] = [
+        ("wall s", lambda r: r.wall),
+        ("cpu s", lambda r: r.cpu),
+        ("peak RSS MiB", lambda r: r.peak_rss_mib),
+    ]
+    extra_keys: list[str] = []
+    for runs in results.values():
+        for run in runs:
+            extra_keys.extend(k for k in run.extra if k not in extra_keys)
+    for key in extra_keys:
+        metrics.append((key, lambda r, k=key: r.extra.get(k, float("nan"))))
+    lines = [f"## {title}", "", f"| metric | {ours_name} | {go_name} | ratio ours/Go |"]
+    lines.append("|---|---:|---:|---:|")
+    for label, get in metrics:
+        a = _median([get(r) for r in results.get(ours_name, [])])
+        b = _median([get(r) for r in results.get(go_name, [])])
+        ratio = a / b if b else float("nan")
+        lines.append(f"| {label} | {a:.3f} | {b:.3f} | {ratio:.2f} |")
+    runs = len(results.get(ours_name, []))
+    lines.append("")
+    lines.append(f"medians of {runs} alternating runs")
+    return "\n".join(lines)
+
+
+async def compare(
+    title: str,
+    impls: Sequence[Impl],
+    workload: Workload,
+    runs: int,
+    log_dir: Path,
+    setup: Callable[[], Awaitable[Any]] | None = None,
+) -> str:
+    """Run each implementation ``runs`` times, alternating, and return the report table."""
+    results: dict[str, list[Run]] = {impl.name: [] for impl in impls}
+    for i in range(runs):
+        order = impls if i % 2 == 0 else list(reversed(impls))
+        for impl in order:
+            if setup is not None:
+                await setup()
+            results[impl.name].append(await measure(impl, workload, log_dir / f"run{i}"))
+    return report(title, results, impls[0].name, impls[-1].name)
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.01
+) -> float:
+    """Poll ``check`` until it is true; return the seconds it took.
+
+    Raises:
+        TimeoutError: naming ``what`` when the deadline passes.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return time.monotonic() - start
+        await asyncio.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
