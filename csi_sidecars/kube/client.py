@@ -1,0 +1,322 @@
+"""The real :class:`~csi_sidecars.kube.port.KubePort`: raw JSON over aiohttp to the API server.
+
+kubernetes_asyncio is used only to read the configuration (kubeconfig or in-cluster, including
+re-reading a rotated service-account token through its refresh hook). Requests go through our own
+aiohttp session so hot paths get dicts from ``json.loads`` and never build generated models;
+every request (watches included) first takes a token from the client's
+:class:`~csi_sidecars.kube.ratelimit.TokenBucket`, as client-go does.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from csi_sidecars import __version__
+from csi_sidecars.kube.config import ClientConfig
+from csi_sidecars.kube.port import PATCH_CONTENT_TYPES, PatchType, WatchEvent
+from csi_sidecars.kube.ratelimit import TokenBucket
+from csi_sidecars.kube.resources import ApiError, JsonDict, Resource
+
+DEFAULT_REQUEST_TIMEOUT = 30.0
+WATCH_READ_MARGIN = 30.0
+
+
+def user_agent(role: str) -> str:
+    """The User-Agent for ``role``, e.g. ``csi-sidecars-attacher/0.1.0``."""
+    return f"csi-sidecars-{role}/{__version__}"
+
+
+def _ssl_context(cfg: ClientConfig) -> ssl.SSLContext | bool:
+    if not cfg.host.startswith("https"):
+        return False
+    ctx = ssl.create_default_context(cafile=cfg.ca_file)
+    if cfg.cert_file:
+        ctx.load_cert_chain(cfg.cert_file, keyfile=cfg.key_file)
+    if not cfg.verify_ssl:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class KubeClient:
+    """An API server client: raw dicts in and out, throttled, with a user agent."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        qps: float = 5.0,
+        burst: int = 10,
+        agent: str = "csi-sidecars",
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        limiter: TokenBucket | None = None,
+    ) -> None:
+        """Create a client; the HTTP session opens lazily inside the running loop.
+
+        Args:
+            config: where the API server is and how to authenticate.
+            qps: requests per second (``--kube-api-qps``).
+            burst: burst size (``--kube-api-burst``).
+            agent: the User-Agent header.
+            request_timeout: total timeout of a non-watch request, in seconds.
+            limiter: a token bucket to use instead of one built from qps/burst.
+        """
+        self.config = config
+        self.limiter = limiter or TokenBucket(qps, burst)
+        self.agent = agent
+        self.request_timeout = request_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=100, ssl=_ssl_context(self.config))
+            self._session = aiohttp.ClientSession(
+                connector=connector, read_bufsize=2**21, headers={"User-Agent": self.agent}
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        auth = await self.config.authorization()
+        if auth:
+            headers["Authorization"] = auth
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Any:
+        """Send one throttled request and return the decoded JSON answer.
+
+        Raises:
+            ApiError: for any non-2xx answer.
+        """
+        await self.limiter.acquire()
+        data = None if body is None else json.dumps(body, separators=(",", ":"))
+        if data is not None and content_type is None:
+            content_type = "application/json"
+        headers = await self._headers(content_type)
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        async with self._get_session().request(
+            method,
+            self.config.host + path,
+            params=params,
+            data=data,
+            headers=headers,
+            timeout=timeout,
+            server_hostname=self.config.tls_server_name,
+        ) as resp:
+            raw = await resp.read()
+            try:
+                decoded = json.loads(raw) if raw else None
+            except ValueError:
+                decoded = raw.decode("utf-8", "replace")
+            if resp.status >= 300:
+                raise ApiError.from_status(resp.status, decoded)
+            return decoded
+
+    async def get(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+    ) -> JsonDict:
+        """Read one object."""
+        out: JsonDict = await self.request("GET", resource.path(namespace, name, subresource))
+        return out
+
+    async def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+        resource_version: str | None = None,
+    ) -> JsonDict:
+        """One page of a list."""
+        params: dict[str, str] = {}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        if limit:
+            params["limit"] = str(limit)
+        if continue_token:
+            params["continue"] = continue_token
+        if resource_version is not None:
+            params["resourceVersion"] = resource_version
+        out: JsonDict = await self.request("GET", resource.path(namespace), params=params)
+        return out
+
+    async def watch(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int | None = None,
+        allow_bookmarks: bool = True,
+    ) -> AsyncIterator[WatchEvent]:
+        """Stream watch events; the read timeout is the server timeout plus a margin.
+
+        Raises:
+            ApiError: for an error answer or an ERROR event (410 when the version is too old).
+        """
+        params: dict[str, str] = {"watch": "1"}
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        if allow_bookmarks:
+            params["allowWatchBookmarks"] = "true"
+        if timeout_seconds:
+            params["timeoutSeconds"] = str(timeout_seconds)
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        await self.limiter.acquire()
+        headers = await self._headers(None)
+        read = (timeout_seconds or 300) + WATCH_READ_MARGIN
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=read)
+        async with self._get_session().get(
+            self.config.host + resource.path(namespace),
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            server_hostname=self.config.tls_server_name,
+        ) as resp:
+            if resp.status >= 300:
+                raw = await resp.read()
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                raise ApiError.from_status(resp.status, body)
+            while True:
+                line = await resp.content.readline()
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                etype = event.get("type")
+                obj = event.get("object") or {}
+                if etype == "ERROR":
+                    raise ApiError.from_status(int(obj.get("code") or 500), obj)
+                yield WatchEvent(str(etype), obj)
+
+    async def create(
+        self,
+        resource: Resource,
+        body: JsonDict,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+        field_manager: str | None = None,
+    ) -> JsonDict:
+        """Create an object."""
+        ns = namespace or (body.get("metadata") or {}).get("namespace")
+        path = resource.path(ns)
+        if subresource:
+            path = resource.path(ns, body["metadata"]["name"], subresource)
+        params = {"fieldManager": field_manager} if field_manager else None
+        out: JsonDict = await self.request("POST", path, params=params, body=body)
+        return out
+
+    async def replace(
+        self,
+        resource: Resource,
+        body: JsonDict,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+    ) -> JsonDict:
+        """PUT an object (optimistic concurrency on ``metadata.resourceVersion``)."""
+        meta = body.get("metadata") or {}
+        ns = namespace or meta.get("namespace")
+        path = resource.path(ns, meta["name"], subresource)
+        out: JsonDict = await self.request("PUT", path, body=body)
+        return out
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        patch_type: PatchType = "merge",
+        subresource: str | None = None,
+        field_manager: str | None = None,
+        force: bool | None = None,
+    ) -> JsonDict:
+        """Patch an object with the given patch type."""
+        params: dict[str, str] = {}
+        if field_manager:
+            params["fieldManager"] = field_manager
+        if force is not None:
+            params["force"] = "true" if force else "false"
+        out: JsonDict = await self.request(
+            "PATCH",
+            resource.path(namespace, name, subresource),
+            params=params or None,
+            body=patch,
+            content_type=PATCH_CONTENT_TYPES[patch_type],
+        )
+        return out
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+        propagation_policy: str | None = None,
+    ) -> JsonDict | None:
+        """Delete an object."""
+        body: JsonDict = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        pre: JsonDict = {}
+        if uid:
+            pre["uid"] = uid
+        if resource_version:
+            pre["resourceVersion"] = resource_version
+        if pre:
+            body["preconditions"] = pre
+        if propagation_policy:
+            body["propagationPolicy"] = propagation_policy
+        out: JsonDict | None = await self.request(
+            "DELETE", resource.path(namespace, name), body=body
+        )
+        return out

@@ -1,0 +1,134 @@
+"""The narrow async Kubernetes port every role talks through.
+
+Roles never see kubernetes_asyncio. They call :class:`KubePort` with a
+:class:`~csi_sidecars.kube.resources.Resource` and plain dicts. Two implementations exist:
+:class:`csi_sidecars.kube.client.KubeClient` (the real API server over HTTP) and
+:class:`csi_sidecars.kube.fake.FakeKube` (in memory, for component tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from csi_sidecars.kube.resources import JsonDict, Resource
+
+PatchType = Literal["merge", "json", "strategic", "apply"]
+
+PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+
+ADDED = "ADDED"
+MODIFIED = "MODIFIED"
+DELETED = "DELETED"
+BOOKMARK = "BOOKMARK"
+
+
+@dataclass(slots=True)
+class WatchEvent:
+    """One watch event: ``type`` is ADDED, MODIFIED, DELETED or BOOKMARK."""
+
+    type: str
+    object: JsonDict
+
+
+class KubePort(Protocol):
+    """Raw-dict CRUD, patch, apply and watch on any resource."""
+
+    async def get(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+    ) -> JsonDict:
+        """Read one object. Raises ApiError (404 when missing)."""
+        ...
+
+    async def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+        resource_version: str | None = None,
+    ) -> JsonDict:
+        """One page of a list: ``{"items": [...], "metadata": {"resourceVersion", "continue"}}``."""
+        ...
+
+    def watch(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int | None = None,
+        allow_bookmarks: bool = True,
+    ) -> AsyncIterator[WatchEvent]:
+        """Stream events after ``resource_version``; ends when the server closes the stream.
+
+        An ERROR event is raised as ApiError (410 when the version is too old).
+        """
+        ...
+
+    async def create(
+        self,
+        resource: Resource,
+        body: JsonDict,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+        field_manager: str | None = None,
+    ) -> JsonDict:
+        """Create an object (409 AlreadyExists when the name is taken)."""
+        ...
+
+    async def replace(
+        self,
+        resource: Resource,
+        body: JsonDict,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+    ) -> JsonDict:
+        """PUT an object; a stale ``metadata.resourceVersion`` gives 409 Conflict."""
+        ...
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        patch_type: PatchType = "merge",
+        subresource: str | None = None,
+        field_manager: str | None = None,
+        force: bool | None = None,
+    ) -> JsonDict:
+        """Patch an object. A failed JSON-patch ``test`` gives 409 (conflict)."""
+        ...
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+        propagation_policy: str | None = None,
+    ) -> JsonDict | None:
+        """Delete an object (preconditions on uid / resourceVersion when given)."""
+        ...

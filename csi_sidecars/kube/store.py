@@ -1,0 +1,236 @@
+"""The informer cache: slim, packed objects with indexes.
+
+A role declares the field paths it reads (``["metadata.name", "spec.csi.driver", ...]``) and the
+store keeps only those. Objects are stored packed: one tuple of the declared leaf values in a
+fixed order, with container leaves frozen into tuples, and strings from low-cardinality paths
+(driver names, phases, namespaces, annotation keys) shared through small bounded pools. Every
+read unpacks a fresh nested dict, so a caller can never corrupt the cache by mutating what it got.
+That keeps a cached PersistentVolume around 1 KiB instead of the ~10 KiB a decoded watch event
+costs (see ``bench/kube_store_memory.py``).
+
+``metadata.name``, ``metadata.namespace`` and ``metadata.resourceVersion`` are always kept.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from csi_sidecars.kube.resources import JsonDict, object_key
+
+ALWAYS_KEPT = ("metadata.name", "metadata.namespace", "metadata.resourceVersion")
+POOL_LIMIT = 64
+
+Indexer = Callable[[JsonDict], Iterable[str]]
+
+
+class _Missing:
+    __slots__ = ()
+
+
+_MISSING = _Missing()
+
+
+class _FrozenDict(tuple):  # type: ignore[type-arg]
+    """A frozen JSON object: keys and values interleaved."""
+
+    __slots__ = ()
+
+
+class _Pool:
+    """Shares equal strings while a path has few distinct values; gives up past the limit."""
+
+    __slots__ = ("limit", "values")
+
+    def __init__(self, limit: int = POOL_LIMIT) -> None:
+        self.values: dict[str, str] | None = {}
+        self.limit = limit
+
+    def share(self, value: str) -> str:
+        pool = self.values
+        if pool is None:
+            return value
+        got = pool.get(value)
+        if got is not None:
+            return got
+        if len(pool) >= self.limit:
+            self.values = None
+            return value
+        pool[value] = value
+        return value
+
+
+class Projection:
+    """Packs objects down to declared field paths and unpacks them back to nested dicts."""
+
+    def __init__(self, fields: Sequence[str] | None = None) -> None:
+        """Create a projection.
+
+        Args:
+            fields: dotted field paths to keep; None keeps whole objects (still packed).
+        """
+        self.fields: tuple[str, ...] | None = None
+        self._paths: list[tuple[str, ...]] = []
+        if fields is not None:
+            wanted = list(dict.fromkeys([*ALWAYS_KEPT, *fields]))
+            # A path covered by a shorter declared path is redundant.
+            kept = [f for f in wanted if not any(f.startswith(o + ".") for o in wanted if o != f)]
+            self.fields = tuple(kept)
+            self._paths = [tuple(f.split(".")) for f in kept]
+        self._value_pools = [_Pool() for _ in self._paths]
+        self._key_pool = _Pool(1024)
+        self._whole_pool = _Pool()
+
+    # -- freezing ------------------------------------------------------------------------
+
+    def _freeze(self, value: Any, pool: _Pool) -> Any:
+        if isinstance(value, str):
+            return pool.share(value)
+        if isinstance(value, dict):
+            flat: list[Any] = []
+            for k, v in value.items():
+                flat.append(self._key_pool.share(k))
+                flat.append(self._freeze(v, pool))
+            return _FrozenDict(flat)
+        if isinstance(value, list):
+            return tuple(self._freeze(v, pool) for v in value)
+        return value
+
+    @staticmethod
+    def _thaw(value: Any) -> Any:
+        if isinstance(value, _FrozenDict):
+            thaw = Projection._thaw
+            return {value[i]: thaw(value[i + 1]) for i in range(0, len(value), 2)}
+        if isinstance(value, tuple):
+            return [Projection._thaw(v) for v in value]
+        return value
+
+    # -- packing -------------------------------------------------------------------------
+
+    def pack(self, obj: JsonDict) -> tuple[Any, ...]:
+        """The packed form of ``obj``."""
+        if self.fields is None:
+            return (self._freeze(obj, self._whole_pool),)
+        out: list[Any] = []
+        for path, pool in zip(self._paths, self._value_pools, strict=True):
+            node: Any = obj
+            for part in path:
+                if isinstance(node, dict) and part in node:
+                    node = node[part]
+                else:
+                    node = _MISSING
+                    break
+            out.append(node if node is _MISSING else self._freeze(node, pool))
+        return tuple(out)
+
+    def unpack(self, packed: tuple[Any, ...]) -> JsonDict:
+        """A fresh nested dict from a packed object."""
+        if self.fields is None:
+            whole: JsonDict = self._thaw(packed[0])
+            return whole
+        out: JsonDict = {}
+        for path, value in zip(self._paths, packed, strict=True):
+            if value is _MISSING:
+                continue
+            node = out
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = self._thaw(value)
+        return out
+
+    def slim(self, obj: JsonDict) -> JsonDict:
+        """``obj`` reduced to the declared fields."""
+        return self.unpack(self.pack(obj))
+
+
+class Store:
+    """Packed objects by ``namespace/name`` key, with secondary indexes."""
+
+    def __init__(
+        self,
+        projection: Projection | None = None,
+        indexers: Mapping[str, Indexer] | None = None,
+    ) -> None:
+        """Create a store.
+
+        Args:
+            projection: which fields to keep (whole objects by default).
+            indexers: index name -> function from a slim object to its index values.
+        """
+        self.projection = projection or Projection()
+        self._items: dict[str, tuple[Any, ...]] = {}
+        self._indexers = dict(indexers or {})
+        self._indexes: dict[str, dict[str, set[str]]] = {n: {} for n in self._indexers}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def keys(self) -> list[str]:
+        """All keys."""
+        return list(self._items)
+
+    def get(self, key: str) -> JsonDict | None:
+        """A fresh copy of the slim object at ``key``."""
+        packed = self._items.get(key)
+        return None if packed is None else self.projection.unpack(packed)
+
+    def get_by_name(self, name: str, namespace: str | None = None) -> JsonDict | None:
+        """A fresh copy of the slim object ``namespace/name`` (or ``name``)."""
+        return self.get(f"{namespace}/{name}" if namespace else name)
+
+    def list(self) -> list[JsonDict]:
+        """Fresh copies of every slim object."""
+        unpack = self.projection.unpack
+        return [unpack(p) for p in self._items.values()]
+
+    def index_keys(self, index: str, value: str) -> builtins.list[str]:
+        """Keys of the objects whose ``index`` values include ``value``."""
+        return sorted(self._indexes[index].get(value, ()))
+
+    def by_index(self, index: str, value: str) -> builtins.list[JsonDict]:
+        """Slim objects whose ``index`` values include ``value``."""
+        out = []
+        for key in self.index_keys(index, value):
+            obj = self.get(key)
+            if obj is not None:
+                out.append(obj)
+        return out
+
+    def _index(self, key: str, obj: JsonDict, add: bool) -> None:
+        for name, fn in self._indexers.items():
+            table = self._indexes[name]
+            for value in fn(obj):
+                if add:
+                    table.setdefault(value, set()).add(key)
+                else:
+                    keys = table.get(value)
+                    if keys is not None:
+                        keys.discard(key)
+                        if not keys:
+                            del table[value]
+
+    def upsert(self, obj: JsonDict) -> tuple[JsonDict | None, JsonDict]:
+        """Store ``obj`` (a full or slim object); return (old slim or None, new slim)."""
+        key = object_key(obj)
+        packed = self.projection.pack(obj)
+        old_packed = self._items.get(key)
+        old = None if old_packed is None else self.projection.unpack(old_packed)
+        if old is not None:
+            self._index(key, old, add=False)
+        self._items[key] = packed
+        new = self.projection.unpack(packed)
+        self._index(key, new, add=True)
+        return old, new
+
+    def remove(self, key: str) -> JsonDict | None:
+        """Drop ``key``; return the last slim object or None."""
+        packed = self._items.pop(key, None)
+        if packed is None:
+            return None
+        old = self.projection.unpack(packed)
+        self._index(key, old, add=False)
+        return old
