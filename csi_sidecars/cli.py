@@ -14,7 +14,10 @@ import click
 from csi_sidecars import __version__
 
 # subcommand name -> "module:attribute" of its click command
-ROLES: dict[str, str] = {}
+ROLES: dict[str, str] = {
+    "livenessprobe": "csi_sidecars.livenessprobe.command:command",
+    "node-driver-registrar": "csi_sidecars.registrar.node:command",
+}
 
 
 class _LazyGroup(click.Group):

@@ -1,0 +1,107 @@
+"""``csi-sidecars livenessprobe``: the flags of the Go livenessprobe v2.19, plus our own.
+
+Flags and defaults match the Go sidecar (``--csi-address``, ``--probe-timeout``, the deprecated
+``--health-port`` and ``--metrics-address``, ``--http-endpoint``, ``--metrics-path``, klog's
+``-v`` and ``--logging-format``), so the upstream manifests run unchanged. Added:
+``--max-concurrent-probes`` (see :mod:`csi_sidecars.livenessprobe.server`) and ``--version``,
+which the Go livenessprobe lacks but every csi-sidecars role has.
+"""
+
+from __future__ import annotations
+
+import click
+
+from csi_sidecars.livenessprobe.config import (
+    DEFAULT_HEALTH_PORT,
+    DEFAULT_MAX_CONCURRENT_PROBES,
+    ConfigError,
+    build_config,
+)
+from csi_sidecars.runtime import app
+from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime.flags import DURATION, GoCommand
+
+log = rlog.get_logger("livenessprobe")
+
+
+@click.command(
+    "livenessprobe",
+    cls=GoCommand,
+    help="Serve /healthz by calling the CSI driver's Identity/Probe (replaces livenessprobe).",
+)
+@click.option(
+    "--csi-address",
+    default="/run/csi/socket",
+    show_default=True,
+    help="Address of the CSI driver socket.",
+)
+@click.option(
+    "--probe-timeout",
+    type=DURATION,
+    default="3s",
+    show_default=True,
+    help="Timeout for connecting to the driver and calling Probe, per /healthz request.",
+)
+@click.option(
+    "--health-port",
+    default=DEFAULT_HEALTH_PORT,
+    show_default=True,
+    help="(deprecated) TCP port for /healthz on 0.0.0.0. Cannot be set with --http-endpoint.",
+)
+@click.option(
+    "--http-endpoint",
+    default="",
+    help="TCP address (host:port) for /healthz and metrics. Replaces --health-port.",
+)
+@click.option(
+    "--metrics-address",
+    default="",
+    help="(deprecated) TCP address of a separate metrics server. Cannot be set with "
+    "--http-endpoint.",
+)
+@click.option(
+    "--metrics-path",
+    default="/metrics",
+    show_default=True,
+    help="HTTP path where Prometheus metrics are exposed.",
+)
+@click.option(
+    "--max-concurrent-probes",
+    type=int,
+    default=DEFAULT_MAX_CONCURRENT_PROBES,
+    show_default=True,
+    help="Probes sent to the driver at once; a request waits up to --probe-timeout for a slot, "
+    "then gets 503. 0 means no limit.",
+)
+@app.common_options
+def command(  # noqa: PLR0917 (click passes every flag)
+    csi_address: str,
+    probe_timeout: float,
+    health_port: str,
+    http_endpoint: str,
+    metrics_address: str,
+    metrics_path: str,
+    max_concurrent_probes: int,
+    v: int,
+    logging_format: str,
+    version: bool,
+) -> None:
+    """Run the livenessprobe role."""
+    app.start("livenessprobe", v, logging_format, version)
+    try:
+        config = build_config(
+            csi_address=csi_address,
+            probe_timeout=probe_timeout,
+            health_port=health_port,
+            http_endpoint=http_endpoint,
+            metrics_address=metrics_address,
+            metrics_path=metrics_path,
+            max_concurrent_probes=max_concurrent_probes,
+        )
+    except ConfigError as err:
+        log.error(str(err))
+        raise SystemExit(1) from None
+
+    from csi_sidecars.livenessprobe.server import run_livenessprobe
+
+    app.run(lambda stop: run_livenessprobe(config, stop))
