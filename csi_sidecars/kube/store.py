@@ -169,8 +169,8 @@ class Store:
     def __contains__(self, key: object) -> bool:
         return key in self._items
 
-    def keys(self) -> list[str]:
-        """All keys."""
+    def list_keys(self) -> list[str]:
+        """All keys (a snapshot)."""
         return list(self._items)
 
     def get(self, key: str) -> JsonDict | None:
