@@ -1,0 +1,726 @@
+"""A real Kubernetes control plane on loopback, for tests, benchmarks and the playground.
+
+etcd, kube-apiserver (token authentication, RBAC), kube-controller-manager (the storage
+controllers) and kube-scheduler run as child processes on free 127.0.0.1 ports with a fresh
+temporary directory. There is no kubelet: the control plane registers Ready Nodes and their
+CSINodes itself, and starts the CSI driver and sidecars as plain processes::
+
+    async with ControlPlane(nodes=1) as cp:
+        driver = await cp.start_driver()
+        await cp.start_sidecar("provisioner", implementation="go")
+        print(await cp.kubectl("get", "nodes"))
+
+Nodes stay Ready because the node lifecycle controller is not run: nothing ever marks them
+NotReady, taints them or evicts pods, however long a test pauses. The price is that node failure
+cannot be simulated by missing heartbeats; a test that wants it patches the Node status itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from csi_sidecars.playground import binaries, objects, pki, rbac, sidecars
+from csi_sidecars.playground.apiclient import ApiError, RawApi
+from csi_sidecars.playground.process import ManagedProcess, free_port, poll_until
+from csi_sidecars.runtime.logging import get_logger
+
+log = get_logger("testbed")
+
+ADMIN = "admin"
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+#: kube-controller-manager controllers the storage sidecars depend on (plus cleanup ones).
+CONTROLLERS = (
+    "persistentvolume-binder-controller",
+    "persistentvolume-attach-detach-controller",
+    "persistentvolume-expander-controller",
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "ephemeral-volume-controller",
+    "volumeattributesclass-protection-controller",
+)
+_OWNER_FILE = "owner.pid"
+_DIR_PREFIX = "csi-tb-"
+
+
+class StartupError(RuntimeError):
+    """A component did not come up; the message carries the end of its log."""
+
+
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(f"kubectl {' '.join(args)} exited {returncode}: {stderr.strip()}")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One API identity of the testbed: a user name, its groups, a token and a kubeconfig."""
+
+    name: str
+    user: str
+    groups: tuple[str, ...]
+    token: str
+    kubeconfig: Path
+
+
+@dataclass(frozen=True)
+class Driver:
+    """A CSI driver registered on one node.
+
+    Attributes:
+        node: the node it serves.
+        name: the CSI driver name.
+        socket: path of its unix socket.
+        state_dir: the driver's state directory (None for a driver the testbed did not start).
+        process: the driver process, or None for a user-provided socket.
+    """
+
+    node: str
+    name: str
+    socket: Path
+    state_dir: Path | None
+    process: ManagedProcess | None
+
+    @property
+    def endpoint(self) -> str:
+        """The socket as a ``unix://`` URL (what ``--csi-address`` takes)."""
+        return f"unix://{self.socket}"
+
+
+def _base_temp_dir() -> Path:
+    """A temporary directory short enough for unix socket paths (108 bytes on Linux)."""
+    base = Path(tempfile.gettempdir())
+    return base if len(str(base)) <= 40 else Path("/tmp")
+
+
+def remove_stale_work_dirs(base: Path | None = None) -> list[Path]:
+    """Delete work directories left by testbeds whose owning process is gone; return them."""
+    removed: list[Path] = []
+    base = base or _base_temp_dir()
+    for candidate in base.glob(f"{_DIR_PREFIX}*"):
+        try:
+            pid = int((candidate / _OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+        except PermissionError:
+            continue
+    return removed
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler, Nodes, drivers, sidecars.
+
+    Args:
+        bin_dir: directory with the binaries (default :func:`binaries.default_bin_dir`).
+        work_dir: directory for data, keys, sockets and logs; default a fresh temporary one,
+            removed at stop. A given directory is kept.
+        nodes: how many Nodes to register (``node-1`` ... ``node-N``).
+        driver_name: the CSI driver name used for CSIDriver, CSINode and the driver's flags.
+        keep_work_dir: keep a temporary work directory at stop (for reading logs).
+        verbosity: ``-v`` of the Kubernetes components.
+    """
+
+    def __init__(
+        self,
+        bin_dir: Path | None = None,
+        work_dir: Path | None = None,
+        *,
+        nodes: int = 1,
+        driver_name: str = objects.DEFAULT_DRIVER,
+        keep_work_dir: bool = False,
+        verbosity: int = 1,
+    ) -> None:
+        self.bin_dir = bin_dir or binaries.default_bin_dir()
+        self._given_work_dir = work_dir
+        self.work_dir = Path()
+        self.node_names = [f"node-{i}" for i in range(1, nodes + 1)]
+        self.driver_name = driver_name
+        self.keep_work_dir = keep_work_dir
+        self.verbosity = verbosity
+        self.identities: dict[str, Identity] = {}
+        self.drivers: list[Driver] = []
+        self.api_port = 0
+        self.etcd_port = 0
+        self.startup_seconds = 0.0
+        self.api_ready_seconds = 0.0
+        self._pki: pki.Pki | None = None
+        self._etcd: ManagedProcess | None = None
+        self._apiserver: ManagedProcess | None = None
+        self._components: list[ManagedProcess] = []
+        self._processes: list[ManagedProcess] = []
+        self._admin: RawApi | None = None
+        self._counter = 0
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        """The API server URL."""
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate that signed the API server's serving certificate."""
+        assert self._pki is not None, "control plane not started"
+        return self._pki.ca_cert
+
+    @property
+    def admin(self) -> RawApi:
+        """A raw API client with the admin identity (owned by the control plane)."""
+        assert self._admin is not None, "control plane not started"
+        return self._admin
+
+    @property
+    def etcd_url(self) -> str:
+        """The etcd client URL."""
+        return f"http://127.0.0.1:{self.etcd_port}"
+
+    def kubeconfig(self, identity: str = ADMIN) -> Path:
+        """The kubeconfig file of ``identity`` (``admin`` or a sidecar identity name)."""
+        return self.identities[identity].kubeconfig
+
+    def api(self, identity: str = ADMIN) -> RawApi:
+        """A new raw API client acting as ``identity``; the caller closes it."""
+        return RawApi(self.server, self.identities[identity].token, self.ca_file)
+
+    def log_path(self, name: str) -> Path:
+        """Where the log of process ``name`` goes."""
+        return self.work_dir / "logs" / f"{name}.log"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ControlPlane:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start everything and register the Nodes; returns once the API is usable.
+
+        Raises:
+            FileNotFoundError: a binary is missing.
+            StartupError: a component did not become healthy in time.
+        """
+        began = time.monotonic()
+        absent = binaries.missing(binaries.CONTROL_PLANE_BINARIES, self.bin_dir)
+        if absent:
+            raise FileNotFoundError(
+                f"missing in {self.bin_dir}: {', '.join(absent)} (run testbed/build.sh)"
+            )
+        remove_stale_work_dirs()
+        if self._given_work_dir is not None:
+            self.work_dir = self._given_work_dir
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self.work_dir = Path(tempfile.mkdtemp(prefix=_DIR_PREFIX, dir=_base_temp_dir()))
+        (self.work_dir / _OWNER_FILE).write_text(str(os.getpid()))
+        try:
+            self._pki = pki.generate(self.work_dir / "pki")
+            self.api_port = free_port()
+            self._write_identities()
+            await self._start_etcd()
+            await self._start_apiserver_process()
+            self.api_ready_seconds = time.monotonic() - began
+            self._admin = self.api(ADMIN)
+            await asyncio.gather(
+                self._apply_rbac(),
+                self._register_nodes(),
+                self._start_component("kube-controller-manager", self._kcm_args),
+                self._start_component("kube-scheduler", self._scheduler_args),
+            )
+            await self.grant_namespace("default")
+        except BaseException:
+            await self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+        log.info(
+            "Testbed ready",
+            api_ready_seconds=round(self.api_ready_seconds, 2),
+            startup_seconds=round(self.startup_seconds, 2),
+            server=self.server,
+            work_dir=str(self.work_dir),
+        )
+
+    async def stop(self) -> None:
+        """Stop every process (sidecars and drivers first, etcd last) and remove the work dir."""
+        for proc in reversed(self._processes):
+            await proc.stop(timeout=5)
+        for driver in reversed(self.drivers):
+            if driver.process is not None:
+                await driver.process.stop(timeout=5)
+        for proc in reversed(self._components):
+            await proc.stop(timeout=5)
+        if self._apiserver is not None:
+            await self._apiserver.stop(timeout=10)
+        if self._etcd is not None:
+            await self._etcd.stop(timeout=10)
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+        for driver in self.drivers:
+            with contextlib.suppress(FileNotFoundError):
+                driver.socket.unlink()
+        self._processes.clear()
+        self._components.clear()
+        self.drivers.clear()
+        if self._given_work_dir is None and not self.keep_work_dir and self.work_dir != Path():
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    # -- identities ------------------------------------------------------------------------
+
+    def _write_identities(self) -> None:
+        specs: list[tuple[str, str, tuple[str, ...]]] = [
+            (ADMIN, "testbed-admin", ("system:masters",)),
+            ("kube-controller-manager", "system:kube-controller-manager", ("system:masters",)),
+            ("kube-scheduler", "system:kube-scheduler", ()),
+        ]
+        specs += [(name, name, ()) for name in rbac.IDENTITIES]
+        config_dir = self.work_dir / "kubeconfig"
+        config_dir.mkdir(exist_ok=True)
+        lines = []
+        for name, user, groups in specs:
+            token = secrets.token_hex(24)
+            path = config_dir / f"{name}.kubeconfig"
+            path.write_text(json.dumps(self._kubeconfig_data(user, token), indent=2))
+            path.chmod(0o600)
+            self.identities[name] = Identity(name, user, groups, token, path)
+            lines.append(f'{token},{user},{user},"{",".join(groups)}"')
+        tokens = self.work_dir / "pki" / "tokens.csv"
+        tokens.write_text("\n".join(lines) + "\n")
+        tokens.chmod(0o600)
+
+    def _kubeconfig_data(self, user: str, token: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "testbed",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)},
+                }
+            ],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": "testbed",
+                    "context": {"cluster": "testbed", "user": user, "namespace": "default"},
+                }
+            ],
+            "current-context": "testbed",
+        }
+
+    # -- etcd and the API server -----------------------------------------------------------
+
+    async def _start_etcd(self) -> None:
+        self.etcd_port, peer = free_port(), free_port()
+        peer_url = f"http://127.0.0.1:{peer}"
+        self._etcd = ManagedProcess(
+            "etcd",
+            [
+                str(self.bin_dir / "etcd"),
+                "--name=testbed",
+                f"--data-dir={self.work_dir / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=testbed={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+            self.log_path("etcd"),
+        )
+        await self._etcd.start()
+
+        async def healthy() -> bool:
+            self._check_alive(self._etcd)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{self.etcd_url}/health", timeout=_short()) as resp,
+            ):
+                return resp.status == 200 and json.loads(await resp.text()).get("health") == "true"
+
+        await self._wait(self._etcd, healthy, 30)
+
+    def _apiserver_args(self) -> list[str]:
+        assert self._pki is not None
+        return [
+            str(self.bin_dir / "kube-apiserver"),
+            f"--etcd-servers={self.etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.api_port}",
+            f"--cert-dir={self.work_dir / 'apiserver'}",
+            f"--tls-cert-file={self._pki.serving_cert}",
+            f"--tls-private-key-file={self._pki.serving_key}",
+            f"--token-auth-file={self.work_dir / 'pki' / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={self._pki.sa_pub}",
+            f"--service-account-signing-key-file={self._pki.sa_key}",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            # The kubernetes Service's endpoints would point at 127.0.0.1, which Endpoints
+            # validation rejects; nothing in the testbed needs that Service.
+            "--endpoint-reconciler-type=none",
+            # Pods never run, so they need no service-account token; without the plugin a
+            # pod can be created right after its namespace (no wait for the default SA).
+            "--disable-admission-plugins=ServiceAccount",
+            "--profiling=false",
+            f"-v={self.verbosity}",
+        ]
+
+    async def _start_apiserver_process(self) -> None:
+        if self._apiserver is None:
+            self._apiserver = ManagedProcess(
+                "kube-apiserver", self._apiserver_args(), self.log_path("kube-apiserver")
+            )
+        await self._apiserver.start()
+        probe = self.api(ADMIN)
+        try:
+
+            async def ready() -> bool:
+                self._check_alive(self._apiserver)
+                status, body = await probe.call("GET", "/readyz", timeout=5)
+                return status == 200 and body == "ok"
+
+            await self._wait(self._apiserver, ready, 60)
+        finally:
+            await probe.close()
+
+    async def stop_apiserver(self) -> None:
+        """Stop kube-apiserver (SIGTERM); clients see connection errors until it is back."""
+        if self._apiserver is not None:
+            await self._apiserver.stop(timeout=10)
+
+    async def start_apiserver(self) -> None:
+        """Start kube-apiserver again on the same port with the same keys; wait for /readyz."""
+        await self._start_apiserver_process()
+
+    async def compact_etcd(self) -> int:
+        """Compact etcd at its current revision, the way kube-apiserver's compactor does.
+
+        The revision is also written to etcd's ``compact_rev_key``, which kube-apiserver
+        watches: its watch cache then drops older events (it polls every 15 s), so a watch or
+        list from an older resourceVersion gets ``410 Gone``.
+
+        Returns:
+            The compacted revision.
+        """
+        key = base64.b64encode(b"compact_rev_key").decode()
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{self.etcd_url}/v3/kv/range", json={"key": key}) as resp:
+                resp.raise_for_status()
+                revision = int(json.loads(await resp.text())["header"]["revision"])
+            value = base64.b64encode(str(revision).encode()).decode()
+            async with http.post(
+                f"{self.etcd_url}/v3/kv/put", json={"key": key, "value": value}
+            ) as resp:
+                resp.raise_for_status()
+            async with http.post(
+                f"{self.etcd_url}/v3/kv/compaction",
+                json={"revision": str(revision), "physical": True},
+            ) as resp:
+                resp.raise_for_status()
+        return revision
+
+    # -- controllers ---------------------------------------------------------------------
+
+    def _kcm_args(self, port: int) -> list[str]:
+        assert self._pki is not None
+        return [
+            str(self.bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={self.kubeconfig('kube-controller-manager')}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={self.work_dir / 'kube-controller-manager'}",
+            "--leader-elect=false",
+            f"--controllers={','.join(CONTROLLERS)}",
+            "--use-service-account-credentials=false",
+            f"--service-account-private-key-file={self._pki.sa_key}",
+            f"--root-ca-file={self._pki.ca_cert}",
+            # Its default is a host directory it would create.
+            f"--flex-volume-plugin-dir={self.work_dir / 'flexvolume'}",
+            f"-v={self.verbosity}",
+        ]
+
+    def _scheduler_args(self, port: int) -> list[str]:
+        return [
+            str(self.bin_dir / "kube-scheduler"),
+            f"--kubeconfig={self.kubeconfig('kube-scheduler')}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={self.work_dir / 'kube-scheduler'}",
+            "--leader-elect=false",
+            f"-v={self.verbosity}",
+        ]
+
+    async def _start_component(self, name: str, args_for: Any) -> None:
+        port = free_port()
+        proc = ManagedProcess(name, args_for(port), self.log_path(name))
+        self._components.append(proc)
+        await proc.start()
+
+        async def healthy() -> bool:
+            self._check_alive(proc)
+            url = f"https://127.0.0.1:{port}/healthz"
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(url, ssl=False, timeout=_short()) as resp,
+            ):
+                return resp.status == 200
+
+        await self._wait(proc, healthy, 60)
+
+    # -- cluster objects -----------------------------------------------------------------
+
+    async def _apply_rbac(self) -> None:
+        for identity in rbac.IDENTITIES:
+            for obj in rbac.cluster_objects(identity):
+                await self.admin.ensure(rbac.api_path(obj), obj)
+
+    async def grant_namespace(self, namespace: str) -> None:
+        """Bind every sidecar identity's namespaced rules (leases, ...) in ``namespace``."""
+        for identity in rbac.IDENTITIES:
+            for obj in rbac.namespace_bindings(identity, namespace):
+                await self.admin.ensure(rbac.api_path(obj), obj)
+
+    async def create_namespace(self, name: str) -> None:
+        """Create namespace ``name`` and grant the sidecar identities their rules in it."""
+        await self.admin.create(
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        )
+        await self.grant_namespace(name)
+
+    async def _register_nodes(self) -> None:
+        for name in self.node_names:
+            created = await self.admin.create("/api/v1/nodes", objects.node(name))
+            # Creation goes through TaintNodesByCondition, which adds the not-ready taint that
+            # the (absent) node lifecycle controller would remove.
+            await self.admin.patch(f"/api/v1/nodes/{name}", {"spec": {"taints": None}})
+            await self.admin.patch(f"/api/v1/nodes/{name}/status", objects.node_status())
+            await self.admin.create(
+                "/apis/storage.k8s.io/v1/csinodes",
+                objects.csinode(name, created["metadata"]["uid"]),
+            )
+
+    async def register_driver(
+        self, node: str, node_id: str | None = None, topology: bool = True
+    ) -> None:
+        """Add the driver to ``node``'s CSINode, as kubelet does when the registrar registers."""
+        path = f"/apis/storage.k8s.io/v1/csinodes/{node}"
+        entry = objects.csinode_driver(
+            self.driver_name, node_id or node, [objects.TOPOLOGY_KEY] if topology else None
+        )
+        for _ in range(5):
+            current = await self.admin.get(path)
+            current["spec"]["drivers"] = objects.with_driver(current, entry)
+            try:
+                await self.admin.replace(path, current)
+                return
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+
+    # -- driver and processes ------------------------------------------------------------
+
+    async def start_driver(
+        self,
+        node: str | None = None,
+        args: Sequence[str] = (),
+        *,
+        command: Sequence[str] | None = None,
+        socket: Path | None = None,
+        attach: bool = True,
+        topology: bool = True,
+        csidriver: Mapping[str, Any] | None = None,
+        timeout: float = 30.0,
+    ) -> Driver:
+        """Start the CSI driver for ``node`` and register it (CSIDriver, CSINode entry).
+
+        By default runs ``python -m csi_sidecars.playground.driver`` with hostpath-style flags.
+        ``command`` replaces that command line (it must listen on ``socket``); ``socket`` alone
+        means a driver the caller runs already.
+
+        Args:
+            node: node name (default the first).
+            args: extra flags for the default driver command.
+            command: a full command line of another driver.
+            socket: its unix socket path (default ``<work>/drivers/<node>/csi.sock``).
+            attach: whether the driver needs ControllerPublish (``--enable-attach``,
+                ``attachRequired``).
+            topology: whether it reports topology (``--enable-topology``, CSINode keys).
+            csidriver: the CSIDriver object to create instead of the default one.
+            timeout: how long to wait for the socket.
+        """
+        node = node or self.node_names[0]
+        base = self.work_dir / "drivers" / node
+        base.mkdir(parents=True, exist_ok=True)
+        state_dir: Path | None = None
+        process: ManagedProcess | None = None
+        if socket is None or command is not None:
+            sock = socket or base / "csi.sock"
+            if command is None:
+                state_dir = base / "state"
+                state_dir.mkdir(exist_ok=True)
+                command = [
+                    sys.executable,
+                    "-m",
+                    "csi_sidecars.playground.driver",
+                    f"--endpoint=unix://{sock}",
+                    f"--nodeid={node}",
+                    f"--drivername={self.driver_name}",
+                    f"--statedir={state_dir}",
+                    *(["--enable-attach"] if attach else []),
+                    *(["--enable-topology"] if topology else []),
+                    *args,
+                ]
+            process = ManagedProcess(f"driver-{node}", command, self.log_path(f"driver-{node}"))
+            await process.start()
+        else:
+            sock = socket
+        driver = Driver(node, self.driver_name, sock, state_dir, process)
+        self.drivers.append(driver)
+
+        async def listening() -> bool:
+            if process is not None:
+                self._check_alive(process)
+            _, writer = await asyncio.open_unix_connection(str(sock))
+            writer.close()
+            return True
+
+        await self._wait(process, listening, timeout)
+        spec = csidriver or objects.csidriver(self.driver_name, attach_required=attach)
+        await self.admin.ensure("/apis/storage.k8s.io/v1/csidrivers", spec)
+        await self.register_driver(node, node, topology)
+        return driver
+
+    async def start_process(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
+        """Start ``argv`` as a testbed process, stopped with the control plane."""
+        self._counter += 1
+        proc = ManagedProcess(name, argv, self.log_path(f"{self._counter:03d}-{name}"), env)
+        self._processes.append(proc)
+        await proc.start()
+        return proc
+
+    async def start_sidecar(
+        self,
+        role: str,
+        *args: str,
+        implementation: str = "python",
+        driver: Driver | None = None,
+        env: Mapping[str, str] | None = None,
+        verbosity: int | None = 5,
+    ) -> ManagedProcess:
+        """Start a sidecar the way a container would: its identity, the driver socket, flags.
+
+        Args:
+            role: a key of :data:`csi_sidecars.playground.sidecars.ROLES`.
+            args: further flags.
+            implementation: ``python`` (ours) or ``go`` (the reference binary).
+            driver: the driver whose socket it uses (default the first started).
+            env: extra environment (e.g. ``NAMESPACE``, ``POD_NAME``, ``NODE_NAME``).
+            verbosity: ``-v`` (None to leave it out).
+        """
+        spec = sidecars.ROLES[role]
+        driver = driver or (self.drivers[0] if self.drivers else None)
+        argv = sidecars.argv(
+            role,
+            args,
+            implementation=implementation,
+            csi_address=str(driver.socket) if driver is not None else None,
+            kubeconfig=self.kubeconfig(spec.identity) if spec.identity else None,
+            verbosity=verbosity,
+            bin_dir=self.bin_dir,
+        )
+        return await self.start_process(f"{implementation}-{role}", argv, env)
+
+    async def kubectl(
+        self,
+        *args: str,
+        identity: str = ADMIN,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60.0,
+    ) -> str:
+        """Run kubectl as ``identity``; return its stdout.
+
+        Raises:
+            KubectlError: it exited non-zero and ``check`` is set.
+        """
+        proc = await asyncio.create_subprocess_exec(
+            str(self.bin_dir / "kubectl"),
+            f"--kubeconfig={self.kubeconfig(identity)}",
+            *args,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(
+                proc.communicate(input.encode() if input is not None else None), timeout
+            )
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        if check and proc.returncode:
+            raise KubectlError(args, proc.returncode, err.decode(errors="replace"))
+        return out.decode(errors="replace")
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_alive(proc: ManagedProcess | None) -> None:
+        if proc is not None and not proc.running:
+            raise StartupError(
+                f"{proc.name} exited with status {proc.returncode}:\n{proc.log_tail()}"
+            )
+
+    async def _wait(self, proc: ManagedProcess | None, check: Any, timeout: float) -> None:
+        name = proc.name if proc is not None else "driver socket"
+        try:
+            await poll_until(check, timeout, f"{name} to become ready", fatal=(StartupError,))
+        except TimeoutError as exc:
+            cause = exc.__cause__
+            tail = proc.log_tail() if proc is not None else ""
+            raise StartupError(f"{exc} (last error: {cause!r})\n{tail}") from cause
+
+
+def _short() -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=3)
