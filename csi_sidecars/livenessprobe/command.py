@@ -70,8 +70,7 @@ log = rlog.get_logger("livenessprobe")
     type=int,
     default=DEFAULT_MAX_CONCURRENT_PROBES,
     show_default=True,
-    help="Probes sent to the driver at once; a request waits up to --probe-timeout for a slot, "
-    "then gets 503. 0 means no limit.",
+    help="Probes sent to the driver at once; further requests get 503 at once. 0: no limit.",
 )
 @app.common_options
 def command(  # noqa: PLR0917 (click passes every flag)

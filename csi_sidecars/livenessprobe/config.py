@@ -112,5 +112,5 @@ def probe_answer(*, ready: bool | None = None, error: str | None = None) -> Answ
 
 
 def overloaded_answer() -> Answer:
-    """The answer when --max-concurrent-probes probes are already running for the whole timeout."""
+    """The answer when --max-concurrent-probes probes are already running."""
     return Answer(503, TOO_MANY_BODY)

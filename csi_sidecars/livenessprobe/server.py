@@ -18,8 +18,9 @@ Better than Go:
   empty name exit 1 as in Go.
 * A port that cannot be bound exits 1 (Go logs and exits 0).
 * At most ``--max-concurrent-probes`` probes reach the driver at once. A request that finds all
-  slots busy waits for one within its ``--probe-timeout`` and then gets 503
-  ``too many concurrent probes``, so a burst of health checks cannot pile up on a slow driver.
+  slots busy gets 503 ``too many concurrent probes`` at once rather than queueing: every probe
+  holds its slot for at most ``--probe-timeout``, so a queued request would mostly time out anyway,
+  and a flood of health checks cannot pile connections up on a slow or hung driver.
 """
 
 from __future__ import annotations
@@ -79,15 +80,11 @@ class Prober:
         deadline = time.monotonic() + self.config.probe_timeout
         if self._slots is None:
             return await self._probe(deadline)
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.config.probe_timeout)
-        except TimeoutError:
+        if self._slots.locked():
             log.error("Too many concurrent probes", limit=self.config.max_concurrent_probes)
             return overloaded_answer()
-        try:
+        async with self._slots:
             return await self._probe(deadline)
-        finally:
-            self._slots.release()
 
     async def _probe(self, deadline: float) -> Answer:
         remaining = max(deadline - time.monotonic(), 0.001)

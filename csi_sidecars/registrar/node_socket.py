@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 
 import grpc
 
 REG_SOCKET_SUFFIX = "-reg.sock"
 SOCKET_MODE = 0o700
+#: Longest unix socket path Linux accepts (sun_path is 108 bytes with the NUL).
+MAX_SOCKET_PATH = 107
 
 
 class SocketFileError(RuntimeError):
@@ -30,9 +33,16 @@ def registration_socket_path(plugin_registration_path: str, driver_name: str) ->
 
 
 def hidden_path(path: str) -> str:
-    """The dot-prefixed sibling of ``path`` that kubelet's plugin watcher ignores."""
+    """The dot-prefixed sibling of ``path`` that kubelet's plugin watcher ignores.
+
+    Normally ``.<name>``; when that would exceed the unix socket path limit (107 bytes) while
+    ``path`` itself fits, a short random ``.<hex>.sock`` name is used instead.
+    """
     directory, name = os.path.split(path)
-    return os.path.join(directory, "." + name)
+    hidden = os.path.join(directory, "." + name)
+    if len(os.fsencode(hidden)) > MAX_SOCKET_PATH >= len(os.fsencode(path)):
+        hidden = os.path.join(directory, f".{secrets.token_hex(4)}.sock")
+    return hidden
 
 
 def socket_exists(path: str) -> bool:

@@ -56,6 +56,12 @@ class FakeIdentity(csi_pb2_grpc.IdentityServicer):
             await context.abort(*self.info_error)
         return csi_pb2.GetPluginInfoResponse(name=self.name, vendor_version="1.0.0")
 
+    async def GetPluginCapabilities(
+        self, request: Any, context: Any
+    ) -> csi_pb2.GetPluginCapabilitiesResponse:
+        self.calls.append("GetPluginCapabilities")
+        return csi_pb2.GetPluginCapabilitiesResponse()
+
     async def Probe(self, request: Any, context: Any) -> csi_pb2.ProbeResponse:
         self.calls.append("Probe")
         self.probes += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -141,16 +142,20 @@ async def test_missing_socket_gives_deadline_exceeded(
 async def test_concurrent_probes_are_capped(
     tmp_path: Path, driver: FakeDriver, probe_factory: list[Probe]
 ) -> None:
-    import asyncio
-
-    probe = await start_probe(tmp_path, "--probe-timeout=1s", "--max-concurrent-probes=1")
+    probe = await start_probe(tmp_path, "--probe-timeout=5s", "--max-concurrent-probes=1")
     probe_factory.append(probe)
-    driver.identity.probe_delay = 0.7
-    results = await asyncio.gather(*(probe.get() for _ in range(3)))
-    statuses = sorted(status for status, _ in results)
+    driver.identity.probe_delay = 1.0
+    first = asyncio.ensure_future(probe.get())
+
+    async def in_flight() -> bool | None:
+        return True if driver.identity.in_flight == 1 else None
+
+    await poll(in_flight, 10, "the first probe to reach the driver")
+    assert await probe.get() == (503, "too many concurrent probes")
+    assert await first == (200, "ok")
     assert driver.identity.max_in_flight == 1
-    assert statuses.count(200) >= 1
-    assert (503, "too many concurrent probes") in results
+    driver.identity.probe_delay = 0
+    assert await probe.get() == (200, "ok")
 
 
 async def test_waits_for_driver_before_serving(tmp_path: Path) -> None:

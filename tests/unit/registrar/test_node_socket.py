@@ -40,6 +40,14 @@ def test_paths() -> None:
         == "/registration/hostpath.csi.k8s.io-reg.sock"
     )
     assert hidden_path("/registration/x-reg.sock") == "/registration/.x-reg.sock"
+    # At the socket path limit the hidden name must not be the one that no longer fits.
+    long_dir = "/" + "d" * 90
+    final = f"{long_dir}/{'n' * (107 - len(long_dir) - 10)}-reg.sock"
+    assert len(final) == 107
+    hidden = hidden_path(final)
+    assert os.path.dirname(hidden) == long_dir
+    assert os.path.basename(hidden).startswith(".")
+    assert len(hidden) <= 107
 
 
 def test_stale_socket_is_removed(tmp_path: Path) -> None:
