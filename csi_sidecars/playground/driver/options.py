@@ -36,7 +36,7 @@ _SUFFIX = {
     "Pi": 1 << 50,
     "Ei": 1 << 60,
 }
-_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kMGTPE]i?|)\s*$")
+_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|)\s*$")
 
 
 def parse_quantity(text: str) -> int:
