@@ -57,3 +57,15 @@ class TokenBucket:
         delay = self.reserve()
         if delay > 0:
             await self._clock.sleep(delay)
+
+    def try_take(self) -> bool:
+        """Take a token if one is there now; never waits."""
+        if self.unlimited:
+            return True
+        now = self._clock.monotonic()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.qps)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False

@@ -1,0 +1,239 @@
+"""Event recorder: Kubernetes Events on the involved object, aggregated and rate limited.
+
+Like client-go's recorder and correlator:
+
+* an event repeated with the same object, type, reason, message and source bumps ``count`` and
+  ``lastTimestamp`` of the existing Event (a merge patch) instead of creating another one;
+* more than 10 distinct messages for the same object, type and reason within 10 minutes are
+  folded into one Event whose message starts with ``(combined from similar events): ``;
+* each involved object gets a token bucket (burst 25, one more every 5 minutes); events beyond
+  it are dropped, so a hot loop cannot flood the API server;
+* :meth:`EventRecorder.event` never blocks: events go through a bounded queue (1000) that
+  :meth:`EventRecorder.run` drains; a full queue drops the event.
+
+Messages are written as given: callers must never put secrets in them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from csi_sidecars.kube.clock import REAL_CLOCK, Clock
+from csi_sidecars.kube.port import KubePort
+from csi_sidecars.kube.ratelimit import TokenBucket
+from csi_sidecars.kube.resources import EVENTS, ApiError, JsonDict, Resource
+from csi_sidecars.runtime import logging as rlog
+
+log = rlog.get_logger("events")
+
+NORMAL = "Normal"
+WARNING = "Warning"
+
+SPAM_BURST = 25
+SPAM_QPS = 1.0 / 300.0
+AGGREGATE_MAX = 10
+AGGREGATE_WINDOW = 600.0
+COMBINED_PREFIX = "(combined from similar events): "
+QUEUE_SIZE = 1000
+CACHE_SIZE = 4096
+
+
+@dataclass(slots=True)
+class _Pending:
+    ref: JsonDict
+    type: str
+    reason: str
+    message: str
+    when: float
+
+
+@dataclass(slots=True)
+class _Seen:
+    name: str
+    namespace: str
+    count: int
+    first: str
+
+
+@dataclass(slots=True)
+class _Similar:
+    messages: set[str]
+    since: float
+
+
+def _stamp(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def object_reference(obj: JsonDict, resource: Resource | None = None) -> JsonDict:
+    """The ``involvedObject`` reference of ``obj`` (kind/apiVersion from ``resource`` if absent)."""
+    meta = obj.get("metadata") or {}
+    ref: JsonDict = {
+        "kind": obj.get("kind") or (resource.kind if resource else ""),
+        "apiVersion": obj.get("apiVersion") or (resource.api_version if resource else ""),
+        "name": meta.get("name", ""),
+    }
+    for src, dst in (("namespace", "namespace"), ("uid", "uid")):
+        if meta.get(src):
+            ref[dst] = meta[src]
+    if meta.get("resourceVersion"):
+        ref["resourceVersion"] = meta["resourceVersion"]
+    return ref
+
+
+class EventRecorder:
+    """Writes Events for one component (the role)."""
+
+    def __init__(
+        self,
+        port: KubePort,
+        component: str,
+        *,
+        host: str = "",
+        clock: Clock = REAL_CLOCK,
+        burst: int = SPAM_BURST,
+        qps: float = SPAM_QPS,
+    ) -> None:
+        """Create a recorder; run :meth:`run` in a task to send events.
+
+        Args:
+            port: the Kubernetes port.
+            component: ``source.component`` (and ``reportingComponent``).
+            host: ``source.host`` (and ``reportingInstance``).
+            clock: time source.
+            burst: events per object before throttling.
+            qps: refill rate per object.
+        """
+        self.port = port
+        self.component = component
+        self.host = host
+        self._clock = clock
+        self._burst = burst
+        self._qps = qps
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(QUEUE_SIZE)
+        self._seen: OrderedDict[tuple[str, ...], _Seen] = OrderedDict()
+        self._similar: OrderedDict[tuple[str, ...], _Similar] = OrderedDict()
+        self._buckets: OrderedDict[tuple[str, ...], TokenBucket] = OrderedDict()
+        self.dropped = 0
+
+    def event(
+        self,
+        obj: JsonDict,
+        event_type: str,
+        reason: str,
+        message: str,
+        *,
+        resource: Resource | None = None,
+    ) -> None:
+        """Queue an event about ``obj``; never blocks."""
+        ref = object_reference(obj, resource)
+        try:
+            self._queue.put_nowait(_Pending(ref, event_type, reason, message, self._clock.wall()))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("Event queue full, dropping event", reason=reason, object=ref["name"])
+
+    async def run(self) -> None:
+        """Send queued events until cancelled."""
+        while True:
+            pending = await self._queue.get()
+            try:
+                await self.record(pending.ref, pending.type, pending.reason, pending.message)
+            except Exception as exc:
+                log.warning("Failed to write event", reason=pending.reason, error=repr(exc))
+            finally:
+                self._queue.task_done()
+
+    async def flush(self) -> None:
+        """Wait until every queued event has been handled (needs :meth:`run` running)."""
+        await self._queue.join()
+
+    @staticmethod
+    def _lru_put(cache: OrderedDict[tuple[str, ...], Any], key: tuple[str, ...]) -> None:
+        cache.move_to_end(key)
+        while len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)
+
+    def _allow(self, ref: JsonDict) -> bool:
+        key = (ref["kind"], ref.get("namespace", ""), ref["name"], ref.get("uid", ""))
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self._qps, self._burst, self._clock)
+        self._lru_put(self._buckets, key)
+        return bucket.try_take()
+
+    def _aggregate(self, ref: JsonDict, event_type: str, reason: str, message: str) -> str:
+        key = (
+            ref["kind"],
+            ref.get("namespace", ""),
+            ref["name"],
+            ref.get("uid", ""),
+            event_type,
+            reason,
+        )
+        now = self._clock.monotonic()
+        similar = self._similar.get(key)
+        if similar is None or now - similar.since > AGGREGATE_WINDOW:
+            similar = self._similar[key] = _Similar(set(), now)
+        self._lru_put(self._similar, key)
+        similar.messages.add(message)
+        if len(similar.messages) > AGGREGATE_MAX:
+            return COMBINED_PREFIX + message
+        return message
+
+    async def record(self, ref: JsonDict, event_type: str, reason: str, message: str) -> None:
+        """Correlate and write one event now."""
+        if not self._allow(ref):
+            self.dropped += 1
+            if rlog.v(4):
+                log.info("Event throttled", reason=reason, object=ref["name"])
+            return
+        message = self._aggregate(ref, event_type, reason, message)
+        key = (
+            ref["kind"],
+            ref.get("namespace", ""),
+            ref["name"],
+            ref.get("uid", ""),
+            event_type,
+            reason,
+            message,
+            self.component,
+            self.host,
+        )
+        now = _stamp(self._clock.wall())
+        seen = self._seen.get(key)
+        if seen is not None:
+            seen.count += 1
+            patch = {"count": seen.count, "lastTimestamp": now, "message": message}
+            try:
+                await self.port.patch(EVENTS, seen.name, patch, seen.namespace)
+                self._lru_put(self._seen, key)
+                return
+            except ApiError as exc:
+                if not exc.not_found:
+                    raise
+                del self._seen[key]
+        namespace = ref.get("namespace") or "default"
+        name = f"{ref['name']}.{int(self._clock.wall() * 1e9):x}"
+        body: JsonDict = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": ref,
+            "reason": reason,
+            "message": message,
+            "type": event_type,
+            "source": {"component": self.component, **({"host": self.host} if self.host else {})},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": self.component,
+            "reportingInstance": self.host,
+        }
+        created = await self.port.create(EVENTS, body, namespace)
+        self._seen[key] = _Seen(created["metadata"]["name"], namespace, 1, now)
+        self._lru_put(self._seen, key)

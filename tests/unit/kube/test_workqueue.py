@@ -1,0 +1,237 @@
+"""Work queue semantics and back-off, driven by a fake clock (no real sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from csi_sidecars.kube.clock import FakeClock
+from csi_sidecars.kube.workqueue import ExponentialBackoff, WorkQueue
+
+
+def sample(registry: CollectorRegistry, name: str, queue: str = "q") -> float:
+    value = registry.get_sample_value(name, {"name": queue})
+    return 0.0 if value is None else value
+
+
+async def test_add_deduplicates_queued_keys() -> None:
+    q = WorkQueue("q")
+    q.add("a")
+    q.add("b")
+    q.add("a")
+    assert len(q) == 2
+    assert await q.get() == "a"
+    assert await q.get() == "b"
+    assert len(q) == 0
+
+
+async def test_key_added_while_processing_runs_again_after_done() -> None:
+    q = WorkQueue("q")
+    q.add("a")
+    assert await q.get() == "a"
+    q.add("a")
+    # Not handed out while still processing.
+    assert len(q) == 0
+    assert q.processing == {"a"}
+    q.done("a")
+    assert len(q) == 1
+    assert await q.get() == "a"
+    q.done("a")
+    assert len(q) == 0
+
+
+async def test_key_never_processed_by_two_workers() -> None:
+    q = WorkQueue("q")
+    running: set[str] = set()
+    overlaps = 0
+    calls = 0
+    gate = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        nonlocal overlaps, calls
+        if key in running:
+            overlaps += 1
+        running.add(key)
+        calls += 1
+        await gate.wait()
+        running.discard(key)
+
+    task = asyncio.create_task(q.run(handler, workers=4))
+    q.add("a")
+    for _ in range(10):
+        await asyncio.sleep(0)
+    q.add("a")  # while a worker holds it
+    q.add("b")
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert running == {"a", "b"}
+    gate.set()
+    async with asyncio.timeout(5):
+        while calls < 3:
+            await asyncio.sleep(0)
+    q.shutdown()
+    await asyncio.wait_for(task, 5)
+    assert overlaps == 0
+    assert calls == 3  # a, b, and a again
+
+
+async def test_exponential_backoff_values_and_cap() -> None:
+    b = ExponentialBackoff(start=1.0, maximum=300.0)
+    delays = [b.when("k") for _ in range(12)]
+    assert delays[:5] == [1.0, 2.0, 4.0, 8.0, 16.0]
+    assert delays[-1] == 300.0
+    assert b.num_requeues("k") == 12
+    assert b.when("other") == 1.0
+    b.forget("k")
+    assert b.num_requeues("k") == 0
+    assert b.when("k") == 1.0
+    huge = ExponentialBackoff(0.1, 5.0)
+    for _ in range(200):
+        assert huge.when("x") <= 5.0
+
+
+async def test_rate_limited_add_waits_for_backoff_on_fake_clock() -> None:
+    clock = FakeClock()
+    q = WorkQueue("q", backoff=ExponentialBackoff(2.0, 60.0), clock=clock)
+    q.add_rate_limited("a")  # 2 s
+    await clock.advance(1.9)
+    assert len(q) == 0
+    await clock.advance(0.2)
+    assert len(q) == 1
+    assert await q.get() == "a"
+    q.done("a")
+    q.add_rate_limited("a")  # 4 s
+    await clock.advance(3.9)
+    assert len(q) == 0
+    await clock.advance(0.2)
+    assert len(q) == 1
+    await q.close()
+
+
+async def test_add_after_earlier_time_wins_and_dedups() -> None:
+    clock = FakeClock()
+    q = WorkQueue("q", clock=clock)
+    q.add_after("a", 10)
+    q.add_after("a", 3)
+    q.add_after("a", 8)
+    await clock.advance(3.5)
+    assert len(q) == 1
+    await clock.advance(10)
+    assert len(q) == 1  # the later entries do not add it again
+    await q.close()
+
+
+async def test_failing_handler_retries_with_backoff_then_forgets_on_success() -> None:
+    clock = FakeClock()
+    q = WorkQueue("q", backoff=ExponentialBackoff(1.0, 100.0), clock=clock)
+    attempts: list[float] = []
+
+    async def handler(key: str) -> bool:
+        attempts.append(clock.monotonic())
+        if len(attempts) < 4:
+            raise RuntimeError("boom")
+        return True
+
+    task = asyncio.create_task(q.run(handler, workers=2))
+    q.add("a")
+    await clock.settle()
+    for _ in range(10):
+        await clock.advance(1.0)
+    assert len(attempts) == 4
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert gaps == [1.0, 2.0, 4.0]
+    assert q.num_requeues("a") == 0
+    q.shutdown()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_handler_returning_false_requeues() -> None:
+    clock = FakeClock()
+    q = WorkQueue("q", backoff=ExponentialBackoff(5.0, 100.0), clock=clock)
+    calls = 0
+
+    async def handler(key: str) -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > 1
+
+    task = asyncio.create_task(q.run(handler))
+    q.add("a")
+    await clock.settle()
+    assert calls == 1
+    assert q.num_requeues("a") == 1
+    await clock.advance(5.0)
+    assert calls == 2
+    assert q.num_requeues("a") == 0
+    q.shutdown()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_shutdown_drains_in_flight_work_and_drops_queued() -> None:
+    q = WorkQueue("q")
+    started = asyncio.Event()
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    async def handler(key: str) -> None:
+        started.set()
+        await release.wait()
+        finished.append(key)
+
+    task = asyncio.create_task(q.run(handler, workers=1))
+    q.add("a")
+    q.add("b")
+    await asyncio.wait_for(started.wait(), 5)
+    q.shutdown()
+    q.add("c")  # ignored after shutdown
+    drain = asyncio.create_task(q.drain())
+    await asyncio.sleep(0)
+    assert not drain.done()
+    release.set()
+    await asyncio.wait_for(drain, 5)
+    await asyncio.wait_for(task, 5)
+    assert finished == ["a"]
+    assert await q.get() is None
+
+
+async def test_get_blocks_until_add() -> None:
+    q = WorkQueue("q")
+    getter = asyncio.create_task(q.get())
+    await asyncio.sleep(0)
+    assert not getter.done()
+    q.add("x")
+    assert await asyncio.wait_for(getter, 5) == "x"
+
+
+async def test_metrics_by_queue_name_in_given_registry() -> None:
+    registry = CollectorRegistry()
+    clock = FakeClock()
+    q = WorkQueue("q", registry=registry, clock=clock)
+    other = WorkQueue("other", registry=registry, clock=clock)
+    q.add("a")
+    q.add("a")
+    q.add("b")
+    other.add("z")
+    assert sample(registry, "workqueue_adds_total") == 2
+    assert sample(registry, "workqueue_depth") == 2
+    assert sample(registry, "workqueue_depth", "other") == 1
+    await clock.advance(0.5)
+    key = await q.get()
+    assert key == "a"
+    assert sample(registry, "workqueue_depth") == 1
+    assert sample(registry, "workqueue_queue_duration_seconds_count") == 1
+    assert sample(registry, "workqueue_queue_duration_seconds_sum") == pytest.approx(0.5)
+    await clock.advance(2.0)
+    q.done(key)
+    assert sample(registry, "workqueue_work_duration_seconds_count") == 1
+    assert sample(registry, "workqueue_work_duration_seconds_sum") == pytest.approx(2.0)
+    q.add_rate_limited("a")
+    assert sample(registry, "workqueue_retries_total") == 1
+    await q.close()
+    await other.close()
+    # The global default registry is not touched.
+    from prometheus_client import REGISTRY
+
+    assert REGISTRY.get_sample_value("workqueue_depth", {"name": "q"}) is None
