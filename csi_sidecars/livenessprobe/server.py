@@ -135,12 +135,15 @@ async def discover_driver_name(config: Config, metrics: CSIMetrics, stop: asynci
             connect(config.csi_address, timeout=None, metrics=metrics, on_lost=LossPolicy.RECONNECT)
         )
         stop_task = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({conn_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        stop_task.cancel()
-        if not conn_task.done():
-            conn_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await conn_task
+        try:
+            await asyncio.wait({conn_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_task.cancel()
+            if not conn_task.done():
+                conn_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await conn_task
+        if conn_task.cancelled():
             return ""
         conn = conn_task.result()
         try:

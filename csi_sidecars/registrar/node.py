@@ -18,7 +18,10 @@ registration; a port that cannot be bound exits 1 before the socket is published
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import click
 import grpc
@@ -46,6 +49,8 @@ log = rlog.get_logger("node-register")
 MODE_REGISTRATION_PROBE = "kubelet-registration-probe"
 CONNECT_TIMEOUT = 30.0
 STOP_GRACE = 1.0
+
+T = TypeVar("T")
 
 
 class StartupError(Exception):
@@ -181,6 +186,21 @@ async def _wait_any(*events: asyncio.Event) -> None:
             task.cancel()
 
 
+async def _unless_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """Await ``aw``, or cancel it and return None as soon as ``stop`` is set."""
+    task = asyncio.ensure_future(aw)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
+
+
 async def run_node_registrar(config: NodeConfig, stop: asyncio.Event) -> int:
     """Run the registrar until a signal (exit 0) or a failed registration (exit 1).
 
@@ -189,12 +209,15 @@ async def run_node_registrar(config: NodeConfig, stop: asyncio.Event) -> int:
     """
     log.info("Attempting to open a gRPC connection", csi_address=config.csi_address)
     try:
-        conn = await connect(
-            config.csi_address, timeout=CONNECT_TIMEOUT, on_lost=LossPolicy.RECONNECT
+        conn = await _unless_stopped(
+            connect(config.csi_address, timeout=CONNECT_TIMEOUT, on_lost=LossPolicy.RECONNECT),
+            stop,
         )
     except ConnectTimeoutError as err:
         log.error("Error connecting to CSI driver", error=str(err))
         return 1
+    if conn is None:
+        return 0
     try:
         return await _serve(config, conn, stop)
     finally:

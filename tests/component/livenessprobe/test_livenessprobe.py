@@ -234,3 +234,51 @@ async def test_conflicting_flags_exit_1(tmp_path: Path, args: list[str]) -> None
     finally:
         await role.close()
     assert "can be explicitly set" in role.output
+
+
+async def test_against_the_playground_driver(tmp_path: Path, probe_factory: list[Probe]) -> None:
+    from csi_sidecars.playground.driver import run_driver
+
+    async with run_driver(tmp_path) as drv:
+        probe = await start_probe(tmp_path, "--probe-timeout=2s", socket_path=drv.socket_path)
+        probe_factory.append(probe)
+        assert await probe.get() == (200, "ok")
+        drv.faults.probe_not_ready(times=1)
+        assert await probe.get() == (500, "driver responded but is not ready")
+        drv.faults.probe_error(grpc.StatusCode.FAILED_PRECONDITION, times=1)
+        assert await probe.get() == (
+            500,
+            "rpc error: code = FailedPrecondition desc = driver is not healthy",
+        )
+        assert await probe.get() == (200, "ok")
+        status, text = await probe.get("/metrics")
+        assert status == 200
+        sample = (
+            "csi_sidecar_operations_seconds_count{"
+            f'driver_name="{drv.options.driver_name}",grpc_status_code="FailedPrecondition",'
+            'method_name="/csi.v1.Identity/Probe"} 1.0'
+        )
+        assert sample in text
+
+
+async def test_sigterm_while_waiting_for_the_driver_exits_0(tmp_path: Path) -> None:
+    role = await Role(
+        [
+            "livenessprobe",
+            f"--csi-address={tmp_path / 'csi.sock'}",
+            f"--http-endpoint=127.0.0.1:{free_port()}",
+            "-v=5",
+        ],
+        tmp_path / "probe.log",
+    ).start()
+    try:
+
+        async def started() -> bool | None:
+            # Logged inside the event loop, after the signal handlers are installed.
+            return True if '"Connecting"' in role.output else None
+
+        await poll(started, 20, "the livenessprobe to start")
+        role.signal(15)
+        assert await role.wait(timeout=10) == 0
+    finally:
+        await role.close()

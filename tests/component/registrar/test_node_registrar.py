@@ -263,3 +263,46 @@ async def test_early_exits(tmp_path: Path, argv: list[str], code: int) -> None:
         await role.close()
     if code == 1:
         assert "kubelet-registration-path is a required parameter" in role.output
+
+
+async def test_against_the_playground_driver(
+    tmp_path: Path, registry: Path, cleanup: list[Role]
+) -> None:
+    from csi_sidecars.playground.driver import run_driver
+
+    async with run_driver(tmp_path) as drv:
+        name = drv.options.driver_name
+        args = args_for(tmp_path, registry)
+        args[2] = f"--csi-address={drv.socket_path}"
+        role = await Role(args, tmp_path / "reg.log").start()
+        cleanup.append(role)
+        reg = Registrar(role, registry / f"{name}-reg.sock", None)
+
+        async def published() -> bool | None:
+            if role.proc is not None and role.proc.returncode is not None:
+                raise AssertionError(f"registrar exited {role.proc.returncode}:\n{role.output}")
+            return True if reg.reg_socket.exists() else None
+
+        await poll(published, 20, "the registration socket")
+        info = await reg.kubelet_get_info()
+        assert (info.name, info.endpoint) == (name, HOST_ENDPOINT)
+        await reg.kubelet_notify(True)
+        role.signal(signal.SIGTERM)
+        assert await role.wait() == 0
+        assert os.listdir(registry) == []
+
+
+async def test_sigterm_while_waiting_for_the_driver_exits_0(
+    tmp_path: Path, registry: Path, cleanup: list[Role]
+) -> None:
+    role = await Role(args_for(tmp_path, registry), tmp_path / "reg.log").start()
+    cleanup.append(role)
+
+    async def connecting() -> bool | None:
+        return True if "Attempting to open a gRPC connection" in role.output else None
+
+    await poll(connecting, 20, "the registrar to start connecting")
+    role.signal(signal.SIGTERM)
+    # Well before the 30 s connect timeout.
+    assert await role.wait(timeout=10) == 0
+    assert os.listdir(registry) == []
