@@ -282,3 +282,37 @@ async def test_sigterm_while_waiting_for_the_driver_exits_0(tmp_path: Path) -> N
         assert await role.wait(timeout=10) == 0
     finally:
         await role.close()
+
+
+async def test_startup_get_plugin_info_is_retried_while_unavailable(
+    tmp_path: Path, driver: FakeDriver
+) -> None:
+    driver.identity.info_error = (grpc.StatusCode.UNAVAILABLE, "Driver is missing version")
+    port = free_port()
+    role = await Role(
+        [
+            "livenessprobe",
+            f"--csi-address={tmp_path / 'csi.sock'}",
+            f"--http-endpoint=127.0.0.1:{port}",
+            "--probe-timeout=1s",
+        ],
+        tmp_path / "probe.log",
+    ).start()
+    try:
+
+        async def retried() -> bool | None:
+            if role.proc is not None and role.proc.returncode is not None:
+                raise AssertionError(f"exited {role.proc.returncode}:\n{role.output}")
+            return True if driver.identity.calls.count("GetPluginInfo") >= 2 else None
+
+        await poll(retried, 20, "GetPluginInfo to be retried")
+        assert "GetPluginInfo failed, retrying" in role.output
+        assert await http_get(f"http://127.0.0.1:{port}/healthz", timeout=1) is None
+        driver.identity.info_error = None
+
+        async def healthy() -> tuple[int, str] | None:
+            return await http_get(f"http://127.0.0.1:{port}/healthz")
+
+        assert await poll(healthy, 20, "healthz") == (200, "ok")
+    finally:
+        await role.close()
