@@ -132,6 +132,11 @@ class StateCore:
         if unsupported:
             raise CsiError(Code.INVALID_ARGUMENT, f"invalid parameters: {unsupported}")
 
+    def node_known(self, node_id: str) -> bool:
+        """Whether ``node_id`` is this driver's node, or one of ``known_nodes`` (``*``: any)."""
+        known = self.opts.known_nodes
+        return node_id == self.opts.node_id or node_id in known or "*" in known
+
     def _used(self, kind: str) -> int:
         return sum(v.capacity_bytes for v in self.data.volumes.values() if v.kind == kind)
 

@@ -185,7 +185,13 @@ def _parser() -> argparse.ArgumentParser:
     flag("--controller-service", None, "serve the Controller service")  # type: ignore[arg-type]
     flag("--node-service", None, "serve the Node service")  # type: ignore[arg-type]
     flag("--group-controller-service", True, "serve the GroupController service")
-    p.add_argument("--known-node", dest="known_nodes", action="append", default=[])
+    p.add_argument(
+        "--known-node",
+        dest="known_nodes",
+        action="append",
+        default=[],
+        help="another node ID this driver accepts in ControllerPublish and topology; * for any",
+    )
     p.add_argument("--add-capability", dest="add_capabilities", action="append", default=[])
     p.add_argument("--remove-capability", dest="remove_capabilities", action="append", default=[])
     p.add_argument("--snapshot-ready-delay", type=float, default=0.0, metavar="SECONDS")

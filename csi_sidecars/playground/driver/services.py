@@ -143,6 +143,7 @@ class CsiHandlers:
             else:
                 raise CsiError(Code.INVALID_ARGUMENT, "volume content source has no type")
         required, limit = _capacity(req)
+        reqs = req.accessibility_requirements
         vol = self.state.create_volume(
             req.name,
             [volcap(c) for c in req.volume_capabilities],
@@ -151,6 +152,8 @@ class CsiHandlers:
             parameters=dict(req.parameters),
             mutable_parameters=dict(req.mutable_parameters),
             source=source,
+            requisite=[dict(t.segments) for t in reqs.requisite],
+            preferred=[dict(t.segments) for t in reqs.preferred],
         )
         return pb.CreateVolumeResponse(volume=self.volume_msg(vol))
 

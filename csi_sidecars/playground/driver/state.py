@@ -34,8 +34,15 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
         parameters: dict[str, str] | None = None,
         mutable_parameters: dict[str, str] | None = None,
         source: tuple[str, str] | None = None,
+        requisite: list[dict[str, str]] | None = None,
+        preferred: list[dict[str, str]] | None = None,
     ) -> Volume:
         """CreateVolume. ``source`` is ``("snapshot", id)`` or ``("volume", id)``.
+
+        Like hostpathplugin, a new volume is accessible from this driver's node only, whatever
+        the topology requirement says. With ``known_nodes`` set (one driver standing in for
+        several nodes), the first preferred, then requisite, known node is picked instead, and
+        a requisite naming no known node is RESOURCE_EXHAUSTED.
 
         Returns the existing volume when one with ``name`` exists and is compatible.
 
@@ -92,6 +99,7 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
                     )
                 capacity = src_size
             src_snap, src_vol = (source[1], "") if source[0] == "snapshot" else ("", source[1])
+        topology = self._pick_topology(requisite or [], preferred or [])
         kind = self._pick_kind(params.get("kind", ""), capacity)
 
         vol = Volume(
@@ -105,7 +113,7 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
             kind=kind,
             source_snapshot_id=src_snap,
             source_volume_id=src_vol,
-            topology=[{TOPOLOGY_KEY: self.opts.node_id}] if self.opts.enable_topology else [],
+            topology=topology,
             created_at=self.clock(),
         )
         if self.store is not None:
@@ -153,6 +161,23 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
         if vol is None:
             raise CsiError(Code.NOT_FOUND, f"source volume {source_id} does not exist")
         return vol.capacity_bytes
+
+    def _pick_topology(
+        self, requisite: list[dict[str, str]], preferred: list[dict[str, str]]
+    ) -> list[dict[str, str]]:
+        if not self.opts.enable_topology:
+            return []
+        node = self.opts.node_id
+        if self.opts.known_nodes and (requisite or preferred):
+            candidates = [t.get(TOPOLOGY_KEY, "") for t in [*preferred, *requisite]]
+            picked = next((n for n in candidates if n and self.node_known(n)), "")
+            if not picked and requisite:
+                raise CsiError(
+                    Code.RESOURCE_EXHAUSTED,
+                    f"no known node in the requisite topology {requisite}",
+                )
+            node = picked or node
+        return [{TOPOLOGY_KEY: node}]
 
     def _pick_kind(self, kind: str, capacity: int) -> str:
         total = self.opts.capacity
@@ -324,7 +349,7 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
             raise CsiError(Code.INVALID_ARGUMENT, "Node ID cannot be empty")
         if volcap is None:
             raise CsiError(Code.INVALID_ARGUMENT, "Volume Capabilities cannot be empty")
-        if node_id != self.opts.node_id and node_id not in self.opts.known_nodes:
+        if not self.node_known(node_id):
             raise CsiError(Code.NOT_FOUND, f"node {node_id} does not exist")
         vol = self._volume(volume_id)
         if node_id in vol.attached:
@@ -363,7 +388,7 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
         self._require_controller("PUBLISH_UNPUBLISH_VOLUME")
         if not volume_id:
             raise CsiError(Code.INVALID_ARGUMENT, "Volume ID cannot be empty")
-        if node_id and node_id != self.opts.node_id and node_id not in self.opts.known_nodes:
+        if node_id and not self.node_known(node_id):
             raise CsiError(Code.NOT_FOUND, f"node {node_id} does not exist")
         vol = self.data.volumes.get(volume_id)
         if vol is None:

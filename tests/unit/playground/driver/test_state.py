@@ -424,3 +424,27 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     again.delete_volume(vol)
     assert not (tmp_path / "volumes" / vol).exists()
     assert load_state(tmp_path).volumes == {}
+
+
+def test_topology_is_this_node_unless_known_nodes_are_configured() -> None:
+    want = [{TOPOLOGY_KEY: "node-3"}]
+    plain = make()
+    assert plain.create_volume("a", [MOUNT], requisite=want).topology == [{TOPOLOGY_KEY: "node-1"}]
+
+    multi = make(known_nodes=["node-2", "node-3"])
+    pref = [{TOPOLOGY_KEY: "node-2"}]
+    assert multi.create_volume("a", [MOUNT], requisite=want).topology == want
+    assert multi.create_volume("b", [MOUNT], requisite=want, preferred=pref).topology == pref
+    unknown = [{TOPOLOGY_KEY: "node-9"}]
+    assert code_of(multi.create_volume, "c", [MOUNT], requisite=unknown) == (
+        Code.RESOURCE_EXHAUSTED
+    )
+    assert make(enable_topology=False).create_volume("d", [MOUNT], requisite=want).topology == []
+
+
+def test_any_node_is_known_with_a_star() -> None:
+    st = make(enable_attach=True, known_nodes=["*"])
+    vol = st.create_volume("a", [MULTI], requisite=[{TOPOLOGY_KEY: "node-7"}])
+    assert vol.topology == [{TOPOLOGY_KEY: "node-7"}]
+    st.controller_publish(vol.volume_id, "node-7", MULTI)
+    assert st.data.volumes[vol.volume_id].attached == {"node-7": False}
