@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from csi_sidecars.playground.driver.faults import FaultRule, Faults
+from csi_sidecars.playground.driver.faults import FaultRule, Faults, write_faults_file
 from csi_sidecars.playground.driver.model import CsiError, StateData
 from csi_sidecars.playground.driver.options import DriverOptions, parse_args
 from csi_sidecars.playground.driver.store import load_state
@@ -38,6 +38,7 @@ __all__ = [
     "load_state",
     "parse_args",
     "run_driver",
+    "write_faults_file",
 ]
 
 

@@ -12,7 +12,8 @@ In a test, use the driver's :class:`Faults`::
     drv.faults.probe_not_ready(times=2)
 
 A driver run as a subprocess reads the same rules from ``--faults-file`` (JSON: a list of rules
-or ``{"rules": [...]}``), re-reading it whenever its modification time changes::
+or ``{"rules": [...]}``), re-reading it whenever it changes; :func:`write_faults_file` writes
+one atomically::
 
     [{"method": "Probe", "code": "FAILED_PRECONDITION", "times": 3},
      {"method": "CreateVolume", "delay": 0.5, "match": {"name": "pvc-1"}}]
@@ -144,7 +145,7 @@ class Faults:
         self.rules: list[FaultRule] = []
         self.path = path
         self.file_rules: list[FaultRule] = []
-        self._mtime: int | None = None
+        self._signature: tuple[int, int, int] | None = None
 
     def add(
         self,
@@ -189,21 +190,22 @@ class Faults:
         self.rules.clear()
 
     def refresh(self) -> None:
-        """Re-read the faults file when its modification time changed.
+        """Re-read the faults file when it changed (modification time, size or inode).
 
         A missing file means no file rules; an unreadable or invalid one is logged and the
-        previous rules stay.
+        previous rules stay. Re-reading resets the counters of the file's rules.
         """
         if self.path is None:
             return
         try:
-            mtime: int | None = os.stat(self.path).st_mtime_ns
+            st = os.stat(self.path)
+            signature: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
-            mtime = None
-        if mtime == self._mtime:
+            signature = None
+        if signature == self._signature:
             return
-        self._mtime = mtime
-        if mtime is None:
+        self._signature = signature
+        if signature is None:
             self.file_rules = []
             return
         try:
@@ -243,3 +245,21 @@ class Faults:
             if rule.reply is not None:
                 decision.patches.append(rule.reply)
         return decision
+
+
+def write_faults_file(path: str | os.PathLike[str], rules: list[Mapping[str, Any]]) -> None:
+    """Write ``rules`` (JSON-form :class:`FaultRule` dicts) to ``path`` for a driver process.
+
+    The file is replaced atomically (new inode), so the driver sees the change on its next call
+    even when two writes fall within the file system's timestamp granularity.
+
+    Raises:
+        ValueError: when a rule is invalid (checked before anything is written).
+    """
+    for rule in rules:
+        FaultRule.from_json(rule)
+    target = os.fspath(path)
+    tmp = f"{target}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"rules": list(rules)}, f)
+    os.replace(tmp, target)

@@ -19,7 +19,7 @@ import pytest
 
 from csi_sidecars.csi.gen import csi_pb2 as pb
 from csi_sidecars.csi.gen import csi_pb2_grpc as pbg
-from csi_sidecars.playground.driver import load_state, run_driver
+from csi_sidecars.playground.driver import load_state, run_driver, write_faults_file
 
 Code = grpc.StatusCode
 GIB = 1 << 30
@@ -314,8 +314,7 @@ async def test_subprocess_faults_file_signals_and_state_cli(tmp_path: Path) -> N
             assert await code_of(c.identity.Probe(pb.ProbeRequest(), timeout=5)) == (
                 Code.FAILED_PRECONDITION
             )
-            faults.write_text(json.dumps({"rules": []}))
-            os.utime(faults, ns=(1, time.time_ns() + 10**9))
+            write_faults_file(faults, [])
             await c.identity.Probe(pb.ProbeRequest(), timeout=5)
             vol = (await c.create()).volume.volume_id
             pub = pb.ControllerPublishVolumeRequest(

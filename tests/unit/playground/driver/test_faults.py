@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from csi_sidecars.playground.driver.faults import FaultRule, Faults
+from csi_sidecars.playground.driver.faults import FaultRule, Faults, write_faults_file
 
 
 def no_fields() -> dict[str, object]:
@@ -99,3 +99,18 @@ def test_file_is_reloaded_when_it_changes(tmp_path: Path) -> None:
     path.unlink()
     faults.refresh()
     assert faults.file_rules == []
+
+
+def test_write_faults_file_is_seen_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "faults.json"
+    faults = Faults(str(path))
+    write_faults_file(path, [{"method": "Probe", "code": "UNAVAILABLE"}])
+    faults.refresh()
+    assert faults.decide("Probe", no_fields).error is not None
+    write_faults_file(path, [{"method": "Probe", "code": "UNKNOWN"}])  # new inode
+    faults.refresh()
+    rule = faults.decide("Probe", no_fields).error
+    assert rule is not None and rule.code == grpc.StatusCode.UNKNOWN
+    with pytest.raises(ValueError):
+        write_faults_file(path, [{"method": "Probe", "when": "never"}])
+    assert json.loads(path.read_text())["rules"][0]["code"] == "UNKNOWN"
