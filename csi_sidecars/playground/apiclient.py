@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiohttp
+
+from csi_sidecars.playground.process import poll_until
 
 _PATCH_TYPES = {
     "merge": "application/merge-patch+json",
@@ -173,6 +175,42 @@ class RawApi:
         if status >= 300:
             raise ApiError("POST", path, status, decoded)
         return decoded
+
+    async def wait_for(
+        self,
+        path: str,
+        condition: Callable[[dict[str, Any]], bool],
+        timeout: float = 60.0,
+        what: str = "",
+    ) -> dict[str, Any]:
+        """Poll ``path`` until the object exists and ``condition(obj)`` holds; return it.
+
+        Raises:
+            TimeoutError: not within ``timeout`` seconds; the message shows the last object seen.
+        """
+        last: list[Any] = [None]
+
+        async def check() -> dict[str, Any] | None:
+            obj = await self.get_or_none(path)
+            last[0] = obj
+            return obj if obj is not None and condition(obj) else None
+
+        try:
+            return await poll_until(check, timeout, what or f"condition on {path}")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; last seen: {json.dumps(last[0])[:2000]}") from None
+
+    async def wait_deleted(self, path: str, timeout: float = 60.0) -> None:
+        """Poll ``path`` until it answers 404.
+
+        Raises:
+            TimeoutError: the object still exists after ``timeout`` seconds.
+        """
+
+        async def gone() -> bool:
+            return await self.get_or_none(path) is None
+
+        await poll_until(gone, timeout, f"{path} to be deleted")
 
     async def watch(
         self, path: str, resource_version: str, timeout: float = 30.0, **params: str

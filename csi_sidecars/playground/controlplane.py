@@ -429,12 +429,16 @@ class ControlPlane:
         """Start kube-apiserver again on the same port with the same keys; wait for /readyz."""
         await self._start_apiserver_process()
 
-    async def compact_etcd(self) -> int:
+    async def compact_etcd(self, restart_apiserver: bool = False) -> int:
         """Compact etcd at its current revision, the way kube-apiserver's compactor does.
 
         The revision is also written to etcd's ``compact_rev_key``, which kube-apiserver
-        watches: its watch cache then drops older events (it polls every 15 s), so a watch or
-        list from an older resourceVersion gets ``410 Gone``.
+        watches, so reads that reach etcd at an older resourceVersion get ``410 Gone``. Watches
+        are different: kube-apiserver serves them from its watch cache, which keeps at least
+        75 s of events whatever etcd holds. With ``restart_apiserver`` the API server is
+        restarted after the compaction; its new watch cache starts at the current revision, so
+        a watch (or a client's re-watch after the dropped connection) from any older
+        resourceVersion gets ``410 Gone`` at once, as after a long disconnection in production.
 
         Returns:
             The compacted revision.
@@ -454,6 +458,9 @@ class ControlPlane:
                 json={"revision": str(revision), "physical": True},
             ) as resp:
                 resp.raise_for_status()
+        if restart_apiserver:
+            await self.stop_apiserver()
+            await self.start_apiserver()
         return revision
 
     # -- controllers ---------------------------------------------------------------------
