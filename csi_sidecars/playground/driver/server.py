@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import stat
 import tempfile
 import time
@@ -270,10 +271,11 @@ class Driver:
             await asyncio.sleep(0.01)
 
 
-def _socket_dir(base: Path) -> Path:
+def _socket_dir(base: Path) -> tuple[Path, bool]:
+    """Where the socket goes, and whether that is a new temporary directory to remove."""
     if len(str(base / "csi.sock")) <= MAX_SOCKET_PATH:
-        return base
-    return Path(tempfile.mkdtemp(prefix="csi-drv-"))
+        return base, False
+    return Path(tempfile.mkdtemp(prefix="csi-drv-")), True
 
 
 @asynccontextmanager
@@ -297,15 +299,20 @@ async def run_driver(
         The started :class:`Driver`; it is stopped and its socket removed afterwards.
     """
     base = Path(tmp_path)
+    sock_dir, temporary = _socket_dir(base)
     opts: dict[str, Any] = {
         "node_id": "node-1",
         "statedir": str(base / "driver-state"),
-        "endpoint": f"unix://{_socket_dir(base) / 'csi.sock'}",
+        "endpoint": f"unix://{sock_dir / 'csi.sock'}",
     }
     opts.update(options)
-    driver = Driver(DriverOptions(**opts), faults=faults, clock=clock)
-    await driver.start()
     try:
-        yield driver
+        driver = Driver(DriverOptions(**opts), faults=faults, clock=clock)
+        await driver.start()
+        try:
+            yield driver
+        finally:
+            await driver.stop(0)
     finally:
-        await driver.stop(0)
+        if temporary:
+            shutil.rmtree(sock_dir, ignore_errors=True)

@@ -80,13 +80,15 @@ class SnapshotOps(StateCore):
                 Code.INVALID_ARGUMENT,
                 f"Snapshot with ID {snapshot_id} is part of groupsnapshot {snap.group_snapshot_id}",
             )
-        self._drop_snapshot(snapshot_id)
-        self._commit()
+        self._drop_snapshots([snapshot_id])
 
-    def _drop_snapshot(self, snapshot_id: str) -> None:
-        self.data.snapshots.pop(snapshot_id, None)
+    def _drop_snapshots(self, snapshot_ids: list[str]) -> None:
+        for sid in snapshot_ids:
+            self.data.snapshots.pop(sid, None)
+        self._commit()  # forget them first: a crash now leaves stray files, not ghosts
         if self.store is not None:
-            self.store.delete_snapshot(snapshot_id)
+            for sid in snapshot_ids:
+                self.store.delete_snapshot(sid)
 
     def list_snapshots(
         self,
@@ -209,10 +211,8 @@ class SnapshotOps(StateCore):
         if group is None:
             return
         self._check_members(group, snapshot_ids)
-        for sid in group.snapshot_ids:
-            self._drop_snapshot(sid)
         del self.data.group_snapshots[group_snapshot_id]
-        self._commit()
+        self._drop_snapshots(group.snapshot_ids)
 
     def get_group_snapshot(self, group_snapshot_id: str, snapshot_ids: list[str]) -> GroupSnapshot:
         """GetVolumeGroupSnapshot.

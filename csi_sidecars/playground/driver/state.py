@@ -222,9 +222,9 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
                 f"staged: {vol.staged}, published: {sorted(vol.published)})",
             )
         del self.data.volumes[volume_id]
+        self._commit()  # forget it first: a crash now leaves a stray directory, not a ghost
         if self.store is not None:
             self.store.delete_volume(volume_id)
-        self._commit()
 
     def validate_volume_capabilities(
         self, volume_id: str, volcaps: list[VolumeCap]

@@ -358,3 +358,13 @@ async def test_subprocess_killed_hard_keeps_its_volumes(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=20) == 0
+
+
+async def test_long_tmp_path_gets_a_short_socket(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    async with run_driver(deep) as drv, client(drv.endpoint) as c:
+        assert len(drv.socket_path) <= 100
+        await c.identity.Probe(pb.ProbeRequest(), timeout=5)
+        assert (deep / "driver-state" / "volumes").is_dir()
+        sock_dir = Path(drv.socket_path).parent
+    assert not sock_dir.exists()
