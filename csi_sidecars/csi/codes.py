@@ -36,6 +36,11 @@ GO_CODE_NAMES: dict[grpc.StatusCode, str] = {
 }
 
 
+#: Go's text for an expired context, which Go sidecars put in error messages and bodies.
+GO_DEADLINE = "context deadline exceeded"
+_PY_DEADLINE = "Deadline Exceeded"
+
+
 def go_code_name(code: grpc.StatusCode) -> str:
     """The Go name of a gRPC status code, e.g. ``DEADLINE_EXCEEDED`` -> ``DeadlineExceeded``."""
     return GO_CODE_NAMES.get(code, f"Code({code.value[0]})")
@@ -80,12 +85,18 @@ def is_grpc_code(err: BaseException, *codes: grpc.StatusCode) -> bool:
 def format_error(err: BaseException) -> str:
     """Render an error as Go does: ``rpc error: code = NotFound desc = no such volume``.
 
-    Non-gRPC errors render as ``str(err)`` (or the class name when that is empty).
+    A deadline that ran out on our side reads ``context deadline exceeded``, as Go's context
+    error does (grpc's own text is ``Deadline Exceeded``). Other non-gRPC errors render as
+    ``str(err)`` (or the class name when that is empty).
     """
     if isinstance(err, grpc.RpcError):
         code = error_code(err)
         details_fn = getattr(err, "details", None)
         details = details_fn() if callable(details_fn) else None
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED and details in (None, "", _PY_DEADLINE):
+            details = GO_DEADLINE
         if code is not None:
             return f"rpc error: code = {go_code_name(code)} desc = {details or ''}"
+    if isinstance(err, TimeoutError) and not str(err):
+        return GO_DEADLINE
     return str(err) or type(err).__name__

@@ -60,8 +60,6 @@ def go_error_text(err: BaseException) -> str:
     """
     if isinstance(err, ConnectTimeoutError | TimeoutError):
         return DEADLINE_BODY
-    if isinstance(err, grpc.RpcError) and err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f"rpc error: code = DeadlineExceeded desc = {DEADLINE_BODY}"
     return format_error(err)
 
 

@@ -41,12 +41,6 @@ class Check:
     body: str
 
 
-def _go_error(err: BaseException) -> str:
-    if isinstance(err, grpc.RpcError) and err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return "rpc error: code = DeadlineExceeded desc = context deadline exceeded"
-    return format_error(err)
-
-
 async def check_registration_socket(socket_path: str, driver_name: str, timeout: float) -> Check:
     """Dial the registration socket and check that ``GetInfo`` names our driver.
 
@@ -74,7 +68,7 @@ async def check_registration_socket(socket_path: str, driver_name: str, timeout:
                 pr.InfoRequest(), timeout=timeout
             )
         except grpc.RpcError as err:
-            return Check(500, f"error getting info from node-registrar socket: {_go_error(err)}")
+            return Check(500, f"error getting info from node-registrar socket: {format_error(err)}")
     if info.name != driver_name:
         return Check(500, f"invalid driver name {info.name}")
     return Check(200, "ok")

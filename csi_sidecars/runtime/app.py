@@ -24,6 +24,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 log = rlog.get_logger("app")
 
+# Signals that arrive between start() and run(): run() turns them into a stop request, so a
+# SIGTERM during start-up still means "exit 0 cleanly" rather than death by signal.
+_early_signals: list[int] = []
+
+
+def _remember_signal(signum: int, _frame: object) -> None:
+    _early_signals.append(signum)
+
 
 def common_options(func: F) -> F:
     """Add ``-v``, ``--logging-format`` and ``--version`` to a role command."""
@@ -49,6 +57,8 @@ def start(role: str, v: int, logging_format: str, version: bool) -> None:
         click.echo(f"csi-sidecars {role} {__version__}")
         sys.exit(0)
     rlog.configure(v, logging_format)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _remember_signal)
     ctx = click.get_current_context(silent=True)
     ignored = ctx.meta.get("csi_sidecars.ignored_flags") if ctx is not None else None
     if ignored:
@@ -76,6 +86,8 @@ def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> NoReturn:
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
+        if _early_signals:
+            on_signal(_early_signals[0])
         try:
             return await main(stop)
         finally:

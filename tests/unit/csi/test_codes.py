@@ -60,7 +60,14 @@ def test_format_error_like_go() -> None:
     err = _rpc_error(grpc.StatusCode.NOT_FOUND, "no such volume")
     assert codes.format_error(err) == "rpc error: code = NotFound desc = no such volume"
     assert codes.format_error(ValueError("bad")) == "bad"
-    assert codes.format_error(TimeoutError()) == "TimeoutError"
+    assert codes.format_error(TimeoutError()) == "context deadline exceeded"
+    # grpc's own client-side deadline text reads as Go's context error.
+    deadline = _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+    assert codes.format_error(deadline) == (
+        "rpc error: code = DeadlineExceeded desc = context deadline exceeded"
+    )
+    driver_said = _rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "backend slow")
+    assert codes.format_error(driver_said).endswith("desc = backend slow")
 
 
 def test_is_grpc_code() -> None:
