@@ -2,9 +2,9 @@
 
 The order is the flag, then the ``KUBECONFIG`` environment variable, then the in-cluster service
 account. kubernetes_asyncio's loaders do the parsing (contexts, inline certificates, exec and
-OIDC plugins); in-cluster, its refresh hook re-reads the projected token file about once a
-minute, so a rotated token is picked up without a restart. The result is a small
-:class:`ClientConfig` that our own HTTP layer uses.
+OIDC plugins). In-cluster config is read here: the projected service-account token is re-read
+whenever its file changes, so a rotated token is used from the next request on. The result is a
+small :class:`ClientConfig` that our own HTTP layer uses.
 """
 
 from __future__ import annotations
@@ -70,14 +70,65 @@ def _from_configuration(cfg: object) -> ClientConfig:
     )
 
 
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+class _TokenFile:
+    """Reads a bearer token file, again whenever it changes (rotation)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._token = ""
+
+    def _read(self) -> str:
+        # A few bytes, read only when the file changed: not worth a thread.
+        with open(self.path, encoding="utf-8") as f:
+            return f.read().strip()
+
+    async def __call__(self) -> str | None:
+        st = os.stat(self.path)
+        stamp = (st.st_mtime_ns, st.st_ino)
+        if stamp != self._stamp:
+            token = self._read()
+            if not token:
+                raise RuntimeError(f"service account token file {self.path} is empty")
+            self._token, self._stamp = token, stamp
+        return f"Bearer {self._token}"
+
+
+def in_cluster_config(environ: Mapping[str, str], sa_dir: str = SA_DIR) -> ClientConfig:
+    """The in-cluster config from ``KUBERNETES_SERVICE_HOST/PORT`` and the service account.
+
+    Raises:
+        RuntimeError: when not running in a cluster.
+    """
+    host = environ.get("KUBERNETES_SERVICE_HOST", "")
+    port = environ.get("KUBERNETES_SERVICE_PORT", "")
+    if not host or not port:
+        raise RuntimeError("KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set")
+    token = os.path.join(sa_dir, "token")
+    ca = os.path.join(sa_dir, "ca.crt")
+    for path in (token, ca):
+        if not os.path.isfile(path):
+            raise RuntimeError(f"{path} does not exist")
+    if ":" in host:
+        host = f"[{host}]"
+    tokens = _TokenFile(token)
+    return ClientConfig(host=f"https://{host}:{port}", ca_file=ca, auth=tokens)
+
+
 async def load_client_config(
-    kubeconfig: str | None = None, environ: Mapping[str, str] | None = None
+    kubeconfig: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    sa_dir: str = SA_DIR,
 ) -> ClientConfig:
     """Load the API server connection settings.
 
     Args:
         kubeconfig: the ``--kubeconfig`` flag; empty means "not given".
         environ: the environment (defaults to ``os.environ``); ``KUBECONFIG`` is read from it.
+        sa_dir: the service account directory (in-cluster).
 
     Returns:
         The connection settings.
@@ -90,17 +141,19 @@ async def load_client_config(
 
     env = os.environ if environ is None else environ
     path = kubeconfig or env.get("KUBECONFIG", "")
+    if not path:
+        try:
+            return in_cluster_config(env, sa_dir)
+        except RuntimeError as exc:
+            raise RuntimeError(
+                f"cannot load Kubernetes client config from the in-cluster service account "
+                f"(and neither --kubeconfig nor KUBECONFIG is set): {exc}"
+            ) from None
     cfg = Configuration()
     try:
-        if path:
-            await kconfig.load_kube_config(
-                config_file=path, client_configuration=cfg, persist_config=False
-            )
-        else:
-            kconfig.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=cfg, try_refresh_token=True
-            )
-    except Exception as exc:  # the loaders raise several unrelated types
-        source = f"kubeconfig {path!r}" if path else "in-cluster service account"
-        raise RuntimeError(f"cannot load Kubernetes client config from {source}: {exc}") from None
+        await kconfig.load_kube_config(
+            config_file=path, client_configuration=cfg, persist_config=False
+        )
+    except Exception as exc:  # the loader raises several unrelated types
+        raise RuntimeError(f"cannot load Kubernetes client config from {path!r}: {exc}") from None
     return _from_configuration(cfg)

@@ -119,6 +119,7 @@ class EventRecorder:
         self._similar: OrderedDict[tuple[str, ...], _Similar] = OrderedDict()
         self._buckets: OrderedDict[tuple[str, ...], TokenBucket] = OrderedDict()
         self.dropped = 0
+        self._last_nanos = 0
 
     def event(
         self,
@@ -218,7 +219,9 @@ class EventRecorder:
                     raise
                 del self._seen[key]
         namespace = ref.get("namespace") or "default"
-        name = f"{ref['name']}.{int(self._clock.wall() * 1e9):x}"
+        # Unique per recorder even when the clock has not moved.
+        self._last_nanos = max(int(self._clock.wall() * 1e9), self._last_nanos + 1)
+        name = f"{ref['name']}.{self._last_nanos:x}"
         body: JsonDict = {
             "apiVersion": "v1",
             "kind": "Event",

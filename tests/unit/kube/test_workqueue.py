@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -48,6 +49,7 @@ async def test_key_never_processed_by_two_workers() -> None:
     overlaps = 0
     calls = 0
     gate = asyncio.Event()
+    third = asyncio.Event()
 
     async def handler(key: str) -> None:
         nonlocal overlaps, calls
@@ -55,6 +57,8 @@ async def test_key_never_processed_by_two_workers() -> None:
             overlaps += 1
         running.add(key)
         calls += 1
+        if calls == 3:
+            third.set()
         await gate.wait()
         running.discard(key)
 
@@ -68,9 +72,7 @@ async def test_key_never_processed_by_two_workers() -> None:
         await asyncio.sleep(0)
     assert running == {"a", "b"}
     gate.set()
-    async with asyncio.timeout(5):
-        while calls < 3:
-            await asyncio.sleep(0)
+    await asyncio.wait_for(third.wait(), 5)
     q.shutdown()
     await asyncio.wait_for(task, 5)
     assert overlaps == 0
@@ -140,7 +142,7 @@ async def test_failing_handler_retries_with_backoff_then_forgets_on_success() ->
     for _ in range(10):
         await clock.advance(1.0)
     assert len(attempts) == 4
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert gaps == [1.0, 2.0, 4.0]
     assert q.num_requeues("a") == 0
     q.shutdown()

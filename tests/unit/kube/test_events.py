@@ -1,0 +1,100 @@
+"""Event recorder: aggregation, similar-event folding, spam filter."""
+
+from __future__ import annotations
+
+import asyncio
+
+from csi_sidecars.kube.clock import FakeClock
+from csi_sidecars.kube.events import COMBINED_PREFIX, EventRecorder
+from csi_sidecars.kube.fake import FakeKube
+from csi_sidecars.kube.resources import EVENTS, PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES
+
+PVC = {"metadata": {"name": "claim", "namespace": "ns", "uid": "u1", "resourceVersion": "7"}}
+
+
+async def test_event_fields_and_repeat_aggregates() -> None:
+    fake, clock = FakeKube(), FakeClock()
+    rec = EventRecorder(fake, "csi-provisioner", host="host-1", clock=clock)
+    await rec.record(
+        {
+            "kind": "PersistentVolumeClaim",
+            "apiVersion": "v1",
+            "name": "claim",
+            "namespace": "ns",
+            "uid": "u1",
+        },
+        "Normal",
+        "Provisioning",
+        "External provisioner is provisioning volume",
+    )
+    events = fake.objects(EVENTS)
+    assert len(events) == 1
+    ev = events[0]
+    assert ev["metadata"]["namespace"] == "ns"
+    assert ev["metadata"]["name"].startswith("claim.")
+    assert ev["involvedObject"]["uid"] == "u1"
+    assert ev["source"] == {"component": "csi-provisioner", "host": "host-1"}
+    assert ev["count"] == 1 and ev["type"] == "Normal" and ev["reason"] == "Provisioning"
+    await clock.advance(30)
+    for _ in range(3):
+        await rec.record(ev["involvedObject"], "Normal", "Provisioning", ev["message"])
+    events = fake.objects(EVENTS)
+    assert len(events) == 1
+    assert events[0]["count"] == 4
+    assert events[0]["lastTimestamp"] > events[0]["firstTimestamp"]
+
+
+async def test_event_queue_and_kind_from_resource() -> None:
+    fake, clock = FakeKube(), FakeClock()
+    rec = EventRecorder(fake, "c", clock=clock)
+    task = asyncio.create_task(rec.run())
+    rec.event(PVC, "Warning", "ProvisioningFailed", "boom", resource=PERSISTENT_VOLUME_CLAIMS)
+    await asyncio.wait_for(rec.flush(), 5)
+    (ev,) = fake.objects(EVENTS)
+    assert ev["involvedObject"]["kind"] == "PersistentVolumeClaim"
+    assert ev["involvedObject"]["apiVersion"] == "v1"
+    assert ev["type"] == "Warning"
+    task.cancel()
+
+
+async def test_recreated_when_aggregated_event_vanished() -> None:
+    fake, clock = FakeKube(), FakeClock()
+    rec = EventRecorder(fake, "c", clock=clock)
+    ref = {"kind": "PersistentVolume", "name": "pv", "apiVersion": "v1"}
+    await rec.record(ref, "Normal", "R", "m")
+    (ev,) = fake.objects(EVENTS)
+    await fake.delete(EVENTS, ev["metadata"]["name"], "default")
+    await clock.advance(1)
+    await rec.record(ref, "Normal", "R", "m")
+    assert len(fake.objects(EVENTS)) == 1
+
+
+async def test_similar_events_fold_after_ten_messages() -> None:
+    fake, clock = FakeKube(), FakeClock()
+    rec = EventRecorder(fake, "c", clock=clock, burst=1000)
+    ref = {"kind": "PersistentVolume", "name": "pv", "apiVersion": "v1"}
+    for i in range(15):
+        await clock.advance(0.001)
+        await rec.record(ref, "Warning", "Failed", f"error {i}")
+    events = fake.objects(EVENTS)
+    combined = [e for e in events if e["message"].startswith(COMBINED_PREFIX)]
+    plain = [e for e in events if not e["message"].startswith(COMBINED_PREFIX)]
+    assert len(plain) == 10
+    assert len(combined) == 5  # each distinct message after the 10th is marked combined
+
+
+async def test_spam_filter_per_object() -> None:
+    fake, clock = FakeKube(), FakeClock()
+    rec = EventRecorder(fake, "c", clock=clock, burst=3, qps=1 / 300)
+    a = {"kind": "PersistentVolume", "name": "a", "apiVersion": "v1"}
+    b = {"kind": "PersistentVolume", "name": "b", "apiVersion": "v1"}
+    for i in range(6):
+        await rec.record(a, "Normal", "R", f"m{i}")
+    await rec.record(b, "Normal", "R", "m")
+    names = [e["involvedObject"]["name"] for e in fake.objects(EVENTS)]
+    assert names.count("a") == 3 and names.count("b") == 1
+    assert rec.dropped == 3
+    await clock.advance(300)
+    await rec.record(a, "Normal", "R", "later")
+    assert [e["involvedObject"]["name"] for e in fake.objects(EVENTS)].count("a") == 4
+    assert PERSISTENT_VOLUMES.kind == "PersistentVolume"

@@ -1,0 +1,75 @@
+"""Slim projection and packed store."""
+
+from __future__ import annotations
+
+from csi_sidecars.kube.store import Projection, Store
+
+
+def test_projection_keeps_only_declared_fields_plus_identity() -> None:
+    p = Projection(["spec.csi.driver", "metadata.annotations"])
+    obj = {
+        "metadata": {
+            "name": "a",
+            "namespace": "n",
+            "resourceVersion": "5",
+            "uid": "u",
+            "annotations": {"k": "v"},
+        },
+        "spec": {"csi": {"driver": "d", "volumeHandle": "h"}, "capacity": {"storage": "1Gi"}},
+        "status": {"phase": "Bound"},
+    }
+    assert p.slim(obj) == {
+        "metadata": {
+            "name": "a",
+            "namespace": "n",
+            "resourceVersion": "5",
+            "annotations": {"k": "v"},
+        },
+        "spec": {"csi": {"driver": "d"}},
+    }
+
+
+def test_missing_fields_are_absent_and_lists_round_trip() -> None:
+    p = Projection(["metadata.finalizers", "spec.a.b", "spec.list"])
+    obj = {"metadata": {"name": "a"}, "spec": {"list": [{"x": [1, 2]}, "s"]}}
+    assert p.slim(obj) == {"metadata": {"name": "a"}, "spec": {"list": [{"x": [1, 2]}, "s"]}}
+
+
+def test_whole_objects_when_no_fields() -> None:
+    obj = {"metadata": {"name": "a"}, "data": {"x": [1, {"y": None}]}}
+    assert Projection(None).slim(obj) == obj
+
+
+def test_redundant_paths_collapse() -> None:
+    p = Projection(["spec", "spec.csi.driver"])
+    assert p.fields is not None and "spec.csi.driver" not in p.fields
+    assert p.slim({"metadata": {"name": "a"}, "spec": {"x": 1}}) == {
+        "metadata": {"name": "a"},
+        "spec": {"x": 1},
+    }
+
+
+def test_pools_share_low_cardinality_strings_only_until_limit() -> None:
+    p = Projection(["spec.driver", "metadata.uid"])
+    objs = [
+        {"metadata": {"name": f"n{i}", "uid": f"uid-{i}"}, "spec": {"driver": "d" + "x" * 20}}
+        for i in range(200)
+    ]
+    packed = [p.pack(o) for o in objs]
+    idx = p.fields.index("spec.driver")  # type: ignore[union-attr]
+    assert all(x[idx] is packed[0][idx] for x in packed)
+    # Unique values stop being pooled (no unbounded growth).
+    uid_pool = p._value_pools[p.fields.index("metadata.uid")]  # type: ignore[union-attr]
+    assert uid_pool.values is None
+
+
+def test_store_keys_namespaced_and_cluster() -> None:
+    s = Store()
+    s.upsert({"metadata": {"name": "a", "namespace": "n"}})
+    s.upsert({"metadata": {"name": "b"}})
+    assert sorted(s.list_keys()) == ["b", "n/a"]
+    assert s.get_by_name("a", "n") is not None
+    old, new = s.upsert({"metadata": {"name": "b", "resourceVersion": "2"}})
+    assert old == {"metadata": {"name": "b"}} and new["metadata"]["resourceVersion"] == "2"
+    assert s.remove("b") is not None and s.remove("b") is None
+    assert len(s) == 1
