@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rlog.configure(opts.v, "text")
     try:
         return asyncio.run(serve(opts))
-    except RuntimeError as err:
+    except (RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

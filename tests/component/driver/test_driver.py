@@ -368,3 +368,25 @@ async def test_long_tmp_path_gets_a_short_socket(tmp_path: Path) -> None:
         assert (deep / "driver-state" / "volumes").is_dir()
         sock_dir = Path(drv.socket_path).parent
     assert not sock_dir.exists()
+
+
+def test_subprocess_reports_a_socket_it_cannot_create(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csi_sidecars.playground.driver",
+            f"--endpoint=unix://{blocker}/csi.sock",
+            "--nodeid=node-1",
+            f"--statedir={tmp_path / 'state'}",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert out.stderr.startswith("error:")
+    assert "Traceback" not in out.stderr
