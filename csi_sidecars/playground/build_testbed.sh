@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Builds the testbed's Go binaries from pinned Go modules into a cache directory outside the
+# repository. A binary is rebuilt only when its pinned version changes. The last line printed is
+# the binary directory.
+#
+# usage: testbed/build.sh (or this file) [ci|all|NAME...]
+#   ci   (default) what CI's tests need: etcd, kube-apiserver, kube-controller-manager,
+#        kube-scheduler, kubectl, csi-provisioner, csi-sanity
+#   all  everything, including the other Go reference sidecars and helm
+#   NAME one of the names below
+#
+# environment: CSI_SIDECARS_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/csi-sidecars)
+set -euo pipefail
+
+K8S_VERSION=v1.36.3
+ETCD_VERSION=v3.6.16
+PROVISIONER_VERSION=v6.3.0
+ATTACHER_VERSION=v4.12.0
+SNAPSHOTTER_VERSION=v8.6.0
+# v2.2.1 is not served by the module proxy this project can reach; v2.2.0 is.
+RESIZER_VERSION=v2.2.0
+CSI_TEST_VERSION=v5.4.0
+HELM_VERSION=v3.22.0
+
+CACHE="${CSI_SIDECARS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/csi-sidecars}"
+BIN="$CACHE/bin"
+WORK="$CACHE/build"
+mkdir -p "$BIN" "$WORK"
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+export CGO_ENABLED=0
+
+say() { echo "build.sh: $*" >&2; }
+
+# fresh NAME VERSION: true when NAME is built at VERSION already.
+fresh() { [ -x "$BIN/$1" ] && [ "$(cat "$BIN/.$1.version" 2>/dev/null)" = "$2" ]; }
+stamp() { echo "$2" >"$BIN/.$1.version"; say "built $1 $2"; }
+
+# module_dir MODULE@VERSION: a writable copy of the downloaded module source.
+module_dir() {
+  local src dst
+  src=$(cd "$WORK" && GOFLAGS=-mod=mod go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  dst="$WORK/src/${1//\//_}"
+  if [ ! -d "$dst" ]; then
+    mkdir -p "$(dirname "$dst")"
+    cp -r "$src" "$dst.tmp" && chmod -R u+w "$dst.tmp" && mv "$dst.tmp" "$dst"
+  fi
+  echo "$dst"
+}
+
+build_kube() {
+  local names="kube-apiserver kube-controller-manager kube-scheduler kubectl" n all=1
+  for n in $names; do fresh "$n" "$K8S_VERSION" || all=0; done
+  [ "$all" = 1 ] && return 0
+  say "building Kubernetes $K8S_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl); a first build takes 10-20 minutes on 2 cores"
+  local dir="$WORK/kubernetes-$K8S_VERSION" staging minor
+  mkdir -p "$dir"
+  minor="v0.${K8S_VERSION#v1.}"
+  (
+    cd "$dir"
+    {
+      echo "module csi-sidecars-testbed/kube"
+      echo "go 1.26.0"
+      echo "require k8s.io/kubernetes $K8S_VERSION"
+    } >go.mod
+    # k8s.io/kubernetes points its staging modules at local paths; use their published versions.
+    staging=$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+    grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$staging" | awk '{print $1}' | while read -r m; do
+      echo "replace $m => $m $minor" >>go.mod
+    done
+    echo 'package tools
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)' >tools.go
+    sed -i '1i //go:build tools' tools.go
+    GOFLAGS="$GOFLAGS -mod=mod" go mod tidy >/dev/null 2>&1 || GOFLAGS="$GOFLAGS -mod=mod" go mod tidy
+    GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "-s -w \
+      -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
+      -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" -o "$BIN/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  )
+  for n in $names; do stamp "$n" "$K8S_VERSION"; done
+}
+
+build_etcd() {
+  fresh etcd "$ETCD_VERSION" && return 0
+  say "building etcd $ETCD_VERSION"
+  local dir="$WORK/etcd-$ETCD_VERSION" m
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    {
+      echo "module csi-sidecars-testbed/etcd"
+      echo "go 1.26.0"
+      echo "require go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+      for m in api/v3 client/pkg/v3 client/v3 pkg/v3; do
+        echo "replace go.etcd.io/etcd/$m => go.etcd.io/etcd/$m $ETCD_VERSION"
+      done
+    } >go.mod
+    printf '//go:build tools\npackage tools\nimport _ "go.etcd.io/etcd/server/v3"\n' >tools.go
+    GOFLAGS="$GOFLAGS -mod=mod" go mod tidy >/dev/null 2>&1 || GOFLAGS="$GOFLAGS -mod=mod" go mod tidy
+    GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
+  )
+  stamp etcd "$ETCD_VERSION"
+}
+
+# build_module NAME MODULE VERSION PACKAGE [LDFLAGS]: build PACKAGE (relative to the module root)
+# inside a copy of the module, so its own replace directives apply.
+build_module() {
+  local name=$1 module=$2 version=$3 pkg=$4 ldflags=${5:-}
+  fresh "$name" "$version" && return 0
+  say "building $name $version"
+  local dir
+  dir=$(module_dir "$module@$version")
+  (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "-s -w -X main.version=$version $ldflags" -o "$BIN/$name" "./$pkg")
+  stamp "$name" "$version"
+}
+
+build_one() {
+  case "$1" in
+    kube|kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) build_kube ;;
+    etcd) build_etcd ;;
+    csi-provisioner) build_module csi-provisioner github.com/kubernetes-csi/external-provisioner/v6 "$PROVISIONER_VERSION" cmd/csi-provisioner ;;
+    csi-attacher) build_module csi-attacher github.com/kubernetes-csi/external-attacher/v4 "$ATTACHER_VERSION" cmd/csi-attacher ;;
+    csi-snapshotter) build_module csi-snapshotter github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION" cmd/csi-snapshotter ;;
+    snapshot-controller) build_module snapshot-controller github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION" cmd/snapshot-controller ;;
+    csi-resizer) build_module csi-resizer github.com/kubernetes-csi/external-resizer/v2 "$RESIZER_VERSION" cmd/csi-resizer ;;
+    csi-sanity) build_module csi-sanity github.com/kubernetes-csi/csi-test/v5 "$CSI_TEST_VERSION" cmd/csi-sanity ;;
+    helm) build_module helm helm.sh/helm/v3 "$HELM_VERSION" cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
+    *) say "unknown component: $1"; exit 2 ;;
+  esac
+}
+
+CI_SET="etcd kube csi-provisioner csi-sanity"
+ALL_SET="$CI_SET csi-attacher csi-snapshotter snapshot-controller csi-resizer helm"
+
+command -v go >/dev/null || { say "Go is not installed; install Go or pass --bin-dir with prebuilt binaries"; exit 1; }
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(ci)
+for t in "${targets[@]}"; do
+  case "$t" in
+    ci) for c in $CI_SET; do build_one "$c"; done ;;
+    all) for c in $ALL_SET; do build_one "$c"; done ;;
+    *) build_one "$t" ;;
+  esac
+done
+ls "$BIN" >&2
+echo "$BIN"
