@@ -17,6 +17,7 @@ reported once and then left out of the comparison, so they cannot cause an apply
 from __future__ import annotations
 
 import asyncio
+import copy
 import enum
 from collections.abc import Callable
 
@@ -109,7 +110,8 @@ class ClusterRegistrar:
             raise
 
     async def _apply(self) -> JsonDict:
-        applied = await kpatch.apply(self.port, CSI_DRIVERS, self.desired, self.field_manager)
+        body = copy.deepcopy(self.desired)
+        applied = await kpatch.apply(self.port, CSI_DRIVERS, body, self.field_manager)
         self.synced_uid = (applied.get("metadata") or {}).get("uid") or self.synced_uid
         dropped = [f for f in cs.dropped_fields(self.desired, applied) if f not in self.ignored]
         if dropped:
