@@ -296,8 +296,13 @@ class ControlPlane:
         self._processes.clear()
         self._components.clear()
         self.drivers.clear()
-        if self._given_work_dir is None and not self.keep_work_dir and self.work_dir != Path():
+        if self.work_dir == Path():
+            return
+        if self._given_work_dir is None and not self.keep_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+        else:
+            # A kept directory is no longer "stale": later testbeds must not remove it.
+            (self.work_dir / _OWNER_FILE).unlink(missing_ok=True)
 
     # -- identities ------------------------------------------------------------------------
 
@@ -420,10 +425,15 @@ class ControlPlane:
         finally:
             await probe.close()
 
-    async def stop_apiserver(self) -> None:
-        """Stop kube-apiserver (SIGTERM); clients see connection errors until it is back."""
+    async def stop_apiserver(self, grace: float = 3.0) -> None:
+        """Stop kube-apiserver; clients see connection errors until it is back.
+
+        SIGTERM first, SIGKILL after ``grace`` seconds: with controller-manager and scheduler
+        still holding watch connections, a graceful kube-apiserver shutdown waits a long time
+        for them to go away, and to a client both ends look the same (connections drop).
+        """
         if self._apiserver is not None:
-            await self._apiserver.stop(timeout=10)
+            await self._apiserver.stop(timeout=grace)
 
     async def start_apiserver(self) -> None:
         """Start kube-apiserver again on the same port with the same keys; wait for /readyz."""

@@ -132,7 +132,10 @@ async def test_wait_for_first_consumer_selects_node_and_attaches(
     await sidecar("provisioner", "--timeout=30s", implementation="go")
     ns = f"/api/v1/namespaces/{namespace}"
     await api.create(f"{ns}/persistentvolumeclaims", objects.pvc("late", sc))
-    await api.create(f"{ns}/pods", objects.pod("consumer", ["late"]))
+    pod = objects.pod("consumer", ["late"])
+    # Only the driver's node can host the volume (matters with CSI_SIDECARS_TESTBED_NODES > 1).
+    pod["spec"]["nodeSelector"] = {"kubernetes.io/hostname": driver.node}
+    await api.create(f"{ns}/pods", pod)
 
     pvc = await api.wait_for(
         f"{ns}/persistentvolumeclaims/late", lambda o: o["status"].get("phase") == "Bound"
