@@ -1,0 +1,378 @@
+"""The no-leak record: a CreateVolume intent written on the PVC before the call.
+
+Go keeps "CreateVolume may be running for this PVC" only in memory (``claimsInProgress``), so a
+provisioner restarted mid-call forgets it, and if the PVC is deleted meanwhile the volume leaks
+(external-provisioner #486, #1469). Here the intent is on the API server first:
+
+* Before the first CreateVolume (and again whenever the request changes), one PVC Update adds the
+  annotation ``provisioner.csi-sidecars.io/create-intent`` (JSON: volume name, PVC UID, selected
+  node, StorageClass name and reclaim policy, the request without secrets and its digest) and
+  the finalizer ``provisioner.csi-sidecars.io/volume-in-flight``. The PVC Update permission is
+  already in the Go RBAC.
+* The finalizer keeps a deleted PVC (and so the record) around until the outcome is known.
+* Once the PV is saved, both are removed (RELEASE).
+* A PVC deleted while the intent is recorded gets ``CLEANUP_CREATE``: the recorded request is
+  sent again (CreateVolume is idempotent by name) to learn the volume ID; then the volume is
+  deleted (reclaim Delete) or adopted as a PV that the PV controller marks Released (Retain);
+  a final error means nothing was created; then RELEASE.
+
+The annotation is user-editable, so it is never trusted to widen what the user could do: on a
+live PVC the request is always rebuilt from the StorageClass (the record only pins topology, and
+only within the StorageClass's ``allowedTopologies`` and for the same selected node); a record
+whose UID or volume name does not belong to this PVC is ignored; the recorded request is used
+only to clean up a volume that is then deleted or released.
+
+Residual risk (documented, not handled): if the request changed between attempts (flags,
+StorageClass recreated) and the driver answers AlreadyExists to the newer request during
+cleanup, the volume ID cannot be learnt; the PVC is released with a ``ProvisioningCleanupFailed``
+warning event naming the volume, so an administrator can delete it.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.provisioner import events, keys
+from csi_sidecars.provisioner.claims import selected_node as claim_selected_node
+from csi_sidecars.provisioner.events import Event
+from csi_sidecars.provisioner.objects import (
+    JsonDict,
+    annotations_of,
+    finalizers,
+    is_deleting,
+    name,
+    namespace,
+    uid,
+)
+from csi_sidecars.provisioner.request import (
+    ProvisionPlan,
+    request_digest,
+    request_from_json,
+    request_to_json,
+)
+from csi_sidecars.provisioner.states import (
+    ProvisioningState,
+    classify_create_error,
+    delete_volume_succeeded,
+)
+from csi_sidecars.provisioner.topology import TopologyRequirement, pinned_requirement_allowed
+
+INTENT_VERSION = 1
+#: A truncated UID suffix shorter than this is accepted only when it equals the current name.
+MIN_UID_SUFFIX = 8
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A parsed, self-consistent intent record."""
+
+    volume_name: str
+    pvc_uid: str
+    selected_node: str
+    storage_class: str
+    reclaim_policy: str
+    digest: str
+    request: csi_pb2.CreateVolumeRequest
+
+
+def name_belongs_to_uid(volume_name: str, pvc_uid: str, expected_name: str = "") -> bool:
+    """Whether ``volume_name`` can only be this PVC's volume name.
+
+    True when it equals ``expected_name`` (today's flags), ends with ``-<uid>``, or ends with
+    ``-<dashless uid prefix>`` of at least :data:`MIN_UID_SUFFIX` characters.
+    """
+    if not volume_name or not pvc_uid:
+        return False
+    if expected_name and volume_name == expected_name:
+        return True
+    if volume_name.endswith("-" + pvc_uid) and len(volume_name) > len(pvc_uid) + 1:
+        return True
+    head, sep, tail = volume_name.rpartition("-")
+    compact = pvc_uid.replace("-", "")
+    return bool(sep and head) and len(tail) >= MIN_UID_SUFFIX and compact.startswith(tail)
+
+
+def encode_intent(
+    pvc: Mapping[str, Any], request: csi_pb2.CreateVolumeRequest, sc: Mapping[str, Any] | None
+) -> str:
+    """The annotation value for ``request`` (secrets are never included)."""
+    record = {
+        "v": INTENT_VERSION,
+        "volumeName": request.name,
+        "uid": uid(pvc),
+        "selectedNode": claim_selected_node(pvc),
+        "storageClass": name(sc) if sc else "",
+        "reclaimPolicy": str((sc or {}).get("reclaimPolicy") or ""),
+        "digest": request_digest(request),
+        "request": request_to_json(request),
+    }
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def read_intent(pvc: Mapping[str, Any], expected_name: str = "") -> tuple[Intent | None, str]:
+    """Parse and validate the PVC's intent record.
+
+    Returns:
+        The record (None when absent or unusable) and why it is unusable ("" when fine/absent).
+    """
+    raw = annotations_of(pvc).get(keys.ANN_CREATE_INTENT)
+    if raw is None:
+        return None, ""
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("v") != INTENT_VERSION:
+            return None, "intent record has an unknown format"
+        request = request_from_json(data.get("request") or {})
+        record = Intent(
+            volume_name=str(data["volumeName"]),
+            pvc_uid=str(data["uid"]),
+            selected_node=str(data.get("selectedNode") or ""),
+            storage_class=str(data.get("storageClass") or ""),
+            reclaim_policy=str(data.get("reclaimPolicy") or ""),
+            digest=str(data["digest"]),
+            request=request,
+        )
+    except (ValueError, KeyError, TypeError):
+        return None, "intent record is not valid JSON"
+    if record.pvc_uid != uid(pvc):
+        return None, "intent record belongs to another PVC UID"
+    if request.name != record.volume_name or request_digest(request) != record.digest:
+        return None, "intent record is inconsistent"
+    if not name_belongs_to_uid(record.volume_name, record.pvc_uid, expected_name):
+        return None, f"intent record names volume {record.volume_name} not derived from the UID"
+    return record, ""
+
+
+def with_intent(
+    pvc: Mapping[str, Any], request: csi_pb2.CreateVolumeRequest, sc: Mapping[str, Any] | None
+) -> JsonDict:
+    """A copy of ``pvc`` carrying the record and the finalizer (send as a PVC Update)."""
+    out: JsonDict = copy.deepcopy(dict(pvc))
+    meta = out.setdefault("metadata", {})
+    meta.setdefault("annotations", {})
+    meta["annotations"] = {**(meta["annotations"] or {})}
+    meta["annotations"][keys.ANN_CREATE_INTENT] = encode_intent(pvc, request, sc)
+    current = list(meta.get("finalizers") or [])
+    if keys.INTENT_FINALIZER not in current:
+        current.append(keys.INTENT_FINALIZER)
+    meta["finalizers"] = current
+    return out
+
+
+def without_intent(pvc: Mapping[str, Any]) -> JsonDict:
+    """A copy of ``pvc`` without the record and the finalizer (send as a PVC Update)."""
+    out: JsonDict = copy.deepcopy(dict(pvc))
+    meta = out.setdefault("metadata", {})
+    ann = dict(meta.get("annotations") or {})
+    ann.pop(keys.ANN_CREATE_INTENT, None)
+    meta["annotations"] = ann
+    meta["finalizers"] = [f for f in (meta.get("finalizers") or []) if f != keys.INTENT_FINALIZER]
+    return out
+
+
+def pinned_requirement(
+    pvc: Mapping[str, Any],
+    *,
+    allowed_topologies: Sequence[Mapping[str, Any]] | None,
+    strict: bool,
+) -> TopologyRequirement | None:
+    """The topology requirement recorded for this PVC, when it may be reused.
+
+    Reused only for the same selected node and when it is acceptable for the StorageClass
+    (:func:`csi_sidecars.provisioner.topology.pinned_requirement_allowed`).
+    """
+    record, _ = read_intent(pvc)
+    if record is None or not record.request.HasField("accessibility_requirements"):
+        return None
+    if record.selected_node != claim_selected_node(pvc):
+        return None
+    requirement = TopologyRequirement.from_proto(record.request.accessibility_requirements)
+    if not pinned_requirement_allowed(
+        requirement, allowed_topologies=allowed_topologies, strict=strict
+    ):
+        return None
+    return requirement
+
+
+class IntentAction(enum.Enum):
+    """What the provisioning executor does next for a PVC."""
+
+    NONE = "None"  # nothing to do
+    RECORD = "Record"  # PVC Update with record + finalizer, then CreateVolume(request)
+    CREATE = "Create"  # record is current: CreateVolume(request)
+    CLEANUP_CREATE = "CleanupCreate"  # CreateVolume(request) to learn the ID, then clean up
+    RELEASE = "Release"  # PVC Update removing record + finalizer
+
+
+@dataclass(frozen=True)
+class IntentDecision:
+    """The next step and why; ``request`` is what to record or send."""
+
+    action: IntentAction
+    reason: str
+    request: csi_pb2.CreateVolumeRequest | None = None
+    event: Event | None = None
+
+
+def decide(
+    pvc: Mapping[str, Any],
+    *,
+    rebuilt: csi_pb2.CreateVolumeRequest | None,
+    pv_exists: bool,
+) -> IntentDecision:
+    """Decide the next step for a PVC from its record, the rebuilt request and the PV.
+
+    Args:
+        pvc: the claim as the API server has it now.
+        rebuilt: the request built from today's claim, StorageClass and flags (None when it
+            cannot be built, e.g. the StorageClass is gone).
+        pv_exists: the PV of this claim is saved.
+    """
+    deleting = is_deleting(pvc)
+    has_finalizer = keys.INTENT_FINALIZER in finalizers(pvc)
+    has_record = keys.ANN_CREATE_INTENT in annotations_of(pvc)
+    record, why = read_intent(pvc, rebuilt.name if rebuilt is not None else "")
+    if pv_exists:
+        if has_finalizer or has_record:
+            return IntentDecision(IntentAction.RELEASE, "PersistentVolume is saved")
+        return IntentDecision(IntentAction.NONE, "PersistentVolume is saved")
+    if not deleting:
+        if rebuilt is None:
+            return IntentDecision(IntentAction.NONE, "the request cannot be built yet")
+        if record is None:
+            return IntentDecision(
+                IntentAction.RECORD, why or "no CreateVolume recorded yet", rebuilt
+            )
+        if record.volume_name != rebuilt.name:
+            return IntentDecision(
+                IntentAction.CLEANUP_CREATE,
+                f"recorded volume {record.volume_name} differs from {rebuilt.name} "
+                "(flags changed); cleaning it up first",
+                record.request,
+            )
+        if record.digest != request_digest(rebuilt) or not has_finalizer:
+            return IntentDecision(IntentAction.RECORD, "the request changed", rebuilt)
+        return IntentDecision(IntentAction.CREATE, "request recorded", rebuilt)
+    if record is not None:
+        return IntentDecision(
+            IntentAction.CLEANUP_CREATE, "claim deleted while CreateVolume was recorded",
+            record.request,
+        )  # fmt: skip
+    if has_finalizer:
+        if rebuilt is not None:
+            return IntentDecision(
+                IntentAction.CLEANUP_CREATE,
+                f"claim deleted; record unusable ({why or 'missing'}), using the rebuilt request",
+                rebuilt,
+            )
+        message = (
+            f"claim {namespace(pvc)}/{name(pvc)} was deleted while a CreateVolume may have run, "
+            f"but its intent record is unusable ({why or 'missing'}) and the request cannot be "
+            "rebuilt; a volume may be orphaned"
+        )
+        return IntentDecision(
+            IntentAction.RELEASE, message, event=events.provisioning_cleanup_failed(message)
+        )
+    return IntentDecision(IntentAction.NONE, "claim deleted, nothing recorded")
+
+
+class CleanupAction(enum.Enum):
+    """The step after a cleanup CreateVolume or DeleteVolume."""
+
+    DELETE_VOLUME = "DeleteVolume"  # DeleteVolume(volume_id) with the provisioner secret
+    ADOPT = "Adopt"  # save a PV for the volume (claim gone: it becomes Released), then RELEASE
+    RELEASE = "Release"  # remove record + finalizer
+    RECORD = "Record"  # live claim after a stale-name cleanup: record the new request
+    RETRY = "Retry"  # in progress or failed transiently: retry with back-off
+
+
+@dataclass(frozen=True)
+class CleanupDecision:
+    """The next cleanup step, why, the volume ID it concerns and an optional PVC event."""
+
+    action: CleanupAction
+    reason: str
+    volume_id: str = ""
+    event: Event | None = None
+
+
+def after_cleanup_create(
+    *,
+    pvc_deleting: bool,
+    volume_id: str | None,
+    code: grpc.StatusCode | None,
+    reclaim_policy: str,
+    volume_name: str,
+) -> CleanupDecision:
+    """Decide what follows the CreateVolume sent for cleanup.
+
+    Args:
+        pvc_deleting: the claim is being deleted (else: live claim, stale-name cleanup).
+        volume_id: the created volume's ID, or None when the call failed.
+        code: the failure's gRPC code (None for non-gRPC failures); ignored on success.
+        reclaim_policy: the StorageClass's (or, if gone, the recorded) reclaim policy.
+        volume_name: the volume name, for messages.
+    """
+    if volume_id is not None:
+        if pvc_deleting and reclaim_policy not in ("", "Delete"):
+            return CleanupDecision(
+                CleanupAction.ADOPT, f"keeping volume {volume_id} ({reclaim_policy})", volume_id
+            )
+        return CleanupDecision(
+            CleanupAction.DELETE_VOLUME, f"deleting unused volume {volume_id}", volume_id
+        )
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        message = (
+            f"volume {volume_name} exists with other parameters than the recorded request; its "
+            "ID cannot be learnt, the volume may be orphaned"
+        )
+        action = CleanupAction.RELEASE if pvc_deleting else CleanupAction.RECORD
+        return CleanupDecision(action, message, event=events.provisioning_cleanup_failed(message))
+    state = classify_create_error(code, supports_topology=False, selected_node="")
+    if state == ProvisioningState.IN_BACKGROUND:
+        return CleanupDecision(CleanupAction.RETRY, "CreateVolume may still be in progress")
+    action = CleanupAction.RELEASE if pvc_deleting else CleanupAction.RECORD
+    return CleanupDecision(action, "CreateVolume failed for good: no volume was created")
+
+
+def after_cleanup_delete(*, pvc_deleting: bool, code: grpc.StatusCode | None) -> CleanupDecision:
+    """Decide what follows the cleanup DeleteVolume (``NotFound`` counts as deleted)."""
+    if not delete_volume_succeeded(code):
+        return CleanupDecision(CleanupAction.RETRY, "DeleteVolume failed")
+    if pvc_deleting:
+        return CleanupDecision(CleanupAction.RELEASE, "volume deleted")
+    return CleanupDecision(CleanupAction.RECORD, "stale volume deleted")
+
+
+def cleanup_reclaim_policy(record: Intent | None, sc: Mapping[str, Any] | None) -> str:
+    """The reclaim policy for a cleanup: the StorageClass's if it still exists, else the
+    recorded one, else ``Delete``."""
+    if sc is not None and sc.get("reclaimPolicy"):
+        return str(sc["reclaimPolicy"])
+    if record is not None and record.reclaim_policy:
+        return record.reclaim_policy
+    return "Delete"
+
+
+def plan_from_request(request: csi_pb2.CreateVolumeRequest) -> ProvisionPlan:
+    """A minimal plan for adopting a volume when the StorageClass is gone (no secret refs)."""
+    block = any(c.HasField("block") for c in request.volume_capabilities)
+    fs_type = next(
+        (c.mount.fs_type for c in request.volume_capabilities if c.HasField("mount")), ""
+    )
+    return ProvisionPlan(
+        name=request.name,
+        required_bytes=request.capacity_range.required_bytes,
+        fs_type=fs_type,
+        block=block,
+        capabilities=tuple(request.volume_capabilities),
+        parameters=dict(request.parameters),
+    )
