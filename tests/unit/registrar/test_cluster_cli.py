@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from csi_sidecars.registrar import cluster
 from csi_sidecars.registrar import cluster_spec as cs
+from csi_sidecars.runtime import app
 
 
 def test_parse_lifecycle_modes() -> None:
@@ -61,7 +62,7 @@ def _run(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, Any, str]:
     def fake_runner(config: Any, kube: Any, stop: Any) -> Any:
         seen["config"], seen["kube"] = config, kube
 
-    monkeypatch.setattr(cluster.app, "run", fake_run)
+    monkeypatch.setattr(app, "run", fake_run)
     monkeypatch.setattr(cluster, "run_cluster_registrar", fake_runner)
     result = CliRunner().invoke(cluster.command, list(args))
     if "main" in seen:

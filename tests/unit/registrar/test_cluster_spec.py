@@ -263,7 +263,7 @@ def test_dropped_fields() -> None:
     ],
 )
 def test_plan(kind: DiffKind, allow_recreate: bool, step: Step, reason: str | None) -> None:
-    fields = ()
+    fields: tuple[cs.FieldDiff, ...] = ()
     if kind in (DiffKind.DRIFT, DiffKind.CONFLICT):
         fields = (cs.FieldDiff("spec.x", 1, 2, kind is DiffKind.CONFLICT),)
     decision = cs.plan(NAME, cs.Diff(kind, fields), allow_recreate)
