@@ -20,6 +20,7 @@ from csi_sidecars.registrar import cluster_spec as cs
 from csi_sidecars.registrar.cluster import ClusterConfig, run_cluster_registrar
 from csi_sidecars.registrar.cluster_sync import ClusterRegistrar, Outcome
 from tests.component.csi.fake_driver import FakeDriver, Identity, poll
+from tests.component.livenessprobe.helpers import free_port, http_get
 
 NAME = "fake.csi.example.com"
 PUBLISH = csi_pb2.ControllerServiceCapability.RPC.PUBLISH_UNPUBLISH_VOLUME
@@ -390,3 +391,24 @@ async def test_stop_while_waiting_for_the_driver_exits_0(socket_path: str) -> No
     assert not task.done()
     stop.set()
     assert await asyncio.wait_for(task, 10) == 0
+
+
+async def test_http_endpoint_serves_metrics_and_healthz(
+    driver: FakeDriver, socket_path: str
+) -> None:
+    port = free_port()
+    config = ClusterConfig(csi_address=socket_path, http_endpoint=f"127.0.0.1:{port}")
+    kube = FakeKube()
+    stop, task = await _start(config, kube)
+    try:
+        await poll(lambda: kube.peek(CSI_DRIVERS, NAME) is not None, what="CSIDriver")
+        health = await http_get(f"http://127.0.0.1:{port}/healthz")
+        assert health is not None and health[0] == 200
+        assert "created" in health[1] or "in-sync" in health[1]
+        metrics = await http_get(f"http://127.0.0.1:{port}/metrics")
+        assert metrics is not None and metrics[0] == 200
+        assert "csi_sidecar_operations_seconds_count{" in metrics[1]
+        assert 'method_name="/csi.v1.Identity/GetPluginInfo"' in metrics[1]
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 10) == 0
