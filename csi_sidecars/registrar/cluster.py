@@ -357,6 +357,12 @@ async def run_cluster_registrar(
         port: a Kubernetes port to use instead of a client from ``kube`` (tests).
         conn: a driver connection to use instead of dialling ``config.csi_address`` (tests).
     """
+    if port is None:
+        try:
+            await kube.client_config()  # fail fast, before waiting for the driver
+        except Exception as exc:  # kubeconfig missing or malformed, not in a cluster
+            log.error("Failed to load the Kubernetes client configuration", error=str(exc))
+            return 1
     metrics = CSIMetrics()
     own_conn = conn is None
     if conn is None:

@@ -412,3 +412,14 @@ async def test_http_endpoint_serves_metrics_and_healthz(
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 10) == 0
+
+
+async def test_bad_kubeconfig_exits_1_before_waiting_for_the_driver(
+    socket_path: str, tmp_path: Any
+) -> None:
+    # No driver listens: the role must fail on the kubeconfig, not wait 30 s for the socket.
+    kube = KubeOptions(kubeconfig=str(tmp_path / "missing.kubeconfig"))
+    code = await asyncio.wait_for(
+        run_cluster_registrar(ClusterConfig(csi_address=socket_path), kube, asyncio.Event()), 10
+    )
+    assert code == 1
