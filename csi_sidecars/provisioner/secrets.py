@@ -43,7 +43,9 @@ def _prefixed(kind: str) -> tuple[str, str]:
     )
 
 
-DEFAULT = SecretParams("Default", *_prefixed("secret"))
+DEFAULT = SecretParams(
+    "Default", f"{CSI_PARAMETER_PREFIX}secret-name", f"{CSI_PARAMETER_PREFIX}secret-namespace"
+)
 PROVISIONER = SecretParams(
     "Provisioner", *_prefixed("provisioner"), "csiProvisionerSecretName",
     "csiProvisionerSecretNamespace",

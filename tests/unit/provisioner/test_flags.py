@@ -1,0 +1,209 @@
+"""Flags: defaults, upstream manifests, unsupported features, validation."""
+
+from __future__ import annotations
+
+import click
+import pytest
+
+from csi_sidecars.provisioner.flags import (
+    FEATURE_GATES,
+    UNSUPPORTED_FLAGS,
+    parse_args,
+    parse_feature_gates,
+    parse_labels,
+)
+
+
+def test_defaults_match_go() -> None:
+    cfg = parse_args([])
+    assert cfg.csi_address == "/run/csi/socket"
+    assert cfg.volume_name_prefix == "pvc"
+    assert cfg.volume_name_uuid_length == -1
+    assert cfg.retry_interval_start == 1.0
+    assert cfg.retry_interval_max == 300.0
+    assert cfg.worker_threads == 100
+    assert cfg.cloning_protection_threads == 1
+    assert cfg.timeout == 10.0
+    assert cfg.strict_topology is False
+    assert cfg.immediate_topology is True
+    assert cfg.extra_create_metadata is False
+    assert cfg.default_fstype == ""
+    assert cfg.controller_publish_readonly is False
+    assert cfg.kube_api_qps == 5.0
+    assert cfg.kube_api_burst == 10
+    assert cfg.leader_election is False
+    assert cfg.leader_election_lease_duration == 15.0
+    assert cfg.leader_election_renew_deadline == 10.0
+    assert cfg.leader_election_retry_period == 5.0
+    assert cfg.metrics_path == "/metrics"
+    assert cfg.feature_gates == FEATURE_GATES
+    assert cfg.explicit_gates == frozenset()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        # external-provisioner deploy/kubernetes/deployment.yaml
+        [
+            "--csi-address=/var/lib/csi/sockets/pluginproxy/mock.socket",
+            "--leader-election",
+            "--http-endpoint=:8080",
+        ],
+        # csi-driver-host-path deploy/kubernetes-1.34/hostpath/csi-hostpath-plugin.yaml
+        ["-v=5", "--csi-address=/csi/csi.sock", "--feature-gates=Topology=true"],
+        # Go single-dash forms and separate values
+        ["-csi-address", "/csi/csi.sock", "-timeout=15s", "-worker-threads", "5", "--automaxprocs"],
+    ],
+)
+def test_upstream_manifest_args_parse(argv: list[str]) -> None:
+    cfg = parse_args(argv)
+    address = (
+        next(a.split("=", 1)[1] for a in argv if a.startswith("--csi-address="))
+        if any(a.startswith("--csi-address=") for a in argv)
+        else argv[argv.index("-csi-address") + 1]
+    )
+    assert cfg.csi_address == address
+
+
+def test_manifest_values_land_in_config() -> None:
+    cfg = parse_args(
+        [
+            "--csi-address=/csi/csi.sock",
+            "--leader-election",
+            "--http-endpoint=:8080",
+            "-timeout=15s",
+            "--strict-topology=true",
+            "--immediate-topology=false",
+            "--extra-create-metadata",
+            "--default-fstype=ext4",
+            "--volume-name-prefix=vol",
+            "--volume-name-uuid-length=16",
+            "--leader-election-labels=a:b,c:d",
+            "--feature-gates=VolumeAttributesClass=false",
+        ]
+    )
+    assert cfg.leader_election is True
+    assert cfg.http_endpoint == ":8080"
+    assert cfg.timeout == 15.0
+    assert (cfg.strict_topology, cfg.immediate_topology) == (True, False)
+    assert cfg.extra_create_metadata is True
+    assert cfg.default_fstype == "ext4"
+    assert (cfg.volume_name_prefix, cfg.volume_name_uuid_length) == ("vol", 16)
+    assert cfg.leader_election_labels == {"a": "b", "c": "d"}
+    assert cfg.feature_gates["VolumeAttributesClass"] is False
+    assert cfg.explicit_gates == {"VolumeAttributesClass"}
+
+
+def test_distributed_hostpath_manifest_is_refused_clearly() -> None:
+    # csi-driver-host-path deploy/kubernetes-distributed: capacity + node deployment
+    argv = [
+        "-v=5",
+        "--csi-address=/csi/csi.sock",
+        "--feature-gates=Topology=true",
+        "--enable-capacity",
+        "--capacity-ownerref-level=0",
+        "--node-deployment=true",
+        "--strict-topology=true",
+        "--immediate-topology=false",
+        "--worker-threads=5",
+    ]
+    with pytest.raises(click.UsageError, match="not supported yet by csi-sidecars provisioner"):
+        parse_args(argv)
+
+
+NON_DEFAULT = {
+    "enable_capacity": "--enable-capacity",
+    "capacity_for_immediate_binding": "--capacity-for-immediate-binding",
+    "capacity_poll_interval": "--capacity-poll-interval=2m",
+    "capacity_ownerref_level": "--capacity-ownerref-level=0",
+    "capacity_threads": "--capacity-threads=2",
+    "kube_api_capacity_qps": "--kube-api-capacity-qps=3",
+    "kube_api_capacity_burst": "--kube-api-capacity-burst=7",
+    "node_deployment": "--node-deployment",
+    "node_deployment_immediate_binding": "--node-deployment-immediate-binding=false",
+    "node_deployment_base_delay": "--node-deployment-base-delay=5s",
+    "node_deployment_max_delay": "--node-deployment-max-delay=5s",
+    "snapshot_orphan_sweep_interval": "--snapshot-orphan-sweep-interval=0",
+    "prevent_volume_mode_conversion": "--prevent-volume-mode-conversion=false",
+}
+
+
+def test_every_unsupported_flag_has_a_case() -> None:
+    assert set(NON_DEFAULT) == set(UNSUPPORTED_FLAGS)
+
+
+@pytest.mark.parametrize("param", sorted(NON_DEFAULT))
+def test_unsupported_flag_with_other_value_is_refused(param: str) -> None:
+    flag = "--" + param.replace("_", "-")
+    with pytest.raises(click.UsageError) as exc:
+        parse_args([NON_DEFAULT[param]])
+    assert str(exc.value.message) == f"flag {flag} is not supported yet by csi-sidecars provisioner"
+
+
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "--enable-capacity=false",
+        "--node-deployment=false",
+        "--capacity-poll-interval=1m",
+        "--capacity-ownerref-level=1",
+        "--snapshot-orphan-sweep-interval=5m",
+        "--prevent-volume-mode-conversion=true",
+        "--node-deployment-base-delay=20s",
+    ],
+)
+def test_unsupported_flag_at_default_is_accepted(arg: str) -> None:
+    parse_args([arg])
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("--volume-name-uuid-length=33", "between 1 and 32, got 33"),
+        ("--volume-name-uuid-length=0", "between 1 and 32, got 0"),
+        ("--volume-name-uuid-length=-2", "between 1 and 32, got -2"),
+        ("--volume-name-prefix=", "does not give valid PersistentVolume names"),
+        ("--volume-name-prefix=PVC", "does not give valid PersistentVolume names"),
+        ("--worker-threads=0", "--worker-threads must be at least 1"),
+        ("--timeout=0s", "--timeout must be positive"),
+        ("--retry-interval-max=100ms", "must not be shorter than --retry-interval-start"),
+        ("--leader-election-labels=novalue", "must be formatted as key:value"),
+        ("--feature-gates=Nope=true", "unrecognized feature gate: Nope"),
+        ("--feature-gates=Topology", "missing bool value for Topology"),
+        ("--feature-gates=Topology=maybe", "invalid value of Topology: maybe"),
+        ("--feature-gates=CrossNamespaceVolumeDataSource=true", "not supported yet"),
+        ("--timeout=ten", "invalid duration"),
+    ],
+)
+def test_invalid_values(arg: str, message: str) -> None:
+    with pytest.raises(click.UsageError, match=message.replace("(", r"\(")):
+        parse_args([arg])
+
+
+@pytest.mark.parametrize("length", [-1, 1, 8, 32])
+def test_valid_uuid_lengths(length: int) -> None:
+    assert parse_args([f"--volume-name-uuid-length={length}"]).volume_name_uuid_length == length
+
+
+def test_http_endpoint_and_metrics_address_conflict() -> None:
+    with pytest.raises(click.UsageError, match="only one of"):
+        parse_args(["--http-endpoint=:8080", "--metrics-address=:8081"])
+
+
+def test_unknown_flag_is_refused() -> None:
+    with pytest.raises(click.UsageError, match="flag provided but not defined: -no-such"):
+        parse_args(["--no-such-flag"])
+
+
+def test_pprof_is_accepted_with_a_warning() -> None:
+    cfg = parse_args(["--enable-pprof"])
+    assert cfg.warnings and "pprof" in cfg.warnings[0]
+
+
+def test_parse_helpers() -> None:
+    assert parse_labels("") == {}
+    assert parse_labels("a:b, c:") == {"a": "b", "c": ""}
+    gates, explicit = parse_feature_gates("Topology=false,ReleaseLeaderElectionOnExit=true")
+    assert gates["Topology"] is False
+    assert gates["ReleaseLeaderElectionOnExit"] is True
+    assert explicit == {"Topology", "ReleaseLeaderElectionOnExit"}
