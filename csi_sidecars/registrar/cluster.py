@@ -40,10 +40,11 @@ from csi_sidecars.kube.options import KubeOptions, kube_options
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import CSI_DRIVERS, JsonDict
 from csi_sidecars.registrar import cluster_spec as cs
+from csi_sidecars.registrar.cluster_flags import FlagError, spec_options
 from csi_sidecars.registrar.cluster_sync import DEFAULT_INTERVAL, ClusterRegistrar
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
-from csi_sidecars.runtime.flags import DURATION, GO_BOOL, GoCommand, bool_flag, parse_duration
+from csi_sidecars.runtime.flags import DURATION, GO_BOOL, GoCommand, bool_flag
 from csi_sidecars.runtime.http import HttpBindError, HttpServer, metrics_handler
 
 log = rlog.get_logger("cluster-driver-registrar")
@@ -73,78 +74,6 @@ class ClusterConfig:
     http_endpoint: str = ""
     metrics_path: str = "/metrics"
     connect_timeout: float = CONNECT_TIMEOUT
-
-
-# ---- flag parsing (pure) ----------------------------------------------------------------------
-
-
-def parse_lifecycle_modes(text: str | None) -> tuple[str, ...] | None:
-    """``Persistent,Ephemeral`` -> a tuple; None (flag not given) stays None."""
-    if text is None:
-        return None
-    return tuple(m.strip() for m in text.split(",") if m.strip())
-
-
-def parse_token_request(text: str) -> cs.TokenRequest:
-    """``AUDIENCE`` or ``AUDIENCE,EXPIRATION`` (a Go duration like ``1h``, or seconds).
-
-    Raises:
-        ValueError: for an expiration that is neither.
-    """
-    audience, sep, expiration = text.rpartition(",")
-    if not sep:
-        return cs.TokenRequest(text.strip())
-    exp = expiration.strip()
-    seconds = int(exp) if exp.isdigit() else parse_duration(exp)
-    if seconds != int(seconds):
-        raise ValueError(f"token expiration {exp!r} is not a whole number of seconds")
-    return cs.TokenRequest(audience.strip(), int(seconds))
-
-
-def parse_labels(text: str) -> dict[str, str]:
-    """``k1=v1,k2=v2`` -> a dict.
-
-    Raises:
-        ValueError: for an entry without ``=`` or with an empty key.
-    """
-    out: dict[str, str] = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"invalid label {item!r}, expected key=value")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def spec_options(flags: dict[str, Any]) -> cs.SpecOptions:
-    """Build :class:`SpecOptions` from the command's CSIDriver flags.
-
-    Raises:
-        StartupError: for a malformed or invalid value (all problems in one message).
-    """
-    try:
-        tokens = flags["token_request"]
-        period = flags["node_allocatable_update_period"]
-        opts = cs.SpecOptions(
-            attach_required=flags["attach_required"],
-            pod_info_on_mount=bool(flags["pod_info_mount"] or flags["pod_info_mount_version"]),
-            volume_lifecycle_modes=parse_lifecycle_modes(flags["volume_lifecycle_modes"]),
-            storage_capacity=flags["storage_capacity"],
-            fs_group_policy=flags["fs_group_policy"] or None,
-            token_requests=tuple(parse_token_request(t) for t in tokens) if tokens else None,
-            requires_republish=flags["requires_republish"],
-            selinux_mount=flags["selinux_mount"],
-            node_allocatable_update_period_seconds=int(period) if period is not None else None,
-            service_account_token_in_secrets=flags["service_account_token_in_secrets"],
-            prevent_pod_scheduling_if_missing=flags["prevent_pod_scheduling_if_missing"],
-            labels=parse_labels(flags["labels"]),
-        )
-    except ValueError as exc:
-        raise StartupError(str(exc)) from None
-    errors = cs.validate_options(opts)
-    if errors:
-        raise StartupError("; ".join(errors))
-    return opts
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -269,7 +198,7 @@ def command(
         raise SystemExit(1)
     try:
         opts = spec_options(spec_flags)
-    except StartupError as err:
+    except FlagError as err:
         log.error(str(err))
         raise SystemExit(1) from None
     config = ClusterConfig(

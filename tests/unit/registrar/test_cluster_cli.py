@@ -7,15 +7,18 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from csi_sidecars.registrar import cluster
+from csi_sidecars.registrar import cluster, cluster_flags
 from csi_sidecars.registrar import cluster_spec as cs
 from csi_sidecars.runtime import app
 
 
 def test_parse_lifecycle_modes() -> None:
-    assert cluster.parse_lifecycle_modes(None) is None
-    assert cluster.parse_lifecycle_modes("Persistent, Ephemeral") == ("Persistent", "Ephemeral")
-    assert cluster.parse_lifecycle_modes("") == ()
+    assert cluster_flags.parse_lifecycle_modes(None) is None
+    assert cluster_flags.parse_lifecycle_modes("Persistent, Ephemeral") == (
+        "Persistent",
+        "Ephemeral",
+    )
+    assert cluster_flags.parse_lifecycle_modes("") == ()
 
 
 @pytest.mark.parametrize(
@@ -33,22 +36,22 @@ def test_parse_lifecycle_modes() -> None:
     ],
 )
 def test_parse_token_request(text: str, want: cs.TokenRequest) -> None:
-    assert cluster.parse_token_request(text) == want
+    assert cluster_flags.parse_token_request(text) == want
 
 
 @pytest.mark.parametrize("text", ["vault,soon", "vault,1.5s"])
 def test_parse_token_request_rejects_bad_expiration(text: str) -> None:
     with pytest.raises(ValueError):
-        cluster.parse_token_request(text)
+        cluster_flags.parse_token_request(text)
 
 
 def test_parse_labels() -> None:
-    assert cluster.parse_labels("a=1, b=two,") == {"a": "1", "b": "two"}
-    assert cluster.parse_labels("") == {}
+    assert cluster_flags.parse_labels("a=1, b=two,") == {"a": "1", "b": "two"}
+    assert cluster_flags.parse_labels("") == {}
     with pytest.raises(ValueError, match="expected key=value"):
-        cluster.parse_labels("a")
+        cluster_flags.parse_labels("a")
     with pytest.raises(ValueError):
-        cluster.parse_labels("=x")
+        cluster_flags.parse_labels("=x")
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, Any, str]:
