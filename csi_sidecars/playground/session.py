@@ -18,6 +18,7 @@ import asyncio
 import json
 import shlex
 import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,7 @@ class Playground:
     verbosity: int = 2
     remove_directory: bool = False
     cp: ControlPlane | None = None
+    _registry_root: Path | None = None
     running: list[RunningRole] = field(default_factory=list)
     registered: dict[str, bool] = field(default_factory=dict)
 
@@ -152,7 +154,11 @@ class Playground:
         return await cp.start_driver(node)
 
     def _registry_dir(self, node: str) -> Path:
-        return self.control_plane.work_dir / "plugins_registry" / node
+        # kubelet's plugins_registry stand-in. Unix socket paths are limited to 107 bytes, so it
+        # lives in a short temporary directory rather than under a possibly deep --dir.
+        if self._registry_root is None:
+            self._registry_root = Path(tempfile.mkdtemp(prefix="csi-pg-"))
+        return self._registry_root / node
 
     async def _start_node_role(self, role: str, driver: Driver) -> None:
         port = free_port()
@@ -174,7 +180,16 @@ class Playground:
         cp = self.control_plane
         reg_sock = self._registry_dir(node) / f"{cp.driver_name}-reg.sock"
 
+        registrar = next(
+            r.process for r in self.running if r.role == "node-driver-registrar" and r.node == node
+        )
+
         async def registered() -> bool:
+            if not registrar.running:
+                raise RuntimeError(
+                    f"node-driver-registrar on {node} exited with {registrar.returncode}:\n"
+                    + registrar.log_tail(20)
+                )
             if not reg_sock.exists():
                 return False
             async with grpc.aio.insecure_channel(f"unix://{reg_sock}") as channel:
@@ -190,7 +205,9 @@ class Playground:
                 )
                 return ok
 
-        await poll_until(registered, 30, f"node-driver-registrar on {node} to register")
+        await poll_until(
+            registered, 30, f"node-driver-registrar on {node} to register", fatal=(RuntimeError,)
+        )
         self.registered[node] = True
 
     def describe(self) -> dict[str, Any]:
@@ -210,6 +227,7 @@ class Playground:
             "binDir": str(self.bin_dir),
             "workDir": str(cp.work_dir),
             "logDir": str(cp.work_dir / "logs"),
+            "pluginRegistry": str(self._registry_root) if self._registry_root else None,
         }
 
     def write_description(self) -> Path:
@@ -253,6 +271,8 @@ class Playground:
         if self.cp is not None:
             await self.cp.stop()
         self.running.clear()
+        if self._registry_root is not None:
+            shutil.rmtree(self._registry_root, ignore_errors=True)
         if self.remove_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
 
