@@ -91,7 +91,7 @@ def test_fstype(params: dict[str, str], default: str, expected: tuple[str, bool]
     "params", [{"fstype": "a", P + "fstype": "b"}, {"fstype": "a", "FSTYPE": "b"}]
 )
 def test_fstype_twice(params: dict[str, str]) -> None:
-    with pytest.raises(ProvisionError, match='with both "fstype" and "csi.storage.k8s.io/fstype"'):
+    with pytest.raises(ProvisionError, match=r'with both "fstype" and "csi\.storage\.k8s\.io/'):
         rq.resolve_fstype(params, "")
 
 
@@ -311,7 +311,7 @@ CLONE_CAPS = {Cap.CREATE_DELETE_VOLUME, Cap.CLONE_VOLUME}
 
 def clone_setup(
     **src_spec: Any,
-) -> tuple[rq.ProvisionPlan, dict[str, Any], dict[str, Any], dict[str, Any]]:  # noqa: E501
+) -> tuple[rq.ProvisionPlan, dict[str, Any], dict[str, Any], dict[str, Any]]:
     claim = pvc(dataSource={"kind": "PersistentVolumeClaim", "name": "src"}, storage="2Gi")
     plan = full_plan(claim=claim, controller_capabilities=CLONE_CAPS)
     source = pvc(name="src", uid="src-uid", storage="1Gi", volumeName="pv-src")
@@ -365,7 +365,8 @@ def _mutate(path: str, value: Any) -> Any:
         (_mutate("pv.spec.csi.driver", "other"), "claim in dataSource not bound or invalid"),
         (_mutate("pv.spec.claimRef.uid", "x"), "claim in dataSource not bound or invalid"),
         (_mutate("pv.status.phase", "Released"), "claim in dataSource not bound or invalid"),
-        (_mutate("pv.spec.volumeMode", "Block"), "Source is Block, but new PVC requested Filesystem"),
+        (_mutate("pv.spec.volumeMode", "Block"),
+         "Source is Block, but new PVC requested Filesystem"),
     ],
 )  # fmt: skip
 def test_clone_source_errors(mutate: Any, message: str) -> None:

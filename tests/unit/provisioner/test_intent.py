@@ -1,0 +1,385 @@
+"""The no-leak intent record: decision table and crash-point simulation."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.provisioner import intent as it
+from csi_sidecars.provisioner import keys
+from csi_sidecars.provisioner.intent import CleanupAction, IntentAction
+from csi_sidecars.provisioner.pv import build_pv, check_create_response
+from csi_sidecars.provisioner.request import (
+    build_create_request,
+    plan_provision,
+    request_digest,
+)
+from csi_sidecars.provisioner.topology import TopologyRequirement
+from tests.unit.provisioner.objs import DRIVER, UID, options, pvc, sc
+
+S = grpc.StatusCode
+FIN = keys.INTENT_FINALIZER
+ANN = keys.ANN_CREATE_INTENT
+
+
+def rebuilt(claim: dict[str, Any] | None = None, cls: dict[str, Any] | None = None,
+            **kw: Any) -> csi_pb2.CreateVolumeRequest:  # fmt: skip
+    claim = claim or pvc()
+    plan = plan_provision(claim, cls or sc(), options(**kw))
+    return build_create_request(plan, secrets_data={"token": "s3cret"})
+
+
+def recorded(claim: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    claim = claim or pvc()
+    return it.with_intent(claim, rebuilt(claim, **kw), sc())
+
+
+def deleting(claim: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(claim)
+    out["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+    return out
+
+
+def edit_record(claim: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    out = copy.deepcopy(claim)
+    data = json.loads(out["metadata"]["annotations"][ANN])
+    data.update(changes)
+    out["metadata"]["annotations"][ANN] = json.dumps(data)
+    return out
+
+
+def test_record_has_no_secrets_and_roundtrips() -> None:
+    claim = recorded()
+    raw = claim["metadata"]["annotations"][ANN]
+    assert "s3cret" not in raw
+    assert FIN in claim["metadata"]["finalizers"]
+    record, why = it.read_intent(claim)
+    assert why == "" and record is not None
+    assert record.volume_name == f"pvc-{UID}" and record.pvc_uid == UID
+    assert record.reclaim_policy == "Delete" and record.storage_class == "fast"
+    assert record.digest == request_digest(rebuilt())
+    released = it.without_intent(claim)
+    assert ANN not in released["metadata"]["annotations"]
+    assert FIN not in released["metadata"]["finalizers"]
+    assert ANN in claim["metadata"]["annotations"]  # input untouched
+
+
+def _tampered_name(claim: dict[str, Any]) -> dict[str, Any]:
+    victim = "pvc-ffffffff-0000-0000-0000-000000000000"
+    req = rebuilt()
+    req.name = victim
+    req.ClearField("secrets")
+    return edit_record(claim, volumeName=victim, request=it.request_to_json(req),
+                       digest=request_digest(req))  # fmt: skip
+
+
+LIVE = recorded()
+CHANGED = rebuilt(cls=sc(parameters={"type": "gold"}))
+NEW_PREFIX = rebuilt(volume_name_prefix="vol")
+
+Row = tuple[str, dict[str, Any], csi_pb2.CreateVolumeRequest | None, bool, IntentAction, str]
+DECIDE: list[Row] = [
+    ("live: nothing recorded", pvc(), rebuilt(), False, IntentAction.RECORD, "rebuilt"),
+    ("live: record current", LIVE, rebuilt(), False, IntentAction.CREATE, "rebuilt"),
+    ("live: finalizer removed", it.without_intent(LIVE) | {"metadata": {
+        **LIVE["metadata"], "finalizers": []}}, rebuilt(), False, IntentAction.RECORD, "rebuilt"),
+    ("live: request changed", LIVE, CHANGED, False, IntentAction.RECORD, "changed"),
+    ("live: class missing", LIVE, None, False, IntentAction.NONE, ""),
+    ("live: record of another UID", edit_record(LIVE, uid="other"), rebuilt(), False,
+     IntentAction.RECORD, "rebuilt"),
+    ("live: garbage record", edit_record(LIVE, v=99), rebuilt(), False, IntentAction.RECORD,
+     "rebuilt"),
+    ("live: flags changed the name", LIVE, NEW_PREFIX, False, IntentAction.CLEANUP_CREATE,
+     "recorded"),
+    ("live: tampered name", _tampered_name(LIVE), rebuilt(), False, IntentAction.RECORD,
+     "rebuilt"),
+    ("PV saved, record left", LIVE, rebuilt(), True, IntentAction.RELEASE, ""),
+    ("PV saved, deleting", deleting(LIVE), None, True, IntentAction.RELEASE, ""),
+    ("PV saved, clean", pvc(), rebuilt(), True, IntentAction.NONE, ""),
+    ("deleted: record", deleting(LIVE), rebuilt(), False, IntentAction.CLEANUP_CREATE, "recorded"),
+    ("deleted: record, class gone", deleting(LIVE), None, False, IntentAction.CLEANUP_CREATE,
+     "recorded"),
+    ("deleted: record, flags changed", deleting(LIVE), CHANGED, False,
+     IntentAction.CLEANUP_CREATE, "recorded"),
+    ("deleted: nothing recorded", deleting(pvc()), rebuilt(), False, IntentAction.NONE, ""),
+    ("deleted: annotation removed", deleting(LIVE) | {"metadata": {
+        **deleting(LIVE)["metadata"], "annotations": {}}}, rebuilt(), False,
+     IntentAction.CLEANUP_CREATE, "rebuilt"),
+    ("deleted: garbage record, class gone", deleting(edit_record(LIVE, uid="x")), None, False,
+     IntentAction.RELEASE, ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("claim", "req", "pv_exists", "action", "which"),
+    [c[1:] for c in DECIDE],
+    ids=[c[0] for c in DECIDE],
+)
+def test_decide(
+    claim: dict[str, Any],
+    req: csi_pb2.CreateVolumeRequest | None,
+    pv_exists: bool,
+    action: IntentAction,
+    which: str,
+) -> None:
+    d = it.decide(claim, rebuilt=req, pv_exists=pv_exists)
+    assert d.action == action, d.reason
+    expected = {"rebuilt": rebuilt(), "changed": CHANGED, "recorded": rebuilt()}.get(which)
+    if expected is None:
+        assert d.request is None
+    else:
+        assert d.request is not None
+        assert request_digest(d.request) == request_digest(expected)
+
+
+def test_unusable_record_and_no_request_warns() -> None:
+    d = it.decide(deleting(edit_record(LIVE, uid="x")), rebuilt=None, pv_exists=False)
+    assert d.event is not None and d.event.reason == "ProvisioningCleanupFailed"
+    assert "may be orphaned" in d.event.message
+
+
+@pytest.mark.parametrize(
+    ("deleting_", "volume_id", "code", "policy", "action"),
+    [
+        (True, "v1", None, "Delete", CleanupAction.DELETE_VOLUME),
+        (True, "v1", None, "", CleanupAction.DELETE_VOLUME),
+        (True, "v1", None, "Retain", CleanupAction.ADOPT),
+        (False, "v1", None, "Retain", CleanupAction.DELETE_VOLUME),
+        (True, None, S.DEADLINE_EXCEEDED, "Delete", CleanupAction.RETRY),
+        (True, None, S.UNAVAILABLE, "Delete", CleanupAction.RETRY),
+        (True, None, S.ABORTED, "Delete", CleanupAction.RETRY),
+        (True, None, None, "Delete", CleanupAction.RETRY),
+        (True, None, S.INVALID_ARGUMENT, "Delete", CleanupAction.RELEASE),
+        (True, None, S.RESOURCE_EXHAUSTED, "Delete", CleanupAction.RELEASE),
+        (False, None, S.INTERNAL, "Delete", CleanupAction.RECORD),
+        (True, None, S.ALREADY_EXISTS, "Delete", CleanupAction.RELEASE),
+        (False, None, S.ALREADY_EXISTS, "Delete", CleanupAction.RECORD),
+    ],
+)
+def test_after_cleanup_create(
+    deleting_: bool, volume_id: str | None, code: Any, policy: str, action: CleanupAction
+) -> None:
+    d = it.after_cleanup_create(
+        pvc_deleting=deleting_, volume_id=volume_id, code=code, reclaim_policy=policy,
+        volume_name="pvc-1",
+    )  # fmt: skip
+    assert d.action == action
+    if action in (CleanupAction.DELETE_VOLUME, CleanupAction.ADOPT):
+        assert d.volume_id == volume_id
+    if code == S.ALREADY_EXISTS:
+        assert d.event is not None and "pvc-1" in d.event.message
+
+
+@pytest.mark.parametrize(
+    ("deleting_", "code", "action"),
+    [
+        (True, S.OK, CleanupAction.RELEASE),
+        (True, S.NOT_FOUND, CleanupAction.RELEASE),
+        (False, S.OK, CleanupAction.RECORD),
+        (True, S.INTERNAL, CleanupAction.RETRY),
+        (True, None, CleanupAction.RETRY),
+    ],
+)
+def test_after_cleanup_delete(deleting_: bool, code: Any, action: CleanupAction) -> None:
+    assert it.after_cleanup_delete(pvc_deleting=deleting_, code=code).action == action
+
+
+def test_cleanup_reclaim_policy() -> None:
+    record, _ = it.read_intent(edit_record(LIVE, reclaimPolicy="Retain"))
+    assert it.cleanup_reclaim_policy(record, sc(reclaimPolicy="Delete")) == "Delete"
+    assert it.cleanup_reclaim_policy(record, None) == "Retain"
+    assert it.cleanup_reclaim_policy(None, None) == "Delete"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected_name", "ok"),
+    [
+        (f"pvc-{UID}", "", True),
+        (f"anything-{UID}", "", True),
+        ("vol-" + UID.replace("-", "")[:8], "", True),
+        ("vol-" + UID.replace("-", "")[:4], "", False),
+        ("vol-" + UID.replace("-", "")[:4], "vol-" + UID.replace("-", "")[:4], True),
+        ("pvc-ffffffff", "", False),
+        (UID, "", False),
+        ("", "", False),
+    ],
+)
+def test_name_belongs_to_uid(name: str, expected_name: str, ok: bool) -> None:
+    assert it.name_belongs_to_uid(name, UID, expected_name) is ok
+
+
+def test_pinned_requirement() -> None:
+    zone = "topology.hostpath.csi/zone"
+    sel = {"volume.kubernetes.io/storage-provisioner": DRIVER,
+           "volume.kubernetes.io/selected-node": "n1"}  # fmt: skip
+    claim = pvc(annotations=sel)
+    plan = plan_provision(claim, sc(), options())
+    requirement = TopologyRequirement(
+        ((("z", "a"),), (("z", "b"),)), ((("z", "a"),), (("z", "b"),))
+    )
+    req = build_create_request(plan, requirement=requirement)
+    with_record = it.with_intent(claim, req, sc())
+    assert it.pinned_requirement(with_record, allowed_topologies=None, strict=False) == requirement
+    assert it.pinned_requirement(with_record, allowed_topologies=None, strict=True) is None
+    only_c = [{"matchLabelExpressions": [{"key": "z", "values": ["c"]}]}]
+    assert it.pinned_requirement(with_record, allowed_topologies=only_c, strict=False) is None
+    moved = copy.deepcopy(with_record)
+    moved["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] = "n2"
+    assert it.pinned_requirement(moved, allowed_topologies=None, strict=False) is None
+    del zone
+
+
+def test_plan_from_request() -> None:
+    plan = it.plan_from_request(rebuilt(cls=sc(parameters={"csi.storage.k8s.io/fstype": "xfs"})))
+    assert plan.name == f"pvc-{UID}" and plan.fs_type == "xfs" and not plan.block
+    assert plan.required_bytes == 1 << 30
+
+
+# --- crash-point simulation ---------------------------------------------------------------
+
+
+class World:
+    """API objects (what survives a restart) and the driver's volumes."""
+
+    def __init__(self, policy: str = "Delete") -> None:
+        self.sc: dict[str, Any] | None = sc(reclaimPolicy=policy)
+        self.pvc: dict[str, Any] | None = pvc()
+        self.pv: dict[str, Any] | None = None
+        self.volumes: dict[str, str] = {}  # name -> id
+
+    def create_volume(self, req: csi_pb2.CreateVolumeRequest) -> csi_pb2.CreateVolumeResponse:
+        vol_id = self.volumes.setdefault(req.name, f"id-{req.name}")
+        return csi_pb2.CreateVolumeResponse(
+            volume=csi_pb2.Volume(
+                volume_id=vol_id, capacity_bytes=req.capacity_range.required_bytes
+            )
+        )
+
+    def delete_claim(self) -> None:
+        assert self.pvc is not None
+        if self.pvc["metadata"].get("finalizers"):
+            self.pvc = deleting(self.pvc)
+        else:
+            self.pvc = None
+
+    def update_claim(self, claim: dict[str, Any]) -> None:
+        if claim["metadata"].get("deletionTimestamp") and not claim["metadata"].get("finalizers"):
+            self.pvc = None
+        else:
+            self.pvc = claim
+
+    def leaked(self) -> set[str]:
+        owned = {self.pv["spec"]["csi"]["volumeHandle"]} if self.pv else set()
+        return set(self.volumes.values()) - owned
+
+
+def executor(world: World) -> Iterator[str]:
+    """One provisioner pass, yielding after every externally visible effect."""
+    claim = world.pvc
+    if claim is None:
+        return
+    req = None
+    if world.sc is not None:
+        plan = plan_provision(claim, world.sc, options())
+        req = build_create_request(plan)
+    d = it.decide(claim, rebuilt=req, pv_exists=world.pv is not None)
+    if d.action == IntentAction.RECORD:
+        assert d.request is not None
+        world.update_claim(it.with_intent(claim, d.request, world.sc))
+        yield "recorded"
+        claim = world.pvc
+        assert claim is not None
+        d = it.decide(claim, rebuilt=req, pv_exists=False)
+    if d.action == IntentAction.CREATE:
+        assert d.request is not None and world.sc is not None
+        resp = world.create_volume(d.request)
+        yield "created"
+        plan = plan_provision(claim, world.sc, options())
+        capacity = check_create_response(plan, claim, resp)
+        world.pv = build_pv(plan, claim, world.sc, resp.volume, capacity, driver=DRIVER,
+                            identity="id", supports_topology=False)  # fmt: skip
+        yield "pv saved"
+        d = it.decide(claim, rebuilt=req, pv_exists=True)
+    if d.action == IntentAction.CLEANUP_CREATE:
+        assert d.request is not None
+        resp = world.create_volume(d.request)
+        yield "cleanup created"
+        record, _ = it.read_intent(claim)
+        c = it.after_cleanup_create(
+            pvc_deleting=True, volume_id=resp.volume.volume_id, code=None,
+            reclaim_policy=it.cleanup_reclaim_policy(record, world.sc), volume_name=d.request.name,
+        )  # fmt: skip
+        if c.action == CleanupAction.DELETE_VOLUME:
+            world.volumes = {k: v for k, v in world.volumes.items() if v != c.volume_id}
+            yield "cleanup deleted"
+        elif c.action == CleanupAction.ADOPT:
+            plan = it.plan_from_request(d.request)
+            world.pv = build_pv(plan, claim, world.sc or sc(), resp.volume, plan.required_bytes,
+                                driver=DRIVER, identity="id", supports_topology=False)  # fmt: skip
+            yield "adopted"
+        d = it.IntentDecision(IntentAction.RELEASE, "done")
+    if d.action == IntentAction.RELEASE:
+        world.update_claim(it.without_intent(claim))
+        yield "released"
+
+
+EFFECTS = ["recorded", "created", "pv saved", "released"]
+
+
+def run(world: World, crash_after: int | None = None) -> list[str]:
+    done: list[str] = []
+    if crash_after == 0:
+        return done
+    for effect in executor(world):
+        done.append(effect)
+        if crash_after is not None and len(done) == crash_after:
+            break
+    return done
+
+
+@pytest.mark.parametrize("crash_after", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("delete_claim", [False, True], ids=["claim-kept", "claim-deleted"])
+@pytest.mark.parametrize("drop_class", [False, True], ids=["class-kept", "class-deleted"])
+@pytest.mark.parametrize("policy", ["Delete", "Retain"])
+def test_no_leak_at_any_crash_point(
+    crash_after: int, delete_claim: bool, drop_class: bool, policy: str
+) -> None:
+    world = World(policy)
+    done = run(world, crash_after)  # the provisioner dies after `crash_after` effects
+    assert done == EFFECTS[:crash_after]
+    if delete_claim and world.pvc is not None:
+        world.delete_claim()
+    if drop_class:
+        world.sc = None
+    for _ in range(3):  # restarts: only API objects and the driver survive
+        run(world)
+    if world.pvc is not None and world.pv is None:
+        # not provisioned (class gone): the volume, if any, is still tracked by the record;
+        # deleting the claim now must clean it up
+        world.delete_claim()
+        for _ in range(3):
+            run(world)
+    assert world.leaked() == set(), (done, world.volumes)
+    if not delete_claim and not drop_class:
+        assert world.pvc is not None and world.pv is not None  # a live claim ends provisioned
+    if world.pvc is not None:
+        assert FIN not in world.pvc["metadata"].get("finalizers", [])
+        assert world.pvc["metadata"].get("deletionTimestamp") is None
+    if delete_claim and crash_after in (1, 2) and policy == "Retain":
+        assert world.pv is not None  # adopted, becomes Released
+
+
+def test_go_behaviour_would_leak() -> None:
+    """Without the record (Go): crash after CreateVolume, claim deleted -> volume leaks."""
+    world = World()
+    plan = plan_provision(world.pvc or {}, world.sc, options())
+    world.create_volume(build_create_request(plan))
+    world.pvc = None  # no finalizer: the claim is simply gone
+    run(world)
+    assert world.leaked()
