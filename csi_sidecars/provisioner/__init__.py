@@ -6,6 +6,7 @@ and returns decisions, CSI requests (``csi_pb2`` messages), PV objects and event
 * :mod:`.flags`: every Go flag and default; unbuilt features refused unless at their default.
 * :mod:`.claims`: which PVCs to provision (:func:`~.claims.should_provision`).
 * :mod:`.request`: the CreateVolumeRequest (plan -> lookups -> build), as Go builds it.
+* :mod:`.sources`: data sources (clone validation), VolumeAttributesClass parameters.
 * :mod:`.secrets`: StorageClass secret parameters and ``${...}`` templates.
 * :mod:`.topology`: accessibility requirements, pins, PV node affinity.
 * :mod:`.pv`: CreateVolume response guards and the PV object.

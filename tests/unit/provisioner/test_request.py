@@ -8,6 +8,7 @@ import pytest
 
 from csi_sidecars.csi.gen import csi_pb2
 from csi_sidecars.provisioner import request as rq
+from csi_sidecars.provisioner import sources as src
 from csi_sidecars.provisioner.request import build_create_request, make_volume_name, plan_provision
 from csi_sidecars.provisioner.secrets import SecretRef
 from csi_sidecars.provisioner.states import IgnoredError, ProvisionError, ProvisioningState
@@ -135,12 +136,12 @@ def test_capabilities_mount_and_block() -> None:
     [("1Gi", 1 << 30), ("1.5Gi", 3 << 29), ("100m", 1), ("1e9", 10**9), (None, 0), ("0", 0)],
 )
 def test_requested_bytes(storage: str | None, expected: int) -> None:
-    assert rq.requested_bytes(pvc(storage=storage)) == expected
+    assert src.requested_bytes(pvc(storage=storage)) == expected
 
 
 def test_requested_bytes_malformed() -> None:
     with pytest.raises(ProvisionError, match="invalid storage request"):
-        rq.requested_bytes(pvc(storage="lots"))
+        src.requested_bytes(pvc(storage="lots"))
 
 
 def full_plan(**kw: Any) -> rq.ProvisionPlan:
@@ -282,9 +283,9 @@ def test_vac_needs_modify_and_matching_driver() -> None:
     )
     assert plan.vac_name == "gold"
     vac = {"metadata": {"name": "gold"}, "driverName": DRIVER, "parameters": {"iops": "3000"}}
-    assert rq.mutable_parameters(vac, DRIVER) == {"iops": "3000"}
+    assert src.mutable_parameters(vac, DRIVER) == {"iops": "3000"}
     with pytest.raises(ProvisionError) as exc:
-        rq.mutable_parameters({**vac, "driverName": "other"}, DRIVER)
+        src.mutable_parameters({**vac, "driverName": "other"}, DRIVER)
     assert str(exc.value) == (
         f"VAC gold referenced in PVC is for driver other which does not match driver name {DRIVER}"
     )
@@ -302,7 +303,7 @@ def test_data_source_wins_over_ref() -> None:
         dataSource={"kind": "PersistentVolumeClaim", "name": "a"},
         dataSourceRef={"kind": "PersistentVolumeClaim", "name": "b"},
     )
-    source = rq.data_source(claim)
+    source = src.data_source(claim)
     assert source is not None and (source.name, source.namespace) == ("a", "default")
 
 
@@ -331,7 +332,7 @@ def clone_setup(
 def test_clone_source_ok() -> None:
     plan, claim, source, pv = clone_setup()
     assert plan.data_source is not None and plan.data_source.kind == "PersistentVolumeClaim"
-    got = rq.clone_content_source(plan, claim, sc(), source, pv)
+    got = src.clone_content_source(plan, claim, sc(), source, pv)
     assert got == csi_pb2.VolumeContentSource(
         volume=csi_pb2.VolumeContentSource.VolumeSource(volume_id="vol-src")
     )
@@ -372,7 +373,7 @@ def _mutate(path: str, value: Any) -> Any:
 def test_clone_source_errors(mutate: Any, message: str) -> None:
     plan, claim, source, pv = mutate(*clone_setup())
     with pytest.raises(ProvisionError) as exc:
-        rq.clone_content_source(plan, claim, sc(), source, pv)
+        src.clone_content_source(plan, claim, sc(), source, pv)
     assert exc.value.state == ProvisioningState.NO_CHANGE
     assert str(exc.value).startswith(
         "error getting handle for DataSource Type PersistentVolumeClaim by Name src: "
@@ -383,9 +384,9 @@ def test_clone_source_errors(mutate: Any, message: str) -> None:
 def test_clone_missing_objects() -> None:
     plan, claim, source, pv = clone_setup()
     with pytest.raises(ProvisionError, match='persistentvolumeclaims "src" not found'):
-        rq.clone_content_source(plan, claim, sc(), None, pv)
+        src.clone_content_source(plan, claim, sc(), None, pv)
     with pytest.raises(ProvisionError, match="claim in dataSource not bound or invalid"):
-        rq.clone_content_source(plan, claim, sc(), source, None)
+        src.clone_content_source(plan, claim, sc(), source, None)
 
 
 def test_clone_block_needs_block_source() -> None:
@@ -393,16 +394,16 @@ def test_clone_block_needs_block_source() -> None:
     plan = full_plan(claim=claim, controller_capabilities=CLONE_CAPS)
     _, _, source, pv = clone_setup()
     with pytest.raises(ProvisionError, match="Source is Filesystem, but new PVC requested Block"):
-        rq.clone_content_source(plan, claim, sc(), source, pv)
+        src.clone_content_source(plan, claim, sc(), source, pv)
 
 
 def test_clone_source_finalizer() -> None:
     source = pvc(name="src")
-    assert rq.clone_source_finalizers(source) == [
+    assert src.clone_source_finalizers(source) == [
         "provisioner.storage.kubernetes.io/cloning-protection"
     ]
     source["metadata"]["finalizers"] = ["a", "provisioner.storage.kubernetes.io/cloning-protection"]
-    assert rq.clone_source_finalizers(source) is None
+    assert src.clone_source_finalizers(source) is None
 
 
 def test_request_is_deterministic_and_digest_ignores_secrets() -> None:
