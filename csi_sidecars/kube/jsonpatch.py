@@ -7,6 +7,9 @@ from typing import Any
 
 from csi_sidecars.kube.resources import ApiError
 
+# What kube-apiserver answers (422 Invalid) when a JSON patch cannot be applied.
+REJECTED = "the server rejected our request due to an error in our request"
+
 
 def _tokens(pointer: str) -> list[str]:
     if pointer == "":
@@ -24,7 +27,7 @@ def _parent(doc: Any, tokens: list[str]) -> Any:
         elif isinstance(node, list) and tok.isdigit() and int(tok) < len(node):
             node = node[int(tok)]
         else:
-            raise ApiError(422, "Invalid", f"path /{'/'.join(tokens)} does not exist")
+            raise ApiError(422, "Invalid", REJECTED)
     return node
 
 
@@ -38,7 +41,7 @@ def _get(doc: Any, pointer: str) -> Any:
         return parent[last]
     if isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
         return parent[int(last)]
-    raise ApiError(422, "Invalid", f"path {pointer} does not exist")
+    raise ApiError(422, "Invalid", REJECTED)
 
 
 def _add(doc: Any, pointer: str, value: Any) -> Any:
@@ -55,7 +58,7 @@ def _add(doc: Any, pointer: str, value: Any) -> Any:
         elif last.isdigit() and int(last) <= len(parent):
             parent.insert(int(last), value)
         else:
-            raise ApiError(422, "Invalid", f"index out of range at {pointer}")
+            raise ApiError(422, "Invalid", REJECTED)
     else:
         raise ApiError(422, "Invalid", f"cannot add at {pointer}")
     return doc
@@ -77,8 +80,8 @@ def apply_json_patch(doc: Any, ops: Any) -> Any:
     """Apply ``ops`` to a copy of ``doc``.
 
     Raises:
-        ApiError: 422 for a malformed patch, a missing path or a failed ``test`` (with the
-            message "testing value <path> failed", as the API server words it).
+        ApiError: 422 for a missing path or a failed ``test``, with the API server's generic
+            message for a JSON patch it could not apply; 400/422 for a malformed patch.
     """
     if not isinstance(ops, list):
         raise ApiError(400, "BadRequest", "JSON patch must be a list of operations")
@@ -92,7 +95,7 @@ def apply_json_patch(doc: Any, ops: Any) -> Any:
             except ApiError:
                 current = None
             if current != op.get("value"):
-                raise ApiError(422, "Invalid", f"testing value {path} failed: test failed")
+                raise ApiError(422, "Invalid", REJECTED)
         elif kind == "add":
             out = _add(out, path, copy.deepcopy(op.get("value")))
         elif kind == "remove":

@@ -120,17 +120,21 @@ async def retry_on_conflict(
     raise AssertionError("unreachable")
 
 
+JSON_PATCH_REJECTED = "the server rejected our request due to an error in our request"
+
+
 def is_conflict(exc: BaseException) -> bool:
     """Whether ``exc`` means "someone else changed the object; re-read and retry".
 
-    That is a 409 Conflict, or a JSON patch whose ``test`` operation failed (the API server
-    answers those with 422 and a message naming the test).
+    That is a 409 Conflict, or a JSON patch the API server could not apply: it answers a failed
+    ``test`` operation (or a path that no longer exists) with 422 and the generic message
+    :data:`JSON_PATCH_REJECTED`. For the patches built here both mean the object changed.
     """
     if not isinstance(exc, ApiError):
         return False
     if exc.conflict:
         return True
-    return exc.invalid and "test" in exc.message and "fail" in exc.message
+    return exc.invalid and exc.message == JSON_PATCH_REJECTED
 
 
 async def apply(

@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 
 from csi_sidecars.kube.jsonpatch import apply_json_patch
-from csi_sidecars.kube.patch import apply_merge_patch, merge_patch, retry_on_conflict
+from csi_sidecars.kube.patch import (
+    JSON_PATCH_REJECTED,
+    apply_merge_patch,
+    merge_patch,
+    retry_on_conflict,
+)
 from csi_sidecars.kube.resources import ApiError
 
 CASES: list[tuple[Any, Any, Any]] = [
@@ -44,7 +49,7 @@ def test_json_patch_ops() -> None:
     assert doc == {"a": {"b": [1, 2]}, "c": "x"}
     with pytest.raises(ApiError) as err:
         apply_json_patch(doc, [{"op": "test", "path": "/c", "value": "nope"}])
-    assert err.value.invalid
+    assert err.value.invalid and err.value.message == JSON_PATCH_REJECTED
     with pytest.raises(ApiError):
         apply_json_patch(doc, [{"op": "remove", "path": "/missing"}])
 
@@ -95,7 +100,13 @@ async def test_retry_on_conflict_gives_up_and_passes_other_errors() -> None:
         nonlocal test_failures
         test_failures += 1
         if test_failures == 1:
-            raise ApiError(422, "Invalid", "testing value /metadata/finalizers failed: test failed")
+            raise ApiError(422, "Invalid", JSON_PATCH_REJECTED)
         return "ok"
 
     assert await retry_on_conflict(json_test_failed, sleep=nosleep) == "ok"
+
+    async def other_invalid() -> None:
+        raise ApiError(422, "Invalid", "spec.x: Invalid value")
+
+    with pytest.raises(ApiError):
+        await retry_on_conflict(other_invalid, sleep=nosleep)
