@@ -19,6 +19,7 @@ import click
 
 from csi_sidecars.kube.client import KubeClient, user_agent
 from csi_sidecars.kube.config import ClientConfig, load_client_config
+from csi_sidecars.kube.events import EventRecorder
 from csi_sidecars.kube.leaderelection import (
     LEASE_DURATION,
     RENEW_DEADLINE,
@@ -30,6 +31,7 @@ from csi_sidecars.kube.leaderelection import (
     lease_namespace,
     parse_labels,
 )
+from csi_sidecars.kube.resources import LEASES, JsonDict
 from csi_sidecars.runtime.flags import DURATION, bool_flag
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -122,12 +124,26 @@ class KubeOptions:
                 raise lead_task.exception()  # type: ignore[misc]
             return
         async with await self.leader_election_client(role) as le_client:
-            elector = LeaderElector(
-                le_client, self.leader_election_config(lock_name), event_sink=event_sink
-            )
+            config = self.leader_election_config(lock_name)
+            recorder: EventRecorder | None = None
+            if event_sink is None:
+                # As in Go: LeaderElection events on the Lease from "<lock>/<identity>".
+                recorder = EventRecorder(le_client, f"{config.lock_name}/{config.identity}")
+                rec = recorder
+
+                def event_sink(obj: JsonDict, etype: str, reason: str, message: str) -> None:
+                    rec.event(obj, etype, reason, message, resource=LEASES)
+
+            elector = LeaderElector(le_client, config, event_sink=event_sink)
             if routes is not None:
                 routes.add("/healthz/leader-election", elector.healthz_handler)
-            await elector.run(lead, stop)
+            sender = asyncio.ensure_future(recorder.run()) if recorder is not None else None
+            try:
+                await elector.run(lead, stop)
+            finally:
+                if sender is not None:
+                    sender.cancel()
+                    await asyncio.gather(sender, return_exceptions=True)
 
 
 def _labels(_: click.Context, __: click.Parameter, value: str) -> dict[str, str]:

@@ -234,3 +234,34 @@ async def test_healthz_check_semantics() -> None:
     err = a.check()
     assert err == "failed election to renew leadership on lease lock"
     assert b.check() is None  # non-leaders report ok
+
+
+async def test_healthz_handler_responses() -> None:
+    fake, clock = FakeKube(), FakeClock()
+    a = make(fake, clock, "a")
+    resp = await a.healthz_handler(None)  # type: ignore[arg-type]
+    assert (resp.status, resp.text) == (200, "ok")
+    assert await a.try_acquire_or_renew()
+    await clock.advance(40)
+    resp = await a.healthz_handler(None)  # type: ignore[arg-type]
+    assert resp.status == 500
+    assert resp.text == "internal server error: failed election to renew leadership on lease lock"
+
+
+async def test_became_leader_event_sink() -> None:
+    fake, clock = FakeKube(), FakeClock()
+    events: list[tuple[str, str, str]] = []
+    b = LeaderElector(
+        fake,
+        LeaderElectionConfig("lock", namespace="ns", identity="b"),
+        clock=clock,
+        on_stopped_leading=None,
+        event_sink=lambda obj, t, r, m: events.append((obj["kind"], r, m)),
+    )
+    a = make(fake, clock, "a")
+    assert await a.try_acquire_or_renew()
+    await clock.advance(16)
+    assert not await b.try_acquire_or_renew()  # first sighting of a's record starts the clock
+    await clock.advance(16)
+    assert await b.try_acquire_or_renew()
+    assert events == [("Lease", "LeaderElection", "b became leader")]
