@@ -73,7 +73,7 @@ log = rlog.get_logger("livenessprobe")
     help="Probes sent to the driver at once; further requests get 503 at once. 0: no limit.",
 )
 @app.common_options
-def command(  # noqa: PLR0917 (click passes every flag)
+def command(
     csi_address: str,
     probe_timeout: float,
     health_port: str,

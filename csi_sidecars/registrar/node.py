@@ -135,7 +135,7 @@ def resolve_http_address(health_port: int, http_endpoint: str) -> str:
     help="(deprecated) kubelet-registration-probe: exit 0 at once (a no-op, as in Go).",
 )
 @app.common_options
-def command(  # noqa: PLR0917 (click passes every flag)
+def command(
     csi_address: str,
     kubelet_registration_path: str,
     plugin_registration_path: str,

@@ -28,7 +28,7 @@ async def test_connect_waits_for_the_socket_then_succeeds(socket_path: str) -> N
     task = asyncio.create_task(connect(socket_path, timeout=20))
     done, _ = await asyncio.wait({task}, timeout=0.5)
     assert not done, "connect returned before the driver existed"
-    assert not os.path.exists(socket_path)  # noqa: ASYNC240
+    assert not os.path.exists(socket_path)
     drv = FakeDriver(socket_path)
     await drv.start()
     try:

@@ -285,7 +285,7 @@ def _spawn(tmp_path: Path, *extra: str) -> subprocess.Popen[bytes]:
 
 async def _wait_for_socket(proc: subprocess.Popen[bytes], path: Path, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while not os.path.exists(path):  # noqa: ASYNC240 - a cheap stat while polling
+    while not os.path.exists(path):
         assert proc.poll() is None, "driver exited early"
         assert time.monotonic() < deadline, "driver socket did not appear"
         await asyncio.sleep(0.05)
