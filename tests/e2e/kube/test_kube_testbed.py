@@ -330,7 +330,9 @@ async def test_leader_election_one_leader_kill_and_release_handover(
 
         await poll_until(took_over, 60, "handover after kill")
         after_kill = time.monotonic() - killed
-        assert after_kill <= LEASE + 2.2 * RETRY + 2.0, after_kill
+        # As in client-go, expiry runs from when the standby last saw the record change (it
+        # polls every jittered retry period), so the bound is the lease plus two such periods.
+        assert after_kill <= LEASE + 2 * 2.2 * RETRY + 1.0, after_kill
         # Release on stop: a third candidate takes over within a retry period, not a lease.
         procs["cand-c"] = await candidate(control_plane, namespace, lock, "cand-c")
         await asyncio.sleep(2 * RETRY)  # let it start and observe the held lease
