@@ -111,11 +111,13 @@ build_etcd() {
 # build_module NAME MODULE VERSION PACKAGE [LDFLAGS]: build PACKAGE (relative to the module root)
 # inside a copy of the module, so its own replace directives apply.
 build_module() {
-  local name=$1 module=$2 version=$3 pkg=$4 ldflags=${5:-}
+  local name=$1 module=$2 version=$3 pkg=$4 ldflags=${5:-} edit=${6:-}
   fresh "$name" "$version" && return 0
   say "building $name $version"
   local dir
   dir=$(module_dir "$module@$version")
+  # shellcheck disable=SC2086 # $edit holds several go mod edit flags
+  [ -z "$edit" ] || (cd "$dir" && go mod edit $edit)
   (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "-s -w -X main.version=$version $ldflags" -o "$BIN/$name" "./$pkg")
   stamp "$name" "$version"
 }
@@ -126,14 +128,19 @@ build_one() {
     etcd) build_etcd ;;
     csi-provisioner) build_module csi-provisioner github.com/kubernetes-csi/external-provisioner/v6 "$PROVISIONER_VERSION" cmd/csi-provisioner ;;
     csi-attacher) build_module csi-attacher github.com/kubernetes-csi/external-attacher/v4 "$ATTACHER_VERSION" cmd/csi-attacher ;;
-    csi-snapshotter) build_module csi-snapshotter github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION" cmd/csi-snapshotter ;;
-    snapshot-controller) build_module snapshot-controller github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION" cmd/snapshot-controller ;;
+    csi-snapshotter) build_module csi-snapshotter github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION" cmd/csi-snapshotter "" "$SNAPSHOT_CLIENT_EDIT" ;;
+    snapshot-controller) build_module snapshot-controller github.com/kubernetes-csi/external-snapshotter/v8 "$SNAPSHOTTER_VERSION" cmd/snapshot-controller "" "$SNAPSHOT_CLIENT_EDIT" ;;
     csi-resizer) build_module csi-resizer github.com/kubernetes-csi/external-resizer/v2 "$RESIZER_VERSION" cmd/csi-resizer ;;
     csi-sanity) build_module csi-sanity github.com/kubernetes-csi/csi-test/v5 "$CSI_TEST_VERSION" cmd/csi-sanity ;;
     helm) build_module helm helm.sh/helm/v3 "$HELM_VERSION" cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
     *) say "unknown component: $1"; exit 2 ;;
   esac
 }
+
+# The snapshotter's go.mod points its client module at ./client, which the module zip does not
+# contain; use the client module published at the same version instead.
+SNAPSHOT_CLIENT=github.com/kubernetes-csi/external-snapshotter/client/v8
+SNAPSHOT_CLIENT_EDIT="-dropreplace=$SNAPSHOT_CLIENT -require=$SNAPSHOT_CLIENT@$SNAPSHOTTER_VERSION"
 
 CI_SET="etcd kube csi-provisioner csi-sanity"
 ALL_SET="$CI_SET csi-attacher csi-snapshotter snapshot-controller csi-resizer helm"
