@@ -1,0 +1,55 @@
+"""Plumbing shared by the controller roles (attacher, provisioner, resizer, snapshotter).
+
+Every controller sidecar starts the same way; :func:`~.runner.run_controller` does it once:
+
+1. load the Kubernetes client configuration (fail fast on a bad ``--kubeconfig``);
+2. connect to the driver (``--csi-address``; a lost connection exits 1, as in Go), probe until
+   it is ready (each probe bounded by ``--timeout``), read its name and capabilities;
+3. set the ``driver_name`` of the CSI metrics, start the HTTP server when
+   ``--http-endpoint`` / ``--metrics-address`` is set (``--metrics-path`` with the CSI and
+   work-queue metrics, ``/healthz``, and ``/healthz/leader-election`` under leader election);
+4. build the Kubernetes client and an event recorder, and call the role's ``setup(ctx)`` with a
+   :class:`~.runner.ControllerContext` (driver info, port, recorder, metrics registry); setup
+   declares informers and queues through the context and returns the role's ``lead()``;
+5. under leader election (``KubeOptions.run``), once leading: start the informers, wait until
+   every one of them has synced, then run ``lead()``;
+6. on SIGTERM: shut the queues down, let the workers finish the keys they hold (at most
+   ``drain_timeout``), stop the informers, release the lease (``--leader-election-release-on-
+   stop``), flush events, stop the HTTP server, close the connection; exit 0.
+
+Usage in a role::
+
+    async def setup(ctx: ControllerContext) -> Lead:
+        vas = ctx.informer(VOLUME_ATTACHMENTS, fields=[...], resync=flags.resync)
+        queue = ctx.queue("csi-attacher-va", start=1.0, maximum=300.0)
+        vas.add_handlers(on_add=lambda va: queue.add(name_of(va)))
+        return lambda: queue.run(sync_va, workers=10)
+
+    code = await run_controller(options, kube, stop, lock_name=lambda d: "...", setup=setup)
+
+Public API (:mod:`.runner`): ``ControllerOptions``, ``DriverInfo``, ``ControllerContext``,
+``StartupError``, ``Lead``, ``run_controller``, ``read_driver_info``,
+``release_on_exit(kube, gate)``.
+"""
+
+from csi_sidecars.controller.runner import (
+    ControllerContext,
+    ControllerOptions,
+    DriverInfo,
+    Lead,
+    StartupError,
+    read_driver_info,
+    release_on_exit,
+    run_controller,
+)
+
+__all__ = [
+    "ControllerContext",
+    "ControllerOptions",
+    "DriverInfo",
+    "Lead",
+    "StartupError",
+    "read_driver_info",
+    "release_on_exit",
+    "run_controller",
+]

@@ -1,0 +1,481 @@
+"""The start-up, leadership and shutdown sequence shared by the controller roles.
+
+See the package docstring for the sequence. Roles supply a ``setup(ctx)`` that declares their
+informers and queues on the :class:`ControllerContext` and returns ``lead()``, the coroutine
+function that runs their workers while this process leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from csi_sidecars.csi import rpc
+from csi_sidecars.csi.codes import format_error
+from csi_sidecars.csi.connection import (
+    DEFAULT_TIMEOUT,
+    Connection,
+    ConnectTimeoutError,
+    LossPolicy,
+    connect,
+)
+from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.metrics import CSIMetrics
+from csi_sidecars.kube.events import EventRecorder
+from csi_sidecars.kube.informer import Informer
+from csi_sidecars.kube.options import KubeOptions
+from csi_sidecars.kube.port import KubePort
+from csi_sidecars.kube.resources import Resource
+from csi_sidecars.kube.store import Indexer
+from csi_sidecars.kube.workqueue import ExponentialBackoff, WorkQueue
+from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime.http import Handler, HttpBindError, HttpServer, metrics_handler
+
+log = rlog.get_logger("controller")
+
+T = TypeVar("T")
+
+Lead = Callable[[], Awaitable[Any]]
+"""What a role runs while it leads: typically its queues' ``run`` calls, gathered."""
+
+Setup = Callable[["ControllerContext"], "Awaitable[Lead] | Lead"]
+
+EVENT_FLUSH_TIMEOUT = 2.0
+
+
+class StartupError(Exception):
+    """A start-up step failed; the message says which and why. The role exits 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class DriverInfo:
+    """What the driver told us at start-up.
+
+    Attributes:
+        name: ``GetPluginInfo`` name.
+        plugin_capabilities: ``PluginCapability.Service.Type`` values.
+        controller_capabilities: ``ControllerServiceCapability.RPC.Type`` values (empty when the
+            driver has no Controller service: it is not asked).
+    """
+
+    name: str
+    plugin_capabilities: frozenset[int] = frozenset()
+    controller_capabilities: frozenset[int] = frozenset()
+
+    @property
+    def has_controller_service(self) -> bool:
+        """Plugin capability ``CONTROLLER_SERVICE``."""
+        return csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE in self.plugin_capabilities
+
+    def has_controller(self, capability: int) -> bool:
+        """Whether the Controller service advertises ``capability``."""
+        return capability in self.controller_capabilities
+
+
+@dataclass(slots=True)
+class ControllerOptions:
+    """The flags every controller role has, plus a few per-role settings.
+
+    Attributes:
+        role: our role name (``attacher``): logs and the User-Agent.
+        event_component: ``source.component`` of the events the role records.
+        csi_address: ``--csi-address``.
+        timeout: ``--timeout``: each Probe, and the identity/capability calls.
+        http_endpoint: ``--http-endpoint`` (empty: no HTTP server).
+        metrics_address: ``--metrics-address`` (deprecated; used when set).
+        metrics_path: ``--metrics-path``.
+        max_grpc_log_length: ``--max-grpc-log-length``.
+        connect_timeout: how long to wait for the driver socket (None: forever).
+        drain_timeout: on SIGTERM, how long workers may finish the keys they hold.
+        metrics_with_migration: give ``csi_sidecar_operations_seconds`` the ``migrated`` label.
+    """
+
+    role: str
+    event_component: str
+    csi_address: str = "/run/csi/socket"
+    timeout: float = 15.0
+    http_endpoint: str = ""
+    metrics_address: str = ""
+    metrics_path: str = "/metrics"
+    max_grpc_log_length: int = -1
+    connect_timeout: float | None = DEFAULT_TIMEOUT
+    drain_timeout: float = 30.0
+    metrics_with_migration: bool = False
+
+    @property
+    def http_address(self) -> str:
+        """``--metrics-address`` when set, else ``--http-endpoint``."""
+        return self.metrics_address or self.http_endpoint
+
+
+def release_on_exit(kube: KubeOptions, gate: bool) -> None:
+    """Combine ``--leader-election-release-on-stop`` with Go's ``ReleaseLeaderElectionOnExit`` gate.
+
+    Ours defaults to releasing the Lease on SIGTERM; the Go sidecars only do with the gate.
+    The Lease is released when either asks for it: the gate keeps its Go meaning, and
+    ``--leader-election-release-on-stop=false`` gives Go's default behaviour (no release)
+    unless the gate is on.
+    """
+    kube.release_on_stop = kube.release_on_stop or gate
+
+
+async def _unless_stopped(aw: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
+    """Await ``aw`` unless ``stop`` is set first: (True, result) or (False, None)."""
+    task = asyncio.ensure_future(aw)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        finished = task.done()
+        if not finished:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return (True, task.result()) if finished else (False, None)
+
+
+async def read_driver_info(conn: Connection, timeout: float) -> DriverInfo:
+    """Probe until ready (each probe bounded by ``timeout``), then read name and capabilities.
+
+    Raises:
+        StartupError: a call failed or the name is empty.
+    """
+    try:
+        await rpc.probe_until_ready(conn, timeout)
+        name = await rpc.get_driver_name(conn, timeout)
+        plugin = frozenset(await rpc.get_plugin_capabilities(conn, timeout))
+        controller: frozenset[int] = frozenset()
+        if csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE in plugin:
+            controller = frozenset(await rpc.get_controller_capabilities(conn, timeout))
+    except rpc.CSIError as exc:
+        raise StartupError(f"Error getting CSI driver information: {exc}") from None
+    except grpc.aio.AioRpcError as exc:
+        raise StartupError(f"Error getting CSI driver information: {format_error(exc)}") from None
+    return DriverInfo(name, plugin, controller)
+
+
+@dataclass(slots=True)
+class _Registered:
+    informer: Informer
+    wait: bool
+
+
+class ControllerContext:
+    """What a role's ``setup`` gets: the driver, the API, metrics, and factories.
+
+    Attributes:
+        options: the common options.
+        driver: the driver's name and capabilities.
+        conn: the driver connection (CSI metrics and logging installed).
+        port: the Kubernetes port (throttled by ``--kube-api-qps`` / ``--kube-api-burst``).
+        metrics: the CSI metrics; ``metrics.registry`` also holds the work-queue metrics.
+        recorder: the event recorder (component ``options.event_component``).
+        stop: set on SIGTERM/SIGINT.
+        stopping: set when the role must wind down (queues are shut down at the same time);
+            loops of the role other than queue workers should end when it is set.
+    """
+
+    def __init__(
+        self,
+        options: ControllerOptions,
+        driver: DriverInfo,
+        conn: Connection,
+        port: KubePort,
+        metrics: CSIMetrics,
+        recorder: EventRecorder,
+        stop: asyncio.Event,
+    ) -> None:
+        """Create the context (done by :func:`run_controller`)."""
+        self.options = options
+        self.driver = driver
+        self.conn = conn
+        self.port = port
+        self.metrics = metrics
+        self.recorder = recorder
+        self.stop = stop
+        self.stopping = asyncio.Event()
+        self._informers: list[_Registered] = []
+        self._queues: list[WorkQueue] = []
+        self._leading: asyncio.Task[Any] | None = None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus registry served on ``--metrics-path``."""
+        return self.metrics.registry
+
+    @property
+    def informers(self) -> list[Informer]:
+        """The informers declared so far."""
+        return [r.informer for r in self._informers]
+
+    @property
+    def queues(self) -> list[WorkQueue]:
+        """The queues declared so far."""
+        return list(self._queues)
+
+    def informer(
+        self,
+        resource: Resource,
+        *,
+        fields: Sequence[str] | None = None,
+        resync: float = 0.0,
+        indexers: Mapping[str, Indexer] | None = None,
+        wait_for_sync: bool = True,
+        **kwargs: Any,
+    ) -> Informer:
+        """Declare an informer; it starts once leading, before ``lead()``.
+
+        Args:
+            resource: what to list and watch.
+            fields: field paths to keep in the cache (None: whole objects).
+            resync: seconds between resyncs (0: none).
+            indexers: secondary indexes.
+            wait_for_sync: ``lead()`` starts only after this informer's first list (set False
+                for caches the role can do without at first, and check ``has_synced()``).
+            **kwargs: further :class:`~csi_sidecars.kube.informer.Informer` arguments.
+        """
+        inf = Informer(
+            self.port, resource, fields=fields, resync_period=resync, indexers=indexers, **kwargs
+        )
+        self._informers.append(_Registered(inf, wait_for_sync))
+        return inf
+
+    def queue(self, name: str, *, start: float, maximum: float) -> WorkQueue:
+        """Declare a work queue with exponential back-off ``start`` .. ``maximum`` and metrics."""
+        q = WorkQueue(name, backoff=ExponentialBackoff(start, maximum), registry=self.registry)
+        self._queues.append(q)
+        return q
+
+    def shutdown(self) -> None:
+        """Set :attr:`stopping` and shut every queue down (workers finish their current keys)."""
+        self.stopping.set()
+        for q in self._queues:
+            q.shutdown()
+
+    async def wait_for_sync(self) -> None:
+        """Wait until every informer declared with ``wait_for_sync`` has synced."""
+        for reg in self._informers:
+            if reg.wait:
+                await reg.informer.wait_for_sync()
+
+    async def run_leading(self, lead: Lead) -> None:
+        """Start the informers, wait for their sync, run ``lead()``; drain when cancelled.
+
+        ``lead()`` runs in a task of its own, shielded from cancellation: when leadership ends
+        (SIGTERM), the queues are shut down and the workers get ``drain_timeout`` seconds to
+        finish the keys they hold before ``lead()`` is cancelled. Informers stop last.
+        """
+        self._leading = asyncio.current_task()
+        tasks = [asyncio.create_task(r.informer.run()) for r in self._informers]
+        try:
+            await self.wait_for_sync()
+            log.info("Caches synced, starting workers", role=self.options.role)
+            inner = asyncio.ensure_future(lead())
+            try:
+                await asyncio.shield(inner)
+            except asyncio.CancelledError:
+                await self._drain(inner)
+                raise
+        finally:
+            self.shutdown()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait_stopped(self) -> None:
+        """Wait until :meth:`run_leading` has finished draining (it may outlive its caller)."""
+        task = self._leading
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=self.options.drain_timeout + 5.0)
+
+    async def _drain(self, inner: asyncio.Future[Any]) -> None:
+        self.shutdown()
+        busy = sum(len(q.processing) for q in self._queues)
+        log.info("Stopping workers", role=self.options.role, in_flight=busy)
+        done, _ = await asyncio.wait({inner}, timeout=self.options.drain_timeout)
+        if not done:
+            log.warning("Workers did not finish in time, cancelling", role=self.options.role)
+            inner.cancel()
+            await asyncio.gather(inner, return_exceptions=True)
+        elif not inner.cancelled() and inner.exception() is not None:
+            log.error("Workers failed while stopping", error=repr(inner.exception()))
+
+
+class _LateRoute:
+    """A route registered before the server starts whose handler is supplied later."""
+
+    def __init__(self) -> None:
+        self.handler: Handler | None = None
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if self.handler is None:
+            return web.Response(status=503, text="not started")
+        return await self.handler(request)
+
+
+class _Routes:
+    """The route table given to ``KubeOptions.run``: fills in routes declared in advance."""
+
+    def __init__(self, late: Mapping[str, _LateRoute]) -> None:
+        self._late = late
+
+    def add(self, path: str, handler: Any) -> None:
+        slot = self._late.get(path)
+        if slot is not None:
+            slot.handler = handler
+        else:
+            log.info("HTTP route not served", path=path)
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def run_controller(
+    options: ControllerOptions,
+    kube: KubeOptions,
+    stop: asyncio.Event,
+    *,
+    lock_name: Callable[[DriverInfo], str],
+    setup: Setup,
+    port: KubePort | None = None,
+    conn: Connection | None = None,
+    metrics: CSIMetrics | None = None,
+) -> int:
+    """Run a controller role; returns the exit code (0 after SIGTERM, 1 on start-up failure).
+
+    Args:
+        options: the common flags.
+        kube: the Kubernetes flags (client, QPS, leader election).
+        stop: set on SIGTERM/SIGINT.
+        lock_name: the Lease name for the driver (sanitised by the elector).
+        setup: declares informers and queues on the context and returns ``lead`` (may be
+            async); raise :class:`StartupError` to exit 1 with a message.
+        port: a Kubernetes port instead of a client built from ``kube`` (tests).
+        conn: a driver connection instead of dialling ``options.csi_address`` (tests).
+        metrics: CSI metrics to use (tests); by default a fresh registry.
+    """
+    if port is None:
+        try:
+            await kube.client_config()
+        except Exception as exc:  # kubeconfig missing or malformed, not in a cluster
+            log.error("Failed to load the Kubernetes client configuration", error=str(exc))
+            return 1
+    metrics = metrics or CSIMetrics(with_migration=options.metrics_with_migration)
+    own_conn = conn is None
+    if conn is None:
+        try:
+            done, conn = await _unless_stopped(
+                connect(
+                    options.csi_address,
+                    timeout=options.connect_timeout,
+                    metrics=metrics,
+                    on_lost=LossPolicy.EXIT,
+                    max_grpc_log_length=options.max_grpc_log_length,
+                ),
+                stop,
+            )
+        except ConnectTimeoutError as exc:
+            log.error("Failed to connect to the CSI driver", error=str(exc))
+            return 1
+        if not done or conn is None:
+            return 0
+    try:
+        try:
+            done, info = await _unless_stopped(read_driver_info(conn, options.timeout), stop)
+        except StartupError as err:
+            log.error(str(err))
+            return 1
+        if not done or info is None:
+            return 0
+        metrics.set_driver_name(info.name)
+        log.info("CSI driver name", driver=info.name)
+        return await _serve(options, kube, stop, info, conn, metrics, lock_name, setup, port)
+    finally:
+        if own_conn:
+            await conn.close()
+
+
+async def _serve(
+    options: ControllerOptions,
+    kube: KubeOptions,
+    stop: asyncio.Event,
+    info: DriverInfo,
+    conn: Connection,
+    metrics: CSIMetrics,
+    lock_name: Callable[[DriverInfo], str],
+    setup: Setup,
+    port: KubePort | None,
+) -> int:
+    async with contextlib.AsyncExitStack() as stack:
+        if port is None:
+            port = await stack.enter_async_context(await kube.client(options.role))
+        recorder = EventRecorder(port, options.event_component, host=socket.gethostname())
+        ctx = ControllerContext(options, info, conn, port, metrics, recorder, stop)
+        try:
+            made = setup(ctx)
+            lead: Lead = await made if inspect.isawaitable(made) else made
+        except StartupError as err:
+            log.error(str(err))
+            return 1
+        late = {"/healthz/leader-election": _LateRoute()} if kube.leader_election else {}
+        if options.http_address:
+            try:
+                server = HttpServer(options.http_address)
+            except ValueError as err:
+                log.error(str(err))
+                return 1
+            server.add(options.metrics_path, metrics_handler(metrics.registry))
+            server.add("/healthz", _healthz)
+            for path, slot in late.items():
+                server.add(path, slot)
+            try:
+                await server.start()
+            except HttpBindError as err:
+                log.error(str(err))
+                return 1
+            stack.push_async_callback(server.stop)
+        events_task = asyncio.create_task(recorder.run())
+        try:
+            await kube.run(
+                options.role,
+                lock_name(info),
+                lambda: ctx.run_leading(lead),
+                stop,
+                routes=_Routes(late),
+            )
+        except Exception as exc:
+            log.error("Controller failed", role=options.role, error=repr(exc))
+            return 1
+        finally:
+            # Without leader election, KubeOptions.run cancels lead() and returns at once.
+            await ctx.wait_stopped()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(recorder.flush(), EVENT_FLUSH_TIMEOUT)
+            events_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await events_task
+    log.info("Stopped", role=options.role)
+    return 0
+
+
+__all__ = [
+    "ControllerContext",
+    "ControllerOptions",
+    "DriverInfo",
+    "Lead",
+    "StartupError",
+    "read_driver_info",
+    "release_on_exit",
+    "run_controller",
+]
