@@ -1,0 +1,148 @@
+"""The no-leak cleanup: finish a CreateVolume recorded on a claim that no longer wants it.
+
+Runs for :attr:`~.intent.IntentAction.CLEANUP_CREATE`: the claim was deleted while its intent
+was recorded (or, on a live claim, the record names a volume under an older name). The recorded
+request is sent again (CreateVolume is idempotent by name) to learn the volume ID; then the
+volume is deleted (reclaim ``Delete``) or adopted as a PV that the PV controller marks Released
+(``Retain``); see :func:`~.intent.after_cleanup_create` and :func:`~.intent.after_cleanup_delete`.
+The caller then releases the record (or records the new request on a live claim).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, JsonDict
+from csi_sidecars.provisioner import intent, secrets
+from csi_sidecars.provisioner.claims import claim_class
+from csi_sidecars.provisioner.context import Context
+from csi_sidecars.provisioner.intent import CleanupAction, Intent
+from csi_sidecars.provisioner.objects import annotations_of, is_deleting, name, namespace, str_map
+from csi_sidecars.provisioner.pv import build_pv
+from csi_sidecars.provisioner.request import ProvisionPlan, plan_provision
+from csi_sidecars.runtime import logging as rlog
+
+log = rlog.get_logger("provisioner")
+
+
+def _provisioner_secret(
+    pvc: Mapping[str, Any], sc: Mapping[str, Any] | None, volume_name: str
+) -> secrets.SecretRef | None:
+    if sc is None:
+        return None
+    try:
+        return secrets.secret_reference(
+            secrets.PROVISIONER,
+            sc_params=str_map(sc.get("parameters")),
+            pv_name=volume_name,
+            pvc_name=name(pvc),
+            pvc_namespace=namespace(pvc),
+            pvc_annotations=annotations_of(pvc),
+        )
+    except secrets.SecretParamError:
+        return None
+
+
+def _adoption_plan(
+    ctx: Context, pvc: Mapping[str, Any], sc: Mapping[str, Any] | None, request: Any
+) -> ProvisionPlan:
+    if sc is not None:
+        try:
+            plan = plan_provision(pvc, sc, ctx.opts)
+            if plan.name == request.name:
+                return plan
+        except Exception as exc:
+            log.info("Adopting with the recorded request", claim=name(pvc), reason=str(exc))
+    return intent.plan_from_request(request)
+
+
+async def _adopt(
+    ctx: Context,
+    pvc: Mapping[str, Any],
+    sc: Mapping[str, Any] | None,
+    request: csi_pb2.CreateVolumeRequest,
+    volume: csi_pb2.Volume,
+    policy: str,
+) -> bool:
+    plan = _adoption_plan(ctx, pvc, sc, request)
+    klass: JsonDict = dict(sc) if sc is not None else {}
+    klass.setdefault("provisioner", ctx.opts.driver)
+    klass["reclaimPolicy"] = policy
+    pv = build_pv(
+        plan,
+        pvc,
+        klass,
+        volume,
+        volume.capacity_bytes or plan.required_bytes,
+        driver=ctx.opts.driver,
+        identity=ctx.settings.identity,
+        supports_topology=ctx.opts.supports_topology,
+        controller_publish_readonly=ctx.settings.controller_publish_readonly,
+        vac_gate=ctx.opts.vac_gate,
+    )
+    try:
+        await ctx.io.save_volume(pv, pvc)
+    except Exception as exc:
+        log.error("Failed to save the adopted PersistentVolume", pv=plan.name, error=str(exc))
+        return False
+    log.info("Adopted volume as a released PersistentVolume", pv=plan.name, volume=volume.volume_id)
+    return True
+
+
+async def run_cleanup(
+    ctx: Context,
+    pvc: Mapping[str, Any],
+    request: csi_pb2.CreateVolumeRequest,
+    record: Intent | None,
+) -> CleanupAction:
+    """Send the cleanup CreateVolume and act on the answer.
+
+    Returns:
+        ``RELEASE`` (remove the record), ``RECORD`` (live claim: record the new request) or
+        ``RETRY``; never ``DELETE_VOLUME``/``ADOPT`` (those are carried out here).
+    """
+    deleting = is_deleting(pvc)
+    sc_name = record.storage_class if record is not None and record.storage_class else ""
+    sc = ctx.caches.storage_class(sc_name or claim_class(pvc))
+    try:
+        secret_data = await ctx.io.secret_data(_provisioner_secret(pvc, sc, request.name))
+    except LookupError as err:
+        log.info("Cleanup proceeds without secrets", claim=name(pvc), reason=str(err))
+        secret_data = {}
+    full = csi_pb2.CreateVolumeRequest()
+    full.CopyFrom(request)
+    full.secrets.update(secret_data)
+    result = await ctx.create_volume(full)
+    volume = None
+    if result.ok and result.response is not None and result.response.HasField("volume"):
+        volume = result.response.volume
+    volume_id = volume.volume_id if volume is not None and volume.volume_id else None
+    policy = intent.cleanup_reclaim_policy(record, sc)
+    decision = intent.after_cleanup_create(
+        pvc_deleting=deleting,
+        volume_id=volume_id,
+        code=None if result.ok else result.code,
+        reclaim_policy=policy,
+        volume_name=request.name,
+    )
+    ctx.event(pvc, PERSISTENT_VOLUME_CLAIMS, decision.event)
+    log.info(
+        "Cleanup of recorded CreateVolume",
+        claim=f"{namespace(pvc)}/{name(pvc)}",
+        volume=request.name,
+        action=decision.action.value,
+        reason=decision.reason,
+        error=result.error or None,
+    )
+    if decision.action == CleanupAction.DELETE_VOLUME:
+        deleted = await ctx.delete_volume(decision.volume_id, secret_data)
+        decision = intent.after_cleanup_delete(pvc_deleting=deleting, code=deleted.code)
+        if decision.action == CleanupAction.RETRY:
+            log.error("Cleanup DeleteVolume failed", volume=volume_id, error=deleted.error)
+    elif decision.action == CleanupAction.ADOPT:
+        assert volume is not None
+        adopted = await _adopt(ctx, pvc, sc, request, volume, policy)
+        return CleanupAction.RELEASE if adopted else CleanupAction.RETRY
+    return decision.action

@@ -1,0 +1,220 @@
+"""The provisioner's API writes and un-cached reads, with read-your-writes bookkeeping.
+
+* :meth:`KubeIO.update_claim`: a conflict-safe PVC Update (PUT, as the Go RBAC grants ``update``
+  and not ``patch``). The first try sends the cached object; on a conflict the PVC is read
+  again and the change re-applied.
+* :meth:`KubeIO.stale`: after we wrote an object, the informer may still hold the older
+  version for a moment; a sync that would act on it waits for the watch event instead (which
+  re-queues the key). Without that, every write would be followed by a pointless second pass.
+* :meth:`KubeIO.save_volume`: create the PV; ``AlreadyExists`` counts as saved when the existing
+  PV was made for the same claim (UID), as Go does (Go does not check the claim).
+* :meth:`KubeIO.secret_data`: GET a Secret's data (never cached, never logged).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from csi_sidecars.kube.patch import (
+    add_finalizer_patch,
+    is_conflict,
+    remove_finalizer_patch,
+    retry_on_conflict,
+)
+from csi_sidecars.kube.port import KubePort
+from csi_sidecars.kube.resources import (
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    SECRETS,
+    ApiError,
+    JsonDict,
+    object_key,
+)
+from csi_sidecars.provisioner.objects import meta, name, namespace
+from csi_sidecars.provisioner.pv import pv_belongs_to_claim
+from csi_sidecars.provisioner.secrets import SecretRef
+
+Mutation = Callable[[JsonDict], JsonDict | None]
+
+
+def _rv(obj: Mapping[str, Any] | None) -> int | None:
+    try:
+        return int(str(meta(obj).get("resourceVersion")))
+    except ValueError:
+        return None
+
+
+def api_message(exc: BaseException) -> str:
+    """The API server's message of an error (``str(exc)`` for anything else)."""
+    if isinstance(exc, ApiError) and exc.message:
+        return exc.message
+    return str(exc) or type(exc).__name__
+
+
+class KubeIO:
+    """API writes of the provisioner and what the caches must catch up with."""
+
+    def __init__(self, port: KubePort) -> None:
+        self.port = port
+        self._written: dict[str, int] = {}
+        #: PVs saved by us that the PV cache may not show yet: name -> PV.
+        self.saved_volumes: dict[str, JsonDict] = {}
+
+    # -- read-your-writes -------------------------------------------------------------------
+
+    def wrote(self, key: str, obj: Mapping[str, Any]) -> None:
+        """Remember that the cache must show ``obj``'s version (or newer) of ``key``."""
+        rv = _rv(obj)
+        if rv is not None:
+            self._written[key] = max(rv, self._written.get(key, 0))
+
+    def stale(self, key: str, cached: Mapping[str, Any] | None) -> bool:
+        """Whether ``cached`` is older than what we wrote for ``key`` (then wait for the watch).
+
+        Forgets ``key`` once the cache caught up or the object is gone.
+        """
+        want = self._written.get(key)
+        if want is None:
+            return False
+        have = _rv(cached) if cached is not None else None
+        if cached is None or have is None or have >= want:
+            del self._written[key]
+            return False
+        return True
+
+    def forget(self, key: str) -> None:
+        """Drop the bookkeeping of ``key``."""
+        self._written.pop(key, None)
+
+    # -- PVCs -------------------------------------------------------------------------------
+
+    async def update_claim(self, pvc: JsonDict, mutate: Mutation, attempts: int = 5) -> JsonDict:
+        """Apply ``mutate`` to the PVC and PUT it; re-read and retry on conflicts.
+
+        Args:
+            pvc: the PVC as cached (its resourceVersion guards the first PUT).
+            mutate: returns the new object, or None when nothing needs to change.
+            attempts: PUTs before the conflict is raised.
+
+        Returns:
+            The PVC as stored after the update (``pvc`` when nothing changed).
+
+        Raises:
+            ApiError: a non-conflict error, NotFound, or conflicts on every attempt.
+        """
+        current: list[JsonDict] = [pvc]
+
+        async def step() -> JsonDict:
+            obj = current[0]
+            body = mutate(obj)
+            if body is None:
+                return obj
+            body.setdefault("apiVersion", "v1")
+            body.setdefault("kind", "PersistentVolumeClaim")
+            try:
+                out = await self.port.replace(PERSISTENT_VOLUME_CLAIMS, body, namespace(obj))
+            except ApiError as exc:
+                if is_conflict(exc):
+                    current[0] = await self.port.get(
+                        PERSISTENT_VOLUME_CLAIMS, name(obj), namespace(obj)
+                    )
+                raise
+            self.wrote(object_key(out), out)
+            return out
+
+        return await retry_on_conflict(step, attempts=attempts)
+
+    # -- PVs --------------------------------------------------------------------------------
+
+    async def save_volume(self, pv: JsonDict, pvc: Mapping[str, Any]) -> JsonDict:
+        """Create the PV of ``pvc``.
+
+        Raises:
+            ApiError: the create failed, or a PV of that name exists for another claim.
+        """
+        try:
+            out = await self.port.create(PERSISTENT_VOLUMES, pv)
+        except ApiError as exc:
+            if not exc.already_exists:
+                raise
+            out = await self.port.get(PERSISTENT_VOLUMES, name(pv))
+            if not pv_belongs_to_claim(out, pvc):
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'persistentvolumes "{name(pv)}" already exists and is bound to another claim',
+                ) from None
+        self.saved_volumes[name(pv)] = out
+        return out
+
+    async def delete_volume_object(self, pv: Mapping[str, Any]) -> JsonDict | None:
+        """Delete the PV object (NotFound is fine); returns what the server answered."""
+        try:
+            return await self.port.delete(
+                PERSISTENT_VOLUMES, name(pv), uid=str(meta(pv).get("uid") or "") or None
+            )
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
+
+    async def set_volume_finalizer(self, pv: JsonDict, finalizer: str, present: bool) -> bool:
+        """Add or remove a PV finalizer with a conflict-safe JSON patch (re-read on conflict).
+
+        Returns:
+            Whether a patch was sent.
+        """
+        current: list[JsonDict] = [pv]
+        sent = [False]
+
+        async def step() -> None:
+            obj = current[0]
+            build = add_finalizer_patch if present else remove_finalizer_patch
+            ops = build(obj, finalizer)
+            if ops is None:
+                return
+            try:
+                await self.port.patch(PERSISTENT_VOLUMES, name(obj), ops, patch_type="json")
+                sent[0] = True
+            except ApiError as exc:
+                if exc.not_found:
+                    return
+                if is_conflict(exc):
+                    try:
+                        current[0] = await self.port.get(PERSISTENT_VOLUMES, name(obj))
+                    except ApiError as get_exc:
+                        if get_exc.not_found:
+                            return
+                        raise
+                raise
+
+        await retry_on_conflict(step)
+        return sent[0]
+
+    # -- Secrets ----------------------------------------------------------------------------
+
+    async def secret_data(self, ref: SecretRef | None) -> dict[str, str]:
+        """The decoded ``data`` of a Secret ({} for no reference).
+
+        Raises:
+            LookupError: ``error getting secret <name> in namespace <ns>: <why>`` (Go's text).
+        """
+        if ref is None:
+            return {}
+        try:
+            secret = await self.port.get(SECRETS, ref.name, ref.namespace)
+        except ApiError as exc:
+            raise LookupError(
+                f"error getting secret {ref.name} in namespace {ref.namespace}: {api_message(exc)}"
+            ) from None
+        out: dict[str, str] = {}
+        for key, value in (secret.get("data") or {}).items():
+            try:
+                out[str(key)] = base64.b64decode(str(value)).decode("utf-8", errors="replace")
+            except ValueError:
+                continue
+        for key, value in (secret.get("stringData") or {}).items():
+            out.setdefault(str(key), str(value))
+        return out

@@ -1,0 +1,337 @@
+"""The claim executor: one sync of one PVC, from "should we?" to a saved PV.
+
+:meth:`ClaimSync.sync` reads the cached claim and follows the pure core:
+
+1. :func:`~.claims.should_provision` (skip, wait, fail or provision);
+2. :func:`~.lookups.build_request` (plan + lookups);
+3. :func:`~.intent.decide`: record the intent on the PVC (one Update) before CreateVolume,
+   clean up a recorded volume of a deleted claim, or release the record once the PV is saved;
+4. CreateVolume, :func:`~.pv.check_create_response` (guarded replies, cleanup of unusable
+   volumes), :func:`~.pv.build_pv`, PV create, ``ProvisioningSucceeded``, release;
+5. on failure :func:`~.states.handle_failure`: event, reschedule (drop the selected node),
+   slow retry for InvalidArgument, back-off otherwise.
+
+Go's in-memory ``claimsInProgress`` is not needed: the intent finalizer keeps a deleted claim
+(and its record) visible until its CreateVolume has a final answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, ApiError, JsonDict
+from csi_sidecars.provisioner import events, intent, keys
+from csi_sidecars.provisioner.claims import ClaimAction, claim_class, should_provision
+from csi_sidecars.provisioner.claims import selected_node as claim_selected_node
+from csi_sidecars.provisioner.cleanup import run_cleanup
+from csi_sidecars.provisioner.context import DONE, RETRY, Context, Outcome, later
+from csi_sidecars.provisioner.intent import CleanupAction, IntentAction
+from csi_sidecars.provisioner.kubeio import api_message
+from csi_sidecars.provisioner.lookups import build_request, try_build_request
+from csi_sidecars.provisioner.metrics import claim_source
+from csi_sidecars.provisioner.objects import (
+    annotations_of,
+    finalizers,
+    is_deleting,
+    name,
+    namespace,
+    uid,
+)
+from csi_sidecars.provisioner.pv import (
+    CleanupRequired,
+    build_pv,
+    check_create_response,
+    cleanup_outcome,
+    pv_belongs_to_claim,
+)
+from csi_sidecars.provisioner.request import ProvisionPlan, make_volume_name
+from csi_sidecars.provisioner.sources import clone_source_finalizers
+from csi_sidecars.provisioner.states import (
+    IgnoredError,
+    ProvisionError,
+    ProvisioningState,
+    classify_create_error,
+    handle_failure,
+    without_selected_node,
+)
+from csi_sidecars.runtime import logging as rlog
+
+log = rlog.get_logger("provisioner")
+
+PVC = PERSISTENT_VOLUME_CLAIMS
+
+
+def tracked(pvc: Mapping[str, Any]) -> bool:
+    """Whether the claim carries our intent record or finalizer."""
+    return keys.INTENT_FINALIZER in finalizers(pvc) or keys.ANN_CREATE_INTENT in annotations_of(pvc)
+
+
+def _release(pvc: JsonDict) -> JsonDict | None:
+    return intent.without_intent(pvc) if tracked(pvc) else None
+
+
+class ClaimSync:
+    """Provisioning of claims; one instance per provisioner."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        #: infeasible claims: uid -> (retry not before, StorageClass uid)
+        self._slow: dict[str, tuple[float, str]] = {}
+
+    # -- entry ------------------------------------------------------------------------------
+
+    async def sync(self, key: str) -> Outcome:
+        """Process the claim ``namespace/name`` once."""
+        ctx = self.ctx
+        pvc = ctx.caches.claim(key)
+        if ctx.io.stale(key, pvc):
+            return later(1.0)  # the watch event of our own write re-queues it sooner
+        if pvc is None:
+            return DONE
+        if is_deleting(pvc):
+            return await self._sync_deleted(pvc) if tracked(pvc) else DONE
+        sc = ctx.caches.storage_class(claim_class(pvc))
+        pv_exists = self._pv_exists(pvc)
+        decision = should_provision(
+            pvc,
+            sc,
+            driver=ctx.opts.driver,
+            additional_names=ctx.settings.additional_names,
+            pv_exists=pv_exists,
+        )
+        if decision.action == ClaimAction.SKIP:
+            if tracked(pvc) and pv_exists:
+                return await self._release(pvc)
+            if rlog.v(5):
+                log.info("Skipping claim", claim=key, reason=decision.reason)
+            return DONE
+        if decision.action == ClaimAction.WAIT:
+            if rlog.v(4):
+                log.info("Claim waits", claim=key, reason=decision.reason)
+            return RETRY
+        if decision.action == ClaimAction.FAIL:
+            return await self._failed(pvc, ProvisionError(decision.reason))
+        return await self._provision(pvc, sc)
+
+    def _pv_exists(self, pvc: Mapping[str, Any]) -> bool:
+        ctx = self.ctx
+        try:
+            pv_name = make_volume_name(
+                ctx.opts.volume_name_prefix, uid(pvc), ctx.opts.volume_name_uuid_length
+            )
+        except ProvisionError:
+            return False
+        pv = ctx.caches.volume(pv_name)
+        if pv is None:
+            pv = ctx.io.saved_volumes.get(pv_name)
+        return pv_belongs_to_claim(pv, pvc)
+
+    # -- provisioning -----------------------------------------------------------------------
+
+    def _slow_wait(self, pvc: Mapping[str, Any], sc: Mapping[str, Any] | None) -> float:
+        entry = self._slow.get(uid(pvc))
+        if entry is None:
+            return 0.0
+        until, sc_uid = entry
+        remaining = until - self.ctx.monotonic()
+        if remaining > 0 and sc_uid == uid(sc):
+            return remaining
+        del self._slow[uid(pvc)]
+        return 0.0
+
+    async def _provision(self, pvc: JsonDict, sc: Mapping[str, Any] | None) -> Outcome:
+        ctx = self.ctx
+        wait = self._slow_wait(pvc, sc)
+        if wait > 0:
+            return later(wait)
+        started = ctx.monotonic()
+        ctx.event(pvc, PVC, events.provisioning(namespace(pvc), name(pvc)))
+        try:
+            plan, request = await build_request(ctx, pvc, sc)
+        except IgnoredError as err:
+            if "external populator" in err.reason:
+                ctx.event(pvc, PVC, events.external_populator())
+            return DONE
+        except ProvisionError as err:
+            return await self._failed(pvc, err)
+        assert sc is not None
+        decision = intent.decide(pvc, rebuilt=request, pv_exists=False)
+        if decision.action == IntentAction.CLEANUP_CREATE and decision.request is not None:
+            record, _ = intent.read_intent(pvc)
+            action = await run_cleanup(ctx, pvc, decision.request, record)
+            if action != CleanupAction.RECORD:
+                return RETRY
+            decision = intent.IntentDecision(IntentAction.RECORD, "after cleanup", request)
+        if decision.action == IntentAction.RECORD:
+            try:
+                pvc = await ctx.io.update_claim(pvc, lambda p: intent.with_intent(p, request, sc))
+            except ApiError as exc:
+                return self._api_failed(pvc, "record the CreateVolume intent on", exc)
+        return await self._create(pvc, sc, plan, request, started)
+
+    async def _create(
+        self,
+        pvc: JsonDict,
+        sc: Mapping[str, Any],
+        plan: ProvisionPlan,
+        request: csi_pb2.CreateVolumeRequest,
+        started: float,
+    ) -> Outcome:
+        ctx = self.ctx
+        if plan.data_source is not None:
+            source_key = f"{plan.data_source.namespace}/{plan.data_source.name}"
+            outcome = await self._protect_clone_source(pvc, source_key)
+            if outcome is not None:
+                return outcome
+        result = await ctx.create_volume(request)
+        if not result.ok:
+            state = classify_create_error(
+                result.code,
+                supports_topology=ctx.opts.supports_topology,
+                selected_node=claim_selected_node(pvc),
+            )
+            return await self._failed(pvc, ProvisionError(result.error, state, result.code))
+        try:
+            capacity = check_create_response(plan, pvc, result.response)
+        except CleanupRequired as err:
+            failure = await ctx.delete_created_volume(err.volume_id, request.secrets)
+            return await self._failed(pvc, cleanup_outcome(err, failure))
+        except ProvisionError as err:
+            return await self._failed(pvc, err)
+        pv = build_pv(
+            plan,
+            pvc,
+            sc,
+            result.response.volume,
+            capacity,
+            driver=ctx.opts.driver,
+            identity=ctx.settings.identity,
+            supports_topology=ctx.opts.supports_topology,
+            controller_publish_readonly=ctx.settings.controller_publish_readonly,
+            vac_gate=ctx.opts.vac_gate,
+        )
+        try:
+            await ctx.io.save_volume(pv, pvc)
+        except ApiError as exc:
+            # The intent stays recorded: the next attempt gets the same volume from the
+            # idempotent CreateVolume and saves the PV again.
+            return self._api_failed(pvc, f"save PersistentVolume {plan.name} for", exc)
+        log.info("Provisioned volume", claim=f"{namespace(pvc)}/{name(pvc)}", pv=plan.name)
+        ctx.event(pvc, PVC, events.provisioning_succeeded(plan.name))
+        ctx.metrics.provisioned(claim_class(pvc), claim_source(pvc), ctx.monotonic() - started)
+        ctx.pins.drop(uid(pvc))
+        self._slow.pop(uid(pvc), None)
+        return await self._release(pvc)
+
+    async def _protect_clone_source(self, pvc: JsonDict, source_key: str) -> Outcome | None:
+        ctx = self.ctx
+        source = ctx.caches.claim(source_key)
+        if source is None or clone_source_finalizers(source) is None:
+            return None
+
+        def add(obj: JsonDict) -> JsonDict | None:
+            wanted = clone_source_finalizers(obj)
+            if wanted is None:
+                return None
+            return {**obj, "metadata": {**obj["metadata"], "finalizers": wanted}}
+
+        try:
+            await ctx.io.update_claim(source, add)
+        except ApiError as exc:
+            err = ProvisionError(
+                f"failed to add the cloning protection finalizer to {source_key}: "
+                f"{api_message(exc)}",
+                ProvisioningState.NO_CHANGE,
+            )
+            return await self._failed(pvc, err)
+        return None
+
+    async def _release(self, pvc: JsonDict) -> Outcome:
+        try:
+            await self.ctx.io.update_claim(pvc, _release)
+        except ApiError as exc:
+            if exc.not_found:
+                return DONE
+            return self._api_failed(pvc, "release the CreateVolume intent of", exc)
+        return DONE
+
+    # -- deleted claims ---------------------------------------------------------------------
+
+    async def _sync_deleted(self, pvc: JsonDict) -> Outcome:
+        ctx = self.ctx
+        pv_exists = self._pv_exists(pvc)
+        try:
+            expected = make_volume_name(
+                ctx.opts.volume_name_prefix, uid(pvc), ctx.opts.volume_name_uuid_length
+            )
+        except ProvisionError:
+            expected = ""
+        record, _ = intent.read_intent(pvc, expected)
+        rebuilt: csi_pb2.CreateVolumeRequest | None = None
+        if record is not None:
+            rebuilt = csi_pb2.CreateVolumeRequest(name=expected or record.volume_name)
+        elif not pv_exists:
+            rebuilt = await try_build_request(ctx, pvc, ctx.caches.storage_class(claim_class(pvc)))
+        decision = intent.decide(pvc, rebuilt=rebuilt, pv_exists=pv_exists)
+        ctx.event(pvc, PVC, decision.event)
+        if decision.action == IntentAction.RELEASE:
+            return await self._release(pvc)
+        if decision.action == IntentAction.CLEANUP_CREATE and decision.request is not None:
+            action = await run_cleanup(ctx, pvc, decision.request, record)
+            if action == CleanupAction.RELEASE:
+                ctx.pins.drop(uid(pvc))
+                return await self._release(pvc)
+            return RETRY
+        return DONE
+
+    # -- failures ---------------------------------------------------------------------------
+
+    def _api_failed(self, pvc: Mapping[str, Any], what: str, exc: ApiError) -> Outcome:
+        log.error(
+            f"Failed to {what} claim",
+            claim=f"{namespace(pvc)}/{name(pvc)}",
+            error=api_message(exc),
+        )
+        return RETRY
+
+    async def _failed(self, pvc: JsonDict, err: ProvisionError) -> Outcome:
+        ctx = self.ctx
+        handling = handle_failure(err, pvc)
+        ctx.event(pvc, PVC, handling.event)
+        if not isinstance(err, IgnoredError):
+            ctx.metrics.provision_failed(claim_class(pvc), claim_source(pvc))
+        log.info(
+            "Provisioning failed",
+            claim=f"{namespace(pvc)}/{name(pvc)}",
+            state=err.state.value,
+            error=str(err),
+        )
+        if handling.state == ProvisioningState.FINISHED:
+            ctx.pins.drop(uid(pvc))
+        if handling.remove_selected_node:
+
+            def drop(obj: JsonDict) -> JsonDict | None:
+                if keys.ANN_SELECTED_NODE not in annotations_of(obj):
+                    return None
+                return without_selected_node(obj)
+
+            try:
+                await ctx.io.update_claim(pvc, drop)
+            except ApiError as exc:
+                return self._api_failed(pvc, "remove the selected node of", exc)
+            return DONE
+        if handling.stop:
+            return DONE
+        if handling.slow_retry:
+            sc = ctx.caches.storage_class(claim_class(pvc))
+            wait = ctx.settings.retry_interval_max
+            self._slow[uid(pvc)] = (ctx.monotonic() + wait, uid(sc))
+            return later(wait)
+        return RETRY
+
+    def forget(self, pvc_uid: str) -> None:
+        """Drop in-memory state of a claim that is gone."""
+        self.ctx.pins.drop(pvc_uid)
+        self._slow.pop(pvc_uid, None)
