@@ -70,7 +70,7 @@ class RawApi:
         return self._session
 
     async def close(self) -> None:
-        """Close the HTTP session."""
+        """Close the HTTP session; a later request opens a new one."""
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -434,6 +434,9 @@ class ControlPlane:
         """
         if self._apiserver is not None:
             await self._apiserver.stop(timeout=grace)
+        if self._admin is not None:
+            # Pooled keep-alive connections point at the dead server; start afresh.
+            await self._admin.close()
 
     async def start_apiserver(self) -> None:
         """Start kube-apiserver again on the same port with the same keys; wait for /readyz."""
