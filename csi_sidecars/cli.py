@@ -15,6 +15,7 @@ from csi_sidecars import __version__
 
 # subcommand name -> "module:attribute" of its click command
 ROLES: dict[str, str] = {
+    "attacher": "csi_sidecars.attacher.command:command",
     "cluster-driver-registrar": "csi_sidecars.registrar.cluster:command",
     "livenessprobe": "csi_sidecars.livenessprobe.command:command",
     "node-driver-registrar": "csi_sidecars.registrar.node:command",
