@@ -24,25 +24,41 @@ import json
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
-from csi_sidecars.playground import binaries, objects, pki, rbac, sidecars
-from csi_sidecars.playground.apiclient import ApiError, RawApi
-from csi_sidecars.playground.process import ManagedProcess, free_port, poll_until
+from csi_sidecars.playground import binaries, objects, pki, rbac
+from csi_sidecars.playground.apiclient import RawApi
+from csi_sidecars.playground.process import ManagedProcess, free_port
+from csi_sidecars.playground.workloads import (
+    ADMIN,
+    Driver,
+    Identity,
+    KubectlError,
+    StartupError,
+    Workloads,
+    check_alive,
+    wait_ready,
+)
 from csi_sidecars.runtime.logging import get_logger
+
+__all__ = [
+    "ADMIN",
+    "ControlPlane",
+    "Driver",
+    "Identity",
+    "KubectlError",
+    "StartupError",
+    "remove_stale_work_dirs",
+]
 
 log = get_logger("testbed")
 
-ADMIN = "admin"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 #: kube-controller-manager controllers the storage sidecars depend on (plus cleanup ones).
 CONTROLLERS = (
@@ -58,54 +74,6 @@ CONTROLLERS = (
 )
 _OWNER_FILE = "owner.pid"
 _DIR_PREFIX = "csi-tb-"
-
-
-class StartupError(RuntimeError):
-    """A component did not come up; the message carries the end of its log."""
-
-
-class KubectlError(RuntimeError):
-    """kubectl exited non-zero."""
-
-    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
-        self.returncode = returncode
-        self.stderr = stderr
-        super().__init__(f"kubectl {' '.join(args)} exited {returncode}: {stderr.strip()}")
-
-
-@dataclass(frozen=True)
-class Identity:
-    """One API identity of the testbed: a user name, its groups, a token and a kubeconfig."""
-
-    name: str
-    user: str
-    groups: tuple[str, ...]
-    token: str
-    kubeconfig: Path
-
-
-@dataclass(frozen=True)
-class Driver:
-    """A CSI driver registered on one node.
-
-    Attributes:
-        node: the node it serves.
-        name: the CSI driver name.
-        socket: path of its unix socket.
-        state_dir: the driver's state directory (None for a driver the testbed did not start).
-        process: the driver process, or None for a user-provided socket.
-    """
-
-    node: str
-    name: str
-    socket: Path
-    state_dir: Path | None
-    process: ManagedProcess | None
-
-    @property
-    def endpoint(self) -> str:
-        """The socket as a ``unix://`` URL (what ``--csi-address`` takes)."""
-        return f"unix://{self.socket}"
 
 
 def _base_temp_dir() -> Path:
@@ -133,7 +101,7 @@ def remove_stale_work_dirs(base: Path | None = None) -> list[Path]:
     return removed
 
 
-class ControlPlane:
+class ControlPlane(Workloads):
     """etcd + kube-apiserver + kube-controller-manager + kube-scheduler, Nodes, drivers, sidecars.
 
     Args:
@@ -191,27 +159,13 @@ class ControlPlane:
         return self._pki.ca_cert
 
     @property
-    def admin(self) -> RawApi:
-        """A raw API client with the admin identity (owned by the control plane)."""
-        assert self._admin is not None, "control plane not started"
-        return self._admin
-
-    @property
     def etcd_url(self) -> str:
         """The etcd client URL."""
         return f"http://127.0.0.1:{self.etcd_port}"
 
-    def kubeconfig(self, identity: str = ADMIN) -> Path:
-        """The kubeconfig file of ``identity`` (``admin`` or a sidecar identity name)."""
-        return self.identities[identity].kubeconfig
-
     def api(self, identity: str = ADMIN) -> RawApi:
         """A new raw API client acting as ``identity``; the caller closes it."""
         return RawApi(self.server, self.identities[identity].token, self.ca_file)
-
-    def log_path(self, name: str) -> Path:
-        """Where the log of process ``name`` goes."""
-        return self.work_dir / "logs" / f"{name}.log"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -371,14 +325,14 @@ class ControlPlane:
         await self._etcd.start()
 
         async def healthy() -> bool:
-            self._check_alive(self._etcd)
+            check_alive(self._etcd)
             async with (
                 aiohttp.ClientSession() as http,
                 http.get(f"{self.etcd_url}/health", timeout=_short()) as resp,
             ):
                 return resp.status == 200 and json.loads(await resp.text()).get("health") == "true"
 
-        await self._wait(self._etcd, healthy, 30)
+        await wait_ready(self._etcd, healthy, 30)
 
     def _apiserver_args(self) -> list[str]:
         assert self._pki is not None
@@ -417,11 +371,11 @@ class ControlPlane:
         try:
 
             async def ready() -> bool:
-                self._check_alive(self._apiserver)
+                check_alive(self._apiserver)
                 status, body = await probe.call("GET", "/readyz", timeout=5)
                 return status == 200 and body == "ok"
 
-            await self._wait(self._apiserver, ready, 60)
+            await wait_ready(self._apiserver, ready, 60)
         finally:
             await probe.close()
 
@@ -514,7 +468,7 @@ class ControlPlane:
         await proc.start()
 
         async def healthy() -> bool:
-            self._check_alive(proc)
+            check_alive(proc)
             url = f"https://127.0.0.1:{port}/healthz"
             async with (
                 aiohttp.ClientSession() as http,
@@ -522,7 +476,7 @@ class ControlPlane:
             ):
                 return resp.status == 200
 
-        await self._wait(proc, healthy, 60)
+        await wait_ready(proc, healthy, 60)
 
     # -- cluster objects -----------------------------------------------------------------
 
@@ -556,190 +510,6 @@ class ControlPlane:
                 "/apis/storage.k8s.io/v1/csinodes",
                 objects.csinode(name, created["metadata"]["uid"]),
             )
-
-    async def register_driver(
-        self, node: str, node_id: str | None = None, topology: bool = True
-    ) -> None:
-        """Add the driver to ``node``'s CSINode, as kubelet does when the registrar registers."""
-        path = f"/apis/storage.k8s.io/v1/csinodes/{node}"
-        entry = objects.csinode_driver(
-            self.driver_name, node_id or node, [objects.TOPOLOGY_KEY] if topology else None
-        )
-        for _ in range(5):
-            current = await self.admin.get(path)
-            current["spec"]["drivers"] = objects.with_driver(current, entry)
-            try:
-                await self.admin.replace(path, current)
-                return
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
-
-    # -- driver and processes ------------------------------------------------------------
-
-    async def start_driver(
-        self,
-        node: str | None = None,
-        args: Sequence[str] = (),
-        *,
-        command: Sequence[str] | None = None,
-        socket: Path | None = None,
-        attach: bool = True,
-        topology: bool = True,
-        csidriver: Mapping[str, Any] | None = None,
-        timeout: float = 30.0,
-    ) -> Driver:
-        """Start the CSI driver for ``node`` and register it (CSIDriver, CSINode entry).
-
-        By default runs ``python -m csi_sidecars.playground.driver`` with hostpath-style flags.
-        ``command`` replaces that command line (it must listen on ``socket``); ``socket`` alone
-        means a driver the caller runs already.
-
-        Args:
-            node: node name (default the first).
-            args: extra flags for the default driver command.
-            command: a full command line of another driver.
-            socket: its unix socket path (default ``<work>/drivers/<node>/csi.sock``).
-            attach: whether the driver needs ControllerPublish (``--enable-attach``,
-                ``attachRequired``).
-            topology: whether it reports topology (``--enable-topology``, CSINode keys).
-            csidriver: the CSIDriver object to create instead of the default one.
-            timeout: how long to wait for the socket.
-        """
-        node = node or self.node_names[0]
-        base = self.work_dir / "drivers" / node
-        base.mkdir(parents=True, exist_ok=True)
-        state_dir: Path | None = None
-        process: ManagedProcess | None = None
-        if socket is None or command is not None:
-            sock = socket or base / "csi.sock"
-            if command is None:
-                state_dir = base / "state"
-                state_dir.mkdir(exist_ok=True)
-                command = [
-                    sys.executable,
-                    "-m",
-                    "csi_sidecars.playground.driver",
-                    f"--endpoint=unix://{sock}",
-                    f"--nodeid={node}",
-                    f"--drivername={self.driver_name}",
-                    f"--statedir={state_dir}",
-                    *(["--enable-attach"] if attach else []),
-                    *(["--enable-topology"] if topology else []),
-                    *args,
-                ]
-            process = ManagedProcess(f"driver-{node}", command, self.log_path(f"driver-{node}"))
-            await process.start()
-        else:
-            sock = socket
-        driver = Driver(node, self.driver_name, sock, state_dir, process)
-        self.drivers.append(driver)
-
-        async def listening() -> bool:
-            if process is not None:
-                self._check_alive(process)
-            _, writer = await asyncio.open_unix_connection(str(sock))
-            writer.close()
-            return True
-
-        await self._wait(process, listening, timeout)
-        spec = csidriver or objects.csidriver(self.driver_name, attach_required=attach)
-        await self.admin.ensure("/apis/storage.k8s.io/v1/csidrivers", spec)
-        await self.register_driver(node, node, topology)
-        return driver
-
-    async def start_process(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
-    ) -> ManagedProcess:
-        """Start ``argv`` as a testbed process, stopped with the control plane."""
-        self._counter += 1
-        proc = ManagedProcess(name, argv, self.log_path(f"{self._counter:03d}-{name}"), env)
-        self._processes.append(proc)
-        await proc.start()
-        return proc
-
-    async def start_sidecar(
-        self,
-        role: str,
-        *args: str,
-        implementation: str = "python",
-        driver: Driver | None = None,
-        env: Mapping[str, str] | None = None,
-        verbosity: int | None = 5,
-    ) -> ManagedProcess:
-        """Start a sidecar the way a container would: its identity, the driver socket, flags.
-
-        Args:
-            role: a key of :data:`csi_sidecars.playground.sidecars.ROLES`.
-            args: further flags.
-            implementation: ``python`` (ours) or ``go`` (the reference binary).
-            driver: the driver whose socket it uses (default the first started).
-            env: extra environment (e.g. ``NAMESPACE``, ``POD_NAME``, ``NODE_NAME``).
-            verbosity: ``-v`` (None to leave it out).
-        """
-        spec = sidecars.ROLES[role]
-        driver = driver or (self.drivers[0] if self.drivers else None)
-        argv = sidecars.argv(
-            role,
-            args,
-            implementation=implementation,
-            csi_address=str(driver.socket) if driver is not None else None,
-            kubeconfig=self.kubeconfig(spec.identity) if spec.identity else None,
-            verbosity=verbosity,
-            bin_dir=self.bin_dir,
-        )
-        return await self.start_process(f"{implementation}-{role}", argv, env)
-
-    async def kubectl(
-        self,
-        *args: str,
-        identity: str = ADMIN,
-        input: str | None = None,
-        check: bool = True,
-        timeout: float = 60.0,
-    ) -> str:
-        """Run kubectl as ``identity``; return its stdout.
-
-        Raises:
-            KubectlError: it exited non-zero and ``check`` is set.
-        """
-        proc = await asyncio.create_subprocess_exec(
-            str(self.bin_dir / "kubectl"),
-            f"--kubeconfig={self.kubeconfig(identity)}",
-            *args,
-            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(input.encode() if input is not None else None), timeout
-            )
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        if check and proc.returncode:
-            raise KubectlError(args, proc.returncode, err.decode(errors="replace"))
-        return out.decode(errors="replace")
-
-    # -- helpers -------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_alive(proc: ManagedProcess | None) -> None:
-        if proc is not None and not proc.running:
-            raise StartupError(
-                f"{proc.name} exited with status {proc.returncode}:\n{proc.log_tail()}"
-            )
-
-    async def _wait(self, proc: ManagedProcess | None, check: Any, timeout: float) -> None:
-        name = proc.name if proc is not None else "driver socket"
-        try:
-            await poll_until(check, timeout, f"{name} to become ready", fatal=(StartupError,))
-        except TimeoutError as exc:
-            cause = exc.__cause__
-            tail = proc.log_tail() if proc is not None else ""
-            raise StartupError(f"{exc} (last error: {cause!r})\n{tail}") from cause
 
 
 def _short() -> aiohttp.ClientTimeout:
