@@ -20,6 +20,7 @@ ROLES: dict[str, str] = {
     "livenessprobe": "csi_sidecars.livenessprobe.command:command",
     "node-driver-registrar": "csi_sidecars.registrar.node:command",
     "playground": "csi_sidecars.playground.cli:command",
+    "provisioner": "csi_sidecars.provisioner.command:command",
 }
 
 

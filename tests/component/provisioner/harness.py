@@ -157,7 +157,9 @@ class Env:
         labels = {TOPOLOGY_KEY: name} if topology else {}
         await self.kube.create(NODES, {"metadata": {"name": name, "labels": labels}})
         drivers = [{"name": DRIVER, "nodeID": name, "topologyKeys": [TOPOLOGY_KEY]}]
-        await self.kube.create(CSI_NODES, {"metadata": {"name": name}, "spec": {"drivers": drivers}})
+        await self.kube.create(
+            CSI_NODES, {"metadata": {"name": name}, "spec": {"drivers": drivers}}
+        )
 
     async def add_class(self, name: str = "fast", **fields: Any) -> JsonDict:
         return await self.kube.create(STORAGE_CLASSES, storage_class(name, **fields))
@@ -183,7 +185,7 @@ class Env:
         """Do what the PV controller does once the PV exists: bind both sides."""
         pvc = self.pvc(pvc_name)
         assert pvc is not None
-        pv = await poll(lambda: self.pv_of(pvc), what=f"PV of {pvc_name}")
+        pv: JsonDict = await poll(lambda: self.pv_of(pvc), what=f"PV of {pvc_name}")
         pvc["spec"]["volumeName"] = pv["metadata"]["name"]
         await self.kube.replace(PERSISTENT_VOLUME_CLAIMS, pvc, NS)
         await self.kube.patch(

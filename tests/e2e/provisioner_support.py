@@ -1,0 +1,177 @@
+"""Shared pieces of the provisioner e2e tests: a driver of their own, objects, waits.
+
+Each provisioner test module runs its own playground driver under a unique name (so the
+provisioner only sees its own classes and claims), registered in CSINode with the hostpath
+topology key, with a faults file the test can rewrite.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from csi_sidecars.playground import objects
+from csi_sidecars.playground.apiclient import ApiError, RawApi
+from csi_sidecars.playground.controlplane import ControlPlane, Driver
+from csi_sidecars.playground.driver import load_state, write_faults_file
+from csi_sidecars.playground.process import ManagedProcess, poll_until
+
+PV = "/api/v1/persistentvolumes"
+SC = "/apis/storage.k8s.io/v1/storageclasses"
+CSINODES = "/apis/storage.k8s.io/v1/csinodes"
+CSIDRIVERS = "/apis/storage.k8s.io/v1/csidrivers"
+
+
+@dataclass
+class ProvDriver:
+    """A playground driver of one test module."""
+
+    name: str
+    node: str
+    base: Path
+    process: ManagedProcess
+
+    @property
+    def socket(self) -> Path:
+        return self.base / "csi.sock"
+
+    @property
+    def statedir(self) -> Path:
+        return self.base / "state"
+
+    @property
+    def faults_file(self) -> Path:
+        return self.base / "faults.json"
+
+    @property
+    def testbed_driver(self) -> Driver:
+        """The form ``start_sidecar(driver=...)`` takes."""
+        return Driver(self.node, self.name, self.socket, self.statedir, self.process)
+
+    def faults(self, rules: list[Mapping[str, Any]]) -> None:
+        """Replace the driver's scripted faults."""
+        write_faults_file(self.faults_file, rules)
+
+    def volumes(self) -> dict[str, Any]:
+        """The driver's volumes by ID, as persisted."""
+        return dict(load_state(self.statedir).volumes)
+
+    def volume_names(self) -> set[str]:
+        """Names of the driver's volumes."""
+        return {v.name for v in self.volumes().values()}
+
+
+async def start_driver(cp: ControlPlane, *args: str, prefix: str = "prov") -> ProvDriver:
+    """Start a playground driver with a unique name on the first node, register it."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}.csi.test"
+    node = cp.node_names[0]
+    base = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+    (base / "state").mkdir()
+    write_faults_file(base / "faults.json", [])
+    argv = [
+        sys.executable,
+        "-m",
+        "csi_sidecars.playground.driver",
+        f"--endpoint=unix://{base / 'csi.sock'}",
+        f"--nodeid={node}",
+        f"--drivername={name}",
+        f"--statedir={base / 'state'}",
+        f"--faults-file={base / 'faults.json'}",
+        *args,
+    ]
+    process = await cp.start_process(f"driver-{name}", argv)
+    drv = ProvDriver(name, node, base, process)
+
+    async def listening() -> bool:
+        assert process.running, process.log_tail()
+        return drv.socket.exists()
+
+    await poll_until(listening, 30, "the driver socket", fatal=(AssertionError,))
+    await cp.admin.ensure(CSIDRIVERS, objects.csidriver(name, attach_required=False))
+    path = f"{CSINODES}/{node}"
+    entry = objects.csinode_driver(name, node, [objects.TOPOLOGY_KEY])
+    for _ in range(10):
+        current = await cp.admin.get(path)
+        current["spec"]["drivers"] = objects.with_driver(current, entry)
+        try:
+            await cp.admin.replace(path, current)
+            break
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+    return drv
+
+
+async def stop_driver(cp: ControlPlane, drv: ProvDriver) -> None:
+    """Stop the driver and remove its registration and files."""
+    await drv.process.stop(timeout=5)
+    await cp.admin.delete(f"{CSIDRIVERS}/{drv.name}")
+    path = f"{CSINODES}/{drv.node}"
+    for _ in range(10):
+        current = await cp.admin.get(path)
+        drivers = [d for d in current["spec"].get("drivers") or [] if d["name"] != drv.name]
+        current["spec"]["drivers"] = drivers
+        try:
+            await cp.admin.replace(path, current)
+            break
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+    shutil.rmtree(drv.base, ignore_errors=True)
+
+
+async def make_class(api: RawApi, driver: str, **kwargs: Any) -> str:
+    """Create a StorageClass for ``driver`` with a unique name; extra keys go into the object."""
+    name = f"sc-{uuid.uuid4().hex[:8]}"
+    body = objects.storage_class(
+        name,
+        driver,
+        binding_mode=kwargs.pop("binding_mode", "Immediate"),
+        reclaim_policy=kwargs.pop("reclaim_policy", "Delete"),
+        parameters=kwargs.pop("parameters", None),
+    )
+    body.update(kwargs)
+    await api.create(SC, body)
+    return name
+
+
+def claims_path(namespace: str) -> str:
+    """The PVC collection of ``namespace``."""
+    return f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
+
+
+async def wait_bound(api: RawApi, namespace: str, name: str, timeout: float = 60) -> Any:
+    """Wait until the claim is Bound; return it."""
+    return await api.wait_for(
+        f"{claims_path(namespace)}/{name}",
+        lambda o: o.get("status", {}).get("phase") == "Bound",
+        timeout=timeout,
+        what=f"claim {name} to be Bound",
+    )
+
+
+async def events_of(api: RawApi, namespace: str, name: str, reason: str) -> list[Any]:
+    """Events about ``name`` with ``reason`` in ``namespace``."""
+    listed = await api.get(
+        f"/api/v1/namespaces/{namespace}/events",
+        fieldSelector=f"involvedObject.name={name},reason={reason}",
+    )
+    return list(listed["items"])
+
+
+async def wait_event(
+    api: RawApi, namespace: str, name: str, reason: str, timeout: float = 30
+) -> list[Any]:
+    """Wait for at least one event ``reason`` about ``name``; return them all."""
+
+    async def found() -> list[Any] | None:
+        items = await events_of(api, namespace, name, reason)
+        return items or None
+
+    return await poll_until(found, timeout, f"a {reason} event for {name}")
