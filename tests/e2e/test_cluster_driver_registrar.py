@@ -35,41 +35,6 @@ RBAC = "/apis/rbac.authorization.k8s.io/v1"
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def event_rights(api: RawApi) -> None:
-    """Let the registrar's identity write Events about its (cluster-scoped) CSIDriver.
-
-    Those land in the ``default`` namespace. The testbed's RBAC for this identity does not
-    include events yet, so the test grants them (documented in docs/cluster-driver-registrar.md).
-    """
-    name = "cluster-driver-registrar-events-e2e"
-    await api.ensure(
-        f"{RBAC}/clusterroles",
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": name},
-            "rules": [
-                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-            ],
-        },
-    )
-    await api.ensure(
-        f"{RBAC}/namespaces/default/rolebindings",
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": name, "namespace": "default"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": ROLE}],
-        },
-    )
-
-
-@pytest_asyncio.fixture(loop_scope="session")
 async def own_driver(control_plane: ControlPlane, api: RawApi) -> AsyncIterator[Driver]:
     """A playground driver (with attach) under a unique name, on a short socket path."""
     name = f"cdr-{uuid.uuid4().hex[:6]}.csi.example.com"
@@ -123,7 +88,7 @@ def _log_count(proc: ManagedProcess, text: str) -> int:
 
 
 async def test_creates_corrects_drift_and_keeps_the_object_on_sigterm(
-    api: RawApi, own_driver: Driver, sidecar: Any, event_rights: None
+    api: RawApi, own_driver: Driver, sidecar: Any
 ) -> None:
     path = f"{CSIDRIVERS}/{own_driver.name}"
     proc = await sidecar(
@@ -165,7 +130,7 @@ async def test_creates_corrects_drift_and_keeps_the_object_on_sigterm(
 
 
 async def test_immutable_conflict_is_reported_once_and_not_looped_on(
-    api: RawApi, own_driver: Driver, sidecar: Any, event_rights: None
+    api: RawApi, own_driver: Driver, sidecar: Any
 ) -> None:
     path = f"{CSIDRIVERS}/{own_driver.name}"
     before = await api.create(
