@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
+from csi_sidecars import __version__
 from csi_sidecars.playground import binaries
 from csi_sidecars.playground.session import (
     Playground,
@@ -112,6 +113,7 @@ def _options(func: F) -> F:
 
 
 @click.group("playground")
+@click.version_option(__version__, "--version", message="csi-sidecars playground %(version)s")
 def command() -> None:
     """A local Kubernetes control plane with csi-sidecars around a CSI driver."""
 
