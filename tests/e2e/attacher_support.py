@@ -269,7 +269,7 @@ def comparable(obj: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
                 for k, v in (obj["metadata"].get("annotations") or {}).items()
                 if not k.startswith(OUR_ANNOTATION_PREFIX) and not k.startswith("pv.kubernetes.io/")
             },
-            "status": obj.get("status") if obj.get("kind") == "VolumeAttachment" else None,
+            "status": obj.get("status") if "attacher" in obj.get("spec", {}) else None,
         },
         sort_keys=True,
     )
