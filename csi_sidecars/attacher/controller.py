@@ -136,6 +136,7 @@ class AttacherController:
             vas_of_pv=lambda n: self.vas.store.by_index(BY_PV, n),
             csinode_synced=self.csinodes.has_synced,
             recorder=ctx.recorder,
+            events_port=ctx.events_port,
         )
         self.vas.add_handlers(self._va_added, self._va_updated, self._va_deleted)
         if not cfg.trivial:

@@ -135,6 +135,7 @@ class Executor:
         vas_of_pv: VAs in the cache (any attacher) whose source is the named PV.
         csinode_synced: whether the CSINode cache has synced.
         recorder: where events go; None records none.
+        events_port: the API for pod lookups made only to place events (default ``port``).
         now: the clock for error times.
     """
 
@@ -151,6 +152,7 @@ class Executor:
         vas_of_pv: Callable[[str], Iterable[Obj]],
         csinode_synced: Callable[[], bool] = lambda: True,
         recorder: EventRecorder | None = None,
+        events_port: KubePort | None = None,
         now: Callable[[], dt.datetime] = _utcnow,
     ) -> None:
         self.cfg = cfg
@@ -163,6 +165,7 @@ class Executor:
         self.vas_of_pv = vas_of_pv
         self.csinode_synced = csinode_synced
         self.recorder = recorder
+        self.events_port = events_port or port
         self.now = now
         #: VA names the ListVolumes reconciler found out of step (consumed by the next sync).
         self.force_sync: set[str] = set()
@@ -402,7 +405,7 @@ class Executor:
         selector = event.pods
         assert selector is not None and self.recorder is not None
         try:
-            page = await self.port.list(
+            page = await self.events_port.list(
                 PODS, selector.namespace, field_selector=f"spec.nodeName={selector.node_name}"
             )
         except ApiError as exc:

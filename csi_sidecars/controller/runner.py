@@ -179,7 +179,10 @@ class ControllerContext:
         conn: the driver connection (CSI metrics and logging installed).
         port: the Kubernetes port (throttled by ``--kube-api-qps`` / ``--kube-api-burst``).
         metrics: the CSI metrics; ``metrics.registry`` also holds the work-queue metrics.
-        recorder: the event recorder (component ``options.event_component``).
+        recorder: the event recorder (component ``options.event_component``). It writes through
+            a client of its own with its own ``--kube-api-qps`` / ``--kube-api-burst`` budget,
+            so events never delay attach or provisioning writes.
+        events_port: that client (also for reads made only to place events, e.g. pod lists).
         stop: set on SIGTERM/SIGINT.
         stopping: set when the role must wind down (queues are shut down at the same time);
             loops of the role other than queue workers should end when it is set.
@@ -194,6 +197,7 @@ class ControllerContext:
         metrics: CSIMetrics,
         recorder: EventRecorder,
         stop: asyncio.Event,
+        events_port: KubePort | None = None,
     ) -> None:
         """Create the context (done by :func:`run_controller`)."""
         self.options = options
@@ -202,6 +206,7 @@ class ControllerContext:
         self.port = port
         self.metrics = metrics
         self.recorder = recorder
+        self.events_port = events_port or port
         self.stop = stop
         self.stopping = asyncio.Event()
         self._informers: list[_Registered] = []
@@ -418,10 +423,15 @@ async def _serve(
     port: KubePort | None,
 ) -> int:
     async with contextlib.AsyncExitStack() as stack:
+        events_port = port
         if port is None:
             port = await stack.enter_async_context(await kube.client(options.role))
-        recorder = EventRecorder(port, options.event_component, host=socket.gethostname())
-        ctx = ControllerContext(options, info, conn, port, metrics, recorder, stop)
+            events_port = await stack.enter_async_context(
+                await kube.client(f"{options.role}-events")
+            )
+        assert events_port is not None
+        recorder = EventRecorder(events_port, options.event_component, host=socket.gethostname())
+        ctx = ControllerContext(options, info, conn, port, metrics, recorder, stop, events_port)
         try:
             made = setup(ctx)
             lead: Lead = await made if inspect.isawaitable(made) else made
