@@ -49,6 +49,7 @@ from csi_sidecars.kube.resources import (
     PERSISTENT_VOLUMES,
     VOLUME_ATTACHMENTS,
     JsonDict,
+    Resource,
 )
 from csi_sidecars.kube.workqueue import WorkQueue
 from csi_sidecars.runtime import logging as rlog
@@ -266,10 +267,33 @@ def _describe(exc: BaseException) -> str:
     return repr(exc)
 
 
+SELF_SUBJECT_ACCESS_REVIEWS = Resource(
+    "authorization.k8s.io", "v1", "selfsubjectaccessreviews", False, "SelfSubjectAccessReview"
+)
+
+
+async def allowed(port: Any, verb: str, resource: str, namespace: str = "") -> bool:
+    """Whether we may ``verb`` ``resource`` (core group); True when the review itself fails."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {
+            "resourceAttributes": {"verb": verb, "resource": resource, "namespace": namespace}
+        },
+    }
+    try:
+        answer = await port.create(SELF_SUBJECT_ACCESS_REVIEWS, review)
+    except Exception as exc:
+        if rlog.v(4):
+            log.info("Access review failed", verb=verb, resource=resource, error=repr(exc))
+        return True
+    return bool((answer.get("status") or {}).get("allowed", True))
+
+
 def make_setup(flags: Any, gates: Mapping[str, bool]) -> Any:
     """The ``setup`` for :func:`~csi_sidecars.controller.run_controller` from parsed flags."""
 
-    def setup(ctx: ControllerContext) -> Lead:
+    async def setup(ctx: ControllerContext) -> Lead:
         cfg = AttacherConfig.from_capabilities(
             ctx.driver.name,
             ctx.driver.plugin_capabilities,
@@ -297,6 +321,14 @@ def make_setup(flags: Any, gates: Mapping[str, bool]) -> Any:
             reconcile_sync=flags.reconcile_sync,
             max_entries=flags.max_entries,
         )
+        if not cfg.trivial:
+            # With only the Go attacher's RBAC: no events, and no pod lookups for them.
+            if not await allowed(ctx.events_port, "create", "events", "default"):
+                log.info("Not allowed to create events: attach/detach events are not recorded")
+                controller.executor.recorder = None
+            elif not await allowed(ctx.events_port, "list", "pods"):
+                log.info("Not allowed to list pods: events go on VolumeAttachments only")
+                controller.executor.pods_forbidden = True
         return controller.run
 
     return setup

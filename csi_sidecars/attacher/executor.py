@@ -174,7 +174,7 @@ class Executor:
         #: Objects returned by our writes, newer than the caches for a moment.
         self.written_vas = WrittenCache()
         self.written_pvs = WrittenCache()
-        self._pods_forbidden = False
+        self.pods_forbidden = False
         self._pod_lookups: set[asyncio.Task[None]] = set()
 
     # -- VolumeAttachments -----------------------------------------------------------------
@@ -396,7 +396,7 @@ class Executor:
                 self.recorder.event(
                     dict(va), event.type, event.reason, event.message, resource=VOLUME_ATTACHMENTS
                 )
-            elif not self._pods_forbidden and len(self._pod_lookups) < MAX_POD_LOOKUPS:
+            elif not self.pods_forbidden and len(self._pod_lookups) < MAX_POD_LOOKUPS:
                 task = asyncio.get_running_loop().create_task(self._record_on_pods(event))
                 self._pod_lookups.add(task)
                 task.add_done_callback(self._pod_lookups.discard)
@@ -410,7 +410,7 @@ class Executor:
             )
         except ApiError as exc:
             if exc.status == 403:
-                self._pods_forbidden = True
+                self.pods_forbidden = True
                 log.info("Not allowed to list pods: events go on VolumeAttachments only")
             else:
                 log.info("Could not list pods for an event", error=_api_message(exc))

@@ -332,3 +332,37 @@ async def test_unknown_feature_gate_fails(gates: tuple[str, ...]) -> None:
 
     with pytest.raises(ConfigError):
         validate(AttacherFlags(feature_gates=parse_feature_gates(gates)))
+
+
+class DenyingKube(FakeKube):
+    """Answers access reviews with "denied" for the listed (verb, resource) pairs."""
+
+    def __init__(self, denied: set[tuple[str, str]]) -> None:
+        super().__init__()
+        self.denied = denied
+
+    async def create(self, resource: Any, body: JsonDict, *args: Any, **kwargs: Any) -> JsonDict:
+        if resource.plural == "selfsubjectaccessreviews":
+            attrs = body["spec"]["resourceAttributes"]
+            allowed = (attrs["verb"], attrs["resource"]) not in self.denied
+            return {**body, "status": {"allowed": allowed}}
+        return await super().create(resource, body, *args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("denied", "va_events", "pod_lists"),
+    [({("create", "events")}, False, False), ({("list", "pods")}, True, False)],
+)
+async def test_go_rbac_only_means_fewer_events_not_failures(
+    tmp_path: Path, denied: set[tuple[str, str]], va_events: bool, pod_lists: bool
+) -> None:
+    kube = DenyingKube(denied)
+    async with attacher(tmp_path, kube=kube) as env:
+        rule = env.drv.faults.add("ControllerPublishVolume", code=grpc.StatusCode.INTERNAL)
+        await env.volume()
+        await poll(lambda: (v := env.va("va1")) and v.get("status", {}).get("attachError"))
+        env.drv.faults.remove(rule)
+        await poll(lambda: (v := env.va("va1")) and v["status"].get("attached"))
+    # Leaving the block flushed the event queue.
+    assert bool(env.event_reasons()) is va_events
+    assert bool(kube.actions_of("list", PODS)) is pod_lists
