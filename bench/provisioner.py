@@ -1,0 +1,267 @@
+"""Benchmark: our provisioner vs the Go external-provisioner.
+
+Two workloads on one testbed control plane with the playground driver (topology on):
+
+* ``churn``: create N claims of an Immediate class (32 at a time), wait until all are Bound,
+  delete them, wait until every PV is gone and the driver has no volume left. Measured at the
+  Go defaults (``--kube-api-qps=5 --kube-api-burst=10``, 100 workers) and at
+  ``--kube-api-qps=100 --kube-api-burst=200``; both implementations get the same flags.
+* ``cache``: M static PVs and M pending claims of another provisioner fill the caches; the
+  provisioner then provisions one claim of its own (proof that its caches synced; the claim is
+  pre-annotated so kube-controller-manager's backlog with M claims does not matter) and idles
+  for a few seconds; peak RSS is what counts. The probe is cleaned up by hand.
+
+    python bench/provisioner.py [--count 500] [--cache-count 10000] [--runs 1]
+                                [--workload churn|cache|both] [--config default|fast|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import Impl, Workload, compare, go_binary, ours, wait_until
+
+from csi_sidecars.csi.connection import connect
+from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.playground import objects
+from csi_sidecars.playground.apiclient import RawApi
+from csi_sidecars.playground.controlplane import ControlPlane
+from csi_sidecars.playground.driver import load_state
+
+PV = "/api/v1/persistentvolumes"
+SC = "/apis/storage.k8s.io/v1/storageclasses"
+NS = "bench"
+CLAIMS = f"/api/v1/namespaces/{NS}/persistentvolumeclaims"
+CONFIGS = {
+    "default": (),
+    "fast": ("--kube-api-qps=100", "--kube-api-burst=200"),
+}
+PARALLEL = 32
+
+
+async def _gather_limited(coros: list[Any], limit: int = PARALLEL) -> None:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(coro: Any) -> None:
+        async with sem:
+            await coro
+
+    await asyncio.gather(*(one(c) for c in coros))
+
+
+async def _list_all(api: RawApi, path: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        params = {"limit": "500", **({"continue": token} if token else {})}
+        page = await api.get(path, **params)
+        items.extend(page["items"])
+        token = page["metadata"].get("continue") or ""
+        if not token:
+            return items
+
+
+class Bench:
+    """The testbed objects shared by every run."""
+
+    def __init__(self, cp: ControlPlane, count: int) -> None:
+        self.cp = cp
+        self.api: RawApi = cp.admin
+        self.count = count
+        self.driver = cp.driver_name
+        self.statedir: Path | None = None
+        self.socket: Path | None = None
+
+    async def prepare(self) -> None:
+        drv = await self.cp.start_driver(attach=False, topology=True)
+        self.statedir = drv.state_dir
+        self.socket = drv.socket
+        await self.cp.create_namespace(NS)
+        await self.api.create(SC, objects.storage_class("bench", self.driver))
+        await self.api.create(SC, objects.storage_class("other", "other.csi.example.com"))
+
+    def _our_pvs(self, pvs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [pv for pv in pvs if pv["spec"].get("csi", {}).get("driver") == self.driver]
+
+    async def reset(self) -> None:
+        """Before a run: no claim of the bench class, no PV or volume of the driver."""
+        pvs = self._our_pvs(await _list_all(self.api, PV))
+        assert not pvs, f"{len(pvs)} PVs left over"
+        assert self.statedir is not None
+        assert not load_state(self.statedir).volumes, "volumes left over"
+
+    def churn(self) -> Workload:
+        async def run(proc: subprocess.Popen[bytes]) -> dict[str, float]:
+            def alive() -> None:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"provisioner exited with {proc.returncode}")
+
+            names = [f"claim-{i:04d}" for i in range(self.count)]
+            t0 = time.monotonic()
+            await _gather_limited([self.api.create(CLAIMS, objects.pvc(n, "bench")) for n in names])
+
+            async def all_bound() -> bool:
+                alive()
+                items = await _list_all(self.api, CLAIMS)
+                bound = [c for c in items if c["status"].get("phase") == "Bound"]
+                return len(bound) == self.count
+
+            await wait_until(all_bound, 3600, "all claims Bound", interval=0.5)
+            t1 = time.monotonic()
+            await _gather_limited([self.api.delete(f"{CLAIMS}/{n}") for n in names])
+
+            async def all_gone() -> bool:
+                alive()
+                pvs = self._our_pvs(await _list_all(self.api, PV))
+                assert self.statedir is not None
+                return not pvs and not load_state(self.statedir).volumes
+
+            await wait_until(all_gone, 3600, "all PVs and volumes deleted", interval=0.5)
+            t2 = time.monotonic()
+            return {"provision phase s": t1 - t0, "delete phase s": t2 - t1}
+
+        return run
+
+    async def fill_caches(self, count: int) -> None:
+        """``count`` static PVs and pending claims of another provisioner."""
+        pvs = []
+        for i in range(count):
+            pv = {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {
+                    "name": f"static-{i:05d}",
+                    "annotations": {"pv.kubernetes.io/provisioned-by": "other.csi.example.com"},
+                    "labels": {"app": "bench", "tier": f"t{i % 10}"},
+                },
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "capacity": {"storage": "1Gi"},
+                    "csi": {
+                        "driver": "other.csi.example.com",
+                        "volumeHandle": f"vol-{i:05d}-0123456789abcdef",
+                        "volumeAttributes": {"pool": "p1", "created": str(i)},
+                    },
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "other",
+                },
+            }
+            pvs.append(self.api.create(PV, pv))
+        await _gather_limited(pvs, 64)
+        claims = [
+            self.api.create(CLAIMS, {**objects.pvc(f"other-{i:05d}", "other", size="1Gi")})
+            for i in range(count)
+        ]
+        await _gather_limited(claims, 64)
+
+    def cache(self, settle: float) -> Workload:
+        async def run(proc: subprocess.Popen[bytes]) -> dict[str, float]:
+            t0 = time.monotonic()
+            name = f"probe-{int(t0 * 1000)}"
+            probe = objects.pvc(name, "bench")
+            # Annotated as kube-controller-manager would, so its backlog does not matter.
+            probe["metadata"]["annotations"] = {
+                "volume.kubernetes.io/storage-provisioner": self.driver
+            }
+            await self.api.create(CLAIMS, probe)
+
+            async def provisioned() -> dict[str, Any] | None:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"provisioner exited with {proc.returncode}")
+                for pv in self._our_pvs(await _list_all(self.api, PV)):
+                    if pv["spec"]["claimRef"]["name"] == name:
+                        return pv
+                return None
+
+            await wait_until(provisioned, 600, "the probe PV", interval=0.2)
+            synced = time.monotonic() - t0
+            await asyncio.sleep(settle)
+            pv = await provisioned()
+            assert pv is not None
+            await self.api.delete(f"{CLAIMS}/{name}")
+            await self.api.patch(f"{CLAIMS}/{name}", {"metadata": {"finalizers": None}})
+            await self.api.delete(f"{PV}/{pv['metadata']['name']}")
+            await self.api.patch(
+                f"{PV}/{pv['metadata']['name']}", {"metadata": {"finalizers": None}}
+            )
+            assert self.socket is not None
+            conn = await connect(str(self.socket))
+            try:
+                req = csi_pb2.DeleteVolumeRequest(volume_id=pv["spec"]["csi"]["volumeHandle"])
+                await conn.controller.DeleteVolume(req, timeout=30)
+            finally:
+                await conn.close()
+            return {"synced + first PV s": synced}
+
+        return run
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--cache-count", type=int, default=10000)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--workload", choices=["churn", "cache", "both"], default="both")
+    parser.add_argument("--config", choices=[*CONFIGS, "both"], default="both")
+    parser.add_argument("--settle", type=float, default=5.0)
+    parser.add_argument("-v", type=int, default=2, help="-v of both provisioners")
+    args = parser.parse_args()
+    go = go_binary("GO_CSI_PROVISIONER", "csi-provisioner")
+    if go is None:
+        sys.exit("the Go csi-provisioner is not built (testbed/build.sh)")
+    configs = list(CONFIGS) if args.config == "both" else [args.config]
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-provisioner-"))
+    print(f"logs in {log_dir}")
+    async with ControlPlane(nodes=1) as cp:
+        bench = Bench(cp, args.count)
+        await bench.prepare()
+        assert bench.socket is not None
+        common = [
+            f"--csi-address={bench.socket}",
+            f"--kubeconfig={cp.kubeconfig('csi-provisioner')}",
+            f"-v={args.v}",
+        ]
+        tables = []
+        if args.workload in ("churn", "both"):
+            for name in configs:
+                flags = [*common, *CONFIGS[name]]
+                impls = [Impl("ours", ours("provisioner", *flags)), Impl("go", [go, *flags])]
+                table = await compare(
+                    f"provisioner, {args.count} claims bound and deleted, {name} flags "
+                    f"({' '.join(CONFIGS[name]) or 'qps 5, burst 10'}; 100 workers)",
+                    impls,
+                    bench.churn(),
+                    args.runs,
+                    log_dir / name,
+                    setup=bench.reset,
+                )
+                print(table, flush=True)
+                tables.append(table)
+        if args.workload in ("cache", "both"):
+            await bench.fill_caches(args.cache_count)
+            flags = [*common, *CONFIGS["fast"]]
+            impls = [Impl("ours", ours("provisioner", *flags)), Impl("go", [go, *flags])]
+            table = await compare(
+                f"provisioner idle with {args.cache_count} PVs and {args.cache_count} claims "
+                "of another provisioner in the caches",
+                impls,
+                bench.cache(args.settle),
+                args.runs,
+                log_dir / "cache",
+                setup=bench.reset,
+            )
+            print(table, flush=True)
+            tables.append(table)
+    print("\n\n".join(tables))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
