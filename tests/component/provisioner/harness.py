@@ -26,6 +26,7 @@ from csi_sidecars.kube.resources import (
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
     STORAGE_CLASSES,
+    ApiError,
     JsonDict,
     Resource,
 )
@@ -183,11 +184,19 @@ class Env:
 
     async def bind(self, pvc_name: str) -> JsonDict:
         """Do what the PV controller does once the PV exists: bind both sides."""
-        pvc = self.pvc(pvc_name)
-        assert pvc is not None
-        pv: JsonDict = await poll(lambda: self.pv_of(pvc), what=f"PV of {pvc_name}")
-        pvc["spec"]["volumeName"] = pv["metadata"]["name"]
-        await self.kube.replace(PERSISTENT_VOLUME_CLAIMS, pvc, NS)
+        first = self.pvc(pvc_name)
+        assert first is not None
+        pv: JsonDict = await poll(lambda: self.pv_of(first), what=f"PV of {pvc_name}")
+        for _ in range(20):
+            pvc = self.pvc(pvc_name)
+            assert pvc is not None
+            pvc["spec"]["volumeName"] = pv["metadata"]["name"]
+            try:
+                await self.kube.replace(PERSISTENT_VOLUME_CLAIMS, pvc, NS)
+                break
+            except ApiError as exc:
+                if not exc.conflict:
+                    raise
         await self.kube.patch(
             PERSISTENT_VOLUME_CLAIMS, pvc_name, {"status": {"phase": "Bound"}}, NS,
             subresource="status",

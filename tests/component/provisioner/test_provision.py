@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import grpc
 
+from csi_sidecars.kube.resources import SECRETS
 from csi_sidecars.provisioner import keys
 from tests.component.provisioner.harness import DRIVER, IDENTITY, environment, poll
 
@@ -56,3 +58,105 @@ async def test_driver_failing_then_succeeding(tmp_path: Path) -> None:
         failed = env.events.of("data", "ProvisioningFailed")
         assert [e[3] for e in failed] == ["rpc error: code = Internal desc = disk on fire"] * 2
         assert len(env.driver.calls_of("CreateVolume")) == 3
+
+
+async def test_resource_exhausted_on_the_selected_node_gives_the_node_back(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        env.driver.faults.add("CreateVolume", code=grpc.StatusCode.RESOURCE_EXHAUSTED, times=1)
+        await env.add_class(volumeBindingMode="WaitForFirstConsumer")
+        await env.add_claim("late", annotations={keys.ANN_SELECTED_NODE: "node-1"})
+        await env.start()
+
+        def node_dropped() -> bool:
+            cur = env.pvc("late")
+            return cur is not None and keys.ANN_SELECTED_NODE not in cur["metadata"]["annotations"]
+
+        await poll(node_dropped, what="selected-node removed")
+        failed = env.events.of("late", "ProvisioningFailed")
+        assert failed[0][3].startswith("rpc error: code = ResourceExhausted")
+        request = env.driver.calls_of("CreateVolume")[0]
+        assert [dict(t.segments) for t in request.accessibility_requirements.requisite] == [
+            {"topology.hostpath.csi/node": "node-1"}
+        ]
+
+
+async def test_invalid_argument_is_retried_slowly(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        rule = env.driver.faults.add("CreateVolume", code=grpc.StatusCode.INVALID_ARGUMENT)
+        await env.add_class()
+        pvc = await env.add_claim("odd")
+        await env.start(retry_max=1.5)  # back-off is capped at 0.2 s, the slow retry is 1.5 s
+        failed = await poll(lambda: env.events.of("odd", "ProvisioningFailed"), what="failure")
+        assert failed[0][3] == (
+            "Volume provisioning failed with infeasible error. Retries will be delayed. "
+            "rpc error: code = InvalidArgument desc = injected fault"
+        )
+        env.driver.faults.rules.remove(rule)
+        await poll(lambda: env.pv_of(pvc), what="PV")
+        calls = [c for c in env.driver.calls if c.method == "CreateVolume"]
+        assert len(calls) == 2
+        assert calls[1].started - calls[0].started >= 1.4
+
+
+async def test_short_capacity_is_cleaned_up_and_retried(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        env.driver.faults.add("CreateVolume", reply={"volume": {"capacityBytes": "1024"}}, times=1)
+        await env.add_class()
+        pvc = await env.add_claim("small", storage="1Mi")
+        await env.start()
+        pv = await poll(lambda: env.pv_of(pvc), what="PV")
+        failed = env.events.of("small", "ProvisioningFailed")
+        assert failed[0][3] == "created volume capacity 1024 less than requested capacity 1048576"
+        deleted = env.driver.calls_of("DeleteVolume")
+        assert len(deleted) == 1
+        # The retry created the volume again under the same name; exactly one exists.
+        assert list(env.volumes()) == [pv["spec"]["csi"]["volumeHandle"]]
+
+
+async def test_empty_volume_id_is_an_event_not_a_crash(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        env.driver.faults.add("CreateVolume", reply={"volume": {"volumeId": ""}}, times=1)
+        await env.add_class()
+        pvc = await env.add_claim("odd")
+        await env.start()
+        await poll(lambda: env.pv_of(pvc), what="PV")
+        failed = env.events.of("odd", "ProvisioningFailed")
+        assert failed[0][3].endswith("succeeded but returned an empty volume_id")
+
+
+async def test_claim_with_selector_fails_and_unknown_class_waits(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        await env.add_class()
+        await env.add_claim("picky", selector={"matchLabels": {"a": "b"}})
+        late = await env.add_claim("early", sc="later")
+        await env.start()
+        failed = await poll(lambda: env.events.of("picky", "ProvisioningFailed"), what="event")
+        assert failed[0][3] == "claim Selector is not supported"
+        assert not env.events.of("early")
+        await env.add_class("later")
+        await poll(lambda: env.pv_of(late), what="PV once the class exists")
+        assert not [v for v in env.volumes().values() if v.name.endswith("picky")]
+
+
+async def test_secrets_reach_create_and_delete(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        await env.kube.create(
+            SECRETS,
+            {"metadata": {"name": "creds", "namespace": "default"},
+             "data": {"user": base64.b64encode(b"admin").decode()}},
+        )  # fmt: skip
+        await env.add_class(
+            parameters={
+                "csi.storage.k8s.io/provisioner-secret-name": "creds",
+                "csi.storage.k8s.io/provisioner-secret-namespace": "${pvc.namespace}",
+            }
+        )
+        pvc = await env.add_claim("data")
+        await env.start()
+        await env.bind("data")
+        pv = await poll(lambda: env.pv_of(pvc), what="PV")
+        assert dict(env.driver.calls_of("CreateVolume")[0].secrets) == {"user": "admin"}
+        await env.release(pv["metadata"]["name"])
+        await poll(lambda: env.pv_of(pvc) is None, what="PV deleted")
+        assert dict(env.driver.calls_of("DeleteVolume")[0].secrets) == {"user": "admin"}
+        assert not env.volumes()
