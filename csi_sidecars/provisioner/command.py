@@ -66,7 +66,9 @@ def kube_options(config: ProvisionerConfig) -> KubeOptions:
         renew_deadline=config.leader_election_renew_deadline,
         retry_period=config.leader_election_retry_period,
         leader_election_labels=dict(config.leader_election_labels),
-        release_on_stop=False,
+        # As every csi-sidecars role: release the Lease on SIGTERM so a standby takes over at
+        # once (Go does only with the ReleaseLeaderElectionOnExit gate).
+        release_on_stop=True,
     )
     release_on_exit(kube, config.feature_gates.get("ReleaseLeaderElectionOnExit", False))
     return kube
