@@ -160,3 +160,24 @@ async def test_secrets_reach_create_and_delete(tmp_path: Path) -> None:
         await poll(lambda: env.pv_of(pvc) is None, what="PV deleted")
         assert dict(env.driver.calls_of("DeleteVolume")[0].secrets) == {"user": "admin"}
         assert not env.volumes()
+
+
+async def test_retries_send_the_same_topology_even_when_nodes_change(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        rule = env.driver.faults.add("CreateVolume", code=grpc.StatusCode.UNAVAILABLE)
+        await env.add_class()
+        pvc = await env.add_claim("data")
+        await env.start()
+        await env.driver.wait_for_calls("CreateVolume", 1)
+        await env.add_node("node-2")
+        calls = len(env.driver.calls_of("CreateVolume"))
+        await env.driver.wait_for_calls("CreateVolume", calls + 2)
+        env.driver.faults.rules.remove(rule)
+        await poll(lambda: env.pv_of(pvc), what="PV")
+        requests = env.driver.calls_of("CreateVolume")
+        assert len({r.SerializeToString(deterministic=True) for r in requests}) == 1
+        # A new claim sees both nodes.
+        other = await env.add_claim("other")
+        await poll(lambda: env.pv_of(other), what="second PV")
+        fresh = env.driver.calls_of("CreateVolume")[-1]
+        assert len(fresh.accessibility_requirements.requisite) == 2
