@@ -1,7 +1,7 @@
 """The pure core of ``csi-sidecars provisioner`` (drop-in for external-provisioner v6.3).
 
-Decide purely, act separately: every module here takes raw API objects (dicts) and driver facts
-and returns decisions, CSI requests (``csi_pb2`` messages), PV objects and events. No I/O.
+Decide purely, act separately: the core modules take raw API objects (dicts) and driver facts
+and return decisions, CSI requests (``csi_pb2`` messages), PV objects and events, without I/O.
 
 * :mod:`.flags`: every Go flag and default; unbuilt features refused unless at their default.
 * :mod:`.claims`: which PVCs to provision (:func:`~.claims.should_provision`).
@@ -13,6 +13,14 @@ and returns decisions, CSI requests (``csi_pb2`` messages), PV objects and event
 * :mod:`.states` / :mod:`.events`: error classification, follow-up, Go's event texts.
 * :mod:`.deletion`: which PVs to delete, finalizers, secrets, DeleteVolumeRequest.
 * :mod:`.intent`: the no-leak record (below).
+
+The executors do the I/O the core asks for: :mod:`.provision` (one claim sync), :mod:`.lookups`
+(clone source, topology, Secret, VolumeAttributesClass), :mod:`.cleanup` (finishing a recorded
+CreateVolume of a deleted claim), :mod:`.delete` (PV finalizer and DeleteVolume),
+:mod:`.clone_protection`; they share a :class:`~.context.Context` (caches from :mod:`.caches`,
+API writes from :mod:`.kubeio`, metrics from :mod:`.metrics`). :mod:`.controller` wires
+informers and queues; :mod:`.command` is ``csi-sidecars provisioner`` on the shared controller
+runner (:mod:`csi_sidecars.controller`).
 
 No leaked volumes (external-provisioner #486, #1469). Go remembers an in-flight CreateVolume
 only in memory, so a restart during the call plus a PVC deletion leaks the volume. We record
