@@ -151,6 +151,7 @@ class ProvisionerController:
 
     def _claim_added(self, pvc: JsonDict) -> None:
         key = object_key(pvc)
+        self.io.stale(key, pvc)  # drops the read-your-writes entry once the cache caught up
         if self._wants_claim(pvc):
             self.claim_queue.add(key)
         if self.clone_protection is not None:
