@@ -44,6 +44,7 @@ RETRY_PERIOD = 5.0
 HEALTH_CHECK_TIMEOUT = 20.0
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 JITTER_FACTOR = 1.2
+EXPIRY_MARGIN = 0.05
 
 
 class LeaderElectionLost(RuntimeError):
@@ -243,6 +244,15 @@ class LeaderElector:
         self._observe(updated)
         return True
 
+    def _expires_in(self) -> float | None:
+        """Seconds until another holder's lease expires as we observed it, or None."""
+        spec = self._observed_spec or {}
+        holder = spec.get("holderIdentity") or ""
+        if not holder or holder == self.config.identity:
+            return None
+        duration = float(spec.get("leaseDurationSeconds") or self.config.lease_duration)
+        return self._observed_time + duration - self._clock.monotonic()
+
     def _observe(self, lease: JsonDict) -> None:
         self._lease = lease
         self._observed_spec = lease.get("spec") or {}
@@ -308,6 +318,12 @@ class LeaderElector:
             if self.holder and rlog.v(4):
                 log.info("Lease is held by another candidate", leader=self.holder)
             delay = cfg.retry_period * (1.0 + random.random() * JITTER_FACTOR)
+            # Better than client-go: when the holder's lease will expire (by our observation)
+            # before the next jittered retry, try again right at expiry instead of a retry
+            # period later. This shaves up to one retry period off a handover after a crash.
+            remaining = self._expires_in()
+            if remaining is not None and 0 <= remaining < delay:
+                delay = remaining + EXPIRY_MARGIN
             if await self._sleep_or_stop(delay, stop):
                 return False
         return False

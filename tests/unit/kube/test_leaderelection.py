@@ -265,3 +265,33 @@ async def test_became_leader_event_sink() -> None:
     await clock.advance(16)
     assert await b.try_acquire_or_renew()
     assert events == [("Lease", "LeaderElection", "b became leader")]
+
+
+async def test_standby_retries_right_at_observed_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crashed holder's lease is taken at its observed expiry, not a retry period later."""
+    fake, clock = FakeKube(), FakeClock()
+    await fake.create(
+        LEASES,
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "lock", "namespace": "ns"},
+            "spec": {"holderIdentity": "ghost", "leaseDurationSeconds": 15},
+        },
+        "ns",
+    )
+    # Longest jitter: retries land 10.9 s apart (0, 10.9, 21.8, ...), none of them near 15 s.
+    monkeypatch.setattr("csi_sidecars.kube.leaderelection.random.random", lambda: 0.99)
+    leading: list[str] = []
+    stop = asyncio.Event()
+
+    async def lead() -> None:
+        leading.append("b")
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(make(fake, clock, "b").run(lead, stop))
+    took = await wait_until(lambda: bool(leading), clock, step=0.05)
+    assert 15 <= took <= 15.5
+    assert leader_of(fake) == "b"
+    stop.set()
+    await asyncio.wait_for(task, 5)
