@@ -95,6 +95,14 @@ class WrittenCache:
             return cached
         return written
 
+    def deleted(self, name: str) -> bool:
+        """Whether our last write of ``name`` left it deleting with no finalizer (so gone)."""
+        obj = self._objects.get(name)
+        if obj is None:
+            return False
+        meta = obj.get("metadata") or {}
+        return bool(meta.get("deletionTimestamp")) and not meta.get("finalizers")
+
     def observe(self, obj: Obj) -> None:
         """The informer saw ``obj``: forget our copy once the cache is as new."""
         name = name_of(obj)
@@ -320,11 +328,13 @@ class Executor:
             error = exc
         outcome = detach_outcome(va, action, cfg=self.cfg, now=self.now(), error=error, pv=pv)
         for step in outcome:
+            if isinstance(step, a.MarkDetached) and self.written_vas.deleted(name):
+                # Our finalizer was the last one: the API server has removed the VA, and the
+                # status write would only get a 404 (Go sends it anyway).
+                self._record(va, pv, step.events)
+                continue
             if not await self._write(va, pv, step):
                 return False
-            if isinstance(step, a.RemoveVAFinalizer):
-                # The next write is a status patch: no guard, so the stale VA is fine.
-                continue
         if error is not None:
             return False
         log.info("Detached", va=name)

@@ -8,9 +8,11 @@ Every controller sidecar starts the same way; :func:`~.runner.run_controller` do
 3. set the ``driver_name`` of the CSI metrics, start the HTTP server when
    ``--http-endpoint`` / ``--metrics-address`` is set (``--metrics-path`` with the CSI and
    work-queue metrics, ``/healthz``, and ``/healthz/leader-election`` under leader election);
-4. build the Kubernetes client and an event recorder, and call the role's ``setup(ctx)`` with a
-   :class:`~.runner.ControllerContext` (driver info, port, recorder, metrics registry); setup
-   declares informers and queues through the context and returns the role's ``lead()``;
+4. build the Kubernetes client, a second client for events (its own QPS budget, so events never
+   delay the role's writes) with an event recorder on it, and call the role's ``setup(ctx)``
+   with a :class:`~.runner.ControllerContext` (driver info, ``port``, ``events_port``,
+   ``recorder``, metrics registry); setup (plain or async) declares informers and queues
+   through the context and returns the role's ``lead()``;
 5. under leader election (``KubeOptions.run``), once leading: start the informers, wait until
    every one of them has synced, then run ``lead()``;
 6. on SIGTERM: shut the queues down, let the workers finish the keys they hold (at most

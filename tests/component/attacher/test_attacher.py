@@ -171,6 +171,11 @@ async def test_attach_then_detach_and_pv_finalizer(tmp_path: Path) -> None:
         await poll(lambda: env.va("va1") is None, what="VA gone")
         assert env.attached_nodes(handle) == {}
         assert len(env.drv.calls_of("ControllerUnpublishVolume")) == 1
+        # Removing the last finalizer deleted the VA: no status write after it.
+        status_writes = [
+            act for act in env.kube.actions_of("patch", VOLUME_ATTACHMENTS) if act.subresource
+        ]
+        assert len(status_writes) == 1
         # The PV keeps its finalizer until it is deleted, then loses it.
         pv = env.pv("pv1")
         assert pv is not None and pv["metadata"]["finalizers"] == [FINALIZER]
@@ -223,6 +228,17 @@ async def test_detach_error_carries_the_code(tmp_path: Path) -> None:
         assert va["metadata"]["finalizers"] == [FINALIZER]
         env.drv.faults.remove(rule)
         await poll(lambda: env.va("va1") is None, what="VA gone")
+
+
+async def test_detach_with_another_finalizer_left_marks_detached(tmp_path: Path) -> None:
+    async with attacher(tmp_path) as env:
+        await env.volume()
+        await poll(lambda: (v := env.va("va1")) and v.get("status", {}).get("attached"))
+        fins = [FINALIZER, "other.io/keep"]
+        await env.kube.patch(VOLUME_ATTACHMENTS, "va1", {"metadata": {"finalizers": fins}})
+        await env.kube.delete(VOLUME_ATTACHMENTS, "va1")
+        va = await poll(lambda: (v := env.va("va1")) and v["status"].get("attached") is False and v)
+        assert va["metadata"]["finalizers"] == ["other.io/keep"]
 
 
 async def test_detach_when_the_pv_is_gone(tmp_path: Path) -> None:

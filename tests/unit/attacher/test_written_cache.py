@@ -41,3 +41,16 @@ def test_unparsable_versions_fall_back_to_the_informer() -> None:
     cache.remember(obj("va2", "7"))
     cache.forget("va2")
     assert cache.newest("va2", None) is None
+
+
+def test_deleted_after_the_last_finalizer_went() -> None:
+    cache = WrittenCache()
+    gone = obj("va1", "20")
+    gone["metadata"].update(deletionTimestamp="2026-01-01T00:00:00Z", finalizers=[])
+    cache.remember(gone)
+    assert cache.deleted("va1")
+    kept = obj("va2", "21")
+    kept["metadata"].update(deletionTimestamp="2026-01-01T00:00:00Z", finalizers=["other/x"])
+    cache.remember(kept)
+    assert not cache.deleted("va2")
+    assert not cache.deleted("va3")
