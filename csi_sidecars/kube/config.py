@@ -1,17 +1,24 @@
 """Where the API server is and how to authenticate: ``--kubeconfig``, ``KUBECONFIG`` or in-cluster.
 
 The order is the flag, then the ``KUBECONFIG`` environment variable, then the in-cluster service
-account. kubernetes_asyncio's loaders do the parsing (contexts, inline certificates, exec and
-OIDC plugins). In-cluster config is read here: the projected service-account token is re-read
-whenever its file changes, so a rotated token is used from the next request on. The result is a
-small :class:`ClientConfig` that our own HTTP layer uses.
+account. A kubeconfig whose user needs no plugin (token, token file, client certificate, basic
+auth) is read here; one with an exec or auth-provider plugin goes to kubernetes_asyncio's loader,
+imported only then (importing it is a large part of a role's start-up). In-cluster config is read
+here too: the projected service-account token is re-read whenever its file changes, so a rotated
+token is used from the next request on. The result is a small :class:`ClientConfig` that our own
+HTTP layer uses.
 """
 
 from __future__ import annotations
 
+import atexit
+import base64
+import contextlib
 import os
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 AuthProvider = Callable[[], Awaitable[str | None]]
 
@@ -71,6 +78,108 @@ def _from_configuration(cfg: object) -> ClientConfig:
 
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+#: User entries our own reader understands; anything else (exec, auth-provider) goes to
+#: kubernetes_asyncio's loader.
+_SIMPLE_USER_KEYS = {
+    "token",
+    "tokenFile",
+    "client-certificate",
+    "client-certificate-data",
+    "client-key",
+    "client-key-data",
+    "username",
+    "password",
+}
+
+
+def _named(entries: list[dict[str, Any]] | None, name: str, kind: str) -> dict[str, Any]:
+    for entry in entries or []:
+        if entry.get("name") == name:
+            return dict(entry.get(kind) or {})
+    raise KeyError(f"{kind} {name!r} not found in kubeconfig")
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _materialise(base: str, data_b64: str | None, path: str | None, suffix: str) -> str | None:
+    """A file path for a kubeconfig file reference or inline ``*-data`` (written 0600)."""
+    if data_b64:
+        fd, tmp = tempfile.mkstemp(prefix="csi-sidecars-kube-", suffix=suffix)
+        with os.fdopen(fd, "wb") as f:
+            f.write(base64.b64decode(data_b64))
+        atexit.register(_unlink_quietly, tmp)
+        return tmp
+    if path:
+        return path if os.path.isabs(path) else os.path.join(base, path)
+    return None
+
+
+def simple_kubeconfig(path: str) -> ClientConfig | None:
+    """Read a kubeconfig that needs no plugin (token, token file, client certificate, basic).
+
+    This avoids importing kubernetes_asyncio (a large part of a role's start-up time) for the
+    common cases. Returns None when the current user needs an exec or auth-provider plugin, so
+    the caller falls back to the full loader.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError, KeyError, TypeError: the file is not a usable kubeconfig.
+    """
+    import yaml  # type: ignore[import-untyped]
+
+    with open(path, encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    if not isinstance(doc, dict):
+        raise ValueError("not a kubeconfig document")
+    context_name = doc.get("current-context") or ""
+    if not context_name:
+        raise ValueError("kubeconfig has no current-context")
+    context = _named(doc.get("contexts"), context_name, "context")
+    cluster = _named(doc.get("clusters"), context["cluster"], "cluster")
+    user = _named(doc.get("users"), context.get("user", ""), "user") if context.get("user") else {}
+    if set(user) - _SIMPLE_USER_KEYS:
+        return None
+    base = os.path.dirname(os.path.abspath(path))
+    server = str(cluster["server"]).rstrip("/")
+    token, token_file = user.get("token"), user.get("tokenFile")
+    auth: AuthProvider = _no_auth
+    if token:
+
+        async def bearer() -> str:
+            return f"Bearer {token}"
+
+        auth = bearer
+    elif token_file:
+        auth = _TokenFile(
+            token_file if os.path.isabs(token_file) else os.path.join(base, token_file)
+        )
+    elif user.get("username"):
+        basic = base64.b64encode(f"{user['username']}:{user.get('password', '')}".encode())
+
+        async def basic_auth() -> str:
+            return f"Basic {basic.decode()}"
+
+        auth = basic_auth
+    return ClientConfig(
+        host=server,
+        ca_file=_materialise(
+            base,
+            cluster.get("certificate-authority-data"),
+            cluster.get("certificate-authority"),
+            ".crt",
+        ),
+        cert_file=_materialise(
+            base, user.get("client-certificate-data"), user.get("client-certificate"), ".crt"
+        ),
+        key_file=_materialise(base, user.get("client-key-data"), user.get("client-key"), ".key"),
+        verify_ssl=not cluster.get("insecure-skip-tls-verify", False),
+        tls_server_name=cluster.get("tls-server-name"),
+        auth=auth,
+    )
 
 
 class _TokenFile:
@@ -136,9 +245,6 @@ async def load_client_config(
     Raises:
         RuntimeError: when no configuration can be loaded; the message names the sources tried.
     """
-    from kubernetes_asyncio import config as kconfig
-    from kubernetes_asyncio.client import Configuration
-
     env = os.environ if environ is None else environ
     path = kubeconfig or env.get("KUBECONFIG", "")
     if not path:
@@ -149,6 +255,15 @@ async def load_client_config(
                 f"cannot load Kubernetes client config from the in-cluster service account "
                 f"(and neither --kubeconfig nor KUBECONFIG is set): {exc}"
             ) from None
+    try:
+        simple = simple_kubeconfig(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RuntimeError(f"cannot load Kubernetes client config from {path!r}: {exc}") from None
+    if simple is not None:
+        return simple
+    from kubernetes_asyncio import config as kconfig
+    from kubernetes_asyncio.client import Configuration
+
     cfg = Configuration()
     try:
         await kconfig.load_kube_config(

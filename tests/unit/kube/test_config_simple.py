@@ -1,0 +1,74 @@
+"""Our own kubeconfig reader (no kubernetes_asyncio import for plugin-free configs)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from csi_sidecars.kube.config import load_client_config, simple_kubeconfig
+
+
+def write(
+    tmp_path: Path, user: dict[str, object], cluster: dict[str, object] | None = None
+) -> Path:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "ctx",
+        "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+        "clusters": [
+            {"name": "c", "cluster": {"server": "https://127.0.0.1:6443/", **(cluster or {})}}
+        ],
+        "users": [{"name": "u", "user": user}],
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+async def test_token_and_inline_ca(tmp_path: Path) -> None:
+    ca = base64.b64encode(b"CA PEM").decode()
+    cfg = simple_kubeconfig(
+        str(write(tmp_path, {"token": "s3cret"}, {"certificate-authority-data": ca}))
+    )
+    assert cfg is not None
+    assert cfg.host == "https://127.0.0.1:6443"
+    assert await cfg.authorization() == "Bearer s3cret"
+    assert cfg.ca_file is not None
+    assert Path(cfg.ca_file).read_bytes() == b"CA PEM"
+    assert Path(cfg.ca_file).stat().st_mode & 0o077 == 0
+    assert "s3cret" not in repr(cfg)
+
+
+async def test_relative_token_file_and_cert_paths(tmp_path: Path) -> None:
+    (tmp_path / "tok").write_text("from-file\n")
+    cfg = simple_kubeconfig(
+        str(
+            write(
+                tmp_path,
+                {"tokenFile": "tok", "client-certificate": "c.crt", "client-key": "/abs/c.key"},
+                {"certificate-authority": "ca.crt", "insecure-skip-tls-verify": True},
+            )
+        )
+    )
+    assert cfg is not None
+    assert await cfg.authorization() == "Bearer from-file"
+    assert cfg.ca_file == str(tmp_path / "ca.crt")
+    assert cfg.cert_file == str(tmp_path / "c.crt")
+    assert cfg.key_file == "/abs/c.key"
+    assert cfg.verify_ssl is False
+
+
+def test_plugins_go_to_the_full_loader(tmp_path: Path) -> None:
+    exec_user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "x"}}
+    assert simple_kubeconfig(str(write(tmp_path, exec_user))) is None
+
+
+async def test_bad_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text("current-context: missing\ncontexts: []\n")
+    with pytest.raises(RuntimeError, match="cannot load Kubernetes client config"):
+        await load_client_config(str(path), environ={})
