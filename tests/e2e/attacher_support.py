@@ -27,34 +27,6 @@ PV_PATH = "/api/v1/persistentvolumes"
 OUR_ANNOTATION_PREFIX = "attacher.csi-sidecars.io/"
 FAST_RETRIES = ("--retry-interval-start=200ms", "--retry-interval-max=2s", "--timeout=10s")
 
-#: Our own RBAC on top of the Go attacher's: events, and pods for events on pods.
-EXTRA_RULES = {
-    "apiVersion": "rbac.authorization.k8s.io/v1",
-    "kind": "ClusterRole",
-    "metadata": {"name": "csi-sidecars-attacher-events"},
-    "rules": [
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-    ],
-}
-EXTRA_BINDING = {
-    "apiVersion": "rbac.authorization.k8s.io/v1",
-    "kind": "ClusterRoleBinding",
-    "metadata": {"name": "csi-sidecars-attacher-events"},
-    "roleRef": {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": "csi-sidecars-attacher-events",
-    },
-    "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "csi-attacher"}],
-}
-
-
-async def grant_events(api: RawApi) -> None:
-    """Give the attacher identity the extra rules our attacher uses for events."""
-    await api.ensure("/apis/rbac.authorization.k8s.io/v1/clusterroles", EXTRA_RULES)
-    await api.ensure("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", EXTRA_BINDING)
-
 
 def finalizer(driver: str) -> str:
     """The attacher finalizer for ``driver``."""

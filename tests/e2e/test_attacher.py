@@ -20,7 +20,6 @@ from tests.e2e.attacher_support import (
     attached,
     finalizer,
     force_delete,
-    grant_events,
     start_driver,
     static_claim,
     static_volume,
@@ -37,7 +36,6 @@ async def _events(api: RawApi, namespace: str, name: str) -> list[str]:
 async def test_pod_volume_is_attached_and_detached(
     control_plane: ControlPlane, api: RawApi, namespace: str, sidecar: Any, tmp_path: Path
 ) -> None:
-    await grant_events(api)
     drv = await start_driver(control_plane, tmp_path)
     try:
         http = f"127.0.0.1:{free_port()}"
@@ -130,7 +128,6 @@ async def test_driver_without_publish_gets_the_trivial_handler(
 async def test_publish_failures_then_success(
     control_plane: ControlPlane, api: RawApi, sidecar: Any, tmp_path: Path
 ) -> None:
-    await grant_events(api)
     drv = await start_driver(control_plane, tmp_path)
     try:
         pv_name, handle = await static_volume(api, drv, f"flaky-{drv.name[4:10]}")
