@@ -15,12 +15,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import grpc
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from csi_sidecars.csi import rpc
-from csi_sidecars.csi.codes import format_error
+from csi_sidecars.controller.driver import DriverInfo, StartupError, read_driver_info
 from csi_sidecars.csi.connection import (
     DEFAULT_TIMEOUT,
     Connection,
@@ -28,7 +26,6 @@ from csi_sidecars.csi.connection import (
     LossPolicy,
     connect,
 )
-from csi_sidecars.csi.gen import csi_pb2
 from csi_sidecars.csi.metrics import CSIMetrics
 from csi_sidecars.kube.events import EventRecorder
 from csi_sidecars.kube.informer import Informer
@@ -50,35 +47,6 @@ Lead = Callable[[], Awaitable[Any]]
 Setup = Callable[["ControllerContext"], "Awaitable[Lead] | Lead"]
 
 EVENT_FLUSH_TIMEOUT = 2.0
-
-
-class StartupError(Exception):
-    """A start-up step failed; the message says which and why. The role exits 1."""
-
-
-@dataclass(frozen=True, slots=True)
-class DriverInfo:
-    """What the driver told us at start-up.
-
-    Attributes:
-        name: ``GetPluginInfo`` name.
-        plugin_capabilities: ``PluginCapability.Service.Type`` values.
-        controller_capabilities: ``ControllerServiceCapability.RPC.Type`` values (empty when the
-            driver has no Controller service: it is not asked).
-    """
-
-    name: str
-    plugin_capabilities: frozenset[int] = frozenset()
-    controller_capabilities: frozenset[int] = frozenset()
-
-    @property
-    def has_controller_service(self) -> bool:
-        """Plugin capability ``CONTROLLER_SERVICE``."""
-        return csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE in self.plugin_capabilities
-
-    def has_controller(self, capability: int) -> bool:
-        """Whether the Controller service advertises ``capability``."""
-        return capability in self.controller_capabilities
 
 
 @dataclass(slots=True)
@@ -144,24 +112,8 @@ async def _unless_stopped(aw: Awaitable[T], stop: asyncio.Event) -> tuple[bool, 
     return (True, task.result()) if finished else (False, None)
 
 
-async def read_driver_info(conn: Connection, timeout: float) -> DriverInfo:
-    """Probe until ready (each probe bounded by ``timeout``), then read name and capabilities.
-
-    Raises:
-        StartupError: a call failed or the name is empty.
-    """
-    try:
-        await rpc.probe_until_ready(conn, timeout)
-        name = await rpc.get_driver_name(conn, timeout)
-        plugin = frozenset(await rpc.get_plugin_capabilities(conn, timeout))
-        controller: frozenset[int] = frozenset()
-        if csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE in plugin:
-            controller = frozenset(await rpc.get_controller_capabilities(conn, timeout))
-    except rpc.CSIError as exc:
-        raise StartupError(f"Error getting CSI driver information: {exc}") from None
-    except grpc.aio.AioRpcError as exc:
-        raise StartupError(f"Error getting CSI driver information: {format_error(exc)}") from None
-    return DriverInfo(name, plugin, controller)
+async def _healthz(_: web.Request) -> web.Response:
+    return web.Response(text="ok")
 
 
 @dataclass(slots=True)
@@ -185,7 +137,10 @@ class ControllerContext:
         events_port: that client (also for reads made only to place events, e.g. pod lists).
         stop: set on SIGTERM/SIGINT.
         stopping: set when the role must wind down (queues are shut down at the same time);
-            loops of the role other than queue workers should end when it is set.
+            loops of the role other than queue workers should end when it is set (see
+            :meth:`until_stopping`).
+        healthz: the ``/healthz`` handler; setup may replace the default (200 ``ok``) with one
+            that reports the role's own state.
     """
 
     def __init__(
@@ -211,7 +166,8 @@ class ControllerContext:
         self.stopping = asyncio.Event()
         self._informers: list[_Registered] = []
         self._queues: list[WorkQueue] = []
-        self._leading: asyncio.Task[Any] | None = None
+        self._on_shutdown: list[Callable[[], Awaitable[Any]]] = []
+        self.healthz: Handler = _healthz
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -261,6 +217,27 @@ class ControllerContext:
         self._queues.append(q)
         return q
 
+    def on_shutdown(self, callback: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``await callback()`` on a clean stop, after leading ended, before events flush.
+
+        Callbacks run in the order they were added, also in a standby that never led, and not
+        when the role fails. They should bound their own time and handle their own errors.
+        """
+        self._on_shutdown.append(callback)
+
+    async def run_shutdown_callbacks(self) -> None:
+        """Await the :meth:`on_shutdown` callbacks (done by :func:`run_controller`)."""
+        for callback in self._on_shutdown:
+            await callback()
+
+    async def until_stopping(self, aw: Awaitable[Any]) -> None:
+        """Await ``aw`` until :attr:`stopping` is set, then cancel it.
+
+        For a ``lead()`` (or part of one) that is a loop rather than queue workers, so that it
+        ends as soon as the role winds down instead of at the end of ``drain_timeout``.
+        """
+        await _unless_stopped(aw, self.stopping)
+
     def shutdown(self) -> None:
         """Set :attr:`stopping` and shut every queue down (workers finish their current keys)."""
         self.stopping.set()
@@ -280,11 +257,11 @@ class ControllerContext:
         (SIGTERM), the queues are shut down and the workers get ``drain_timeout`` seconds to
         finish the keys they hold before ``lead()`` is cancelled. Informers stop last.
         """
-        self._leading = asyncio.current_task()
         tasks = [asyncio.create_task(r.informer.run()) for r in self._informers]
         try:
             await self.wait_for_sync()
-            log.info("Caches synced, starting workers", role=self.options.role)
+            if tasks:
+                log.info("Caches synced, starting workers", role=self.options.role)
             inner = asyncio.ensure_future(lead())
             try:
                 await asyncio.shield(inner)
@@ -296,12 +273,6 @@ class ControllerContext:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def wait_stopped(self) -> None:
-        """Wait until :meth:`run_leading` has finished draining (it may outlive its caller)."""
-        task = self._leading
-        if task is not None and not task.done():
-            await asyncio.wait({task}, timeout=self.options.drain_timeout + 5.0)
 
     async def _drain(self, inner: asyncio.Future[Any]) -> None:
         self.shutdown()
@@ -340,10 +311,6 @@ class _Routes:
             slot.handler = handler
         else:
             log.info("HTTP route not served", path=path)
-
-
-async def _healthz(_: web.Request) -> web.Response:
-    return web.Response(text="ok")
 
 
 async def run_controller(
@@ -446,7 +413,7 @@ async def _serve(
                 log.error(str(err))
                 return 1
             server.add(options.metrics_path, metrics_handler(metrics.registry))
-            server.add("/healthz", _healthz)
+            server.add("/healthz", ctx.healthz)
             for path, slot in late.items():
                 server.add(path, slot)
             try:
@@ -464,12 +431,11 @@ async def _serve(
                 stop,
                 routes=_Routes(late),
             )
+            await ctx.run_shutdown_callbacks()
         except Exception as exc:
             log.error("Controller failed", role=options.role, error=repr(exc))
             return 1
         finally:
-            # Without leader election, KubeOptions.run cancels lead() and returns at once.
-            await ctx.wait_stopped()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(recorder.flush(), EVENT_FLUSH_TIMEOUT)
             events_task.cancel()
@@ -482,10 +448,7 @@ async def _serve(
 __all__ = [
     "ControllerContext",
     "ControllerOptions",
-    "DriverInfo",
     "Lead",
-    "StartupError",
-    "read_driver_info",
     "release_on_exit",
     "run_controller",
 ]

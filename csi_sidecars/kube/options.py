@@ -110,7 +110,8 @@ class KubeOptions:
         """Run ``lead()`` until ``stop``, under leader election when ``--leader-election``.
 
         With an HTTP route table, ``/healthz/leader-election`` is registered on it. Losing the
-        lease exits the process with code 1.
+        lease exits the process with code 1. On ``stop``, ``lead()`` is cancelled and awaited
+        (with or without leader election), so its cleanup has finished when this returns.
         """
         if not self.leader_election:
             lead_task = asyncio.ensure_future(lead())
@@ -120,6 +121,9 @@ class KubeOptions:
             finally:
                 lead_task.cancel()
                 stop_task.cancel()
+                # Let lead()'s cleanup finish before returning. asyncio.wait neither raises the
+                # task's CancelledError nor swallows a cancellation of this coroutine.
+                await asyncio.wait({lead_task, stop_task})
             if lead_task.done() and not lead_task.cancelled() and lead_task.exception():
                 raise lead_task.exception()  # type: ignore[misc]
             return

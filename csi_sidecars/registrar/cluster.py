@@ -8,6 +8,10 @@ CSIDriver (see :mod:`~csi_sidecars.registrar.cluster_spec`) and keeps it in plac
 server-side apply, re-checking every ``--reapply-interval``
 (:mod:`~csi_sidecars.registrar.cluster_sync`).
 
+Start-up, HTTP (metrics, ``/healthz``, ``/healthz/leader-election``), leader election and the
+clean stop are :func:`csi_sidecars.controller.run_controller`, as in every controller role; this
+role declares no informers, and its ``lead()`` is the re-apply loop.
+
 Kept from the Go registrar: ``--csi-address``, ``--kubeconfig``, ``--pod-info-mount``,
 ``--connection-timeout`` (a no-op), ``-v`` and ``--version``; from its v1.0 releases
 ``--driver-requires-attachment`` (now an alias of ``--attach-required``) and
@@ -20,22 +24,22 @@ shutdown only with ``--delete-on-shutdown``. See docs/cluster-driver-registrar.m
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
-import grpc
 from aiohttp import web
 
-from csi_sidecars.csi import rpc
-from csi_sidecars.csi.codes import format_error
-from csi_sidecars.csi.connection import Connection, ConnectTimeoutError, LossPolicy, connect
+from csi_sidecars.controller import (
+    ControllerContext,
+    ControllerOptions,
+    DriverInfo,
+    Lead,
+    run_controller,
+)
+from csi_sidecars.csi.connection import DEFAULT_TIMEOUT, Connection
 from csi_sidecars.csi.gen import csi_pb2
-from csi_sidecars.csi.metrics import CSIMetrics
-from csi_sidecars.kube.events import EventRecorder
 from csi_sidecars.kube.options import KubeOptions, kube_options
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import CSI_DRIVERS, JsonDict
@@ -45,20 +49,15 @@ from csi_sidecars.registrar.cluster_sync import DEFAULT_INTERVAL, ClusterRegistr
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.runtime.flags import DURATION, GO_BOOL, GoCommand, bool_flag
-from csi_sidecars.runtime.http import HttpBindError, HttpServer, metrics_handler
+from csi_sidecars.runtime.http import Handler
 
 log = rlog.get_logger("cluster-driver-registrar")
 
 ROLE = "cluster-driver-registrar"
-CONNECT_TIMEOUT = 30.0
+CONNECT_TIMEOUT = DEFAULT_TIMEOUT
 DELETE_TIMEOUT = 10.0
 
-T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class StartupError(Exception):
-    """A start-up step failed; the message says which and why. The role exits 1."""
 
 
 @dataclass(frozen=True)
@@ -217,51 +216,71 @@ def command(
 # ---- running ----------------------------------------------------------------------------------
 
 
-async def _unless_stopped(aw: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
-    """Await ``aw`` unless ``stop`` is set first: (True, result) or (False, None)."""
-    task = asyncio.ensure_future(aw)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-        finished = task.done()
-        if not finished:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    return (True, task.result()) if finished else (False, None)
-
-
-async def read_driver_info(conn: Connection, timeout: float) -> cs.DriverInfo:
-    """Probe until ready, then read the driver's name and capabilities.
-
-    Raises:
-        StartupError: when a call fails or the name is empty.
-    """
-    service = csi_pb2.PluginCapability.Service
-    ctrl = csi_pb2.ControllerServiceCapability.RPC
-    try:
-        await rpc.probe_until_ready(conn, timeout)
-        name = await rpc.get_driver_name(conn, timeout)
-        plugin_caps = await rpc.get_plugin_capabilities(conn, timeout)
-        controller_caps: set[int] = set()
-        has_controller = service.CONTROLLER_SERVICE in plugin_caps
-        if has_controller:
-            controller_caps = set(await rpc.get_controller_capabilities(conn, timeout))
-    except rpc.CSIError as exc:
-        raise StartupError(f"Error getting CSI driver information: {exc}") from None
-    except grpc.aio.AioRpcError as exc:
-        raise StartupError(f"Error getting CSI driver information: {format_error(exc)}") from None
+def spec_driver_info(info: DriverInfo) -> cs.DriverInfo:
+    """What the CSIDriver spec needs from what the driver reported at start-up."""
+    rpc = csi_pb2.ControllerServiceCapability.RPC
     return cs.DriverInfo(
-        name=name,
-        controller_service=has_controller,
-        publish_unpublish=ctrl.PUBLISH_UNPUBLISH_VOLUME in controller_caps,
-        get_capacity=ctrl.GET_CAPACITY in controller_caps,
+        name=info.name,
+        controller_service=info.has_controller_service,
+        publish_unpublish=info.has_controller(rpc.PUBLISH_UNPUBLISH_VOLUME),
+        get_capacity=info.has_controller(rpc.GET_CAPACITY),
     )
 
 
-def _healthz(registrar: ClusterRegistrar) -> Any:
+def controller_options(config: ClusterConfig) -> ControllerOptions:
+    """The shared controller options of this role."""
+    return ControllerOptions(
+        role=ROLE,
+        event_component=ROLE,
+        csi_address=config.csi_address,
+        timeout=config.timeout,
+        http_endpoint=config.http_endpoint,
+        metrics_path=config.metrics_path,
+        connect_timeout=config.connect_timeout,
+    )
+
+
+def lease_name(info: DriverInfo) -> str:
+    """The Lease of ``--leader-election`` (sanitised by the elector)."""
+    return f"{ROLE}-leader-{info.name}"
+
+
+def make_setup(config: ClusterConfig) -> Callable[[ControllerContext], Lead]:
+    """The role's setup for :func:`run_controller`: no informers; ``lead()`` is the re-apply loop.
+
+    It also serves ``/healthz`` with the last sync outcome and, with ``--delete-on-shutdown``,
+    deletes the CSIDriver after a clean stop.
+    """
+
+    def setup(ctx: ControllerContext) -> Lead:
+        info = spec_driver_info(ctx.driver)
+        desired = cs.build_csidriver(info, config.spec)
+        log.info("CSI driver", name=info.name, desired_spec=desired["spec"])
+        if config.spec.storage_capacity and not info.get_capacity:
+            log.warning("--storage-capacity is set but the driver does not advertise GET_CAPACITY")
+
+        def emit(obj: JsonDict, event_type: str, reason: str, message: str) -> None:
+            ctx.recorder.event(obj, event_type, reason, message, resource=CSI_DRIVERS)
+
+        registrar = ClusterRegistrar(
+            ctx.port, desired, allow_recreate=config.allow_recreate, emit=emit
+        )
+        ctx.healthz = _healthz(registrar)
+        if config.delete_on_shutdown:
+
+            async def delete() -> None:
+                try:
+                    await asyncio.wait_for(registrar.delete(), DELETE_TIMEOUT)
+                except Exception as exc:
+                    log.error("Failed to delete the CSIDriver on shutdown", error=repr(exc))
+
+            ctx.on_shutdown(delete)
+        return lambda: ctx.until_stopping(registrar.run(config.reapply_interval))
+
+    return setup
+
+
+def _healthz(registrar: ClusterRegistrar) -> Handler:
     async def handle(_: web.Request) -> web.Response:
         outcome = registrar.last_outcome
         return web.Response(text=f"ok ({outcome.value if outcome else 'starting'})")
@@ -286,97 +305,12 @@ async def run_cluster_registrar(
         port: a Kubernetes port to use instead of a client from ``kube`` (tests).
         conn: a driver connection to use instead of dialling ``config.csi_address`` (tests).
     """
-    if port is None:
-        try:
-            await kube.client_config()  # fail fast, before waiting for the driver
-        except Exception as exc:  # kubeconfig missing or malformed, not in a cluster
-            log.error("Failed to load the Kubernetes client configuration", error=str(exc))
-            return 1
-    metrics = CSIMetrics()
-    own_conn = conn is None
-    if conn is None:
-        try:
-            done, conn = await _unless_stopped(
-                connect(
-                    config.csi_address,
-                    timeout=config.connect_timeout,
-                    metrics=metrics,
-                    on_lost=LossPolicy.EXIT,
-                ),
-                stop,
-            )
-        except ConnectTimeoutError as exc:
-            log.error("Failed to connect to the CSI driver", error=str(exc))
-            return 1
-        if not done or conn is None:
-            return 0
-    try:
-        try:
-            done, info = await _unless_stopped(read_driver_info(conn, config.timeout), stop)
-        except StartupError as err:
-            log.error(str(err))
-            return 1
-        if not done or info is None:
-            return 0
-        return await _serve(config, kube, stop, info=info, metrics=metrics, port=port)
-    finally:
-        if own_conn:
-            await conn.close()
-
-
-async def _serve(
-    config: ClusterConfig,
-    kube: KubeOptions,
-    stop: asyncio.Event,
-    *,
-    info: cs.DriverInfo,
-    metrics: CSIMetrics,
-    port: KubePort | None,
-) -> int:
-    metrics.set_driver_name(info.name)
-    desired = cs.build_csidriver(info, config.spec)
-    log.info("CSI driver", name=info.name, desired_spec=desired["spec"])
-    if config.spec.storage_capacity and not info.get_capacity:
-        log.warning("--storage-capacity is set but the driver does not advertise GET_CAPACITY")
-    async with contextlib.AsyncExitStack() as stack:
-        if port is None:
-            port = await stack.enter_async_context(await kube.client(ROLE))
-        recorder = EventRecorder(port, ROLE, host=socket.gethostname())
-
-        def emit(obj: JsonDict, event_type: str, reason: str, message: str) -> None:
-            recorder.event(obj, event_type, reason, message, resource=CSI_DRIVERS)
-
-        registrar = ClusterRegistrar(port, desired, allow_recreate=config.allow_recreate, emit=emit)
-        server: HttpServer | None = None
-        if config.http_endpoint:
-            server = HttpServer(config.http_endpoint)
-            server.add(config.metrics_path, metrics_handler(metrics.registry))
-            server.add("/healthz", _healthz(registrar))
-            try:
-                await server.start()
-            except HttpBindError as err:
-                log.error(str(err))
-                return 1
-            stack.push_async_callback(server.stop)
-        events_task = asyncio.create_task(recorder.run())
-        try:
-            await kube.run(
-                ROLE,
-                f"{ROLE}-leader-{info.name}",
-                lambda: registrar.run(config.reapply_interval),
-                stop,
-                routes=server,
-            )
-            if config.delete_on_shutdown:
-                try:
-                    await asyncio.wait_for(registrar.delete(), DELETE_TIMEOUT)
-                except Exception as exc:
-                    log.error("Failed to delete the CSIDriver on shutdown", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(recorder.flush(), 2.0)
-        finally:
-            events_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await events_task
-    log.info("Stopped")
-    return 0
+    return await run_controller(
+        controller_options(config),
+        kube,
+        stop,
+        lock_name=lease_name,
+        setup=make_setup(config),
+        port=port,
+        conn=conn,
+    )

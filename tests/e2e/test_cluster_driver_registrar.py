@@ -17,12 +17,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
+from csi_sidecars.kube.options import KubeOptions
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.controlplane import ControlPlane, Driver
-from csi_sidecars.playground.process import ManagedProcess, poll_until
+from csi_sidecars.playground.process import ManagedProcess, free_port, poll_until
 from csi_sidecars.registrar import cluster_spec as cs
 from csi_sidecars.registrar.cluster_sync import FIELD_MANAGER
 
@@ -183,3 +185,62 @@ async def test_delete_on_shutdown_removes_the_object(
     proc.signal(signal.SIGTERM)
     assert await proc.wait(timeout=15) == 0
     assert await api.get_or_none(path) is None
+
+
+async def _http_get(url: str) -> tuple[int, str] | None:
+    """GET ``url``: (status, body), or None while nothing listens there."""
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session,
+            session.get(url) as resp,
+        ):
+            return resp.status, await resp.text()
+    except aiohttp.ClientConnectionError:
+        return None
+
+
+async def test_leader_election_with_http_endpoint(
+    api: RawApi, own_driver: Driver, sidecar: Any, namespace: str
+) -> None:
+    path = f"{CSIDRIVERS}/{own_driver.name}"
+    lock = KubeOptions(leader_election_namespace=namespace).leader_election_config(
+        f"{ROLE}-leader-{own_driver.name}"
+    )
+    lease = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{lock.lock_name}"
+    base = f"http://127.0.0.1:{free_port()}"
+    proc = await sidecar(
+        ROLE,
+        "--leader-election",
+        f"--leader-election-namespace={namespace}",
+        f"--http-endpoint={base.removeprefix('http://')}",
+        "--reapply-interval=1s",
+        driver=own_driver,
+    )
+
+    async def served(url: str) -> tuple[int, str] | None:
+        assert proc.running, proc.log_tail()
+        return await _http_get(url)
+
+    obj = await api.wait_for(path, lambda o: True, timeout=60, what="the CSIDriver")
+    assert obj["spec"]["attachRequired"] is True
+    held = await api.wait_for(
+        lease, lambda o: bool(o["spec"].get("holderIdentity")), timeout=30, what="the Lease"
+    )
+    health = await poll_until(lambda: served(f"{base}/healthz"), 30, "/healthz")
+    assert health[0] == 200 and health[1].startswith("ok (")
+    election = await poll_until(
+        lambda: served(f"{base}/healthz/leader-election"), 30, "/healthz/leader-election"
+    )
+    assert election == (200, "ok")
+    metrics = await poll_until(lambda: served(f"{base}/metrics"), 30, "/metrics")
+    assert metrics[0] == 200
+    assert 'method_name="/csi.v1.Identity/GetPluginInfo"' in metrics[1]
+
+    proc.signal(signal.SIGTERM)
+    assert await proc.wait(timeout=15) == 0
+    # The Lease was released on stop (--leader-election-release-on-stop defaults to true) and
+    # the CSIDriver stays (no --delete-on-shutdown).
+    released = await api.get(lease)
+    assert not released["spec"].get("holderIdentity")
+    assert released["metadata"]["uid"] == held["metadata"]["uid"]
+    assert (await api.get(path))["metadata"]["uid"] == obj["metadata"]["uid"]

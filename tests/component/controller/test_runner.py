@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from csi_sidecars.controller import (
     ControllerContext,
@@ -111,23 +112,29 @@ async def test_informers_sync_before_lead_and_shutdown_drains(tmp_path: Path) ->
     assert "slow" in finished  # drained, not cancelled
 
 
+async def run_once(tmp_path: Path, setup: Any) -> int:
+    """Run a role with ``setup`` against the playground driver until it ends by itself."""
+    async with run_driver(tmp_path, driver_name=DRIVER) as drv:
+        conn = await connect(drv.endpoint)
+        try:
+            return await run_controller(
+                ControllerOptions(role="t", event_component="t"),
+                KubeOptions(),
+                asyncio.Event(),
+                lock_name=lambda d: d.name,
+                setup=setup,
+                port=FakeKube(),
+                conn=conn,
+            )
+        finally:
+            await conn.close()
+
+
 async def test_setup_error_exits_1(tmp_path: Path) -> None:
     def setup(ctx: ControllerContext) -> Any:
         raise StartupError("bad flags")
 
-    async with run_driver(tmp_path, driver_name=DRIVER) as drv:
-        conn = await connect(drv.endpoint)
-        code = await run_controller(
-            ControllerOptions(role="t", event_component="t"),
-            KubeOptions(),
-            asyncio.Event(),
-            lock_name=lambda d: d.name,
-            setup=setup,
-            port=FakeKube(),
-            conn=conn,
-        )
-        await conn.close()
-    assert code == 1
+    assert await run_once(tmp_path, setup) == 1
 
 
 async def test_driver_without_controller_service_is_not_asked(tmp_path: Path) -> None:
@@ -189,6 +196,78 @@ async def test_stop_while_connecting_exits_0(tmp_path: Path) -> None:
     await asyncio.sleep(0.2)
     stop.set()
     assert await asyncio.wait_for(task, 5) == 0
+
+
+async def test_loop_role_custom_healthz_and_shutdown_callbacks(tmp_path: Path) -> None:
+    """A role without informers: its loop ends at once on stop, then on_shutdown runs."""
+    stop = asyncio.Event()
+    http = f"127.0.0.1:{free_port()}"
+    ticks: list[int] = []
+    order: list[str] = []
+
+    def setup(ctx: ControllerContext) -> Any:
+        async def health(_: Any) -> web.Response:
+            return web.Response(text=f"ok ({len(ticks)} ticks)")
+
+        async def loop() -> None:
+            try:
+                while True:
+                    ticks.append(1)
+                    await asyncio.sleep(0.01)
+            finally:
+                await asyncio.sleep(0)  # cleanup that awaits must finish before shutdown
+                order.append("loop ended")
+
+        async def on_stop() -> None:
+            order.append("shutdown callback")
+
+        ctx.healthz = health
+        ctx.on_shutdown(on_stop)
+        return lambda: ctx.until_stopping(loop())
+
+    async with run_driver(tmp_path, driver_name=DRIVER) as drv:
+        conn = await connect(drv.endpoint)
+        # A drain timeout far beyond the wait below: the loop must end on `stopping`, not on it.
+        opts = ControllerOptions(
+            role="t", event_component="t", http_endpoint=http, drain_timeout=60.0
+        )
+        task = asyncio.create_task(
+            run_controller(
+                opts,
+                KubeOptions(),
+                stop,
+                lock_name=lambda d: d.name,
+                setup=setup,
+                port=FakeKube(),
+                conn=conn,
+            )
+        )
+        await poll(lambda: len(ticks) >= 3)
+        async with aiohttp.ClientSession() as s, s.get(f"http://{http}/healthz") as resp:
+            assert resp.status == 200
+            assert "ticks)" in await resp.text()
+        assert order == []
+        stop.set()
+        assert await asyncio.wait_for(task, 5) == 0
+        await conn.close()
+    assert order == ["loop ended", "shutdown callback"]
+
+
+async def test_shutdown_callbacks_do_not_run_when_the_role_fails(tmp_path: Path) -> None:
+    called: list[bool] = []
+
+    def setup(ctx: ControllerContext) -> Any:
+        async def lead() -> None:
+            raise RuntimeError("broken")
+
+        async def on_stop() -> None:
+            called.append(True)
+
+        ctx.on_shutdown(on_stop)
+        return lead
+
+    assert await run_once(tmp_path, setup) == 1
+    assert called == []
 
 
 @pytest.mark.parametrize(

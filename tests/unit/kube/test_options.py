@@ -95,3 +95,54 @@ async def test_run_without_leader_election_propagates_failure() -> None:
 
     with pytest.raises(ValueError):
         await KubeOptions().run("attacher", "lock", lead, asyncio.Event())
+
+
+class SlowCleanupLead:
+    """A ``lead()`` that runs until cancelled, then awaits a few times in its cleanup."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.started = asyncio.Event()
+        self.cleaned = asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            if self.fail:
+                raise RuntimeError("cleanup failed")
+            self.cleaned.set()
+
+    async def start(self, stop: asyncio.Event) -> asyncio.Task[None]:
+        task = asyncio.create_task(KubeOptions().run("attacher", "lock", self, stop))
+        await asyncio.wait_for(self.started.wait(), 5)
+        return task
+
+
+async def test_run_without_leader_election_waits_for_lead_cleanup() -> None:
+    # Without awaiting the cancelled lead(), run would return before its cleanup finished.
+    lead, stop = SlowCleanupLead(), asyncio.Event()
+    task = await lead.start(stop)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert lead.cleaned.is_set()
+
+
+async def test_run_without_leader_election_raises_a_failure_of_lead_cleanup() -> None:
+    lead, stop = SlowCleanupLead(fail=True), asyncio.Event()
+    task = await lead.start(stop)
+    stop.set()
+    with pytest.raises(RuntimeError, match="cleanup failed"):
+        await asyncio.wait_for(task, 5)
+
+
+async def test_cancelling_run_without_leader_election_still_cancels_it() -> None:
+    lead = SlowCleanupLead()
+    task = await lead.start(asyncio.Event())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert lead.cleaned.is_set()
