@@ -189,6 +189,7 @@ class ProvisionerController:
 
     def _volume_deleted(self, pv: JsonDict) -> None:
         self.io.saved_volumes.pop(object_key(pv), None)
+        self.volume_sync.forget(object_key(pv))
         self.io.forget(object_key(pv))
 
     def _attachment_deleted(self, va: JsonDict) -> None:

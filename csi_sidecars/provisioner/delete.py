@@ -19,7 +19,7 @@ from csi_sidecars.provisioner import deletion, events, keys
 from csi_sidecars.provisioner.context import DONE, RETRY, Context, Outcome
 from csi_sidecars.provisioner.deletion import DeleteError
 from csi_sidecars.provisioner.kubeio import api_message
-from csi_sidecars.provisioner.objects import JsonDict, name
+from csi_sidecars.provisioner.objects import JsonDict, is_deleting, name
 from csi_sidecars.provisioner.states import delete_volume_succeeded
 from csi_sidecars.runtime import logging as rlog
 
@@ -39,6 +39,9 @@ class VolumeSync:
     def __init__(self, ctx: Context, *, check_attachments: bool) -> None:
         self.ctx = ctx
         self.check_attachments = check_attachments
+        #: PVs whose volume we deleted and whose object is being deleted: a watch event that
+        #: still shows our finalizer must not send DeleteVolume again.
+        self._deleted: set[str] = set()
 
     async def sync(self, pv_name: str) -> Outcome:
         """Process the PV ``pv_name`` once."""
@@ -63,7 +66,13 @@ class VolumeSync:
             return DONE  # the watch event brings the updated PV back
         if not deletion.should_delete(pv):
             return DONE
+        if pv_name in self._deleted and is_deleting(pv):
+            return await self._finish(pv, pv, deletion.pv_class(pv), None)
         return await self._delete(pv)
+
+    def forget(self, pv_name: str) -> None:
+        """Drop the bookkeeping of a PV that is gone."""
+        self._deleted.discard(pv_name)
 
     async def _delete(self, pv: JsonDict) -> Outcome:
         ctx = self.ctx
@@ -88,13 +97,22 @@ class VolumeSync:
         except ApiError as exc:
             log.error("Failed to delete the PersistentVolume", pv=pv_name, error=api_message(exc))
             return RETRY
+        self._deleted.add(pv_name)
         target = answer if answer is not None and answer.get("metadata") else pv
+        return await self._finish(pv, target, klass, started)
+
+    async def _finish(
+        self, pv: JsonDict, target: JsonDict, klass: str, started: float | None
+    ) -> Outcome:
+        ctx = self.ctx
+        pv_name = name(pv)
         try:
             await ctx.io.set_volume_finalizer(target, keys.PV_FINALIZER, False)
         except ApiError as exc:
             log.error("Failed to remove the PV finalizer", pv=pv_name, error=api_message(exc))
             return RETRY
-        ctx.metrics.deleted(klass, ctx.monotonic() - started)
+        if started is not None:
+            ctx.metrics.deleted(klass, ctx.monotonic() - started)
         return DONE
 
     async def _secrets(self, pv: JsonDict) -> dict[str, str]:

@@ -17,12 +17,7 @@ import base64
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from csi_sidecars.kube.patch import (
-    add_finalizer_patch,
-    is_conflict,
-    remove_finalizer_patch,
-    retry_on_conflict,
-)
+from csi_sidecars.kube.patch import add_finalizer_patch, is_conflict, retry_on_conflict
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import (
     PERSISTENT_VOLUME_CLAIMS,
@@ -44,6 +39,16 @@ def _rv(obj: Mapping[str, Any] | None) -> int | None:
         return int(str(meta(obj).get("resourceVersion")))
     except ValueError:
         return None
+
+
+def remove_finalizer_entry_patch(obj: Mapping[str, Any], finalizer: str) -> list[JsonDict] | None:
+    """A JSON patch removing ``finalizer`` at its index, guarded by a ``test`` of that entry
+    (None when absent). It fails only when our entry moved or went, not when others change."""
+    current = list(meta(obj).get("finalizers") or [])
+    if finalizer not in current:
+        return None
+    path = f"/metadata/finalizers/{current.index(finalizer)}"
+    return [{"op": "test", "path": path, "value": finalizer}, {"op": "remove", "path": path}]
 
 
 def api_message(exc: BaseException) -> str:
@@ -163,6 +168,10 @@ class KubeIO:
     async def set_volume_finalizer(self, pv: JsonDict, finalizer: str, present: bool) -> bool:
         """Add or remove a PV finalizer with a conflict-safe JSON patch (re-read on conflict).
 
+        Removal tests only our entry (``test`` + ``remove`` at its index), so other
+        controllers removing their own finalizers meanwhile (kube-controller-manager's
+        ``kubernetes.io/pv-protection``) do not make it fail.
+
         Returns:
             Whether a patch was sent.
         """
@@ -171,8 +180,11 @@ class KubeIO:
 
         async def step() -> None:
             obj = current[0]
-            build = add_finalizer_patch if present else remove_finalizer_patch
-            ops = build(obj, finalizer)
+            ops = (
+                add_finalizer_patch(obj, finalizer)
+                if present
+                else remove_finalizer_entry_patch(obj, finalizer)
+            )
             if ops is None:
                 return
             try:

@@ -7,7 +7,9 @@
 3. :func:`~.intent.decide`: record the intent on the PVC (one Update) before CreateVolume,
    clean up a recorded volume of a deleted claim, or release the record once the PV is saved;
 4. CreateVolume, :func:`~.pv.check_create_response` (guarded replies, cleanup of unusable
-   volumes), :func:`~.pv.build_pv`, PV create, ``ProvisioningSucceeded``, release;
+   volumes), :func:`~.pv.build_pv`, PV create, ``ProvisioningSucceeded``; the record is
+   released once kube-controller-manager has bound the claim (one conflict-free Update
+   instead of one racing with the binding) or when the claim is deleted;
 5. on failure :func:`~.states.handle_failure`: event, reschedule (drop the selected node),
    slow retry for InvalidArgument, back-off otherwise.
 
@@ -37,6 +39,7 @@ from csi_sidecars.provisioner.objects import (
     is_deleting,
     name,
     namespace,
+    spec,
     uid,
 )
 from csi_sidecars.provisioner.pv import (
@@ -102,7 +105,9 @@ class ClaimSync:
             pv_exists=pv_exists,
         )
         if decision.action == ClaimAction.SKIP:
-            if tracked(pvc) and pv_exists:
+            if tracked(pvc) and pv_exists and spec(pvc).get("volumeName"):
+                # Released once bound: kube-controller-manager binds right after the PV
+                # appears, and a PVC Update racing with its writes would only conflict.
                 return await self._release(pvc)
             if rlog.v(5):
                 log.info("Skipping claim", claim=key, reason=decision.reason)
@@ -223,7 +228,8 @@ class ClaimSync:
         ctx.metrics.provisioned(claim_class(pvc), claim_source(pvc), ctx.monotonic() - started)
         ctx.pins.drop(uid(pvc))
         self._slow.pop(uid(pvc), None)
-        return await self._release(pvc)
+        # The record goes once the claim is bound (see sync) or deleted.
+        return DONE
 
     async def _protect_clone_source(self, pvc: JsonDict, source_key: str) -> Outcome | None:
         ctx = self.ctx

@@ -39,6 +39,9 @@ async def test_immediate_claim_gets_its_pv_and_the_intent_is_released(tmp_path: 
                 keys.ANN_CREATE_INTENT not in cur["metadata"]["annotations"]
             )
 
+        await env.idle()
+        assert not released()  # kept until kube-controller-manager binds the claim
+        await env.bind("data")
         await poll(released, what="intent released")
         await env.idle()
         reasons = [e[2] for e in env.events.of("data")]
