@@ -251,3 +251,34 @@ async def test_invalid_argument_is_infeasible(
     # The slow retry (--retry-interval-max=2s) provisions it once the driver accepts.
     await wait_bound(api, namespace, "odd")
     await api.delete(f"{claims_path(namespace)}/odd")
+
+
+async def test_leader_election_lease_named_after_the_driver(
+    control_plane: ControlPlane, api: RawApi, namespace: str, sidecar: Any
+) -> None:
+    drv = await start_driver(control_plane, prefix="lead")
+    try:
+        await sidecar(
+            "provisioner",
+            "--leader-election",
+            f"--leader-election-namespace={namespace}",
+            driver=drv.testbed_driver,
+        )
+        lease_name = drv.name.replace(".", "-")
+        lease = await api.wait_for(
+            f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{lease_name}",
+            lambda o: bool(o["spec"].get("holderIdentity")),
+            timeout=30,
+            what="the provisioner's Lease",
+        )
+        assert lease["spec"]["holderIdentity"]
+        sc = await make_class(api, drv.name)
+        await api.create(claims_path(namespace), objects.pvc("led", sc))
+        await wait_bound(api, namespace, "led")
+        await api.delete(f"{claims_path(namespace)}/led")
+        pvs = (await api.get(PV))["items"]
+        for pv in pvs:
+            if pv["spec"].get("csi", {}).get("driver") == drv.name:
+                await api.wait_deleted(f"{PV}/{pv['metadata']['name']}", timeout=30)
+    finally:
+        await stop_driver(control_plane, drv)
