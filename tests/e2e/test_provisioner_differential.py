@@ -153,7 +153,7 @@ async def _provision(
 def normalise(pv: dict[str, Any], namespace: str) -> dict[str, Any]:
     """The PV without what legitimately differs between two runs."""
     text = json.dumps(pv).replace(namespace, "NS").replace(pv["metadata"]["name"], "PV-NAME")
-    out = json.loads(text)
+    out: dict[str, Any] = json.loads(text)
     meta = out["metadata"]
     for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields"):
         meta.pop(key, None)

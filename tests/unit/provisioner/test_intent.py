@@ -19,6 +19,7 @@ from csi_sidecars.provisioner.request import (
     build_create_request,
     plan_provision,
     request_digest,
+    request_to_json,
 )
 from csi_sidecars.provisioner.topology import TopologyRequirement
 from tests.unit.provisioner.objs import DRIVER, UID, options, pvc, sc
@@ -75,7 +76,7 @@ def _tampered_name(claim: dict[str, Any]) -> dict[str, Any]:
     req = rebuilt()
     req.name = victim
     req.ClearField("secrets")
-    return edit_record(claim, volumeName=victim, request=it.request_to_json(req),
+    return edit_record(claim, volumeName=victim, request=request_to_json(req),
                        digest=request_digest(req))  # fmt: skip
 
 

@@ -142,8 +142,9 @@ def test_empty_name_is_deterministic() -> None:
 
 
 def test_pin_keeps_request_identical_across_retries() -> None:
-    args = {"driver": DRIVER, "pvc_uid": UID, "pvc_name": "data", "allowed_topologies": None,
-            "selected_node": "n1", "strict": False, "immediate": True}  # fmt: skip
+    args: dict[str, Any] = {"driver": DRIVER, "pvc_uid": UID, "pvc_name": "data",
+                            "allowed_topologies": None, "selected_node": "n1", "strict": False,
+                            "immediate": True}  # fmt: skip
     first, pin = tp.accessibility_requirements(**args, csinodes=CSINODES, nodes=NODES)
     assert pin.topology_keys == (K,) and pin.requisite_terms and pin.node_labels
     grown = {**NODES, "n5": node("n5", {K: "d"})}
