@@ -149,9 +149,13 @@ class Informer:
     # -- list and watch ------------------------------------------------------------------
 
     async def _list(self) -> str:
-        items: list[JsonDict] = []
+        # Pages are applied as they arrive, so at most one decoded page is held at a time (the
+        # whole list of 10,000 objects would otherwise peak at many times the slim store). A
+        # paged list is one consistent snapshot, so applying it page by page is safe; objects
+        # missing from the snapshot are removed once the last page is in.
         token: str | None = None
         rv = ""
+        seen: set[str] = set()
         while True:
             page = await self.port.list(
                 self.resource,
@@ -161,24 +165,23 @@ class Informer:
                 limit=self.page_size,
                 continue_token=token,
             )
-            items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
             rv = str(meta.get("resourceVersion") or rv)
             token = meta.get("continue") or None
+            for obj in page.get("items") or []:
+                key = object_key(obj)
+                seen.add(key)
+                old = self.store.get(key)
+                if old is None:
+                    self._apply(ADDED, obj)
+                elif old.get("metadata", {}).get("resourceVersion") != obj.get("metadata", {}).get(
+                    "resourceVersion"
+                ):
+                    self._apply("MODIFIED", obj)
+            del page
             if not token:
                 break
         self.lists += 1
-        seen = set()
-        for obj in items:
-            key = object_key(obj)
-            seen.add(key)
-            old = self.store.get(key)
-            if old is None:
-                self._apply(ADDED, obj)
-            elif old.get("metadata", {}).get("resourceVersion") != obj.get("metadata", {}).get(
-                "resourceVersion"
-            ):
-                self._apply("MODIFIED", obj)
         for key in self.store.list_keys():
             if key not in seen:
                 gone = self.store.remove(key)
