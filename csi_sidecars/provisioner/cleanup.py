@@ -1,11 +1,13 @@
-"""The no-leak cleanup: finish a CreateVolume recorded on a claim that no longer wants it.
+"""The no-leak cleanup: finish a CreateVolume recorded for a claim that no longer wants it.
 
-Runs for :attr:`~.intent.IntentAction.CLEANUP_CREATE`: the claim was deleted while its intent
-was recorded (or, on a live claim, the record names a volume under an older name). The recorded
-request is sent again (CreateVolume is idempotent by name) to learn the volume ID; then the
-volume is deleted (reclaim ``Delete``) or adopted as a PV that the PV controller marks Released
-(``Retain``); see :func:`~.intent.after_cleanup_create` and :func:`~.intent.after_cleanup_delete`.
-The caller then releases the record (or records the new request on a live claim).
+Runs for :attr:`~.intent.IntentAction.CLEANUP_CREATE`: the claim was deleted (or is being
+deleted) while its journal record existed, or, on a live claim, the record names a volume under
+an older name. The recorded request is sent again (CreateVolume is idempotent by name) to learn
+the volume ID, with the recorded provisioner Secret; then the volume is deleted (reclaim
+``Delete``) or adopted as a PV that the PV controller marks Released (``Retain``); see
+:func:`~.intent.after_cleanup_create` and :func:`~.intent.after_cleanup_delete`. The claim
+itself may be gone: the record carries what is needed (:meth:`~.intent.Intent.claim`). The
+caller then drops the record (or records the new request on a live claim).
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from csi_sidecars.provisioner import intent, secrets
 from csi_sidecars.provisioner.claims import claim_class
 from csi_sidecars.provisioner.context import Context
 from csi_sidecars.provisioner.intent import CleanupAction, Intent
-from csi_sidecars.provisioner.objects import annotations_of, is_deleting, name, namespace, str_map
+from csi_sidecars.provisioner.objects import (
+    annotations_of,
+    is_deleting,
+    name,
+    namespace,
+    str_map,
+    uid,
+)
 from csi_sidecars.provisioner.pv import build_pv
 from csi_sidecars.provisioner.request import ProvisionPlan, plan_provision
 from csi_sidecars.runtime import logging as rlog
@@ -27,9 +36,10 @@ from csi_sidecars.runtime import logging as rlog
 log = rlog.get_logger("provisioner")
 
 
-def _provisioner_secret(
+def provisioner_secret(
     pvc: Mapping[str, Any], sc: Mapping[str, Any] | None, volume_name: str
 ) -> secrets.SecretRef | None:
+    """The provisioner Secret of ``sc`` for the claim (None when none or unresolvable)."""
     if sc is None:
         return None
     try:
@@ -92,22 +102,28 @@ async def _adopt(
 
 
 async def run_cleanup(
-    ctx: Context,
-    pvc: Mapping[str, Any],
-    request: csi_pb2.CreateVolumeRequest,
-    record: Intent | None,
+    ctx: Context, record: Intent, live: Mapping[str, Any] | None
 ) -> CleanupAction:
-    """Send the cleanup CreateVolume and act on the answer.
+    """Send the cleanup CreateVolume of ``record`` and act on the answer.
+
+    Args:
+        ctx: the executor context.
+        record: the durable journal record.
+        live: the claim of that name as cached now (None when gone; it may be a newer claim
+            of the same name, or the record's own claim being deleted or re-recorded).
 
     Returns:
-        ``RELEASE`` (remove the record), ``RECORD`` (live claim: record the new request) or
+        ``RELEASE`` (drop the record), ``RECORD`` (live claim: record the new request) or
         ``RETRY``; never ``DELETE_VOLUME``/``ADOPT`` (those are carried out here).
     """
-    deleting = is_deleting(pvc)
-    sc_name = record.storage_class if record is not None and record.storage_class else ""
-    sc = ctx.caches.storage_class(sc_name or claim_class(pvc))
+    request = record.request
+    own = live is not None and uid(live) == record.pvc_uid
+    pvc: Mapping[str, Any] = live if own and live is not None else record.claim()
+    deleting = not own or is_deleting(pvc)
+    sc = ctx.caches.storage_class(record.storage_class or claim_class(pvc))
+    ref = record.secret if record.secret is not None else provisioner_secret(pvc, sc, request.name)
     try:
-        secret_data = await ctx.io.secret_data(_provisioner_secret(pvc, sc, request.name))
+        secret_data = await ctx.io.secret_data(ref)
     except LookupError as err:
         log.info("Cleanup proceeds without secrets", claim=name(pvc), reason=str(err))
         secret_data = {}

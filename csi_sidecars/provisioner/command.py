@@ -27,6 +27,7 @@ from csi_sidecars.controller import (
     release_on_exit,
     run_controller,
 )
+from csi_sidecars.kube.leaderelection import lease_namespace
 from csi_sidecars.kube.options import KubeOptions
 from csi_sidecars.kube.resources import Resource
 from csi_sidecars.provisioner.context import Settings
@@ -134,6 +135,7 @@ def make_setup(config: ProvisionerConfig) -> Any:
                 res, fields=fields, resync=resync, indexers=idx
             ),
             make_queue=lambda name, start, maximum: ctx.queue(name, start=start, maximum=maximum),
+            journal_namespace=lease_namespace(config.leader_election_namespace),
         )
         log.info(
             "Provisioner configured",

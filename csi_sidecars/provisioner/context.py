@@ -22,6 +22,7 @@ from csi_sidecars.csi.gen import csi_pb2, csi_pb2_grpc
 from csi_sidecars.kube.resources import JsonDict, Resource
 from csi_sidecars.provisioner.caches import Caches
 from csi_sidecars.provisioner.events import Event
+from csi_sidecars.provisioner.journal import Journal
 from csi_sidecars.provisioner.kubeio import KubeIO
 from csi_sidecars.provisioner.metrics import ProvisionerMetrics
 from csi_sidecars.provisioner.pv import CLEANUP_ATTEMPTS
@@ -92,6 +93,7 @@ class Context:
     """Everything an executor needs; one per provisioner."""
 
     io: KubeIO
+    journal: Journal
     caches: Caches
     csi: csi_pb2_grpc.ControllerAsyncStub
     opts: ProvisionerOptions

@@ -4,8 +4,10 @@ Three queues, as in Go: ``claims`` (key ``namespace/name`` of a PVC, :class:`~.p
 ClaimSync`), ``volumes`` (PV name, :class:`~.delete.VolumeSync`; the two share one back-off, as
 sig-storage-lib's share one rate limiter) and ``cloning-protection`` (source PVC key, only when
 the driver can clone). Informer handlers only enqueue keys, and only for objects that may need
-work: claims that ask for our driver and are not bound yet, or carry our intent record; PVs we
-own. Workers start once every informer has listed.
+work: claims that ask for our driver and are not bound yet, or have a journal record (or a
+legacy record on the PVC); PVs we own. Workers start once every informer has listed and the
+journal (:mod:`.journal`) is loaded; its writer runs beside them, and the claims of every
+record it holds are synced first thing (that is how a restart finishes in-flight CreateVolumes).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from csi_sidecars.csi.gen import csi_pb2, csi_pb2_grpc
 from csi_sidecars.kube.port import KubePort
-from csi_sidecars.kube.resources import JsonDict, object_key
+from csi_sidecars.kube.resources import ApiError, JsonDict, object_key
 from csi_sidecars.kube.workqueue import ExponentialBackoff, WorkQueue
 from csi_sidecars.provisioner import deletion, keys
 from csi_sidecars.provisioner.caches import (
@@ -33,10 +35,13 @@ from csi_sidecars.provisioner.claims import storage_provisioner
 from csi_sidecars.provisioner.clone_protection import CloneProtection, needs_check
 from csi_sidecars.provisioner.context import Context, Emit, Outcome, Settings
 from csi_sidecars.provisioner.delete import VolumeSync
+from csi_sidecars.provisioner.intent import Intent
+from csi_sidecars.provisioner.journal import Journal, journal_name
 from csi_sidecars.provisioner.kubeio import KubeIO
+from csi_sidecars.provisioner.legacy import legacy_tracked
 from csi_sidecars.provisioner.metrics import ProvisionerMetrics
 from csi_sidecars.provisioner.objects import annotations_of, is_deleting, spec, uid
-from csi_sidecars.provisioner.provision import ClaimSync, tracked
+from csi_sidecars.provisioner.provision import ClaimSync
 from csi_sidecars.provisioner.request import ProvisionerOptions
 from csi_sidecars.runtime import logging as rlog
 
@@ -77,6 +82,7 @@ class ProvisionerController:
         make_informer: informer factory (default: plain informers on ``port``, run by
             :meth:`run`; the controller runner passes its own and runs them itself).
         make_queue: work queue factory (default: queues with metrics in ``registry``).
+        journal_namespace: namespace of the journal Lease (the leader election namespace).
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class ProvisionerController:
         resync_period: float = RESYNC_PERIOD,
         make_informer: InformerFactory | None = None,
         make_queue: QueueFactory | None = None,
+        journal_namespace: str = "default",
     ) -> None:
         if make_queue is None:
 
@@ -110,8 +117,12 @@ class ProvisionerController:
             resync_period=resync_period,
         )
         self.io = KubeIO(port)
+        self.journal = Journal(
+            port, journal_namespace, journal_name(opts.driver), on_adopt=self._record_adopted
+        )
         self.ctx = Context(
             io=self.io,
+            journal=self.journal,
             caches=self.caches,
             csi=csi,
             opts=opts,
@@ -139,8 +150,11 @@ class ProvisionerController:
 
     # -- handlers ---------------------------------------------------------------------------
 
+    def _record_adopted(self, record: Intent) -> None:
+        self.claim_queue.add(record.claim_key)
+
     def _wants_claim(self, pvc: Mapping[str, Any]) -> bool:
-        if tracked(pvc):
+        if legacy_tracked(pvc) or self.journal.knows_claim(object_key(dict(pvc))):
             return True
         if spec(pvc).get("volumeName") or is_deleting(pvc):
             return False
@@ -167,6 +181,8 @@ class ProvisionerController:
     def _claim_deleted(self, pvc: JsonDict) -> None:
         self.claim_sync.forget(uid(pvc))
         self.io.forget(object_key(pvc))
+        if self.journal.knows_claim(object_key(pvc)):
+            self.claim_queue.add(object_key(pvc))
         if self.clone_protection is not None:
             source = clone_source_key(pvc)
             if source is not None:
@@ -180,8 +196,11 @@ class ProvisionerController:
         ref = spec(pv).get("claimRef")
         if isinstance(ref, dict) and ref.get("namespace") and ref.get("name"):
             claim_key = f"{ref['namespace']}/{ref['name']}"
+            record = self.journal.get(str(ref.get("uid") or ""))
+            if record is not None and record.volume_name == object_key(pv):
+                self.journal.drop(record.pvc_uid)  # the PV exists: nothing is in flight
             claim = self.caches.claim(claim_key)
-            if claim is not None and tracked(claim):
+            if claim is not None and legacy_tracked(claim):
                 self.claim_queue.add(claim_key)
 
     def _volume_updated(self, old: JsonDict, new: JsonDict) -> None:
@@ -199,8 +218,35 @@ class ProvisionerController:
 
     # -- running ----------------------------------------------------------------------------
 
+    async def _load_journal(self) -> None:
+        failures = 0
+        while True:
+            try:
+                records = await self.journal.load()
+                break
+            except ApiError as exc:
+                failures += 1
+                log.error(
+                    "Cannot read the journal; provisioning waits",
+                    journal=f"{self.journal.namespace}/{self.journal.name}",
+                    error=exc.message or str(exc),
+                )
+                await asyncio.sleep(min(0.5 * 2**failures, 30.0))
+        for record in records:
+            self.claim_queue.add(record.claim_key)
+
     async def lead(self) -> None:
         """Run the workers until the queues shut down (informers must be running and synced)."""
+        await self._load_journal()
+        writer = asyncio.create_task(self.journal.run(), name="provisioner journal")
+        try:
+            await self._work()
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _work(self) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(
                 self.claim_queue.run(
@@ -237,7 +283,7 @@ class ProvisionerController:
 
     def idle(self) -> bool:
         """Whether no key is queued or being processed (for tests and benchmarks)."""
-        return all(
+        return self.journal.idle() and all(
             len(q) == 0 and not q.processing
             for q in (self.claim_queue, self.volume_queue, self.clone_queue)
         )

@@ -1,38 +1,43 @@
-"""The no-leak record: a CreateVolume intent written on the PVC before the call.
+"""The no-leak record of a CreateVolume that may be in flight, and the decisions built on it.
 
 Go keeps "CreateVolume may be running for this PVC" only in memory (``claimsInProgress``), so a
 provisioner restarted mid-call forgets it, and if the PVC is deleted meanwhile the volume leaks
-(external-provisioner #486, #1469). Here the intent is on the API server first:
+(external-provisioner #486, #1469). Here the intent is on the API server first, as an
+:class:`Intent` in the provisioner's journal (:mod:`.journal`, one Lease object whose
+annotation holds every record; writes are coalesced, so 500 claims cost a handful of writes):
 
-* Before the first CreateVolume (and again whenever the request changes), one PVC Update adds the
-  annotation ``provisioner.csi-sidecars.io/create-intent`` (JSON: volume name, PVC UID, selected
-  node, StorageClass name and reclaim policy, the request without secrets and its digest) and
-  the finalizer ``provisioner.csi-sidecars.io/volume-in-flight``. The PVC Update permission is
-  already in the Go RBAC.
-* The finalizer keeps a deleted PVC (and so the record) around until the outcome is known.
-* Once the PV is saved, both are removed (RELEASE).
-* A PVC deleted while the intent is recorded gets ``CLEANUP_CREATE``: the recorded request is
-  sent again (CreateVolume is idempotent by name) to learn the volume ID; then the volume is
-  deleted (reclaim Delete) or adopted as a PV that the PV controller marks Released (Retain);
-  a final error means nothing was created; then RELEASE.
+* Before the first CreateVolume (and again whenever the request changes) the record is added:
+  volume name, PVC namespace/name/UID, selected node, StorageClass name and reclaim policy, the
+  provisioner Secret reference (name and namespace only), access modes and volume mode, the
+  request without secrets and its digest. CreateVolume is sent only after the journal write
+  that contains the record succeeded.
+* The journal does not depend on the PVC, so no PVC finalizer is needed: a PVC deleted while
+  its record exists is cleaned up from the record alone (``CLEANUP_CREATE``): the recorded
+  request is sent again (CreateVolume is idempotent by name) to learn the volume ID; then the
+  volume is deleted (reclaim Delete) or adopted as a PV that the PV controller marks Released
+  (Retain); a final error means nothing was created; then the record is dropped (``RELEASE``).
+* Once the PV is saved the record is dropped (the drop rides along with the next write).
 
-The annotation is user-editable, so it is never trusted to widen what the user could do: on a
-live PVC the request is always rebuilt from the StorageClass (the record only pins topology, and
-only within the StorageClass's ``allowedTopologies`` and for the same selected node); a record
-whose UID or volume name does not belong to this PVC is ignored; the recorded request is used
-only to clean up a volume that is then deleted or released.
+Records are never trusted to widen what the user could do: on a live PVC the request is always
+rebuilt from the StorageClass (the record only pins topology, and only within the StorageClass's
+``allowedTopologies`` and for the same selected node); a record whose volume name does not
+belong to its PVC UID is ignored; the recorded request is used only to clean up a volume that is
+then deleted or released.
+
+Compatibility: claims provisioned by the previous version carry the record on the PVC itself
+(annotation ``provisioner.csi-sidecars.io/create-intent`` plus finalizer
+``provisioner.csi-sidecars.io/volume-in-flight``); :mod:`.legacy` moves such a record into
+the journal, after which the PVC is released.
 
 Residual risk (documented, not handled): if the request changed between attempts (flags,
 StorageClass recreated) and the driver answers AlreadyExists to the newer request during
-cleanup, the volume ID cannot be learnt; the PVC is released with a ``ProvisioningCleanupFailed``
-warning event naming the volume, so an administrator can delete it.
+cleanup, the volume ID cannot be learnt; the record is dropped with a
+``ProvisioningCleanupFailed`` warning event naming the volume, so an administrator can delete it.
 """
 
 from __future__ import annotations
 
-import copy
 import enum
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,16 +45,16 @@ from typing import Any
 import grpc
 
 from csi_sidecars.csi.gen import csi_pb2
-from csi_sidecars.provisioner import events, keys
+from csi_sidecars.provisioner import events
 from csi_sidecars.provisioner.claims import selected_node as claim_selected_node
 from csi_sidecars.provisioner.events import Event
 from csi_sidecars.provisioner.objects import (
     JsonDict,
-    annotations_of,
-    finalizers,
     is_deleting,
     name,
     namespace,
+    spec,
+    str_list,
     uid,
 )
 from csi_sidecars.provisioner.request import (
@@ -58,6 +63,7 @@ from csi_sidecars.provisioner.request import (
     request_from_json,
     request_to_json,
 )
+from csi_sidecars.provisioner.secrets import SecretRef
 from csi_sidecars.provisioner.states import (
     ProvisioningState,
     classify_create_error,
@@ -72,7 +78,7 @@ MIN_UID_SUFFIX = 8
 
 @dataclass(frozen=True)
 class Intent:
-    """A parsed, self-consistent intent record."""
+    """A parsed, self-consistent intent record (``request`` never carries secrets)."""
 
     volume_name: str
     pvc_uid: str
@@ -81,6 +87,30 @@ class Intent:
     reclaim_policy: str
     digest: str
     request: csi_pb2.CreateVolumeRequest
+    namespace: str = ""
+    claim_name: str = ""
+    secret: SecretRef | None = None
+    access_modes: tuple[str, ...] = ()
+    volume_mode: str = ""
+
+    @property
+    def claim_key(self) -> str:
+        """``namespace/name`` of the claim (the work-queue key)."""
+        return f"{self.namespace}/{self.claim_name}"
+
+    def claim(self) -> JsonDict:
+        """A stand-in for the claim when it is gone: enough for events, secrets and a PV."""
+        claim_spec: JsonDict = {"accessModes": list(self.access_modes)}
+        if self.volume_mode:
+            claim_spec["volumeMode"] = self.volume_mode
+        if self.storage_class:
+            claim_spec["storageClassName"] = self.storage_class
+        return {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"namespace": self.namespace, "name": self.claim_name, "uid": self.pvc_uid},
+            "spec": claim_spec,
+        }
 
 
 def name_belongs_to_uid(volume_name: str, pvc_uid: str, expected_name: str = "") -> bool:
@@ -100,37 +130,67 @@ def name_belongs_to_uid(volume_name: str, pvc_uid: str, expected_name: str = "")
     return bool(sep and head) and len(tail) >= MIN_UID_SUFFIX and compact.startswith(tail)
 
 
-def encode_intent(
-    pvc: Mapping[str, Any], request: csi_pb2.CreateVolumeRequest, sc: Mapping[str, Any] | None
-) -> str:
-    """The annotation value for ``request`` (secrets are never included)."""
-    record = {
+def make_intent(
+    pvc: Mapping[str, Any],
+    request: csi_pb2.CreateVolumeRequest,
+    sc: Mapping[str, Any] | None,
+    secret: SecretRef | None = None,
+) -> Intent:
+    """The record of ``request`` for ``pvc`` (secrets are stripped)."""
+    clean = csi_pb2.CreateVolumeRequest()
+    clean.CopyFrom(request)
+    clean.ClearField("secrets")
+    return Intent(
+        volume_name=request.name,
+        pvc_uid=uid(pvc),
+        selected_node=claim_selected_node(pvc),
+        storage_class=name(sc) if sc else "",
+        reclaim_policy=str((sc or {}).get("reclaimPolicy") or ""),
+        digest=request_digest(clean),
+        request=clean,
+        namespace=namespace(pvc),
+        claim_name=name(pvc),
+        secret=secret,
+        access_modes=tuple(str_list(spec(pvc).get("accessModes"))),
+        volume_mode=str(spec(pvc).get("volumeMode") or ""),
+    )
+
+
+def intent_to_json(record: Intent) -> JsonDict:
+    """The record as a JSON object (the journal's and the legacy annotation's format)."""
+    out: JsonDict = {
         "v": INTENT_VERSION,
-        "volumeName": request.name,
-        "uid": uid(pvc),
-        "selectedNode": claim_selected_node(pvc),
-        "storageClass": name(sc) if sc else "",
-        "reclaimPolicy": str((sc or {}).get("reclaimPolicy") or ""),
-        "digest": request_digest(request),
-        "request": request_to_json(request),
+        "volumeName": record.volume_name,
+        "uid": record.pvc_uid,
+        "selectedNode": record.selected_node,
+        "storageClass": record.storage_class,
+        "reclaimPolicy": record.reclaim_policy,
+        "digest": record.digest,
+        "request": request_to_json(record.request),
     }
-    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+    if record.claim_name:
+        out["namespace"] = record.namespace
+        out["name"] = record.claim_name
+    if record.secret is not None:
+        out["secret"] = record.secret.to_json()
+    if record.access_modes:
+        out["accessModes"] = list(record.access_modes)
+    if record.volume_mode:
+        out["volumeMode"] = record.volume_mode
+    return out
 
 
-def read_intent(pvc: Mapping[str, Any], expected_name: str = "") -> tuple[Intent | None, str]:
-    """Parse and validate the PVC's intent record.
+def intent_from_json(data: Any, expected_name: str = "") -> tuple[Intent | None, str]:
+    """Parse and validate one record.
 
     Returns:
-        The record (None when absent or unusable) and why it is unusable ("" when fine/absent).
+        The record (None when unusable) and why it is unusable ("" when fine).
     """
-    raw = annotations_of(pvc).get(keys.ANN_CREATE_INTENT)
-    if raw is None:
-        return None, ""
     try:
-        data = json.loads(raw)
         if not isinstance(data, dict) or data.get("v") != INTENT_VERSION:
             return None, "intent record has an unknown format"
         request = request_from_json(data.get("request") or {})
+        secret = data.get("secret")
         record = Intent(
             volume_name=str(data["volumeName"]),
             pvc_uid=str(data["uid"]),
@@ -139,11 +199,16 @@ def read_intent(pvc: Mapping[str, Any], expected_name: str = "") -> tuple[Intent
             reclaim_policy=str(data.get("reclaimPolicy") or ""),
             digest=str(data["digest"]),
             request=request,
+            namespace=str(data.get("namespace") or ""),
+            claim_name=str(data.get("name") or ""),
+            secret=SecretRef(str(secret["name"]), str(secret["namespace"]))
+            if isinstance(secret, dict)
+            else None,
+            access_modes=tuple(str(m) for m in data.get("accessModes") or ()),
+            volume_mode=str(data.get("volumeMode") or ""),
         )
     except (ValueError, KeyError, TypeError):
-        return None, "intent record is not valid JSON"
-    if record.pvc_uid != uid(pvc):
-        return None, "intent record belongs to another PVC UID"
+        return None, "intent record is not valid"
     if request.name != record.volume_name or request_digest(request) != record.digest:
         return None, "intent record is inconsistent"
     if not name_belongs_to_uid(record.volume_name, record.pvc_uid, expected_name):
@@ -151,34 +216,8 @@ def read_intent(pvc: Mapping[str, Any], expected_name: str = "") -> tuple[Intent
     return record, ""
 
 
-def with_intent(
-    pvc: Mapping[str, Any], request: csi_pb2.CreateVolumeRequest, sc: Mapping[str, Any] | None
-) -> JsonDict:
-    """A copy of ``pvc`` carrying the record and the finalizer (send as a PVC Update)."""
-    out: JsonDict = copy.deepcopy(dict(pvc))
-    meta = out.setdefault("metadata", {})
-    meta.setdefault("annotations", {})
-    meta["annotations"] = {**(meta["annotations"] or {})}
-    meta["annotations"][keys.ANN_CREATE_INTENT] = encode_intent(pvc, request, sc)
-    current = list(meta.get("finalizers") or [])
-    if keys.INTENT_FINALIZER not in current:
-        current.append(keys.INTENT_FINALIZER)
-    meta["finalizers"] = current
-    return out
-
-
-def without_intent(pvc: Mapping[str, Any]) -> JsonDict:
-    """A copy of ``pvc`` without the record and the finalizer (send as a PVC Update)."""
-    out: JsonDict = copy.deepcopy(dict(pvc))
-    meta = out.setdefault("metadata", {})
-    ann = dict(meta.get("annotations") or {})
-    ann.pop(keys.ANN_CREATE_INTENT, None)
-    meta["annotations"] = ann
-    meta["finalizers"] = [f for f in (meta.get("finalizers") or []) if f != keys.INTENT_FINALIZER]
-    return out
-
-
 def pinned_requirement(
+    record: Intent | None,
     pvc: Mapping[str, Any],
     *,
     allowed_topologies: Sequence[Mapping[str, Any]] | None,
@@ -186,13 +225,12 @@ def pinned_requirement(
 ) -> TopologyRequirement | None:
     """The topology requirement recorded for this PVC, when it may be reused.
 
-    Reused only for the same selected node and when it is acceptable for the StorageClass
-    (:func:`csi_sidecars.provisioner.topology.pinned_requirement_allowed`).
+    Reused only for the same PVC UID and selected node, and when it is acceptable for the
+    StorageClass (:func:`csi_sidecars.provisioner.topology.pinned_requirement_allowed`).
     """
-    record, _ = read_intent(pvc)
     if record is None or not record.request.HasField("accessibility_requirements"):
         return None
-    if record.selected_node != claim_selected_node(pvc):
+    if record.pvc_uid != uid(pvc) or record.selected_node != claim_selected_node(pvc):
         return None
     requirement = TopologyRequirement.from_proto(record.request.accessibility_requirements)
     if not pinned_requirement_allowed(
@@ -206,10 +244,10 @@ class IntentAction(enum.Enum):
     """What the provisioning executor does next for a PVC."""
 
     NONE = "None"  # nothing to do
-    RECORD = "Record"  # PVC Update with record + finalizer, then CreateVolume(request)
-    CREATE = "Create"  # record is current: CreateVolume(request)
+    RECORD = "Record"  # write the record into the journal, then CreateVolume(request)
+    CREATE = "Create"  # record is durable and current: CreateVolume(request)
     CLEANUP_CREATE = "CleanupCreate"  # CreateVolume(request) to learn the ID, then clean up
-    RELEASE = "Release"  # PVC Update removing record + finalizer
+    RELEASE = "Release"  # drop the record
 
 
 @dataclass(frozen=True)
@@ -223,34 +261,34 @@ class IntentDecision:
 
 
 def decide(
-    pvc: Mapping[str, Any],
+    pvc: Mapping[str, Any] | None,
     *,
+    record: Intent | None,
     rebuilt: csi_pb2.CreateVolumeRequest | None,
     pv_exists: bool,
 ) -> IntentDecision:
-    """Decide the next step for a PVC from its record, the rebuilt request and the PV.
+    """Decide the next step for a claim from its durable record, the rebuilt request and the PV.
 
     Args:
-        pvc: the claim as the API server has it now.
+        pvc: the claim as cached now (None when gone).
+        record: the durable journal record of this claim UID (or of the claim that had this
+            name, when ``pvc`` is gone or has another UID).
         rebuilt: the request built from today's claim, StorageClass and flags (None when it
             cannot be built, e.g. the StorageClass is gone).
-        pv_exists: the PV of this claim is saved.
+        pv_exists: the PV of the record's claim (or of ``pvc`` without a record) is saved.
     """
-    deleting = is_deleting(pvc)
-    has_finalizer = keys.INTENT_FINALIZER in finalizers(pvc)
-    has_record = keys.ANN_CREATE_INTENT in annotations_of(pvc)
-    record, why = read_intent(pvc, rebuilt.name if rebuilt is not None else "")
     if pv_exists:
-        if has_finalizer or has_record:
+        if record is not None:
             return IntentDecision(IntentAction.RELEASE, "PersistentVolume is saved")
         return IntentDecision(IntentAction.NONE, "PersistentVolume is saved")
-    if not deleting:
+    live = pvc is not None and not is_deleting(pvc)
+    if record is not None and pvc is not None and record.pvc_uid != uid(pvc):
+        live = False  # the record belongs to an earlier claim of the same name
+    if live:
         if rebuilt is None:
             return IntentDecision(IntentAction.NONE, "the request cannot be built yet")
         if record is None:
-            return IntentDecision(
-                IntentAction.RECORD, why or "no CreateVolume recorded yet", rebuilt
-            )
+            return IntentDecision(IntentAction.RECORD, "no CreateVolume recorded yet", rebuilt)
         if record.volume_name != rebuilt.name:
             return IntentDecision(
                 IntentAction.CLEANUP_CREATE,
@@ -258,7 +296,7 @@ def decide(
                 "(flags changed); cleaning it up first",
                 record.request,
             )
-        if record.digest != request_digest(rebuilt) or not has_finalizer:
+        if record.digest != request_digest(rebuilt):
             return IntentDecision(IntentAction.RECORD, "the request changed", rebuilt)
         return IntentDecision(IntentAction.CREATE, "request recorded", rebuilt)
     if record is not None:
@@ -266,21 +304,6 @@ def decide(
             IntentAction.CLEANUP_CREATE, "claim deleted while CreateVolume was recorded",
             record.request,
         )  # fmt: skip
-    if has_finalizer:
-        if rebuilt is not None:
-            return IntentDecision(
-                IntentAction.CLEANUP_CREATE,
-                f"claim deleted; record unusable ({why or 'missing'}), using the rebuilt request",
-                rebuilt,
-            )
-        message = (
-            f"claim {namespace(pvc)}/{name(pvc)} was deleted while a CreateVolume may have run, "
-            f"but its intent record is unusable ({why or 'missing'}) and the request cannot be "
-            "rebuilt; a volume may be orphaned"
-        )
-        return IntentDecision(
-            IntentAction.RELEASE, message, event=events.provisioning_cleanup_failed(message)
-        )
     return IntentDecision(IntentAction.NONE, "claim deleted, nothing recorded")
 
 

@@ -48,3 +48,6 @@ SNAPSHOT_API_GROUP = "snapshot.storage.k8s.io"
 # Our own: the durable record of a CreateVolume that may be in flight (no-leak design).
 ANN_CREATE_INTENT = "provisioner.csi-sidecars.io/create-intent"
 INTENT_FINALIZER = "provisioner.csi-sidecars.io/volume-in-flight"
+# The journal (a Lease in the provisioner's namespace) keeps the records in these annotations.
+ANN_JOURNAL = "provisioner.csi-sidecars.io/journal"
+ANN_JOURNAL_RECORDS = "provisioner.csi-sidecars.io/journal-records"

@@ -50,13 +50,15 @@ async def clone_source(
 def requirement(
     ctx: Context, pvc: Mapping[str, Any], sc: Mapping[str, Any]
 ) -> TopologyRequirement | None:
-    """The accessibility requirement: the one pinned in the intent record when it may be
+    """The accessibility requirement: the one pinned in the journal record when it may be
     reused, else computed from the caches (and pinned in memory for the retries)."""
     if not ctx.opts.supports_topology:
         return None
     allowed = sc.get("allowedTopologies")
     strict = ctx.settings.strict_topology
-    pinned = intent.pinned_requirement(pvc, allowed_topologies=allowed, strict=strict)
+    pinned = intent.pinned_requirement(
+        ctx.journal.get(uid(pvc)), pvc, allowed_topologies=allowed, strict=strict
+    )
     if pinned is not None:
         return pinned
     pvc_uid = uid(pvc)

@@ -4,17 +4,19 @@
 
 1. :func:`~.claims.should_provision` (skip, wait, fail or provision);
 2. :func:`~.lookups.build_request` (plan + lookups);
-3. :func:`~.intent.decide`: record the intent on the PVC (one Update) before CreateVolume,
-   clean up a recorded volume of a deleted claim, or release the record once the PV is saved;
+3. :func:`~.intent.decide`: record the intent in the journal (:mod:`.journal`, a batched
+   write) before CreateVolume, or clean up a recorded volume of a claim that is gone;
 4. CreateVolume, :func:`~.pv.check_create_response` (guarded replies, cleanup of unusable
-   volumes), :func:`~.pv.build_pv`, PV create, ``ProvisioningSucceeded``; the record is
-   released once kube-controller-manager has bound the claim (one conflict-free Update
-   instead of one racing with the binding) or when the claim is deleted;
+   volumes), :func:`~.pv.build_pv`, PV create, ``ProvisioningSucceeded``; the record is then
+   dropped (the drop rides along with a later journal write);
 5. on failure :func:`~.states.handle_failure`: event, reschedule (drop the selected node),
    slow retry for InvalidArgument, back-off otherwise.
 
-Go's in-memory ``claimsInProgress`` is not needed: the intent finalizer keeps a deleted claim
-(and its record) visible until its CreateVolume has a final answer.
+Records are keyed by claim UID and found by claim name, so a sync of ``namespace/name`` also
+finishes the records of earlier claims of that name that are gone (:meth:`ClaimSync._orphans`).
+Go's in-memory ``claimsInProgress`` is not needed: the journal keeps a deleted claim's record
+until its CreateVolume has a final answer. Claims of the previous version (record on the PVC)
+are migrated first (:mod:`.legacy`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 from csi_sidecars.csi.gen import csi_pb2
 from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, ApiError, JsonDict
-from csi_sidecars.provisioner import events, intent, keys
+from csi_sidecars.provisioner import events, intent, keys, legacy
 from csi_sidecars.provisioner.claims import ClaimAction, claim_class, should_provision
 from csi_sidecars.provisioner.claims import selected_node as claim_selected_node
 from csi_sidecars.provisioner.cleanup import run_cleanup
@@ -35,11 +37,9 @@ from csi_sidecars.provisioner.lookups import build_request, try_build_request
 from csi_sidecars.provisioner.metrics import claim_source
 from csi_sidecars.provisioner.objects import (
     annotations_of,
-    finalizers,
     is_deleting,
     name,
     namespace,
-    spec,
     uid,
 )
 from csi_sidecars.provisioner.pv import (
@@ -66,13 +66,12 @@ log = rlog.get_logger("provisioner")
 PVC = PERSISTENT_VOLUME_CLAIMS
 
 
-def tracked(pvc: Mapping[str, Any]) -> bool:
-    """Whether the claim carries our intent record or finalizer."""
-    return keys.INTENT_FINALIZER in finalizers(pvc) or keys.ANN_CREATE_INTENT in annotations_of(pvc)
-
-
 def _release(pvc: JsonDict) -> JsonDict | None:
-    return intent.without_intent(pvc) if tracked(pvc) else None
+    return legacy.without_intent(pvc) if legacy.legacy_tracked(pvc) else None
+
+
+#: What a failed journal write raises to :meth:`~.journal.Journal.record`.
+JOURNAL_ERRORS = (ApiError, TimeoutError, RuntimeError)
 
 
 class ClaimSync:
@@ -86,15 +85,18 @@ class ClaimSync:
     # -- entry ------------------------------------------------------------------------------
 
     async def sync(self, key: str) -> Outcome:
-        """Process the claim ``namespace/name`` once."""
+        """Process the claim ``namespace/name`` once (and the records of gone claims of it)."""
         ctx = self.ctx
         pvc = ctx.caches.claim(key)
         if ctx.io.stale(key, pvc):
             return later(1.0)  # the watch event of our own write re-queues it sooner
-        if pvc is None:
+        if pvc is not None and legacy.legacy_tracked(pvc):
+            return await self._migrate(pvc)
+        orphans = await self._orphans(key, pvc)
+        if orphans is not None:
+            return orphans
+        if pvc is None or is_deleting(pvc):
             return DONE
-        if is_deleting(pvc):
-            return await self._sync_deleted(pvc) if tracked(pvc) else DONE
         sc = ctx.caches.storage_class(claim_class(pvc))
         pv_exists = self._pv_exists(pvc)
         decision = should_provision(
@@ -105,10 +107,8 @@ class ClaimSync:
             pv_exists=pv_exists,
         )
         if decision.action == ClaimAction.SKIP:
-            if tracked(pvc) and pv_exists and spec(pvc).get("volumeName"):
-                # Released once bound: kube-controller-manager binds right after the PV
-                # appears, and a PVC Update racing with its writes would only conflict.
-                return await self._release(pvc)
+            if pv_exists:
+                ctx.journal.drop(uid(pvc))
             if rlog.v(5):
                 log.info("Skipping claim", claim=key, reason=decision.reason)
             return DONE
@@ -128,9 +128,12 @@ class ClaimSync:
             )
         except ProvisionError:
             return False
-        pv = ctx.caches.volume(pv_name)
+        return self._saved(pv_name, pvc)
+
+    def _saved(self, pv_name: str, pvc: Mapping[str, Any]) -> bool:
+        pv = self.ctx.caches.volume(pv_name)
         if pv is None:
-            pv = ctx.io.saved_volumes.get(pv_name)
+            pv = self.ctx.io.saved_volumes.get(pv_name)
         return pv_belongs_to_claim(pv, pvc)
 
     # -- provisioning -----------------------------------------------------------------------
@@ -162,18 +165,24 @@ class ClaimSync:
         except ProvisionError as err:
             return await self._failed(pvc, err)
         assert sc is not None
-        decision = intent.decide(pvc, rebuilt=request, pv_exists=False)
-        if decision.action == IntentAction.CLEANUP_CREATE and decision.request is not None:
-            record, _ = intent.read_intent(pvc)
-            action = await run_cleanup(ctx, pvc, decision.request, record)
+        record = ctx.journal.get(uid(pvc))
+        decision = intent.decide(pvc, record=record, rebuilt=request, pv_exists=False)
+        if decision.action == IntentAction.CLEANUP_CREATE and record is not None:
+            action = await run_cleanup(ctx, record, pvc)
             if action != CleanupAction.RECORD:
                 return RETRY
             decision = intent.IntentDecision(IntentAction.RECORD, "after cleanup", request)
         if decision.action == IntentAction.RECORD:
+            entry = intent.make_intent(pvc, request, sc, plan.provisioner_secret)
             try:
-                pvc = await ctx.io.update_claim(pvc, lambda p: intent.with_intent(p, request, sc))
-            except ApiError as exc:
-                return self._api_failed(pvc, "record the CreateVolume intent on", exc)
+                await ctx.journal.record(entry)
+            except JOURNAL_ERRORS as exc:
+                log.error(
+                    "Failed to record the CreateVolume intent of claim",
+                    claim=f"{namespace(pvc)}/{name(pvc)}",
+                    error=api_message(exc),
+                )
+                return RETRY
         return await self._create(pvc, sc, plan, request, started)
 
     async def _create(
@@ -228,7 +237,7 @@ class ClaimSync:
         ctx.metrics.provisioned(claim_class(pvc), claim_source(pvc), ctx.monotonic() - started)
         ctx.pins.drop(uid(pvc))
         self._slow.pop(uid(pvc), None)
-        # The record goes once the claim is bound (see sync) or deleted.
+        ctx.journal.drop(uid(pvc))
         return DONE
 
     async def _protect_clone_source(self, pvc: JsonDict, source_key: str) -> Outcome | None:
@@ -263,34 +272,65 @@ class ClaimSync:
             return self._api_failed(pvc, "release the CreateVolume intent of", exc)
         return DONE
 
-    # -- deleted claims ---------------------------------------------------------------------
+    # -- records of gone claims, legacy records ---------------------------------------------
 
-    async def _sync_deleted(self, pvc: JsonDict) -> Outcome:
+    async def _orphans(self, key: str, pvc: JsonDict | None) -> Outcome | None:
+        """Finish the records of claims named ``key`` that are gone or being deleted.
+
+        Returns:
+            None when the live claim (if any) may be synced now, else the outcome.
+        """
         ctx = self.ctx
-        pv_exists = self._pv_exists(pvc)
+        live_uid = uid(pvc) if pvc is not None and not is_deleting(pvc) else ""
+        ctx.journal.withdraw_pending(key, keep=live_uid)
+        retry = False
+        for record in ctx.journal.for_claim(key):
+            if record.pvc_uid == live_uid:
+                continue
+            own = pvc if pvc is not None and uid(pvc) == record.pvc_uid else None
+            saved = self._saved(record.volume_name, own or record.claim())
+            decision = intent.decide(pvc, record=record, rebuilt=None, pv_exists=saved)
+            if decision.action == IntentAction.CLEANUP_CREATE:
+                action = await run_cleanup(ctx, record, pvc)
+                if action != CleanupAction.RELEASE:
+                    retry = True
+                    continue
+            ctx.pins.drop(record.pvc_uid)
+            ctx.journal.drop(record.pvc_uid)
+        return RETRY if retry else None
+
+    async def _migrate(self, pvc: JsonDict) -> Outcome:
+        """Move a previous version's record from the PVC into the journal, then release it."""
+        ctx = self.ctx
         try:
             expected = make_volume_name(
                 ctx.opts.volume_name_prefix, uid(pvc), ctx.opts.volume_name_uuid_length
             )
         except ProvisionError:
             expected = ""
-        record, _ = intent.read_intent(pvc, expected)
-        rebuilt: csi_pb2.CreateVolumeRequest | None = None
-        if record is not None:
-            rebuilt = csi_pb2.CreateVolumeRequest(name=expected or record.volume_name)
-        elif not pv_exists:
-            rebuilt = await try_build_request(ctx, pvc, ctx.caches.storage_class(claim_class(pvc)))
-        decision = intent.decide(pvc, rebuilt=rebuilt, pv_exists=pv_exists)
-        ctx.event(pvc, PVC, decision.event)
-        if decision.action == IntentAction.RELEASE:
-            return await self._release(pvc)
-        if decision.action == IntentAction.CLEANUP_CREATE and decision.request is not None:
-            action = await run_cleanup(ctx, pvc, decision.request, record)
-            if action == CleanupAction.RELEASE:
-                ctx.pins.drop(uid(pvc))
-                return await self._release(pvc)
-            return RETRY
-        return DONE
+        pv_exists = self._pv_exists(pvc)
+        rebuilt: intent.Intent | None = None
+        found, _ = legacy.read_intent(pvc, expected)
+        if found is None and is_deleting(pvc) and not pv_exists:
+            sc = ctx.caches.storage_class(claim_class(pvc))
+            request = await try_build_request(ctx, pvc, sc)
+            if request is not None:
+                rebuilt = intent.make_intent(pvc, request, sc)
+        step = legacy.legacy_import(
+            pvc, expected_name=expected, rebuilt=rebuilt, pv_exists=pv_exists
+        )
+        ctx.event(pvc, PVC, step.event)
+        if step.record is not None:
+            try:
+                await ctx.journal.record(step.record)
+            except JOURNAL_ERRORS as exc:
+                log.error(
+                    "Failed to move a claim's intent record into the journal",
+                    claim=f"{namespace(pvc)}/{name(pvc)}",
+                    error=api_message(exc),
+                )
+                return RETRY
+        return await self._release(pvc)
 
     # -- failures ---------------------------------------------------------------------------
 

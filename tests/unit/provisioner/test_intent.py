@@ -12,7 +12,7 @@ import pytest
 
 from csi_sidecars.csi.gen import csi_pb2
 from csi_sidecars.provisioner import intent as it
-from csi_sidecars.provisioner import keys
+from csi_sidecars.provisioner import keys, legacy
 from csi_sidecars.provisioner.intent import CleanupAction, IntentAction
 from csi_sidecars.provisioner.pv import build_pv, check_create_response
 from csi_sidecars.provisioner.request import (
@@ -21,6 +21,7 @@ from csi_sidecars.provisioner.request import (
     request_digest,
     request_to_json,
 )
+from csi_sidecars.provisioner.secrets import SecretRef
 from csi_sidecars.provisioner.topology import TopologyRequirement
 from tests.unit.provisioner.objs import DRIVER, UID, options, pvc, sc
 
@@ -36,9 +37,14 @@ def rebuilt(claim: dict[str, Any] | None = None, cls: dict[str, Any] | None = No
     return build_create_request(plan, secrets_data={"token": "s3cret"})
 
 
-def recorded(claim: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+def record_of(claim: dict[str, Any] | None = None, **kw: Any) -> it.Intent:
     claim = claim or pvc()
-    return it.with_intent(claim, rebuilt(claim, **kw), sc())
+    return it.make_intent(claim, rebuilt(claim, **kw), sc())
+
+
+def legacy_recorded(claim: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    claim = claim or pvc()
+    return legacy.with_intent(claim, rebuilt(claim, **kw), sc())
 
 
 def deleting(claim: dict[str, Any]) -> dict[str, Any]:
@@ -56,80 +62,133 @@ def edit_record(claim: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 
 def test_record_has_no_secrets_and_roundtrips() -> None:
-    claim = recorded()
-    raw = claim["metadata"]["annotations"][ANN]
-    assert "s3cret" not in raw
-    assert FIN in claim["metadata"]["finalizers"]
-    record, why = it.read_intent(claim)
-    assert why == "" and record is not None
-    assert record.volume_name == f"pvc-{UID}" and record.pvc_uid == UID
-    assert record.reclaim_policy == "Delete" and record.storage_class == "fast"
-    assert record.digest == request_digest(rebuilt())
-    released = it.without_intent(claim)
-    assert ANN not in released["metadata"]["annotations"]
-    assert FIN not in released["metadata"]["finalizers"]
-    assert ANN in claim["metadata"]["annotations"]  # input untouched
+    record = it.make_intent(pvc(), rebuilt(), sc(), SecretRef("prov", "kube-system"))
+    data = it.intent_to_json(record)
+    assert "s3cret" not in json.dumps(data)
+    back, why = it.intent_from_json(json.loads(json.dumps(data)))
+    assert why == "" and back is not None
+    assert back.volume_name == f"pvc-{UID}" and back.pvc_uid == UID
+    assert back.reclaim_policy == "Delete" and back.storage_class == "fast"
+    assert back.digest == request_digest(rebuilt())
+    assert back.secret == SecretRef("prov", "kube-system")
+    assert back.claim_key == f"{pvc()['metadata']['namespace']}/{pvc()['metadata']['name']}"
+    assert back.access_modes == ("ReadWriteOnce",)
+    stand_in = back.claim()
+    assert stand_in["metadata"]["uid"] == UID and stand_in["spec"]["accessModes"]
 
 
-def _tampered_name(claim: dict[str, Any]) -> dict[str, Any]:
+def test_unusable_records_are_refused() -> None:
+    data = it.intent_to_json(record_of())
+    assert it.intent_from_json({**data, "v": 9})[0] is None
+    assert it.intent_from_json({**data, "digest": "sha256:0"})[0] is None
     victim = "pvc-ffffffff-0000-0000-0000-000000000000"
     req = rebuilt()
     req.name = victim
     req.ClearField("secrets")
-    return edit_record(claim, volumeName=victim, request=request_to_json(req),
-                       digest=request_digest(req))  # fmt: skip
+    tampered = {**data, "volumeName": victim, "request": request_to_json(req),
+                "digest": request_digest(req)}  # fmt: skip
+    assert "not derived from the UID" in it.intent_from_json(tampered)[1]
 
 
-LIVE = recorded()
-CHANGED = rebuilt(cls=sc(parameters={"type": "gold"}))
-NEW_PREFIX = rebuilt(volume_name_prefix="vol")
+def test_legacy_record_roundtrips_and_releases() -> None:
+    claim = legacy_recorded()
+    raw = claim["metadata"]["annotations"][ANN]
+    assert "s3cret" not in raw
+    assert FIN in claim["metadata"]["finalizers"]
+    record, why = legacy.read_intent(claim)
+    assert why == "" and record is not None
+    assert record.volume_name == f"pvc-{UID}" and record.claim_name == pvc()["metadata"]["name"]
+    assert legacy.legacy_tracked(claim) and not legacy.legacy_tracked(pvc())
+    released = legacy.without_intent(claim)
+    assert ANN not in released["metadata"]["annotations"]
+    assert FIN not in released["metadata"]["finalizers"]
+    assert ANN in claim["metadata"]["annotations"]  # input untouched
+    assert legacy.read_intent(edit_record(claim, uid="other"))[0] is None
 
-Row = tuple[str, dict[str, Any], csi_pb2.CreateVolumeRequest | None, bool, IntentAction, str]
-DECIDE: list[Row] = [
-    ("live: nothing recorded", pvc(), rebuilt(), False, IntentAction.RECORD, "rebuilt"),
-    ("live: record current", LIVE, rebuilt(), False, IntentAction.CREATE, "rebuilt"),
-    ("live: finalizer removed", it.without_intent(LIVE) | {"metadata": {
-        **LIVE["metadata"], "finalizers": []}}, rebuilt(), False, IntentAction.RECORD, "rebuilt"),
-    ("live: request changed", LIVE, CHANGED, False, IntentAction.RECORD, "changed"),
-    ("live: class missing", LIVE, None, False, IntentAction.NONE, ""),
-    ("live: record of another UID", edit_record(LIVE, uid="other"), rebuilt(), False,
-     IntentAction.RECORD, "rebuilt"),
-    ("live: garbage record", edit_record(LIVE, v=99), rebuilt(), False, IntentAction.RECORD,
+
+LEGACY = legacy_recorded()
+LegacyRow = tuple[str, dict[str, Any], bool, bool, str]
+LEGACY_ROWS: list[LegacyRow] = [
+    ("live, record", LEGACY, False, False, "record"),
+    ("live, PV saved", LEGACY, False, True, "none"),
+    ("deleting, record", deleting(LEGACY), False, False, "record"),
+    ("deleting, record garbage, rebuilt", deleting(edit_record(LEGACY, v=9)), True, False,
      "rebuilt"),
-    ("live: flags changed the name", LIVE, NEW_PREFIX, False, IntentAction.CLEANUP_CREATE,
-     "recorded"),
-    ("live: tampered name", _tampered_name(LIVE), rebuilt(), False, IntentAction.RECORD,
-     "rebuilt"),
-    ("PV saved, record left", LIVE, rebuilt(), True, IntentAction.RELEASE, ""),
-    ("PV saved, deleting", deleting(LIVE), None, True, IntentAction.RELEASE, ""),
-    ("PV saved, clean", pvc(), rebuilt(), True, IntentAction.NONE, ""),
-    ("deleted: record", deleting(LIVE), rebuilt(), False, IntentAction.CLEANUP_CREATE, "recorded"),
-    ("deleted: record, class gone", deleting(LIVE), None, False, IntentAction.CLEANUP_CREATE,
-     "recorded"),
-    ("deleted: record, flags changed", deleting(LIVE), CHANGED, False,
-     IntentAction.CLEANUP_CREATE, "recorded"),
-    ("deleted: nothing recorded", deleting(pvc()), rebuilt(), False, IntentAction.NONE, ""),
-    ("deleted: annotation removed", deleting(LIVE) | {"metadata": {
-        **deleting(LIVE)["metadata"], "annotations": {}}}, rebuilt(), False,
-     IntentAction.CLEANUP_CREATE, "rebuilt"),
-    ("deleted: garbage record, class gone", deleting(edit_record(LIVE, uid="x")), None, False,
-     IntentAction.RELEASE, ""),
+    ("deleting, record garbage, no request", deleting(edit_record(LEGACY, v=9)), False, False,
+     "event"),
+    ("live, record garbage", edit_record(LEGACY, v=9), True, False, "none"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("claim", "req", "pv_exists", "action", "which"),
+    ("claim", "with_rebuilt", "pv_exists", "expect"),
+    [r[1:] for r in LEGACY_ROWS],
+    ids=[r[0] for r in LEGACY_ROWS],
+)
+def test_legacy_import(claim: dict[str, Any], with_rebuilt: bool, pv_exists: bool,
+                       expect: str) -> None:  # fmt: skip
+    rebuilt_record = record_of() if with_rebuilt else None
+    step = legacy.legacy_import(
+        claim, expected_name=f"pvc-{UID}", rebuilt=rebuilt_record, pv_exists=pv_exists
+    )
+    if expect == "record":
+        assert step.record is not None and step.record.digest == request_digest(rebuilt())
+    elif expect == "rebuilt":
+        assert step.record is rebuilt_record
+    else:
+        assert step.record is None
+    assert (step.event is not None) == (expect == "event")
+    if step.event is not None:
+        assert step.event.reason == "ProvisioningCleanupFailed"
+        assert "may be orphaned" in step.event.message
+
+
+REC = record_of()
+CHANGED = rebuilt(cls=sc(parameters={"type": "gold"}))
+NEW_PREFIX = rebuilt(volume_name_prefix="vol")
+OTHER_UID = pvc(uid="0badf00d-0000-0000-0000-000000000000")
+
+Row = tuple[
+    str, dict[str, Any] | None, it.Intent | None, csi_pb2.CreateVolumeRequest | None, bool,
+    IntentAction, str,
+]  # fmt: skip
+DECIDE: list[Row] = [
+    ("live: nothing recorded", pvc(), None, rebuilt(), False, IntentAction.RECORD, "rebuilt"),
+    ("live: record current", pvc(), REC, rebuilt(), False, IntentAction.CREATE, "rebuilt"),
+    ("live: request changed", pvc(), REC, CHANGED, False, IntentAction.RECORD, "changed"),
+    ("live: class missing", pvc(), REC, None, False, IntentAction.NONE, ""),
+    ("live: flags changed the name", pvc(), REC, NEW_PREFIX, False, IntentAction.CLEANUP_CREATE,
+     "recorded"),
+    ("PV saved, record left", pvc(), REC, rebuilt(), True, IntentAction.RELEASE, ""),
+    ("PV saved, claim gone", None, REC, None, True, IntentAction.RELEASE, ""),
+    ("PV saved, clean", pvc(), None, rebuilt(), True, IntentAction.NONE, ""),
+    ("deleting: record", deleting(pvc()), REC, rebuilt(), False, IntentAction.CLEANUP_CREATE,
+     "recorded"),
+    ("gone: record", None, REC, None, False, IntentAction.CLEANUP_CREATE, "recorded"),
+    ("gone: record, flags changed", None, REC, CHANGED, False, IntentAction.CLEANUP_CREATE,
+     "recorded"),
+    ("same name, new UID: old record", OTHER_UID, REC, rebuilt(OTHER_UID), False,
+     IntentAction.CLEANUP_CREATE, "recorded"),
+    ("deleting: nothing recorded", deleting(pvc()), None, rebuilt(), False, IntentAction.NONE,
+     ""),
+    ("gone: nothing recorded", None, None, None, False, IntentAction.NONE, ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("claim", "record", "req", "pv_exists", "action", "which"),
     [c[1:] for c in DECIDE],
     ids=[c[0] for c in DECIDE],
 )
 def test_decide(
-    claim: dict[str, Any],
+    claim: dict[str, Any] | None,
+    record: it.Intent | None,
     req: csi_pb2.CreateVolumeRequest | None,
     pv_exists: bool,
     action: IntentAction,
     which: str,
 ) -> None:
-    d = it.decide(claim, rebuilt=req, pv_exists=pv_exists)
+    d = it.decide(claim, record=record, rebuilt=req, pv_exists=pv_exists)
     assert d.action == action, d.reason
     expected = {"rebuilt": rebuilt(), "changed": CHANGED, "recorded": rebuilt()}.get(which)
     if expected is None:
@@ -137,12 +196,6 @@ def test_decide(
     else:
         assert d.request is not None
         assert request_digest(d.request) == request_digest(expected)
-
-
-def test_unusable_record_and_no_request_warns() -> None:
-    d = it.decide(deleting(edit_record(LIVE, uid="x")), rebuilt=None, pv_exists=False)
-    assert d.event is not None and d.event.reason == "ProvisioningCleanupFailed"
-    assert "may be orphaned" in d.event.message
 
 
 @pytest.mark.parametrize(
@@ -192,7 +245,7 @@ def test_after_cleanup_delete(deleting_: bool, code: Any, action: CleanupAction)
 
 
 def test_cleanup_reclaim_policy() -> None:
-    record, _ = it.read_intent(edit_record(LIVE, reclaimPolicy="Retain"))
+    record, _ = legacy.read_intent(edit_record(LEGACY, reclaimPolicy="Retain"))
     assert it.cleanup_reclaim_policy(record, sc(reclaimPolicy="Delete")) == "Delete"
     assert it.cleanup_reclaim_policy(record, None) == "Retain"
     assert it.cleanup_reclaim_policy(None, None) == "Delete"
@@ -225,14 +278,16 @@ def test_pinned_requirement() -> None:
         ((("z", "a"),), (("z", "b"),)), ((("z", "a"),), (("z", "b"),))
     )
     req = build_create_request(plan, requirement=requirement)
-    with_record = it.with_intent(claim, req, sc())
-    assert it.pinned_requirement(with_record, allowed_topologies=None, strict=False) == requirement
-    assert it.pinned_requirement(with_record, allowed_topologies=None, strict=True) is None
+    record = it.make_intent(claim, req, sc())
+    pin = it.pinned_requirement
+    assert pin(record, claim, allowed_topologies=None, strict=False) == requirement
+    assert pin(record, claim, allowed_topologies=None, strict=True) is None
     only_c = [{"matchLabelExpressions": [{"key": "z", "values": ["c"]}]}]
-    assert it.pinned_requirement(with_record, allowed_topologies=only_c, strict=False) is None
-    moved = copy.deepcopy(with_record)
+    assert pin(record, claim, allowed_topologies=only_c, strict=False) is None
+    moved = copy.deepcopy(claim)
     moved["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] = "n2"
-    assert it.pinned_requirement(moved, allowed_topologies=None, strict=False) is None
+    assert pin(record, moved, allowed_topologies=None, strict=False) is None
+    assert pin(None, claim, allowed_topologies=None, strict=False) is None
     del zone
 
 
@@ -246,12 +301,13 @@ def test_plan_from_request() -> None:
 
 
 class World:
-    """API objects (what survives a restart) and the driver's volumes."""
+    """API objects (what survives a restart: claim, PV, journal) and the driver's volumes."""
 
     def __init__(self, policy: str = "Delete") -> None:
         self.sc: dict[str, Any] | None = sc(reclaimPolicy=policy)
         self.pvc: dict[str, Any] | None = pvc()
         self.pv: dict[str, Any] | None = None
+        self.journal: dict[str, it.Intent] = {}
         self.volumes: dict[str, str] = {}  # name -> id
 
     def create_volume(self, req: csi_pb2.CreateVolumeRequest) -> csi_pb2.CreateVolumeResponse:
@@ -264,16 +320,10 @@ class World:
 
     def delete_claim(self) -> None:
         assert self.pvc is not None
-        if self.pvc["metadata"].get("finalizers"):
-            self.pvc = deleting(self.pvc)
-        else:
-            self.pvc = None
+        self.pvc = None  # no finalizer of ours: the claim is simply gone
 
-    def update_claim(self, claim: dict[str, Any]) -> None:
-        if claim["metadata"].get("deletionTimestamp") and not claim["metadata"].get("finalizers"):
-            self.pvc = None
-        else:
-            self.pvc = claim
+    def pv_of(self, pvc_uid: str) -> bool:
+        return self.pv is not None and self.pv["spec"]["claimRef"]["uid"] == pvc_uid
 
     def leaked(self) -> set[str]:
         owned = {self.pv["spec"]["csi"]["volumeHandle"]} if self.pv else set()
@@ -283,20 +333,43 @@ class World:
 def executor(world: World) -> Iterator[str]:
     """One provisioner pass, yielding after every externally visible effect."""
     claim = world.pvc
+    for record in list(world.journal.values()):  # records of claims that are gone
+        if claim is not None and claim["metadata"]["uid"] == record.pvc_uid:
+            continue
+        d = it.decide(claim, record=record, rebuilt=None, pv_exists=world.pv_of(record.pvc_uid))
+        if d.action == IntentAction.CLEANUP_CREATE:
+            assert d.request is not None
+            resp = world.create_volume(d.request)
+            yield "cleanup created"
+            c = it.after_cleanup_create(
+                pvc_deleting=True, volume_id=resp.volume.volume_id, code=None,
+                reclaim_policy=it.cleanup_reclaim_policy(record, world.sc),
+                volume_name=d.request.name,
+            )  # fmt: skip
+            if c.action == CleanupAction.DELETE_VOLUME:
+                world.volumes = {k: v for k, v in world.volumes.items() if v != c.volume_id}
+                yield "cleanup deleted"
+            elif c.action == CleanupAction.ADOPT:
+                plan = it.plan_from_request(d.request)
+                world.pv = build_pv(plan, record.claim(), world.sc or sc(), resp.volume,
+                                    plan.required_bytes, driver=DRIVER, identity="id",
+                                    supports_topology=False)  # fmt: skip
+                yield "adopted"
+        del world.journal[record.pvc_uid]
+        yield "dropped"
     if claim is None:
         return
     req = None
     if world.sc is not None:
         plan = plan_provision(claim, world.sc, options())
         req = build_create_request(plan)
-    d = it.decide(claim, rebuilt=req, pv_exists=world.pv is not None)
+    record = world.journal.get(UID)
+    d = it.decide(claim, record=record, rebuilt=req, pv_exists=world.pv is not None)
     if d.action == IntentAction.RECORD:
         assert d.request is not None
-        world.update_claim(it.with_intent(claim, d.request, world.sc))
+        world.journal[UID] = it.make_intent(claim, d.request, world.sc)
         yield "recorded"
-        claim = world.pvc
-        assert claim is not None
-        d = it.decide(claim, rebuilt=req, pv_exists=False)
+        d = it.decide(claim, record=world.journal[UID], rebuilt=req, pv_exists=False)
     if d.action == IntentAction.CREATE:
         assert d.request is not None and world.sc is not None
         resp = world.create_volume(d.request)
@@ -306,31 +379,13 @@ def executor(world: World) -> Iterator[str]:
         world.pv = build_pv(plan, claim, world.sc, resp.volume, capacity, driver=DRIVER,
                             identity="id", supports_topology=False)  # fmt: skip
         yield "pv saved"
-        d = it.decide(claim, rebuilt=req, pv_exists=True)
-    if d.action == IntentAction.CLEANUP_CREATE:
-        assert d.request is not None
-        resp = world.create_volume(d.request)
-        yield "cleanup created"
-        record, _ = it.read_intent(claim)
-        c = it.after_cleanup_create(
-            pvc_deleting=True, volume_id=resp.volume.volume_id, code=None,
-            reclaim_policy=it.cleanup_reclaim_policy(record, world.sc), volume_name=d.request.name,
-        )  # fmt: skip
-        if c.action == CleanupAction.DELETE_VOLUME:
-            world.volumes = {k: v for k, v in world.volumes.items() if v != c.volume_id}
-            yield "cleanup deleted"
-        elif c.action == CleanupAction.ADOPT:
-            plan = it.plan_from_request(d.request)
-            world.pv = build_pv(plan, claim, world.sc or sc(), resp.volume, plan.required_bytes,
-                                driver=DRIVER, identity="id", supports_topology=False)  # fmt: skip
-            yield "adopted"
-        d = it.IntentDecision(IntentAction.RELEASE, "done")
+        d = it.decide(claim, record=world.journal.get(UID), rebuilt=req, pv_exists=True)
     if d.action == IntentAction.RELEASE:
-        world.update_claim(it.without_intent(claim))
-        yield "released"
+        del world.journal[UID]
+        yield "dropped"
 
 
-EFFECTS = ["recorded", "created", "pv saved", "released"]
+EFFECTS = ["recorded", "created", "pv saved", "dropped"]
 
 
 def run(world: World, crash_after: int | None = None) -> list[str]:
@@ -367,11 +422,9 @@ def test_no_leak_at_any_crash_point(
         for _ in range(3):
             run(world)
     assert world.leaked() == set(), (done, world.volumes)
+    assert world.journal == {}  # every record is dropped in the end
     if not delete_claim and not drop_class:
         assert world.pvc is not None and world.pv is not None  # a live claim ends provisioned
-    if world.pvc is not None:
-        assert FIN not in world.pvc["metadata"].get("finalizers", [])
-        assert world.pvc["metadata"].get("deletionTimestamp") is None
     if delete_claim and crash_after in (1, 2) and policy == "Retain":
         assert world.pv is not None  # adopted, becomes Released
 
@@ -381,6 +434,6 @@ def test_go_behaviour_would_leak() -> None:
     world = World()
     plan = plan_provision(world.pvc or {}, world.sc, options())
     world.create_volume(build_create_request(plan))
-    world.pvc = None  # no finalizer: the claim is simply gone
+    world.pvc = None
     run(world)
     assert world.leaked()
