@@ -17,10 +17,11 @@ import pytest
 import pytest_asyncio
 
 from csi_sidecars.playground import objects
-from csi_sidecars.playground.apiclient import RawApi
+from csi_sidecars.playground.apiclient import ApiError, RawApi
 from csi_sidecars.playground.controlplane import ControlPlane
-from csi_sidecars.playground.process import ManagedProcess, free_port
+from csi_sidecars.playground.process import ManagedProcess, free_port, poll_until
 from csi_sidecars.provisioner import keys
+from csi_sidecars.provisioner.journal import decode_records, journal_name
 from tests.e2e.provisioner_support import (
     PV,
     ProvDriver,
@@ -68,17 +69,31 @@ async def running(control_plane: ControlPlane) -> AsyncIterator[Running]:
         await stop_driver(control_plane, drv)
 
 
-def _intent_gone(pvc: dict[str, Any]) -> bool:
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+
+
+async def _journal(api: RawApi, driver: str) -> dict[str, Any]:
+    """The records of the provisioner's journal (a Lease in its namespace, here ``default``)."""
+    try:
+        lease = await api.get(f"{LEASES}/{journal_name(driver)}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return {}
+        raise
+    return decode_records(lease)[0]
+
+
+async def _released(api: RawApi, namespace: str, name: str, driver: str) -> dict[str, Any]:
+    pvc: dict[str, Any] = await api.get(f"{claims_path(namespace)}/{name}")
     meta = pvc["metadata"]
-    return keys.INTENT_FINALIZER not in (meta.get("finalizers") or []) and (
-        keys.ANN_CREATE_INTENT not in (meta.get("annotations") or {})
-    )
+    assert keys.INTENT_FINALIZER not in (meta.get("finalizers") or [])  # no PVC write of ours
+    assert keys.ANN_CREATE_INTENT not in (meta.get("annotations") or {})
 
+    async def dropped() -> bool:
+        return meta["uid"] not in await _journal(api, driver)
 
-async def _released(api: RawApi, namespace: str, name: str) -> dict[str, Any]:
-    return await api.wait_for(
-        f"{claims_path(namespace)}/{name}", _intent_gone, timeout=30, what="intent released"
-    )
+    await poll_until(dropped, 30, "the record dropped from the journal")
+    return pvc
 
 
 async def test_immediate_class_with_secrets_provisions_and_deletes(
@@ -136,7 +151,7 @@ async def test_immediate_class_with_secrets_provisions_and_deletes(
     assert expr == [{"key": objects.TOPOLOGY_KEY, "operator": "In", "values": [drv.node]}]
     volume = drv.volumes()[csi["volumeHandle"]]
     assert volume.parameters == {"color": "blue"}
-    await _released(api, namespace, "data")
+    await _released(api, namespace, "data", drv.name)
     assert await events_of(api, namespace, "data", "ProvisioningSucceeded")
     assert await events_of(api, namespace, "data", "Provisioning")
 
@@ -227,7 +242,7 @@ async def test_failing_driver_then_success_keeps_the_intent_until_the_pv(
     assert failed[0]["message"] == f"rpc error: code = Internal desc = {message}"
     assert failed[0]["type"] == "Warning"
     pvc = await wait_bound(api, namespace, "flaky")
-    await _released(api, namespace, "flaky")
+    await _released(api, namespace, "flaky", drv.name)
     assert pvc["spec"]["volumeName"] in drv.volume_names()
     drv.faults([])
 
@@ -245,8 +260,9 @@ async def test_invalid_argument_is_infeasible(
         "rpc error: code = InvalidArgument desc = bad size"
     )
     pvc = await api.get(f"{claims_path(namespace)}/odd")
-    # The intent was recorded before CreateVolume.
-    assert keys.INTENT_FINALIZER in pvc["metadata"]["finalizers"]
+    # The intent was recorded in the journal before CreateVolume, not on the claim.
+    assert pvc["metadata"]["uid"] in await _journal(api, drv.name)
+    assert keys.INTENT_FINALIZER not in (pvc["metadata"].get("finalizers") or [])
     drv.faults([])
     # The slow retry (--retry-interval-max=2s) provisions it once the driver accepts.
     await wait_bound(api, namespace, "odd")
