@@ -139,6 +139,8 @@ class AttacherController:
             recorder=ctx.recorder,
             events_port=ctx.events_port,
         )
+        #: Awaited before the workers start (the event permission checks).
+        self.before_workers: asyncio.Future[None] | None = None
         self.vas.add_handlers(self._va_added, self._va_updated, self._va_deleted)
         if not cfg.trivial:
             self.pvs.add_handlers(
@@ -194,6 +196,8 @@ class AttacherController:
 
     async def run(self) -> None:
         """Run the workers (and the reconciler) until the queues are shut down."""
+        if self.before_workers is not None:
+            await self.before_workers
         for name in list(self.executor.waiting_for_csinode):
             self.va_queue.add(name)
         async with asyncio.TaskGroup() as tg:
@@ -290,6 +294,19 @@ async def allowed(port: Any, verb: str, resource: str, namespace: str = "") -> b
     return bool((answer.get("status") or {}).get("allowed", True))
 
 
+async def check_event_permissions(port: Any, executor: Executor) -> None:
+    """With only the Go attacher's RBAC: no events, and no pod lookups for them."""
+    events_ok, pods_ok = await asyncio.gather(
+        allowed(port, "create", "events", "default"), allowed(port, "list", "pods")
+    )
+    if not events_ok:
+        log.info("Not allowed to create events: attach/detach events are not recorded")
+        executor.recorder = None
+    elif not pods_ok:
+        log.info("Not allowed to list pods: events go on VolumeAttachments only")
+        executor.pods_forbidden = True
+
+
 def make_setup(flags: Any, gates: Mapping[str, bool]) -> Any:
     """The ``setup`` for :func:`~csi_sidecars.controller.run_controller` from parsed flags."""
 
@@ -322,13 +339,10 @@ def make_setup(flags: Any, gates: Mapping[str, bool]) -> Any:
             max_entries=flags.max_entries,
         )
         if not cfg.trivial:
-            # With only the Go attacher's RBAC: no events, and no pod lookups for them.
-            if not await allowed(ctx.events_port, "create", "events", "default"):
-                log.info("Not allowed to create events: attach/detach events are not recorded")
-                controller.executor.recorder = None
-            elif not await allowed(ctx.events_port, "list", "pods"):
-                log.info("Not allowed to list pods: events go on VolumeAttachments only")
-                controller.executor.pods_forbidden = True
+            # Asked while the caches sync (both reviews at once); the workers start after.
+            controller.before_workers = asyncio.ensure_future(
+                check_event_permissions(ctx.events_port, controller.executor)
+            )
         return controller.run
 
     return setup

@@ -13,9 +13,8 @@ import inspect
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from csi_sidecars.controller.driver import DriverInfo, StartupError, read_driver_info
@@ -35,7 +34,12 @@ from csi_sidecars.kube.resources import Resource
 from csi_sidecars.kube.store import Indexer
 from csi_sidecars.kube.workqueue import ExponentialBackoff, WorkQueue
 from csi_sidecars.runtime import logging as rlog
-from csi_sidecars.runtime.http import Handler, HttpBindError, HttpServer, metrics_handler
+
+if TYPE_CHECKING:
+    # The HTTP server (aiohttp.web) is imported only when --http-endpoint asks for it.
+    from aiohttp import web
+
+    from csi_sidecars.runtime.http import Handler
 
 log = rlog.get_logger("controller")
 
@@ -113,6 +117,8 @@ async def _unless_stopped(aw: Awaitable[T], stop: asyncio.Event) -> tuple[bool, 
 
 
 async def _healthz(_: web.Request) -> web.Response:
+    from aiohttp import web
+
     return web.Response(text="ok")
 
 
@@ -295,6 +301,8 @@ class _LateRoute:
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         if self.handler is None:
+            from aiohttp import web
+
             return web.Response(status=503, text="not started")
         return await self.handler(request)
 
@@ -407,6 +415,8 @@ async def _serve(
             return 1
         late = {"/healthz/leader-election": _LateRoute()} if kube.leader_election else {}
         if options.http_address:
+            from csi_sidecars.runtime.http import HttpBindError, HttpServer, metrics_handler
+
             try:
                 server = HttpServer(options.http_address)
             except ValueError as err:

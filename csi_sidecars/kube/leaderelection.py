@@ -27,14 +27,15 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from csi_sidecars.kube.clock import REAL_CLOCK, Clock
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import LEASES, ApiError, JsonDict
 from csi_sidecars.runtime import logging as rlog
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = rlog.get_logger("leaderelection")
 
@@ -393,6 +394,8 @@ class LeaderElector:
 
     async def healthz_handler(self, _: web.Request) -> web.Response:
         """``/healthz/leader-election``: 200 ``ok``, or 500 with the error."""
+        from aiohttp import web
+
         err = self.check()
         if err is None:
             return web.Response(text="ok")

@@ -342,6 +342,37 @@ async def test_api_failure_on_pv_finalizer_sets_attach_error(tmp_path: Path) -> 
         assert errors == ["could not add PersistentVolume finalizer: etcd down"]
 
 
+class OverlapKube(FakeKube):
+    """Holds the PV finalizer patch until the VA finalizer patch has arrived (or 2 s pass)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.va_patched = asyncio.Event()
+        self.overlapped: bool | None = None
+
+    async def patch(self, resource: Any, name: str, patch: Any, *a: Any, **kw: Any) -> JsonDict:
+        if kw.get("patch_type") == "json" and not kw.get("subresource"):
+            if resource == VOLUME_ATTACHMENTS:
+                self.va_patched.set()
+            elif resource == PERSISTENT_VOLUMES and self.overlapped is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.va_patched.wait(), 2.0)
+                self.overlapped = self.va_patched.is_set()
+        return await super().patch(resource, name, patch, *a, **kw)
+
+
+async def test_pv_and_va_finalizers_are_added_in_one_round_trip(tmp_path: Path) -> None:
+    kube = OverlapKube()
+    async with attacher(tmp_path, kube=kube) as env:
+        await env.volume()
+        va = await poll(lambda: (v := env.va("va1")) and v.get("status", {}).get("attached") and v)
+        assert kube.overlapped is True
+        assert va["metadata"]["finalizers"] == [FINALIZER]
+        pv = env.pv("pv1")
+        assert pv is not None and pv["metadata"]["finalizers"] == [FINALIZER]
+        assert len(env.drv.calls_of("ControllerPublishVolume")) == 1
+
+
 @pytest.mark.parametrize("gates", [("Unknown=true",)])
 async def test_unknown_feature_gate_fails(gates: tuple[str, ...]) -> None:
     from csi_sidecars.attacher.flags import ConfigError, parse_feature_gates, validate
