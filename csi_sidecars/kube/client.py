@@ -4,7 +4,9 @@ kubernetes_asyncio is used only to read the configuration (kubeconfig or in-clus
 re-reading a rotated service-account token through its refresh hook). Requests go through our own
 aiohttp session so hot paths get dicts from ``json.loads`` and never build generated models;
 every request (watches included) first takes a token from the client's
-:class:`~csi_sidecars.kube.ratelimit.TokenBucket`, as client-go does.
+:class:`~csi_sidecars.kube.ratelimit.TokenBucket`, as client-go does. Requests share a bounded
+pool of keep-alive connections (``max_connections``); watches, which hold a connection for
+minutes, use a session of their own and never wait for that pool.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from csi_sidecars.kube.resources import ApiError, JsonDict, Resource
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
 WATCH_READ_MARGIN = 30.0
+#: Connections for requests other than watches; more requests at once wait for one. Every TLS
+#: connection costs a handshake on both ends and memory; a throttled client keeps a few busy.
+#: (client-go keeps 25 idle HTTP/1.1 connections per host, or multiplexes one HTTP/2 connection.)
+MAX_CONNECTIONS = 24
 
 
 def user_agent(role: str) -> str:
@@ -55,6 +61,7 @@ class KubeClient:
         agent: str = "csi-sidecars",
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         limiter: TokenBucket | None = None,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         """Create a client; the HTTP session opens lazily inside the running loop.
 
@@ -65,26 +72,42 @@ class KubeClient:
             agent: the User-Agent header.
             request_timeout: total timeout of a non-watch request, in seconds.
             limiter: a token bucket to use instead of one built from qps/burst.
+            max_connections: connections for requests at once (watches have their own, one
+                per watch, not counted).
         """
         self.config = config
         self.limiter = limiter or TokenBucket(qps, burst)
         self.agent = agent
         self.request_timeout = request_timeout
+        self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=limit, ssl=_ssl_context(self.config))
+        return aiohttp.ClientSession(
+            connector=connector, read_bufsize=2**21, headers={"User-Agent": self.agent}
+        )
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=100, ssl=_ssl_context(self.config))
-            self._session = aiohttp.ClientSession(
-                connector=connector, read_bufsize=2**21, headers={"User-Agent": self.agent}
-            )
+            self._session = self._new_session(self.max_connections)
         return self._session
 
+    def _get_watch_session(self) -> aiohttp.ClientSession:
+        # Watches hold their connection for minutes: they must never wait for the request pool.
+        if self._watch_session is None or self._watch_session.closed:
+            self._watch_session = self._new_session(0)
+        return self._watch_session
+
     async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the HTTP sessions."""
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                await session.close()
+        self._session = None
+        self._watch_session = None
 
     async def __aenter__(self) -> KubeClient:
         return self
@@ -120,7 +143,9 @@ class KubeClient:
         if data is not None and content_type is None:
             content_type = "application/json"
         headers = await self._headers(content_type)
-        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        timeout = self._timeout
+        if timeout.total != self.request_timeout:
+            timeout = self._timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         async with self._get_session().request(
             method,
             self.config.host + path,
@@ -208,7 +233,7 @@ class KubeClient:
         headers = await self._headers(None)
         read = (timeout_seconds or 300) + WATCH_READ_MARGIN
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=read)
-        async with self._get_session().get(
+        async with self._get_watch_session().get(
             self.config.host + resource.path(namespace),
             params=params,
             headers=headers,

@@ -61,7 +61,11 @@ class Server:
 async def server() -> AsyncIterator[Server]:
     srv = Server()
     app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", srv.handle)
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        return await srv.handle(request)
+
+    app.router.add_route("*", "/{tail:.*}", route)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -176,6 +180,49 @@ async def test_every_request_is_throttled(server: Server) -> None:
         await clock.advance(1.0)
         await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert len(server.requests) == 7
+
+
+async def test_request_connections_are_pooled_and_watches_never_wait(server: Server) -> None:
+    release = asyncio.Event()
+    arrived = asyncio.Event()
+    in_flight = 0
+    most = 0
+    original = server.handle
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        nonlocal in_flight, most
+        if request.query.get("watch"):
+            return await original(request)
+        in_flight += 1
+        most = max(most, in_flight)
+        arrived.set()
+        try:
+            await release.wait()
+            return await original(request)
+        finally:
+            in_flight -= 1
+
+    server.handle = handle  # type: ignore[method-assign]
+    server.watch_lines = [b'{"type":"ADDED","object":{"metadata":{"name":"a"}}}\n']
+    async with KubeClient(ClientConfig(host=server.url), qps=-1, max_connections=2) as c:
+        tasks = [asyncio.create_task(c.get(PERSISTENT_VOLUMES, f"pv{i}")) for i in range(5)]
+        async with asyncio.timeout(5):
+            while in_flight < 2:
+                arrived.clear()
+                await arrived.wait()
+        await asyncio.sleep(0.05)
+        assert in_flight == 2  # the other three wait for a connection
+        # A watch has a connection of its own even while the request pool is busy.
+        events = await asyncio.wait_for(_collect(c.watch(PERSISTENT_VOLUMES)), 5)
+        assert [e.object["metadata"]["name"] for e in events] == ["a"]
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert most == 2
+    assert len(server.requests) == 6
+
+
+async def _collect(stream: Any) -> list[Any]:
+    return [event async for event in stream]
 
 
 KUBECONFIG = """
