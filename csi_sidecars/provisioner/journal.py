@@ -295,8 +295,9 @@ class Journal:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                due = self._drops_due if self._drops_due is not None else self.monotonic()
-                remaining = due - self.monotonic()
+                if self._drops_due is None:  # dropped while the write adding it ran
+                    self._drops_due = self.monotonic() + self.linger
+                remaining = self._drops_due - self.monotonic()
                 if remaining > 0:
                     self._wake.clear()
                     try:
