@@ -115,14 +115,27 @@ class Workloads:
         return self.work_dir / "logs" / f"{name}.log"
 
     async def register_driver(
-        self, node: str, node_id: str | None = None, topology: bool = True
+        self,
+        node: str,
+        node_id: str | None = None,
+        topology: bool = True,
+        driver_name: str | None = None,
     ) -> None:
-        """Add the driver to ``node``'s CSINode, as kubelet does when the registrar registers."""
+        """Add a driver to ``node``'s CSINode, as kubelet does when the registrar registers.
+
+        Args:
+            node: the Node (and CSINode) name.
+            node_id: the driver's node ID (default the node name).
+            topology: whether the driver reports the playground topology key.
+            driver_name: the driver (default the control plane's driver name).
+        """
         path = f"/apis/storage.k8s.io/v1/csinodes/{node}"
         entry = objects.csinode_driver(
-            self.driver_name, node_id or node, [objects.TOPOLOGY_KEY] if topology else None
+            driver_name or self.driver_name,
+            node_id or node,
+            [objects.TOPOLOGY_KEY] if topology else None,
         )
-        for _ in range(5):
+        for _ in range(10):
             current = await self.admin.get(path)
             current["spec"]["drivers"] = objects.with_driver(current, entry)
             try:

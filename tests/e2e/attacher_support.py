@@ -105,17 +105,7 @@ async def start_driver(
         "/apis/storage.k8s.io/v1/csidrivers",
         objects.csidriver(name, attach_required=attach_required),
     )
-    path = f"/apis/storage.k8s.io/v1/csinodes/{node}"
-    entry = objects.csinode_driver(name, node, None)
-    for _ in range(10):
-        current = await cp.admin.get(path)
-        current["spec"]["drivers"] = objects.with_driver(current, entry)
-        try:
-            await cp.admin.replace(path, current)
-            break
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
+    await cp.register_driver(node, topology=False, driver_name=name)
     return AttachDriver(name, node, sock, statedir, faults_file, process, conn)
 
 

@@ -94,17 +94,7 @@ async def start_driver(cp: ControlPlane, *args: str, prefix: str = "prov") -> Pr
 
     await poll_until(listening, 30, "the driver socket", fatal=(AssertionError,))
     await cp.admin.ensure(CSIDRIVERS, objects.csidriver(name, attach_required=False))
-    path = f"{CSINODES}/{node}"
-    entry = objects.csinode_driver(name, node, [objects.TOPOLOGY_KEY])
-    for _ in range(10):
-        current = await cp.admin.get(path)
-        current["spec"]["drivers"] = objects.with_driver(current, entry)
-        try:
-            await cp.admin.replace(path, current)
-            break
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
+    await cp.register_driver(node, driver_name=name)
     return drv
 
 
