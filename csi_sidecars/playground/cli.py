@@ -35,14 +35,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 BUILD_SCRIPT = Path(__file__).with_name("build_testbed.sh")
 
 
-def ensure_binaries(bin_dir: Path | None, extra: tuple[str, ...] = ()) -> Path:
+def ensure_binaries(bin_dir: Path | None) -> Path:
     """Return the binary directory, building the testbed binaries first when they are missing.
 
     Raises:
         click.ClickException: binaries are missing from a user-given ``--bin-dir``, or the build
             failed.
     """
-    needed = (*binaries.CONTROL_PLANE_BINARIES, *extra)
+    needed = binaries.CONTROL_PLANE_BINARIES
     if bin_dir is not None:
         absent = binaries.missing(list(needed), bin_dir)
         if absent:
@@ -58,9 +58,8 @@ def ensure_binaries(bin_dir: Path | None, extra: tuple[str, ...] = ()) -> Path:
         err=True,
     )
     started = time.monotonic()
-    targets = ["ci", *extra]
     proc = subprocess.run(
-        ["bash", str(BUILD_SCRIPT), *targets], stdout=subprocess.PIPE, text=True, check=False
+        ["bash", str(BUILD_SCRIPT), "ci"], stdout=subprocess.PIPE, text=True, check=False
     )
     if proc.returncode != 0:
         raise click.ClickException(
@@ -126,7 +125,6 @@ def _make(
     driver_socket: Path | None,
     bin_dir: Path | None,
     v: int,
-    extra_binaries: tuple[str, ...] = (),
 ) -> Playground:
     rlog.configure(v, "text")
     if driver_cmd and driver_socket:
@@ -137,7 +135,7 @@ def _make(
         role_list = parse_roles(roles)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
-    resolved = ensure_binaries(bin_dir, extra_binaries)
+    resolved = ensure_binaries(bin_dir)
     made = directory is None
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="csi-sidecars-playground-"))
@@ -216,8 +214,7 @@ def demo(
     """Start the playground, run a scripted tour of what works, and stop."""
     from csi_sidecars.playground.demo import run_tour
 
-    go_extra = ("csi-provisioner", "csi-attacher") if bin_dir is None else ()
-    pg = _make(directory, roles, nodes, driver_cmd, driver_socket, bin_dir, v, go_extra)
+    pg = _make(directory, roles, nodes, driver_cmd, driver_socket, bin_dir, v)
 
     async def main(stop: asyncio.Event) -> int:
         try:
