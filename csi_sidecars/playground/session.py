@@ -175,6 +175,21 @@ class Playground:
         )
         self.running.append(RunningRole(role, driver.node, proc, port))
 
+        async def serving() -> bool:
+            if not proc.running:
+                raise RuntimeError(
+                    f"{role} on {driver.node} exited with {proc.returncode}:\n" + proc.log_tail(20)
+                )
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return True
+
+        # The playground is ready only once every role answers on its HTTP endpoint.
+        await poll_until(
+            serving, 30, f"{role} on {driver.node} to serve HTTP", fatal=(RuntimeError,)
+        )
+
     async def _play_kubelet(self, node: str) -> None:
         """Confirm the registrar's registration the way kubelet's plugin watcher does."""
         cp = self.control_plane
