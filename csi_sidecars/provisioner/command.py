@@ -67,9 +67,9 @@ def kube_options(config: ProvisionerConfig) -> KubeOptions:
         renew_deadline=config.leader_election_renew_deadline,
         retry_period=config.leader_election_retry_period,
         leader_election_labels=dict(config.leader_election_labels),
-        # As every csi-sidecars role: release the Lease on SIGTERM so a standby takes over at
-        # once (Go does only with the ReleaseLeaderElectionOnExit gate).
-        release_on_stop=True,
+        # As every csi-sidecars role: release the Lease on SIGTERM unless turned off (Go does
+        # only with the ReleaseLeaderElectionOnExit gate, which release_on_exit adds below).
+        release_on_stop=config.leader_election_release_on_stop,
     )
     release_on_exit(kube, config.feature_gates.get("ReleaseLeaderElectionOnExit", False))
     return kube

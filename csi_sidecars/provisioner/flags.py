@@ -71,6 +71,11 @@ _OPTIONS: list[Callable[[Any], Any]] = [
     _opt("--leader-election-renew-deadline", type=DURATION, default="10s", help="Renew deadline."),
     _opt("--leader-election-retry-period", type=DURATION, default="5s", help="Retry period."),
     _opt("--leader-election-labels", default="", help="k:v,k2:v2 labels put on the Lease."),
+    bool_flag(
+        "--leader-election-release-on-stop",
+        default=True,
+        help="Release the Lease on SIGTERM so a standby takes over at once (as every role).",
+    ),
     _opt("--kube-api-qps", type=float, default=5.0, help="QPS of the main API client."),
     _opt("--kube-api-burst", type=int, default=10, help="Burst of the main API client."),
     _opt("--http-endpoint", default="", help="host:port of the metrics and health server."),
@@ -141,6 +146,7 @@ class ProvisionerConfig:
     leader_election_renew_deadline: float
     leader_election_retry_period: float
     leader_election_labels: dict[str, str]
+    leader_election_release_on_stop: bool
     kube_api_qps: float
     kube_api_burst: int
     http_endpoint: str

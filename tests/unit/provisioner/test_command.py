@@ -61,3 +61,18 @@ def test_flags_map_onto_kube_and_controller_options() -> None:
     assert kube.release_on_stop is True
     opts = controller_options(config)
     assert (opts.timeout, opts.http_endpoint, opts.metrics_path) == (20.0, ":8080", "/m")
+
+
+def test_release_on_stop_flag_is_shared_with_the_other_roles() -> None:
+    assert kube_options(parse_args([*UPSTREAM])).release_on_stop is True
+    off = parse_args([*UPSTREAM, "--leader-election-release-on-stop=false"])
+    assert kube_options(off).release_on_stop is False
+    # Go's gate still asks for the release.
+    gated = parse_args(
+        [
+            *UPSTREAM,
+            "--leader-election-release-on-stop=false",
+            "--feature-gates=ReleaseLeaderElectionOnExit=true",
+        ]
+    )
+    assert kube_options(gated).release_on_stop is True
