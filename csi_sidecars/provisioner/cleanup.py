@@ -29,7 +29,6 @@ from csi_sidecars.provisioner.objects import (
     str_map,
     uid,
 )
-from csi_sidecars.provisioner.pv import build_pv
 from csi_sidecars.provisioner.request import ProvisionPlan, plan_provision
 from csi_sidecars.runtime import logging as rlog
 
@@ -80,18 +79,7 @@ async def _adopt(
     klass: JsonDict = dict(sc) if sc is not None else {}
     klass.setdefault("provisioner", ctx.opts.driver)
     klass["reclaimPolicy"] = policy
-    pv = build_pv(
-        plan,
-        pvc,
-        klass,
-        volume,
-        volume.capacity_bytes or plan.required_bytes,
-        driver=ctx.opts.driver,
-        identity=ctx.settings.identity,
-        supports_topology=ctx.opts.supports_topology,
-        controller_publish_readonly=ctx.settings.controller_publish_readonly,
-        vac_gate=ctx.opts.vac_gate,
-    )
+    pv = ctx.build_pv(plan, pvc, klass, volume, volume.capacity_bytes or plan.required_bytes)
     try:
         await ctx.io.save_volume(pv, pvc)
     except Exception as exc:

@@ -25,8 +25,8 @@ from csi_sidecars.provisioner.events import Event
 from csi_sidecars.provisioner.journal import Journal
 from csi_sidecars.provisioner.kubeio import KubeIO
 from csi_sidecars.provisioner.metrics import ProvisionerMetrics
-from csi_sidecars.provisioner.pv import CLEANUP_ATTEMPTS
-from csi_sidecars.provisioner.request import ProvisionerOptions
+from csi_sidecars.provisioner.pv import CLEANUP_ATTEMPTS, build_pv
+from csi_sidecars.provisioner.request import ProvisionerOptions, ProvisionPlan
 from csi_sidecars.provisioner.states import delete_volume_succeeded
 from csi_sidecars.provisioner.topology import TopologyPins
 
@@ -112,6 +112,28 @@ class Context:
         """Record ``event`` on ``obj`` (no-op for None)."""
         if event is not None:
             self.emit(obj, resource, event)
+
+    def build_pv(
+        self,
+        plan: ProvisionPlan,
+        pvc: Mapping[str, Any],
+        sc: Mapping[str, Any],
+        volume: csi_pb2.Volume,
+        capacity_bytes: int,
+    ) -> JsonDict:
+        """:func:`~.pv.build_pv` with this provisioner's driver, identity and options."""
+        return build_pv(
+            plan,
+            pvc,
+            sc,
+            volume,
+            capacity_bytes,
+            driver=self.opts.driver,
+            identity=self.settings.identity,
+            supports_topology=self.opts.supports_topology,
+            controller_publish_readonly=self.settings.controller_publish_readonly,
+            vac_gate=self.opts.vac_gate,
+        )
 
     async def create_volume(self, request: csi_pb2.CreateVolumeRequest) -> CallResult:
         """CreateVolume with ``--timeout``."""

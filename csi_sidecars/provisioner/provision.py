@@ -44,7 +44,6 @@ from csi_sidecars.provisioner.objects import (
 )
 from csi_sidecars.provisioner.pv import (
     CleanupRequired,
-    build_pv,
     check_create_response,
     cleanup_outcome,
     pv_belongs_to_claim,
@@ -214,18 +213,7 @@ class ClaimSync:
             return await self._failed(pvc, cleanup_outcome(err, failure))
         except ProvisionError as err:
             return await self._failed(pvc, err)
-        pv = build_pv(
-            plan,
-            pvc,
-            sc,
-            result.response.volume,
-            capacity,
-            driver=ctx.opts.driver,
-            identity=ctx.settings.identity,
-            supports_topology=ctx.opts.supports_topology,
-            controller_publish_readonly=ctx.settings.controller_publish_readonly,
-            vac_gate=ctx.opts.vac_gate,
-        )
+        pv = ctx.build_pv(plan, pvc, sc, result.response.volume, capacity)
         try:
             await ctx.io.save_volume(pv, pvc)
         except ApiError as exc:
