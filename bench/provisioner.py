@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Impl, Workload, compare, go_binary, ours, wait_until
 
 from csi_sidecars.csi.connection import connect
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.playground import objects
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.controlplane import ControlPlane

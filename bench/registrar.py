@@ -26,7 +26,7 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Impl, compare, go_binary, ours, wait_until
 
-from csi_sidecars.csi.gen import pluginregistration_pb2, pluginregistration_pb2_grpc
+from csi_sidecars.csi.messages import pluginregistration_pb2, pluginregistration_pb2_grpc
 
 DRIVER = "hostpath.csi.k8s.io"
 

@@ -27,7 +27,7 @@ from typing import ClassVar
 from csi_sidecars.attacher.events import Event
 from csi_sidecars.attacher.objects import SecretRef
 from csi_sidecars.attacher.patches import Patch
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from csi_sidecars.attacher import names
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 
 _PLUGIN = csi_pb2.PluginCapability.Service
 _CTRL = csi_pb2.ControllerServiceCapability.RPC

@@ -42,7 +42,7 @@ from csi_sidecars.attacher.pvs import should_enqueue_pv, should_enqueue_va_chang
 from csi_sidecars.attacher.reconcile import published_nodes, reconcile
 from csi_sidecars.controller import ControllerContext, Lead
 from csi_sidecars.csi.codes import format_error
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.informer import Informer
 from csi_sidecars.kube.resources import (
     CSI_NODES,

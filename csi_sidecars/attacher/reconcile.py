@@ -37,7 +37,7 @@ from csi_sidecars.attacher.objects import (
     va_node_name,
     va_pv_name,
 )
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 
 Obj = Mapping[str, Any]
 

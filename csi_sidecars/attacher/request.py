@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from csi_sidecars.attacher.objects import SourceError, csi_source
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 
 AccessMode = csi_pb2.VolumeCapability.AccessMode
 

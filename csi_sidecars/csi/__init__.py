@@ -1,10 +1,11 @@
 """The CSI layer shared by every role: protos, the driver connection, RPC helpers, metrics, logs.
 
-Only this package imports the generated protobuf modules; roles use them through it.
+Only this package imports the generated protobuf modules (``csi_sidecars.csi.gen``); everything
+else imports them from ``csi_sidecars.csi.messages`` (a test enforces it).
 
 What to import from where:
 
-* ``csi_sidecars.csi.gen``: generated code (``csi_pb2``, ``csi_pb2_grpc``,
+* ``csi_sidecars.csi.messages``: the generated code (``csi_pb2``, ``csi_pb2_grpc``,
   ``pluginregistration_pb2``, ``pluginregistration_pb2_grpc``), from ``proto/csi.proto``
   (CSI v1.12.0) and ``proto/pluginregistration.proto`` (kubelet plugin registration v1).
   Regenerate with ``scripts/gen-protos.sh``; CI runs ``scripts/gen-protos.sh --check``.

@@ -108,6 +108,16 @@ async def probe_until_ready(
         await asyncio.sleep(pause)
 
 
+async def get_plugin_capability_list(
+    conn: Connection, timeout: float | None = None
+) -> list[csi_pb2.PluginCapability]:
+    """Every ``PluginCapability`` entry (services and volume expansion types)."""
+    resp: csi_pb2.GetPluginCapabilitiesResponse = await conn.identity.GetPluginCapabilities(
+        csi_pb2.GetPluginCapabilitiesRequest(), timeout=timeout
+    )
+    return list(resp.capabilities)
+
+
 async def get_plugin_capabilities(
     conn: Connection, timeout: float | None = None
 ) -> set[PluginServiceType]:

@@ -231,13 +231,19 @@ async def load_client_config(
     kubeconfig: str | None = None,
     environ: Mapping[str, str] | None = None,
     sa_dir: str = SA_DIR,
+    master: str = "",
 ) -> ClientConfig:
     """Load the API server connection settings.
+
+    ``master`` (the ``--master`` flag of the roles that have it) overrides the server URL of
+    the kubeconfig, as client-go's ``BuildConfigFromFlags`` does; with no kubeconfig at all it
+    is the whole configuration (the URL, no credentials), not the in-cluster account.
 
     Args:
         kubeconfig: the ``--kubeconfig`` flag; empty means "not given".
         environ: the environment (defaults to ``os.environ``); ``KUBECONFIG`` is read from it.
         sa_dir: the service account directory (in-cluster).
+        master: the ``--master`` flag; empty means "not given".
 
     Returns:
         The connection settings.
@@ -247,6 +253,12 @@ async def load_client_config(
     """
     env = os.environ if environ is None else environ
     path = kubeconfig or env.get("KUBECONFIG", "")
+    if master:
+        if not path:
+            return ClientConfig(host=master.rstrip("/"))
+        loaded = await load_client_config(path, environ=env, sa_dir=sa_dir)
+        loaded.host = master.rstrip("/")
+        return loaded
     if not path:
         try:
             return in_cluster_config(env, sa_dir)

@@ -50,6 +50,7 @@ class KubeOptions:
     """The parsed Kubernetes flags of a controller role."""
 
     kubeconfig: str = ""
+    master: str = ""
     qps: float = 5.0
     burst: int = 10
     leader_election: bool = False
@@ -64,7 +65,7 @@ class KubeOptions:
     async def client_config(self) -> ClientConfig:
         """The loaded connection settings (loaded once)."""
         if self._config is None:
-            self._config = await load_client_config(self.kubeconfig or None)
+            self._config = await load_client_config(self.kubeconfig or None, master=self.master)
         return self._config
 
     async def client(self, role: str) -> KubeClient:
@@ -157,13 +158,23 @@ def _labels(_: click.Context, __: click.Parameter, value: str) -> dict[str, str]
         raise click.BadParameter(str(exc)) from None
 
 
-def kube_options(func: F) -> F:
-    """Add the shared Kubernetes flags; the command receives them as ``kube: KubeOptions``."""
+def kube_options(func: F | None = None, *, master: bool = False) -> Any:
+    """Add the shared Kubernetes flags; the command receives them as ``kube: KubeOptions``.
 
+    Use as ``@kube_options`` or, for the roles whose Go sidecar has ``--master``
+    (provisioner, resizer), ``@kube_options(master=True)``.
+    """
+    if func is None:
+        return functools.partial(_kube_options, master=master)
+    return _kube_options(func, master=master)
+
+
+def _kube_options(func: F, *, master: bool) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         opts = KubeOptions(
             kubeconfig=kwargs.pop("kubeconfig"),
+            master=kwargs.pop("master", ""),
             qps=kwargs.pop("kube_api_qps"),
             burst=kwargs.pop("kube_api_burst"),
             leader_election=kwargs.pop("leader_election"),
@@ -181,6 +192,18 @@ def kube_options(func: F) -> F:
             "--kubeconfig",
             default="",
             help="Path to a kubeconfig file; empty means KUBECONFIG, then in-cluster config.",
+        ),
+        *(
+            [
+                click.option(
+                    "--master",
+                    default="",
+                    help="API server URL; overrides the kubeconfig's server (alone: that URL "
+                    "without credentials).",
+                )
+            ]
+            if master
+            else []
         ),
         click.option(
             "--kube-api-qps",

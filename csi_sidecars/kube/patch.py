@@ -3,9 +3,9 @@
 * :func:`merge_patch` computes an RFC 7386 merge patch from an old and a new object, the way the
   Go sidecars build ``createMergePatch(old, new)`` before ``Patch(MergePatchType)``.
 * :func:`apply_merge_patch` applies one (used by the fake and by tests).
-* :func:`add_finalizer_patch` / :func:`remove_finalizer_patch` build JSON patches whose first
-  operation is a ``test`` of the current finalizer list, so a concurrent edit fails with a
-  conflict instead of being overwritten.
+* :func:`add_finalizer_patch` / :func:`remove_finalizer_patch` / :func:`set_annotations_patch`
+  build JSON patches guarded by ``test`` operations, so an edit computed from a stale copy fails
+  (422 or 409) instead of overwriting another writer's change. Every role uses these.
 * :func:`retry_on_conflict` re-runs a read-modify-write step on 409, with back-off.
 """
 
@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from csi_sidecars.kube.objects import annotations_of, finalizers, has_field
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import ApiError, JsonDict, Resource
 
@@ -58,35 +59,67 @@ def apply_merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def add_finalizer_patch(obj: JsonDict, finalizer: str) -> list[JsonDict] | None:
-    """A conflict-safe JSON patch adding ``finalizer``; None when it is already there."""
-    meta = obj.get("metadata") or {}
-    current = list(meta.get("finalizers") or [])
+def escape_pointer(token: str) -> str:
+    """Escape one JSON-pointer reference token (``~`` -> ``~0``, ``/`` -> ``~1``)."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def add_finalizer_patch(obj: Mapping[str, Any], finalizer: str) -> list[JsonDict] | None:
+    """A conflict-safe JSON patch adding ``finalizer``; None when it is already there.
+
+    The list as the caller saw it is guarded by a ``test``: absent -> ``test`` null and ``add``
+    ``[f]``; empty -> ``test []`` and ``replace``; otherwise ``test`` the whole list and append.
+    A decision made from a stale copy fails (422/409) instead of undoing another writer.
+    """
+    path = "/metadata/finalizers"
+    if not has_field(obj, "finalizers"):
+        return [
+            {"op": "test", "path": path, "value": None},
+            {"op": "add", "path": path, "value": [finalizer]},
+        ]
+    current = finalizers(obj)
     if finalizer in current:
         return None
     if not current:
         return [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
-            {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]},
+            {"op": "test", "path": path, "value": []},
+            {"op": "replace", "path": path, "value": [finalizer]},
         ]
     return [
-        {"op": "test", "path": "/metadata/finalizers", "value": current},
-        {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer},
+        {"op": "test", "path": path, "value": current},
+        {"op": "add", "path": path + "/-", "value": finalizer},
     ]
 
 
-def remove_finalizer_patch(obj: JsonDict, finalizer: str) -> list[JsonDict] | None:
-    """A conflict-safe JSON patch removing ``finalizer``; None when it is not there."""
-    current = list((obj.get("metadata") or {}).get("finalizers") or [])
+def remove_finalizer_patch(obj: Mapping[str, Any], finalizer: str) -> list[JsonDict] | None:
+    """A JSON patch removing the first ``finalizer`` by its index; None when it is not there.
+
+    Only that entry is guarded (``test`` it is ``finalizer``), so other controllers adding or
+    removing their own finalizers meanwhile do not make the removal fail, unless they shift it.
+    """
+    current = finalizers(obj)
     if finalizer not in current:
         return None
+    path = f"/metadata/finalizers/{current.index(finalizer)}"
+    return [{"op": "test", "path": path, "value": finalizer}, {"op": "remove", "path": path}]
+
+
+def set_annotations_patch(
+    obj: Mapping[str, Any], wanted: Mapping[str, str]
+) -> list[JsonDict] | None:
+    """A JSON patch setting ``wanted`` annotations (only changed keys); None when none change."""
+    current = annotations_of(obj)
+    changed = {k: v for k, v in wanted.items() if current.get(k) != v}
+    if not changed:
+        return None
+    if not has_field(obj, "annotations"):
+        return [
+            {"op": "test", "path": "/metadata/annotations", "value": None},
+            {"op": "add", "path": "/metadata/annotations", "value": dict(changed)},
+        ]
     return [
-        {"op": "test", "path": "/metadata/finalizers", "value": current},
-        {
-            "op": "replace",
-            "path": "/metadata/finalizers",
-            "value": [f for f in current if f != finalizer],
-        },
+        {"op": "add", "path": "/metadata/annotations/" + escape_pointer(k), "value": v}
+        for k, v in changed.items()
     ]
 
 

@@ -8,6 +8,8 @@ Semantics (those of client-go's rate-limiting work queue):
 * :meth:`WorkQueue.add_rate_limited` re-adds a key after ``start * 2**failures`` seconds, capped at
   ``maximum`` (``--retry-interval-start`` / ``--retry-interval-max``); :meth:`WorkQueue.forget`
   resets the count after a success;
+* a handler may return :class:`After`: the key's back-off is reset and the key comes back after
+  that many seconds (a poll, a known wait), without counting as a failure;
 * :meth:`WorkQueue.shutdown` stops handing out keys; :meth:`WorkQueue.drain` waits until the keys
   being processed are done. Keys still queued are dropped: controllers are level-triggered, and
   the next process re-lists everything.
@@ -26,6 +28,7 @@ import itertools
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -38,7 +41,18 @@ log = rlog.get_logger("workqueue")
 # client-go: prometheus.ExponentialBuckets(10e-9, 10, 10)
 DURATION_BUCKETS = tuple(1e-8 * 10**i for i in range(10))
 
-Handler = Callable[[str], Awaitable[bool | None]]
+
+@dataclass(frozen=True, slots=True)
+class After:
+    """A handler's result: done for now, look at the key again in ``seconds``."""
+
+    seconds: float
+
+
+Result = bool | None | After
+"""What a handler returns: None/True success, False retry with back-off, After(s) re-add later."""
+
+Handler = Callable[[str], Awaitable[Result]]
 
 
 class WorkQueueMetrics:
@@ -285,7 +299,8 @@ class WorkQueue:
         """Process keys with ``workers`` concurrent workers until :meth:`shutdown`.
 
         ``handler(key)`` returning None or True is a success (the key's back-off is reset);
-        returning False or raising re-queues the key with back-off. When the queue shuts down,
+        returning False or raising re-queues the key with back-off; returning :class:`After`
+        resets the back-off and re-adds the key after the given delay. When the queue shuts down,
         the workers finish their current keys and this returns.
         """
 
@@ -308,6 +323,8 @@ class WorkQueue:
                     self.add_rate_limited(key)
                 else:
                     self.forget(key)
+                    if isinstance(ok, After):
+                        self.add_after(key, ok.seconds)
                 self.done(key)
 
         async with asyncio.TaskGroup() as tg:

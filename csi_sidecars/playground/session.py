@@ -27,8 +27,8 @@ from typing import Any
 import grpc
 
 from csi_sidecars import cli
-from csi_sidecars.csi.gen import pluginregistration_pb2 as pr
-from csi_sidecars.csi.gen import pluginregistration_pb2_grpc as pr_grpc
+from csi_sidecars.csi.messages import pluginregistration_pb2 as pr
+from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
 from csi_sidecars.playground import sidecars
 from csi_sidecars.playground.controlplane import ADMIN, ControlPlane, Driver
 from csi_sidecars.playground.process import ManagedProcess, free_port, poll_until

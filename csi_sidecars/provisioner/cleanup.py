@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, JsonDict
 from csi_sidecars.provisioner import intent, secrets
 from csi_sidecars.provisioner.claims import claim_class

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from csi_sidecars.csi.codes import GO_DEADLINE, error_code, format_error
-from csi_sidecars.csi.gen import csi_pb2, csi_pb2_grpc
+from csi_sidecars.csi.messages import csi_pb2, csi_pb2_grpc
 from csi_sidecars.kube.resources import JsonDict, Resource
 from csi_sidecars.provisioner.caches import Caches
 from csi_sidecars.provisioner.events import Event

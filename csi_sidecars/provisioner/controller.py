@@ -19,7 +19,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from csi_sidecars.csi.gen import csi_pb2, csi_pb2_grpc
+from csi_sidecars.csi.messages import csi_pb2, csi_pb2_grpc
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import ApiError, JsonDict, object_key
 from csi_sidecars.kube.workqueue import ExponentialBackoff, WorkQueue

@@ -44,7 +44,7 @@ from typing import Any
 
 import grpc
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.provisioner import events
 from csi_sidecars.provisioner.claims import selected_node as claim_selected_node
 from csi_sidecars.provisioner.events import Event

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.provisioner import events, keys
 from csi_sidecars.provisioner.events import Event
 from csi_sidecars.provisioner.intent import Intent, intent_from_json, intent_to_json, make_intent

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, ApiError, JsonDict
 from csi_sidecars.provisioner import events, intent, keys, legacy
 from csi_sidecars.provisioner.claims import ClaimAction, claim_class, should_provision

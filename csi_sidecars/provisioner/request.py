@@ -23,7 +23,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.provisioner import keys, secrets
 from csi_sidecars.provisioner.claims import is_block
 from csi_sidecars.provisioner.objects import (

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
+from csi_sidecars.kube.quantity import QuantityError, quantity_to_bytes
 from csi_sidecars.provisioner import keys
 from csi_sidecars.provisioner.objects import (
     go_quote,
@@ -24,7 +25,6 @@ from csi_sidecars.provisioner.objects import (
     str_map,
     uid,
 )
-from csi_sidecars.provisioner.quantity import QuantityError, quantity_to_bytes
 from csi_sidecars.provisioner.states import ProvisionError, ProvisioningState
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.provisioner.objects import go_list, go_map, go_quote, labels_of, spec
 from csi_sidecars.provisioner.states import ProvisionError, ProvisioningState
 

@@ -39,7 +39,7 @@ from csi_sidecars.controller import (
     run_controller,
 )
 from csi_sidecars.csi.connection import DEFAULT_TIMEOUT, Connection
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.options import KubeOptions, kube_options
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import CSI_DRIVERS, JsonDict

@@ -29,7 +29,7 @@ import grpc
 from csi_sidecars.csi import rpc
 from csi_sidecars.csi.codes import format_error
 from csi_sidecars.csi.connection import Connection, ConnectTimeoutError, LossPolicy, connect
-from csi_sidecars.csi.gen import pluginregistration_pb2_grpc as pr_grpc
+from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
 from csi_sidecars.registrar.node_health import healthz_handler, registration_handler
 from csi_sidecars.registrar.node_service import RegistrationServicer, RegistrationState
 from csi_sidecars.registrar.node_socket import (

@@ -20,8 +20,8 @@ import grpc
 from aiohttp import web
 
 from csi_sidecars.csi.codes import format_error
-from csi_sidecars.csi.gen import pluginregistration_pb2 as pr
-from csi_sidecars.csi.gen import pluginregistration_pb2_grpc as pr_grpc
+from csi_sidecars.csi.messages import pluginregistration_pb2 as pr
+from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
 from csi_sidecars.registrar.node_service import RegistrationState
 from csi_sidecars.registrar.node_socket import SocketFileError, socket_exists
 from csi_sidecars.runtime import logging as rlog

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from csi_sidecars.csi.gen import pluginregistration_pb2 as pr
-from csi_sidecars.csi.gen import pluginregistration_pb2_grpc as pr_grpc
+from csi_sidecars.csi.messages import pluginregistration_pb2 as pr
+from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
 from csi_sidecars.runtime import logging as rlog
 
 log = rlog.get_logger("node-register")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from csi_sidecars.csi.connection import Connection, connect
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.playground import objects
 from csi_sidecars.playground.apiclient import ApiError, RawApi
 from csi_sidecars.playground.controlplane import ControlPlane

@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.csi.sanitize import strip_secrets
 from csi_sidecars.playground.driver.faults import Faults, Patch
 from csi_sidecars.playground.driver.model import CsiError

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.playground.driver.core import VolumeCap
 from csi_sidecars.playground.driver.model import CsiError, GroupSnapshot, Snapshot, Volume
 from csi_sidecars.playground.driver.state import DriverState

@@ -16,7 +16,7 @@ from csi_sidecars.attacher import names
 from csi_sidecars.attacher.command import run_attacher
 from csi_sidecars.attacher.flags import AttacherFlags
 from csi_sidecars.csi.connection import Connection, connect
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.fake import FakeKube
 from csi_sidecars.kube.resources import (
     CSI_NODES,

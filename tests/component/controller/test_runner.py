@@ -19,7 +19,7 @@ from csi_sidecars.controller import (
     run_controller,
 )
 from csi_sidecars.csi.connection import LossPolicy, connect
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.csi.metrics import CSIMetrics
 from csi_sidecars.kube.fake import FakeKube
 from csi_sidecars.kube.options import KubeOptions

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from csi_sidecars.csi.gen import csi_pb2, csi_pb2_grpc
+from csi_sidecars.csi.messages import csi_pb2, csi_pb2_grpc
 
 # A probe step: True/False = ready value, None = ready unset, a StatusCode = fail with it,
 # a float = sleep that long first, then answer ready.

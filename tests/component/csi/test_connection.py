@@ -13,7 +13,7 @@ import pytest
 
 from csi_sidecars.csi import connection as connmod
 from csi_sidecars.csi.connection import ConnectTimeoutError, LossPolicy, connect, normalize_address
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.csi.metrics import CSIMetrics
 from tests.component.csi.fake_driver import FakeDriver, poll
 

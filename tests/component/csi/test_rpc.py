@@ -11,7 +11,7 @@ import pytest
 
 from csi_sidecars.csi import rpc
 from csi_sidecars.csi.connection import Connection, connect
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.csi.metrics import CSIMetrics
 from tests.component.csi.fake_driver import FakeDriver
 

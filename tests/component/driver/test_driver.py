@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 import pytest
 
-from csi_sidecars.csi.gen import csi_pb2 as pb
-from csi_sidecars.csi.gen import csi_pb2_grpc as pbg
+from csi_sidecars.csi.messages import csi_pb2 as pb
+from csi_sidecars.csi.messages import csi_pb2_grpc as pbg
 from csi_sidecars.playground.driver import load_state, run_driver, write_faults_file
 
 Code = grpc.StatusCode

@@ -23,7 +23,7 @@ import aiohttp
 import grpc
 from google.protobuf import wrappers_pb2
 
-from csi_sidecars.csi.gen import csi_pb2, csi_pb2_grpc
+from csi_sidecars.csi.messages import csi_pb2, csi_pb2_grpc
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[3]

@@ -12,7 +12,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from csi_sidecars.csi.gen import csi_pb2, csi_pb2_grpc
+from csi_sidecars.csi.messages import csi_pb2, csi_pb2_grpc
 from csi_sidecars.kube.fake import FakeKube
 from csi_sidecars.kube.options import KubeOptions
 from csi_sidecars.kube.resources import CSI_DRIVERS, EVENTS, ApiError, JsonDict

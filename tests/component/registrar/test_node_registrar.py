@@ -14,8 +14,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from csi_sidecars.csi.gen import pluginregistration_pb2 as pr
-from csi_sidecars.csi.gen import pluginregistration_pb2_grpc as pr_grpc
+from csi_sidecars.csi.messages import pluginregistration_pb2 as pr
+from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
 from tests.component.livenessprobe.helpers import FakeDriver, Role, free_port, http_get, poll
 
 DRIVER = "fake.csi.example.com"

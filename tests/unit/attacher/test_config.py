@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from csi_sidecars.attacher.config import AttacherConfig
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 
 SVC = csi_pb2.PluginCapability.Service
 RPC = csi_pb2.ControllerServiceCapability.RPC

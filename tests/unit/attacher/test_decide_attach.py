@@ -12,7 +12,7 @@ from csi_sidecars.attacher import names
 from csi_sidecars.attacher.config import AttacherConfig
 from csi_sidecars.attacher.decide import attach_outcome, decide_va
 from csi_sidecars.attacher.events import PodSelector
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.resources import ApiError
 from tests.unit.attacher.sim import (
     DRIVER,

@@ -14,7 +14,7 @@ from csi_sidecars.attacher.decide import decide_va, detach_outcome, step_failed
 from csi_sidecars.attacher.events import PodSelector
 from csi_sidecars.attacher.objects import SecretRef
 from csi_sidecars.attacher.patches import Patch
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.resources import ApiError
 from tests.unit.attacher.sim import (
     DRIVER,

@@ -7,7 +7,7 @@ from typing import Any
 from csi_sidecars.attacher import names
 from csi_sidecars.attacher.config import AttacherConfig
 from csi_sidecars.attacher.reconcile import Mismatch, published_nodes, reconcile
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from tests.unit.attacher.sim import DRIVER, make_csinode, make_pv, make_va
 
 CFG = AttacherConfig(DRIVER, supports_list_published_nodes=True)

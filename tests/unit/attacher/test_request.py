@@ -12,7 +12,7 @@ from csi_sidecars.attacher.request import (
     build_unpublish_request,
     volume_capability,
 )
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from tests.unit.attacher.sim import make_pv
 
 M = csi_pb2.VolumeCapability.AccessMode

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.descriptor import Descriptor
 
-from csi_sidecars.csi.gen import csi_pb2, csi_pb2_grpc, pluginregistration_pb2
+from csi_sidecars.csi.messages import csi_pb2, csi_pb2_grpc, pluginregistration_pb2
 
 # registrar-probe-spec.md §5.6: every `secrets` field marked csi_secret.
 EXPECTED_SECRETS = {

@@ -7,7 +7,7 @@ import json
 import pytest
 from google.protobuf.message import Message
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.csi.sanitize import STRIPPED, Stripped, is_secret, strip_secrets, to_dict
 
 SECRET = "s3cr3t-value"

@@ -89,10 +89,15 @@ async def test_finalizer_json_patch_test_fails_on_concurrent_change() -> None:
     assert fake.peek(VOLUME_ATTACHMENTS, "va")["metadata"]["finalizers"] == ["a", "other", "mine"]  # type: ignore[index]
 
 
-async def test_add_first_finalizer_tests_resource_version() -> None:
+async def test_add_first_finalizer_tests_the_absent_list() -> None:
     fake = FakeKube()
     seen = await fake.create(VOLUME_ATTACHMENTS, {"metadata": {"name": "va"}})
+    # An unrelated change does not make the guarded add fail ...
     await fake.patch(VOLUME_ATTACHMENTS, "va", {"metadata": {"labels": {"x": "y"}}})
+    unrelated = await fake.get(VOLUME_ATTACHMENTS, "va")
+    assert unrelated["metadata"].get("finalizers") is None
+    # ... another writer's first finalizer does.
+    await fake.patch(VOLUME_ATTACHMENTS, "va", {"metadata": {"finalizers": ["theirs"]}})
     with pytest.raises(ApiError) as err:
         await fake.patch(
             VOLUME_ATTACHMENTS, "va", add_finalizer_patch(seen, "mine"), patch_type="json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.provisioner.request import ProvisionerOptions
 
 DRIVER = "hostpath.csi.k8s.io"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.provisioner import deletion as dl
 from csi_sidecars.provisioner.secrets import SecretRef
 from tests.unit.provisioner.objs import DRIVER, sc

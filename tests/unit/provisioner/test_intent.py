@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.provisioner import intent as it
 from csi_sidecars.provisioner import keys, legacy
 from csi_sidecars.provisioner.intent import CleanupAction, IntentAction

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.provisioner import pv as pvmod
 from csi_sidecars.provisioner.request import plan_provision
 from csi_sidecars.provisioner.states import ProvisionError, ProvisioningState

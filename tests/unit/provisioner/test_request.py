@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.provisioner import request as rq
 from csi_sidecars.provisioner import sources as src
 from csi_sidecars.provisioner.request import build_create_request, make_volume_name, plan_provision

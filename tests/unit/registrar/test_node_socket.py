@@ -10,8 +10,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from csi_sidecars.csi.gen import pluginregistration_pb2 as pr
-from csi_sidecars.csi.gen import pluginregistration_pb2_grpc as pr_grpc
+from csi_sidecars.csi.messages import pluginregistration_pb2 as pr
+from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
 from csi_sidecars.registrar.node_health import (
     NO_SOCKET_BODY,
     check_registration_socket,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from csi_sidecars.provisioner.quantity import QuantityError, format_binary_si, quantity_to_bytes
+from csi_sidecars.kube.quantity import QuantityError, format_binary_si, quantity_to_bytes
 
 
 @pytest.mark.parametrize(
