@@ -34,7 +34,7 @@ HEADER = (
 )
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yaml.SafeDumper):  # type: ignore[misc]
     """Block style, no anchors; descriptions wrap, rules and messages never do."""
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -44,7 +44,8 @@ class _Dumper(yaml.SafeDumper):
         if getattr(self.event, "value", None) not in UNWRAPPED:
             super().process_scalar()
             return
-        width, self.best_width = self.best_width, 1_000_000
+        width: int = self.best_width  # type: ignore[has-type]
+        self.best_width = 1_000_000
         try:
             super().process_scalar()
         finally:
@@ -53,7 +54,7 @@ class _Dumper(yaml.SafeDumper):
 
 def render(definition: dict[str, Any]) -> str:
     """The file text of one CRD."""
-    body = yaml.dump(
+    body: str = yaml.dump(
         definition,
         Dumper=_Dumper,
         sort_keys=False,

@@ -14,6 +14,8 @@ QUANTITY_PATTERN = (
 )
 
 Schema = dict[str, Any]
+#: Marks an object that is replaced as a whole by server-side apply, never merged.
+ATOMIC_MAP: dict[str, Any] = {"x-kubernetes-map-type": "atomic"}
 
 #: CEL rules and messages, which are written on one line however long (so they can be grepped).
 UNWRAPPED: set[str] = set()
@@ -121,7 +123,7 @@ def object_reference(
     description: str, *rules: dict[str, str], atomic: bool = True, whose: str = "object"
 ) -> Schema:
     """A core/v1 ObjectReference."""
-    extra = {"x-kubernetes-map-type": "atomic"} if atomic else {}
+    extra: dict[str, Any] = {"x-kubernetes-map-type": "atomic"} if atomic else {}
     return obj(
         description,
         {
@@ -172,7 +174,7 @@ def label_selector(description: str, *rules: dict[str, str]) -> Schema:
             ),
         },
         rules=rules,
-        **{"x-kubernetes-map-type": "atomic"},
+        **ATOMIC_MAP,
     )
 
 
