@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from csi_sidecars import crds
-from tests.upstream import require_module
+from tests.support.upstream import require_module
 
 REPO = Path(__file__).resolve().parents[3]
 IGNORED_ANNOTATIONS = ("controller-gen.kubebuilder.io/version",)
