@@ -24,7 +24,7 @@ COPIES = {
     CHART / "files" / "crds": ROOT / "csi_sidecars" / "crds",
     CHART / "files" / "rbac": ROOT / "csi_sidecars" / "playground" / "rbac",
 }
-_APP_VERSION = re.compile(r'^appVersion: .*$', re.MULTILINE)
+_APP_VERSION = re.compile(r"^appVersion: .*$", re.MULTILINE)
 
 
 def package_version() -> str:
@@ -47,9 +47,7 @@ def wanted_files() -> dict[Path, str]:
         for path in sorted(source.glob("*.yaml")):
             files[target / path.name] = path.read_text()
     chart_yaml = (CHART / "Chart.yaml").read_text()
-    files[CHART / "Chart.yaml"] = _APP_VERSION.sub(
-        f'appVersion: "{package_version()}"', chart_yaml
-    )
+    files[CHART / "Chart.yaml"] = _APP_VERSION.sub(f'appVersion: "{package_version()}"', chart_yaml)
     return files
 
 
@@ -77,7 +75,8 @@ def main() -> int:
         return 0
     if args.check:
         print(
-            "sync-chart-files: stale: " + ", ".join(problems)
+            "sync-chart-files: stale: "
+            + ", ".join(problems)
             + "; run python scripts/sync-chart-files.py",
             file=sys.stderr,
         )
