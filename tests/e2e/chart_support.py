@@ -131,18 +131,28 @@ class HelmCli:
     ) -> str:
         """``helm install``; returns its output (with NOTES)."""
         return await self.run(
-            "install", release, str(chart or self.chart), "-n", namespace,
-            "-f", str(self.values_file(values)),
-        )  # fmt: skip
+            "install",
+            release,
+            str(chart or self.chart),
+            "-n",
+            namespace,
+            "-f",
+            str(self.values_file(values)),
+        )
 
     async def upgrade(
         self, release: str, namespace: str, values: Mapping[str, Any], chart: Path | None = None
     ) -> str:
         """``helm upgrade`` with exactly ``values`` (not merged with the previous ones)."""
         return await self.run(
-            "upgrade", release, str(chart or self.chart), "-n", namespace,
-            "-f", str(self.values_file(values)),
-        )  # fmt: skip
+            "upgrade",
+            release,
+            str(chart or self.chart),
+            "-n",
+            namespace,
+            "-f",
+            str(self.values_file(values)),
+        )
 
     async def uninstall(self, release: str, namespace: str) -> str:
         """``helm uninstall`` (waits until the objects are deleted)."""
