@@ -1,0 +1,312 @@
+"""What the chart renders, run under the chart's own RBAC on the testbed.
+
+The chart is installed with ``helm install``; the installed Deployment and DaemonSet are read
+back from the API server, and each csi-sidecars container runs as a local process the way the
+container would: its command and args as stored, its environment (downward API resolved), and
+the identity of its pod's ServiceAccount (a TokenRequest token in a kubeconfig; the node pods
+mount no token). Only what a local process must change is rewritten: ``--csi-address`` (the
+local driver socket), ``--http-endpoint`` (a free 127.0.0.1 port: in the pod it is the pod's
+network namespace), and node-driver-registrar's kubelet paths. Then the roles provision, attach,
+detach and delete with the chart's rules and no others; without one rule a role logs a clear
+403; ``helm upgrade`` puts the rule back and the role recovers; ``helm uninstall`` takes the
+CSIDriver the registrar made along (its ownerReference).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from csi_sidecars.cli import ROLES
+from csi_sidecars.playground import objects
+from csi_sidecars.playground.apiclient import RawApi
+from csi_sidecars.playground.controlplane import ControlPlane
+from csi_sidecars.playground.process import ManagedProcess, poll_until
+from tests.e2e.chart_support import (
+    CSIDRIVERS,
+    RBAC,
+    ChartContainer,
+    HelmCli,
+    HelmError,
+    chart_containers,
+    container_env,
+    driver_values,
+    role_command,
+    service_account_token,
+    token_kubeconfig,
+    unique,
+)
+from tests.e2e.conftest import require
+from tests.support.net import http_get
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+PREFIX = "rb-csi-sidecars"
+PV = "/api/v1/persistentvolumes"
+VA = "/apis/storage.k8s.io/v1/volumeattachments"
+CSINODES = "/apis/storage.k8s.io/v1/csinodes"
+#: Roles the chart renders that other branches are building (run once they are in the CLI).
+PENDING = {"resizer", "snapshotter", "snapshot-controller"}
+
+
+@dataclass
+class Release:
+    """The installed release, its driver and the role processes started from it."""
+
+    cp: ControlPlane
+    helm: HelmCli
+    namespace: str
+    driver: str
+    socket: Path
+    storage_class: str
+    values: dict[str, Any]
+    work: Path
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def api(self) -> RawApi:
+        return self.cp.admin
+
+    async def containers(self) -> list[ChartContainer]:
+        """The csi-sidecars containers of the installed controller Deployment and DaemonSet."""
+        apps = f"/apis/apps/v1/namespaces/{self.namespace}"
+        controller = await self.api.get(f"{apps}/deployments/{PREFIX}-controller")
+        node = await self.api.get(f"{apps}/daemonsets/{PREFIX}-node")
+        return chart_containers(controller) + chart_containers(node)
+
+    async def start(self, container: ChartContainer, key: str) -> ManagedProcess:
+        """Run ``container`` as a local process under its ServiceAccount's identity."""
+        node = self.cp.node_names[0]
+        env = container_env(
+            container, namespace=self.namespace, pod=f"{container.workload}-e2e", node=node
+        )
+        if container.automount:
+            token = await service_account_token(self.api, self.namespace, container.service_account)
+            env["KUBECONFIG"] = str(
+                token_kubeconfig(self.cp, token, self.work / f"{key}.kubeconfig")
+            )
+        else:
+            env["KUBECONFIG"] = str(self.work / "no-such.kubeconfig")
+        registry = None
+        if container.role == "node-driver-registrar":
+            registry = Path(tempfile.mkdtemp(prefix="reg-", dir=self.work))
+        cmd = role_command(container, env, socket=self.socket, registry_dir=registry)
+        assert cmd.rewritten.get("--csi-address") == "/csi/csi.sock", cmd.rewritten
+        proc = await self.cp.start_process(f"chart-{key}", cmd.argv, cmd.env)
+        self.processes[key] = proc
+        self.ports[key] = cmd.http_port
+        return proc
+
+    def log(self, key: str) -> str:
+        return self.processes[key].log_path.read_text(errors="replace")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def release(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[Release]:
+    """The chart installed for a driver of its own (attach enabled), registered on node-1."""
+    require("helm")
+    cp = control_plane
+    api = cp.admin
+    namespace = unique("rb")
+    await api.create(
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+    )
+    name = f"rb-{uuid.uuid4().hex[:6]}.csi.example.com"
+    work = Path(tempfile.mkdtemp(prefix="rb-"))
+    (work / "state").mkdir()
+    socket = work / "csi.sock"
+    driver = await cp.start_process(
+        f"driver-{name}",
+        [
+            sys.executable,
+            "-m",
+            "csi_sidecars.playground.driver",
+            f"--endpoint=unix://{socket}",
+            f"--nodeid={cp.node_names[0]}",
+            f"--drivername={name}",
+            f"--statedir={work / 'state'}",
+            "--enable-attach",
+        ],
+    )
+
+    async def listening() -> bool:
+        assert driver.running, driver.log_tail()
+        return socket.exists()
+
+    await poll_until(listening, 30, "the driver socket", fatal=(AssertionError,))
+    await cp.register_driver(cp.node_names[0], driver_name=name)
+    storage_class = unique("rb-sc")
+    values = driver_values(
+        name,
+        controller={"resizer": {"enabled": True}, "snapshotter": {"enabled": True}},
+        storageClasses=[{"name": storage_class, "volumeBindingMode": "Immediate"}],
+    )
+    helm = HelmCli(cp, tmp_path)
+    await helm.install("rb", namespace, values)
+    rel = Release(cp, helm, namespace, name, socket, storage_class, values, work)
+    try:
+        yield rel
+    finally:
+        for proc in rel.processes.values():
+            await proc.stop(timeout=10)
+        with contextlib.suppress(HelmError):  # the test uninstalls it unless it failed first
+            await helm.uninstall("rb", namespace)
+        await driver.stop(timeout=5)
+        await api.delete(f"{CSIDRIVERS}/{name}")
+        path = f"{CSINODES}/{cp.node_names[0]}"
+        current = await api.get(path)
+        current["spec"]["drivers"] = [d for d in current["spec"]["drivers"] if d["name"] != name]
+        await api.replace(path, current)
+        await api.delete(f"/api/v1/namespaces/{namespace}")
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _forbidden_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "403" in line or "forbidden" in line.lower()]
+
+
+async def _healthz(port: int) -> bool:
+    answer = await http_get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    return answer is not None and answer[0] == 200
+
+
+async def test_chart_roles_work_under_the_chart_rbac(release: Release) -> None:
+    api, ns = release.api, release.namespace
+    containers = await release.containers()
+    keys: dict[str, ChartContainer] = {}
+    for container in containers:
+        key = f"{container.workload.removeprefix(PREFIX + '-')}-{container.role}"
+        keys[key] = container
+    pending = {c.role for c in containers if c.role not in ROLES}
+    assert pending <= PENDING, f"the chart runs roles the CLI does not have: {pending}"
+    for key, container in keys.items():
+        if container.role in ROLES:
+            await release.start(container, key)
+    assert {
+        "controller-provisioner",
+        "controller-attacher",
+        "controller-cluster-driver-registrar",
+        "controller-livenessprobe",
+        "node-node-driver-registrar",
+        "node-livenessprobe",
+    } <= set(release.processes)
+
+    # cluster-driver-registrar: the CSIDriver, owned by the registrar's ClusterRole
+    owner = await api.get(f"{RBAC}/clusterroles/{PREFIX}-cluster-driver-registrar")
+    csidriver = await api.wait_for(
+        f"{CSIDRIVERS}/{release.driver}",
+        lambda o: bool(o["metadata"].get("ownerReferences")),
+        what="the CSIDriver with its owner",
+    )
+    assert csidriver["spec"]["attachRequired"] is True
+    assert [o["uid"] for o in csidriver["metadata"]["ownerReferences"]] == [
+        owner["metadata"]["uid"]
+    ]
+
+    # provisioner: a claim of the chart's StorageClass is provisioned
+    claims = f"/api/v1/namespaces/{ns}/persistentvolumeclaims"
+    await api.create(claims, objects.pvc("first", release.storage_class))
+    bound = await api.wait_for(
+        f"{claims}/first", lambda o: o.get("status", {}).get("phase") == "Bound", what="first"
+    )
+    pv_name = bound["spec"]["volumeName"]
+    assert (await api.get(f"{PV}/{pv_name}"))["spec"]["csi"]["driver"] == release.driver
+
+    # attacher: attach and detach
+    va_name = unique("va")
+    await api.create(
+        VA,
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "VolumeAttachment",
+            "metadata": {"name": va_name},
+            "spec": {
+                "attacher": release.driver,
+                "nodeName": release.cp.node_names[0],
+                "source": {"persistentVolumeName": pv_name},
+            },
+        },
+    )
+    await api.wait_for(
+        f"{VA}/{va_name}", lambda o: bool(o.get("status", {}).get("attached")), what="attached"
+    )
+
+    # the health endpoints of the node roles and the livenessprobes
+    for key in ("controller-livenessprobe", "node-livenessprobe", "node-node-driver-registrar"):
+        await poll_until(lambda k=key: _healthz(release.ports[k]), 30, f"{key} /healthz")
+
+    await api.delete(f"{VA}/{va_name}")
+    await api.wait_deleted(f"{VA}/{va_name}", 60)
+    await api.delete(f"{claims}/first")
+    await api.wait_deleted(f"{PV}/{pv_name}", 60)
+
+    # every role is still running and none was refused anything
+    for key, proc in release.processes.items():
+        assert proc.running, f"{key} exited:\n{proc.log_tail(40)}"
+        assert _forbidden_lines(release.log(key)) == [], key
+
+    # without one rule of its ClusterRole, the provisioner logs a clear 403 ...
+    role_path = f"{RBAC}/clusterroles/{PREFIX}-provisioner"
+    role = await api.get(role_path)
+    (index,) = [i for i, r in enumerate(role["rules"]) if r["resources"] == ["storageclasses"]]
+    await api.patch(role_path, [{"op": "remove", "path": f"/rules/{index}"}], kind="json")
+    await release.processes.pop("controller-provisioner").stop(timeout=10)
+    await release.start(keys["controller-provisioner"], "controller-provisioner-2")
+    await api.create(claims, objects.pvc("second", release.storage_class))
+
+    def refused() -> list[str]:
+        return [
+            line
+            for line in _forbidden_lines(release.log("controller-provisioner-2"))
+            if "storageclasses" in line
+        ]
+
+    async def logged() -> list[str] | None:
+        return refused() or None
+
+    (line, *_) = await poll_until(logged, 60, "the provisioner's 403 on storageclasses")
+    assert '"List/watch failed" resource="storageclasses" error="403 Forbidden' in line
+    assert (
+        f'User \\"system:serviceaccount:{ns}:{PREFIX}-controller\\" cannot list resource '
+        '\\"storageclasses\\"'
+    ) in line
+    second = await api.get(f"{claims}/second")
+    assert second["status"].get("phase") == "Pending"
+
+    # ... and once helm upgrade restores it, the provisioner recovers on its own
+    await release.helm.upgrade("rb", ns, release.values)
+    restored = await api.get(role_path)
+    assert any(r["resources"] == ["storageclasses"] for r in restored["rules"])
+    await api.wait_for(
+        f"{claims}/second",
+        lambda o: o.get("status", {}).get("phase") == "Bound",
+        timeout=120,
+        what="second bound after the rule is back",
+    )
+    await api.delete(f"{claims}/second")
+    await poll_until(lambda: _no_volumes_of(api, release.driver), 60, "the second volume deleted")
+
+    # helm uninstall: the pods would go, and the CSIDriver goes with the registrar's ClusterRole
+    for proc in release.processes.values():
+        await proc.stop(timeout=10)
+    release.processes.clear()
+    await release.helm.uninstall("rb", ns)
+    await api.wait_deleted(f"{CSIDRIVERS}/{release.driver}", 60)
+    assert await api.get_or_none(role_path) is None
+
+
+async def _no_volumes_of(api: RawApi, driver: str) -> bool:
+    listed = await api.get(PV)
+    return not [p for p in listed["items"] if p["spec"].get("csi", {}).get("driver") == driver]
