@@ -12,8 +12,7 @@ and return decisions, CSI requests (``csi_pb2`` messages), PV objects and events
 * :mod:`.pv`: CreateVolume response guards and the PV object.
 * :mod:`.states` / :mod:`.events`: error classification, follow-up, Go's event texts.
 * :mod:`.deletion`: which PVs to delete, finalizers, secrets, DeleteVolumeRequest.
-* :mod:`.intent`: the no-leak record and its decisions (below); :mod:`.legacy`: records of
-  the previous version (on the PVC), migrated into the journal.
+* :mod:`.intent`: the no-leak record and its decisions (below).
 
 The executors do the I/O the core asks for: :mod:`.provision` (one claim sync), :mod:`.lookups`
 (clone source, topology, Secret, VolumeAttributesClass), :mod:`.cleanup` (finishing a recorded

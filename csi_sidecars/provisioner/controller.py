@@ -4,8 +4,8 @@ Three queues, as in Go: ``claims`` (key ``namespace/name`` of a PVC, :class:`~.p
 ClaimSync`), ``volumes`` (PV name, :class:`~.delete.VolumeSync`; the two share one back-off, as
 sig-storage-lib's share one rate limiter) and ``cloning-protection`` (source PVC key, only when
 the driver can clone). Informer handlers only enqueue keys, and only for objects that may need
-work: claims that ask for our driver and are not bound yet, or have a journal record (or a
-legacy record on the PVC); PVs we own. Workers start once every informer has listed and the
+work: claims that ask for our driver and are not bound yet, or have a journal record; PVs we
+own. Workers start once every informer has listed and the
 journal (:mod:`.journal`) is loaded; its writer runs beside them, and the claims of every
 record it holds are synced first thing (that is how a restart finishes in-flight CreateVolumes).
 """
@@ -38,7 +38,6 @@ from csi_sidecars.provisioner.delete import VolumeSync
 from csi_sidecars.provisioner.intent import Intent
 from csi_sidecars.provisioner.journal import Journal, journal_name
 from csi_sidecars.provisioner.kubeio import KubeIO
-from csi_sidecars.provisioner.legacy import legacy_tracked
 from csi_sidecars.provisioner.metrics import ProvisionerMetrics
 from csi_sidecars.provisioner.objects import annotations_of, is_deleting, spec, uid
 from csi_sidecars.provisioner.provision import ClaimSync
@@ -154,7 +153,7 @@ class ProvisionerController:
         self.claim_queue.add(record.claim_key)
 
     def _wants_claim(self, pvc: Mapping[str, Any]) -> bool:
-        if legacy_tracked(pvc) or self.journal.knows_claim(object_key(dict(pvc))):
+        if self.journal.knows_claim(object_key(dict(pvc))):
             return True
         if spec(pvc).get("volumeName") or is_deleting(pvc):
             return False
@@ -195,13 +194,9 @@ class ProvisionerController:
             self.volume_queue.add(name)
         ref = spec(pv).get("claimRef")
         if isinstance(ref, dict) and ref.get("namespace") and ref.get("name"):
-            claim_key = f"{ref['namespace']}/{ref['name']}"
             record = self.journal.get(str(ref.get("uid") or ""))
             if record is not None and record.volume_name == object_key(pv):
                 self.journal.drop(record.pvc_uid)  # the PV exists: nothing is in flight
-            claim = self.caches.claim(claim_key)
-            if claim is not None and legacy_tracked(claim):
-                self.claim_queue.add(claim_key)
 
     def _volume_updated(self, old: JsonDict, new: JsonDict) -> None:
         self._volume_added(new)

@@ -24,11 +24,6 @@ rebuilt from the StorageClass (the record only pins topology, and only within th
 belong to its PVC UID is ignored; the recorded request is used only to clean up a volume that is
 then deleted or released.
 
-Compatibility: claims provisioned by the previous version carry the record on the PVC itself
-(annotation ``provisioner.csi-sidecars.io/create-intent`` plus finalizer
-``provisioner.csi-sidecars.io/volume-in-flight``); :mod:`.legacy` moves such a record into
-the journal, after which the PVC is released.
-
 Residual risk (documented, not handled): if the request changed between attempts (flags,
 StorageClass recreated) and the driver answers AlreadyExists to the newer request during
 cleanup, the volume ID cannot be learnt; the record is dropped with a
@@ -157,7 +152,7 @@ def make_intent(
 
 
 def intent_to_json(record: Intent) -> JsonDict:
-    """The record as a JSON object (the journal's and the legacy annotation's format)."""
+    """The record as a JSON object (one entry of the journal)."""
     out: JsonDict = {
         "v": INTENT_VERSION,
         "volumeName": record.volume_name,

@@ -2,7 +2,7 @@
 
 One module so every decision function and every test uses the same spelling; a drop-in
 replacement lives or dies by these strings. The two ``csi-sidecars.io`` strings at the end are our
-own (the no-leak intent record, see :mod:`csi_sidecars.provisioner`); Go has no equivalent.
+own (the no-leak journal, see :mod:`csi_sidecars.provisioner`); Go has no equivalent.
 """
 
 from __future__ import annotations
@@ -45,9 +45,7 @@ KIND_PVC = "PersistentVolumeClaim"
 KIND_SNAPSHOT = "VolumeSnapshot"
 SNAPSHOT_API_GROUP = "snapshot.storage.k8s.io"
 
-# Our own: the durable record of a CreateVolume that may be in flight (no-leak design).
-ANN_CREATE_INTENT = "provisioner.csi-sidecars.io/create-intent"
-INTENT_FINALIZER = "provisioner.csi-sidecars.io/volume-in-flight"
-# The journal (a Lease in the provisioner's namespace) keeps the records in these annotations.
+# Our own: the journal (a Lease in the provisioner's namespace) keeps the no-leak records in
+# these annotations.
 ANN_JOURNAL = "provisioner.csi-sidecars.io/journal"
 ANN_JOURNAL_RECORDS = "provisioner.csi-sidecars.io/journal-records"

@@ -113,13 +113,3 @@ async def build_request(
         mutable=params,
     )
     return plan, request
-
-
-async def try_build_request(
-    ctx: Context, pvc: Mapping[str, Any], sc: Mapping[str, Any] | None
-) -> csi_pb2.CreateVolumeRequest | None:
-    """:func:`build_request`, or None when it fails for any reason (cleanup fallback)."""
-    try:
-        return (await build_request(ctx, pvc, sc))[1]
-    except Exception:
-        return None

@@ -15,8 +15,7 @@
 Records are keyed by claim UID and found by claim name, so a sync of ``namespace/name`` also
 finishes the records of earlier claims of that name that are gone (:meth:`ClaimSync._orphans`).
 Go's in-memory ``claimsInProgress`` is not needed: the journal keeps a deleted claim's record
-until its CreateVolume has a final answer. Claims of the previous version (record on the PVC)
-are migrated first (:mod:`.legacy`).
+until its CreateVolume has a final answer.
 """
 
 from __future__ import annotations
@@ -26,14 +25,14 @@ from typing import Any
 
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, ApiError, JsonDict
-from csi_sidecars.provisioner import events, intent, keys, legacy
+from csi_sidecars.provisioner import events, intent, keys
 from csi_sidecars.provisioner.claims import ClaimAction, claim_class, should_provision
 from csi_sidecars.provisioner.claims import selected_node as claim_selected_node
 from csi_sidecars.provisioner.cleanup import run_cleanup
 from csi_sidecars.provisioner.context import DONE, RETRY, Context, Outcome, later
 from csi_sidecars.provisioner.intent import CleanupAction, IntentAction
 from csi_sidecars.provisioner.kubeio import api_message
-from csi_sidecars.provisioner.lookups import build_request, try_build_request
+from csi_sidecars.provisioner.lookups import build_request
 from csi_sidecars.provisioner.metrics import claim_source
 from csi_sidecars.provisioner.objects import (
     annotations_of,
@@ -65,10 +64,6 @@ log = rlog.get_logger("provisioner")
 PVC = PERSISTENT_VOLUME_CLAIMS
 
 
-def _release(pvc: JsonDict) -> JsonDict | None:
-    return legacy.without_intent(pvc) if legacy.legacy_tracked(pvc) else None
-
-
 #: What a failed journal write raises to :meth:`~.journal.Journal.record`.
 JOURNAL_ERRORS = (ApiError, TimeoutError, RuntimeError)
 
@@ -89,8 +84,6 @@ class ClaimSync:
         pvc = ctx.caches.claim(key)
         if ctx.io.stale(key, pvc):
             return later(1.0)  # the watch event of our own write re-queues it sooner
-        if pvc is not None and legacy.legacy_tracked(pvc):
-            return await self._migrate(pvc)
         orphans = await self._orphans(key, pvc)
         if orphans is not None:
             return orphans
@@ -251,16 +244,7 @@ class ClaimSync:
             return await self._failed(pvc, err)
         return None
 
-    async def _release(self, pvc: JsonDict) -> Outcome:
-        try:
-            await self.ctx.io.update_claim(pvc, _release)
-        except ApiError as exc:
-            if exc.not_found:
-                return DONE
-            return self._api_failed(pvc, "release the CreateVolume intent of", exc)
-        return DONE
-
-    # -- records of gone claims, legacy records ---------------------------------------------
+    # -- records of gone claims ------------------------------------------------------------
 
     async def _orphans(self, key: str, pvc: JsonDict | None) -> Outcome | None:
         """Finish the records of claims named ``key`` that are gone or being deleted.
@@ -286,39 +270,6 @@ class ClaimSync:
             ctx.pins.drop(record.pvc_uid)
             ctx.journal.drop(record.pvc_uid)
         return RETRY if retry else None
-
-    async def _migrate(self, pvc: JsonDict) -> Outcome:
-        """Move a previous version's record from the PVC into the journal, then release it."""
-        ctx = self.ctx
-        try:
-            expected = make_volume_name(
-                ctx.opts.volume_name_prefix, uid(pvc), ctx.opts.volume_name_uuid_length
-            )
-        except ProvisionError:
-            expected = ""
-        pv_exists = self._pv_exists(pvc)
-        rebuilt: intent.Intent | None = None
-        found, _ = legacy.read_intent(pvc, expected)
-        if found is None and is_deleting(pvc) and not pv_exists:
-            sc = ctx.caches.storage_class(claim_class(pvc))
-            request = await try_build_request(ctx, pvc, sc)
-            if request is not None:
-                rebuilt = intent.make_intent(pvc, request, sc)
-        step = legacy.legacy_import(
-            pvc, expected_name=expected, rebuilt=rebuilt, pv_exists=pv_exists
-        )
-        ctx.event(pvc, PVC, step.event)
-        if step.record is not None:
-            try:
-                await ctx.journal.record(step.record)
-            except JOURNAL_ERRORS as exc:
-                log.error(
-                    "Failed to move a claim's intent record into the journal",
-                    claim=f"{namespace(pvc)}/{name(pvc)}",
-                    error=api_message(exc),
-                )
-                return RETRY
-        return await self._release(pvc)
 
     # -- failures ---------------------------------------------------------------------------
 

@@ -10,13 +10,10 @@ import grpc
 from csi_sidecars.kube.resources import (
     LEASES,
     PERSISTENT_VOLUME_CLAIMS,
-    PERSISTENT_VOLUMES,
     SECRETS,
-    STORAGE_CLASSES,
 )
 from csi_sidecars.provisioner import keys
 from csi_sidecars.provisioner.journal import journal_name
-from csi_sidecars.provisioner.legacy import legacy_tracked, with_intent
 from tests.component.provisioner.harness import DRIVER, IDENTITY, NS, environment, poll
 
 
@@ -49,7 +46,9 @@ async def test_immediate_claim_gets_its_pv_and_the_record_is_dropped(tmp_path: P
         # ... and no PVC write was needed for it.
         assert not env.kube.actions_of("replace", PERSISTENT_VOLUME_CLAIMS)
         current = env.pvc("data")
-        assert current is not None and not legacy_tracked(current)
+        assert current is not None
+        ours = [f for f in current["metadata"].get("finalizers") or [] if "csi-sidecars" in f]
+        assert not ours and not any("csi-sidecars" in a for a in current["metadata"]["annotations"])
         reasons = [e[2] for e in env.events.of("data")]
         assert reasons == ["Provisioning", "ProvisioningSucceeded"]
         assert len(env.driver.calls_of("CreateVolume")) == 1
@@ -190,35 +189,3 @@ async def test_retries_send_the_same_topology_even_when_nodes_change(tmp_path: P
         await poll(lambda: env.pv_of(other), what="second PV")
         fresh = env.driver.calls_of("CreateVolume")[-1]
         assert len(fresh.accessibility_requirements.requisite) == 2
-
-
-async def test_claim_of_the_previous_version_is_migrated(tmp_path: Path) -> None:
-    """A claim recorded on the PVC (previous version), deleted while no provisioner ran: the
-    record moves into the journal, the claim is released, the volume is cleaned up."""
-    async with environment(tmp_path) as env:
-        await env.add_class()
-        pvc = await env.add_claim("old")
-        await env.start()
-        await poll(lambda: env.pv_of(pvc), what="PV")  # a volume exists ...
-        await env.crash()
-        pv = env.pv_of(pvc)
-        assert pv is not None
-        pv_name = pv["metadata"]["name"]
-        await env.kube.patch(PERSISTENT_VOLUMES, pv_name, {"metadata": {"finalizers": None}})
-        await env.kube.delete(PERSISTENT_VOLUMES, pv_name)  # ... without a PV
-        assert env.pv(pv_name) is None
-        current = env.pvc("old")
-        assert current is not None
-        request = env.driver.calls_of("CreateVolume")[0]
-        request.ClearField("secrets")
-        sc_obj = env.kube.peek(STORAGE_CLASSES, "fast")
-        await env.kube.replace(PERSISTENT_VOLUME_CLAIMS, with_intent(current, request, sc_obj), NS)
-        await env.kube.delete(PERSISTENT_VOLUME_CLAIMS, "old", NS)
-        held = env.pvc("old")
-        assert held is not None and legacy_tracked(held)  # held by the old finalizer
-        ctrl = await env.start()
-        await poll(lambda: env.pvc("old") is None, what="claim released")
-        await poll(lambda: not env.volumes(), what="volume cleaned up")
-        await env.idle()
-        assert ctrl.journal.records() == []  # dropped (written with a later write)
-        assert len(env.driver.calls_of("DeleteVolume")) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,6 @@ import pytest
 
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.provisioner import intent as it
-from csi_sidecars.provisioner import keys, legacy
 from csi_sidecars.provisioner.intent import CleanupAction, IntentAction
 from csi_sidecars.provisioner.pv import build_pv, check_create_response
 from csi_sidecars.provisioner.request import (
@@ -26,8 +26,6 @@ from csi_sidecars.provisioner.topology import TopologyRequirement
 from tests.unit.provisioner.objs import DRIVER, UID, options, pvc, sc
 
 S = grpc.StatusCode
-FIN = keys.INTENT_FINALIZER
-ANN = keys.ANN_CREATE_INTENT
 
 
 def rebuilt(claim: dict[str, Any] | None = None, cls: dict[str, Any] | None = None,
@@ -42,22 +40,9 @@ def record_of(claim: dict[str, Any] | None = None, **kw: Any) -> it.Intent:
     return it.make_intent(claim, rebuilt(claim, **kw), sc())
 
 
-def legacy_recorded(claim: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-    claim = claim or pvc()
-    return legacy.with_intent(claim, rebuilt(claim, **kw), sc())
-
-
 def deleting(claim: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(claim)
     out["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
-    return out
-
-
-def edit_record(claim: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    out = copy.deepcopy(claim)
-    data = json.loads(out["metadata"]["annotations"][ANN])
-    data.update(changes)
-    out["metadata"]["annotations"][ANN] = json.dumps(data)
     return out
 
 
@@ -88,59 +73,6 @@ def test_unusable_records_are_refused() -> None:
     tampered = {**data, "volumeName": victim, "request": request_to_json(req),
                 "digest": request_digest(req)}  # fmt: skip
     assert "not derived from the UID" in it.intent_from_json(tampered)[1]
-
-
-def test_legacy_record_roundtrips_and_releases() -> None:
-    claim = legacy_recorded()
-    raw = claim["metadata"]["annotations"][ANN]
-    assert "s3cret" not in raw
-    assert FIN in claim["metadata"]["finalizers"]
-    record, why = legacy.read_intent(claim)
-    assert why == "" and record is not None
-    assert record.volume_name == f"pvc-{UID}" and record.claim_name == pvc()["metadata"]["name"]
-    assert legacy.legacy_tracked(claim) and not legacy.legacy_tracked(pvc())
-    released = legacy.without_intent(claim)
-    assert ANN not in released["metadata"]["annotations"]
-    assert FIN not in released["metadata"]["finalizers"]
-    assert ANN in claim["metadata"]["annotations"]  # input untouched
-    assert legacy.read_intent(edit_record(claim, uid="other"))[0] is None
-
-
-LEGACY = legacy_recorded()
-LegacyRow = tuple[str, dict[str, Any], bool, bool, str]
-LEGACY_ROWS: list[LegacyRow] = [
-    ("live, record", LEGACY, False, False, "record"),
-    ("live, PV saved", LEGACY, False, True, "none"),
-    ("deleting, record", deleting(LEGACY), False, False, "record"),
-    ("deleting, record garbage, rebuilt", deleting(edit_record(LEGACY, v=9)), True, False,
-     "rebuilt"),
-    ("deleting, record garbage, no request", deleting(edit_record(LEGACY, v=9)), False, False,
-     "event"),
-    ("live, record garbage", edit_record(LEGACY, v=9), True, False, "none"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("claim", "with_rebuilt", "pv_exists", "expect"),
-    [r[1:] for r in LEGACY_ROWS],
-    ids=[r[0] for r in LEGACY_ROWS],
-)
-def test_legacy_import(claim: dict[str, Any], with_rebuilt: bool, pv_exists: bool,
-                       expect: str) -> None:  # fmt: skip
-    rebuilt_record = record_of() if with_rebuilt else None
-    step = legacy.legacy_import(
-        claim, expected_name=f"pvc-{UID}", rebuilt=rebuilt_record, pv_exists=pv_exists
-    )
-    if expect == "record":
-        assert step.record is not None and step.record.digest == request_digest(rebuilt())
-    elif expect == "rebuilt":
-        assert step.record is rebuilt_record
-    else:
-        assert step.record is None
-    assert (step.event is not None) == (expect == "event")
-    if step.event is not None:
-        assert step.event.reason == "ProvisioningCleanupFailed"
-        assert "may be orphaned" in step.event.message
 
 
 REC = record_of()
@@ -245,7 +177,7 @@ def test_after_cleanup_delete(deleting_: bool, code: Any, action: CleanupAction)
 
 
 def test_cleanup_reclaim_policy() -> None:
-    record, _ = legacy.read_intent(edit_record(LEGACY, reclaimPolicy="Retain"))
+    record = dataclasses.replace(record_of(), reclaim_policy="Retain")
     assert it.cleanup_reclaim_policy(record, sc(reclaimPolicy="Delete")) == "Delete"
     assert it.cleanup_reclaim_policy(record, None) == "Retain"
     assert it.cleanup_reclaim_policy(None, None) == "Delete"
