@@ -24,24 +24,26 @@ from csi_sidecars.controller import (
     ControllerOptions,
     DriverInfo,
     Lead,
-    release_on_exit,
     run_controller,
 )
 from csi_sidecars.kube.leaderelection import lease_namespace
-from csi_sidecars.kube.options import KubeOptions
 from csi_sidecars.kube.resources import Resource
 from csi_sidecars.provisioner.context import Settings
 from csi_sidecars.provisioner.controller import ProvisionerController
 from csi_sidecars.provisioner.events import Event
-from csi_sidecars.provisioner.flags import ProvisionerConfig, build_config, provisioner_options
+from csi_sidecars.provisioner.flags import (
+    GATE_TOPOLOGY,
+    GATE_VAC,
+    ROLE,
+    ProvisionerConfig,
+    provisioner_options,
+)
 from csi_sidecars.provisioner.request import ProvisionerOptions
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.runtime.flags import GoCommand
 
 log = rlog.get_logger("provisioner")
-
-ROLE = "provisioner"
 
 
 def make_identity(driver: str, now_ms: int | None = None) -> str:
@@ -55,36 +57,16 @@ def lock_name(info: DriverInfo) -> str:
     return info.name.replace("/", "-")
 
 
-def kube_options(config: ProvisionerConfig) -> KubeOptions:
-    """The Kubernetes client and leader election settings of ``config``."""
-    kube = KubeOptions(
-        kubeconfig=config.kubeconfig,
-        qps=config.kube_api_qps,
-        burst=config.kube_api_burst,
-        leader_election=config.leader_election,
-        leader_election_namespace=config.leader_election_namespace,
-        lease_duration=config.leader_election_lease_duration,
-        renew_deadline=config.leader_election_renew_deadline,
-        retry_period=config.leader_election_retry_period,
-        leader_election_labels=dict(config.leader_election_labels),
-        # As every csi-sidecars role: release the Lease on SIGTERM unless turned off (Go does
-        # only with the ReleaseLeaderElectionOnExit gate, which release_on_exit adds below).
-        release_on_stop=config.leader_election_release_on_stop,
-    )
-    release_on_exit(kube, config.feature_gates.get("ReleaseLeaderElectionOnExit", False))
-    return kube
-
-
 def controller_options(config: ProvisionerConfig) -> ControllerOptions:
     """The shared controller options of ``config``."""
     return ControllerOptions(
         role=ROLE,
         event_component="external-provisioner",
-        csi_address=config.csi_address,
-        timeout=config.timeout,
-        http_endpoint=config.http_endpoint,
-        metrics_address=config.metrics_address,
-        metrics_path=config.metrics_path,
+        csi_address=config.csi.address,
+        timeout=config.csi.timeout,
+        http_endpoint=config.http.endpoint,
+        metrics_address=config.http.metrics_address,
+        metrics_path=config.http.metrics_path,
     )
 
 
@@ -93,7 +75,7 @@ def make_setup(config: ProvisionerConfig) -> Any:
 
     def setup(ctx: ControllerContext) -> Lead:
         info = ctx.driver
-        gates = config.feature_gates
+        gates = config.gates
         opts = ProvisionerOptions(
             driver=info.name,
             volume_name_prefix=config.volume_name_prefix,
@@ -102,15 +84,15 @@ def make_setup(config: ProvisionerConfig) -> Any:
             extra_create_metadata=config.extra_create_metadata,
             plugin_capabilities=info.plugin_capabilities,
             controller_capabilities=info.controller_capabilities,
-            topology_gate=gates.get("Topology", True),
-            vac_gate=gates.get("VolumeAttributesClass", True),
+            topology_gate=gates[GATE_TOPOLOGY],
+            vac_gate=gates[GATE_VAC],
         )
         settings = Settings(
             identity=make_identity(info.name),
-            timeout=config.timeout,
+            timeout=config.csi.timeout,
             strict_topology=config.strict_topology,
             immediate_topology=config.immediate_topology,
-            retry_interval_max=config.retry_interval_max,
+            retry_interval_max=config.retry.maximum,
             controller_publish_readonly=config.controller_publish_readonly,
         )
         recorder = ctx.recorder
@@ -129,13 +111,13 @@ def make_setup(config: ProvisionerConfig) -> Any:
             registry=ctx.registry,
             worker_threads=config.worker_threads,
             cloning_threads=config.cloning_protection_threads,
-            retry_start=config.retry_interval_start,
-            retry_max=config.retry_interval_max,
+            retry_start=config.retry.start,
+            retry_max=config.retry.maximum,
             make_informer=lambda res, fields, resync, idx: ctx.informer(
                 res, fields=fields, resync=resync, indexers=idx
             ),
             make_queue=lambda name, start, maximum: ctx.queue(name, start=start, maximum=maximum),
-            journal_namespace=lease_namespace(config.leader_election_namespace),
+            journal_namespace=lease_namespace(config.kube.leader_election_namespace),
         )
         log.info(
             "Provisioner configured",
@@ -155,7 +137,7 @@ async def run_provisioner(config: ProvisionerConfig, stop: asyncio.Event) -> int
         log.warning(warning)
     return await run_controller(
         controller_options(config),
-        kube_options(config),
+        config.kube,
         stop,
         lock_name=lock_name,
         setup=make_setup(config),
@@ -168,9 +150,7 @@ async def run_provisioner(config: ProvisionerConfig, stop: asyncio.Event) -> int
     help="Create and delete volumes for PersistentVolumeClaims (external-provisioner).",
 )
 @provisioner_options
-@app.common_options
-def command(*, v: int, logging_format: str, version: bool, **values: Any) -> None:
+def command(*, config: ProvisionerConfig) -> None:
     """Run the provisioner role."""
-    app.start(ROLE, v, logging_format, version)
-    config = build_config(**values)
+    app.start(ROLE, config.v, config.logging_format, config.version)
     app.run(lambda stop: run_provisioner(config, stop))
