@@ -9,11 +9,11 @@ CSINodes, Nodes and VolumeAttachments are cached only when the driver needs them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from csi_sidecars.controller import ControllerContext
 from csi_sidecars.kube.informer import Informer
-from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import (
     CSI_NODES,
     NODES,
@@ -22,9 +22,8 @@ from csi_sidecars.kube.resources import (
     STORAGE_CLASSES,
     VOLUME_ATTACHMENTS,
     JsonDict,
-    Resource,
 )
-from csi_sidecars.kube.store import Indexer, Store
+from csi_sidecars.kube.store import Store
 from csi_sidecars.provisioner import keys
 from csi_sidecars.provisioner.objects import namespace, spec
 
@@ -86,26 +85,6 @@ def _by_pv(va: JsonDict) -> list[str]:
     return [str(pv_name)] if pv_name else []
 
 
-#: ``make(resource, fields, resync, indexers)``: an informer factory (the controller runner's).
-InformerFactory = Callable[
-    [Resource, Sequence[str] | None, float, Mapping[str, Indexer] | None], Informer
-]
-
-
-def informer_factory(port: KubePort) -> InformerFactory:
-    """A factory of plain informers on ``port`` (without the controller runner)."""
-
-    def make(
-        resource: Resource,
-        fields: Sequence[str] | None,
-        resync: float,
-        indexers: Mapping[str, Indexer] | None,
-    ) -> Informer:
-        return Informer(port, resource, fields=fields, resync_period=resync, indexers=indexers)
-
-    return make
-
-
 class StoreMapping(Mapping[str, JsonDict]):
     """A read-only ``name -> object`` view of a cluster-scoped store (no copy of the store)."""
 
@@ -126,10 +105,10 @@ class StoreMapping(Mapping[str, JsonDict]):
 
 
 class Caches:
-    """The informers of one provisioner.
+    """The informers of one provisioner, declared on the controller runner's context.
 
     Args:
-        make: creates (and registers) an informer.
+        ctx: the runner's context (informers start and sync before the workers).
         topology: cache CSINodes and Nodes (driver supports topology).
         attachments: cache VolumeAttachments (driver has PUBLISH_UNPUBLISH_VOLUME).
         resync_period: resync of the PVC and PV informers (0 disables).
@@ -137,24 +116,26 @@ class Caches:
 
     def __init__(
         self,
-        make: InformerFactory,
+        ctx: ControllerContext,
         *,
         topology: bool,
         attachments: bool,
         resync_period: float = RESYNC_PERIOD,
     ) -> None:
-        self.claims = make(
+        self.claims = ctx.informer(
             PERSISTENT_VOLUME_CLAIMS,
-            PVC_FIELDS,
-            resync_period,
-            {CLONE_SOURCE_INDEX: _by_clone_source},
+            fields=PVC_FIELDS,
+            resync=resync_period,
+            indexers={CLONE_SOURCE_INDEX: _by_clone_source},
         )
-        self.volumes = make(PERSISTENT_VOLUMES, PV_FIELDS, resync_period, None)
-        self.classes = make(STORAGE_CLASSES, None, 0.0, None)
-        self.csinodes = make(CSI_NODES, CSINODE_FIELDS, 0.0, None) if topology else None
-        self.nodes = make(NODES, NODE_FIELDS, 0.0, None) if topology else None
+        self.volumes = ctx.informer(PERSISTENT_VOLUMES, fields=PV_FIELDS, resync=resync_period)
+        self.classes = ctx.informer(STORAGE_CLASSES)
+        self.csinodes = ctx.informer(CSI_NODES, fields=CSINODE_FIELDS) if topology else None
+        self.nodes = ctx.informer(NODES, fields=NODE_FIELDS) if topology else None
         self.attachments = (
-            make(VOLUME_ATTACHMENTS, VA_FIELDS, 0.0, {PV_INDEX: _by_pv}) if attachments else None
+            ctx.informer(VOLUME_ATTACHMENTS, fields=VA_FIELDS, indexers={PV_INDEX: _by_pv})
+            if attachments
+            else None
         )
         self.csinode_map = StoreMapping(self.csinodes.store) if self.csinodes else {}
         self.node_map = StoreMapping(self.nodes.store) if self.nodes else {}

@@ -77,7 +77,7 @@ async def _adopt(
 ) -> bool:
     plan = _adoption_plan(ctx, pvc, sc, request)
     klass: JsonDict = dict(sc) if sc is not None else {}
-    klass.setdefault("provisioner", ctx.opts.driver)
+    klass.setdefault("provisioner", ctx.opts.driver_name)
     klass["reclaimPolicy"] = policy
     pv = ctx.build_pv(plan, pvc, klass, volume, volume.capacity_bytes or plan.required_bytes)
     try:

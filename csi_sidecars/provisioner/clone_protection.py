@@ -11,8 +11,9 @@ retries with back-off (Go's ``CloningProtectionController``).
 from __future__ import annotations
 
 from csi_sidecars.kube.resources import ApiError, JsonDict
+from csi_sidecars.kube.workqueue import Result
 from csi_sidecars.provisioner import keys
-from csi_sidecars.provisioner.context import DONE, RETRY, Context, Outcome
+from csi_sidecars.provisioner.context import DONE, RETRY, Context
 from csi_sidecars.provisioner.kubeio import api_message
 from csi_sidecars.provisioner.objects import finalizers, is_deleting, status
 from csi_sidecars.runtime import logging as rlog
@@ -39,7 +40,7 @@ class CloneProtection:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    async def sync(self, key: str) -> Outcome:
+    async def sync(self, key: str) -> Result:
         """Process the source PVC ``namespace/name`` once."""
         ctx = self.ctx
         pvc = ctx.caches.claim(key)

@@ -15,7 +15,7 @@ import random
 import socket
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
 
 import click
 
@@ -26,19 +26,12 @@ from csi_sidecars.controller import (
     Lead,
     run_controller,
 )
-from csi_sidecars.kube.leaderelection import lease_namespace
-from csi_sidecars.kube.resources import Resource
-from csi_sidecars.provisioner.context import Settings
+from csi_sidecars.controller.runner import Setup
+from csi_sidecars.csi.connection import Connection
+from csi_sidecars.csi.metrics import CSIMetrics
+from csi_sidecars.kube.port import KubePort
 from csi_sidecars.provisioner.controller import ProvisionerController
-from csi_sidecars.provisioner.events import Event
-from csi_sidecars.provisioner.flags import (
-    GATE_TOPOLOGY,
-    GATE_VAC,
-    ROLE,
-    ProvisionerConfig,
-    provisioner_options,
-)
-from csi_sidecars.provisioner.request import ProvisionerOptions
+from csi_sidecars.provisioner.flags import ROLE, ProvisionerConfig, provisioner_options
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.runtime.flags import GoCommand
@@ -70,69 +63,56 @@ def controller_options(config: ProvisionerConfig) -> ControllerOptions:
     )
 
 
-def make_setup(config: ProvisionerConfig) -> Any:
-    """The ``setup(ctx)`` of the controller runner for ``config``."""
+def make_setup(
+    config: ProvisionerConfig,
+    *,
+    on_setup: Callable[[ProvisionerController], object] | None = None,
+) -> Setup:
+    """The ``setup(ctx)`` of the controller runner for ``config``.
+
+    Args:
+        config: the provisioner's flags.
+        on_setup: called with the controller once it is declared (tests watch it).
+    """
 
     def setup(ctx: ControllerContext) -> Lead:
         info = ctx.driver
-        gates = config.gates
-        opts = ProvisionerOptions(
-            driver=info.name,
-            volume_name_prefix=config.volume_name_prefix,
-            volume_name_uuid_length=config.volume_name_uuid_length,
-            default_fstype=config.default_fstype,
-            extra_create_metadata=config.extra_create_metadata,
-            plugin_capabilities=info.plugin_capabilities,
-            controller_capabilities=info.controller_capabilities,
-            topology_gate=gates[GATE_TOPOLOGY],
-            vac_gate=gates[GATE_VAC],
-        )
-        settings = Settings(
-            identity=make_identity(info.name),
-            timeout=config.csi.timeout,
-            strict_topology=config.strict_topology,
-            immediate_topology=config.immediate_topology,
-            retry_interval_max=config.retry.maximum,
-            controller_publish_readonly=config.controller_publish_readonly,
-        )
-        recorder = ctx.recorder
         # sig-storage-lib's event source: <provisioner>_<hostname>_<uuid>.
-        recorder.component = f"{info.name}_{socket.gethostname()}_{uuid.uuid4()}"
-
-        def emit(obj: Any, resource: Resource, event: Event) -> None:
-            recorder.event(obj, event.type, event.reason, event.message, resource=resource)
-
-        controller = ProvisionerController(
-            ctx.port,
-            ctx.conn.controller,
-            opts,
-            settings,
-            emit=emit,
-            registry=ctx.registry,
-            worker_threads=config.worker_threads,
-            cloning_threads=config.cloning_protection_threads,
-            retry_start=config.retry.start,
-            retry_max=config.retry.maximum,
-            make_informer=lambda res, fields, resync, idx: ctx.informer(
-                res, fields=fields, resync=resync, indexers=idx
-            ),
-            make_queue=lambda name, start, maximum: ctx.queue(name, start=start, maximum=maximum),
-            journal_namespace=lease_namespace(config.kube.leader_election_namespace),
-        )
+        ctx.recorder.component = f"{info.name}_{socket.gethostname()}_{uuid.uuid4()}"
+        controller = ProvisionerController(ctx, config, identity=make_identity(info.name))
         log.info(
             "Provisioner configured",
             driver=info.name,
-            identity=settings.identity,
-            topology=opts.supports_topology,
+            identity=controller.identity,
+            topology=controller.shared.opts.supports_topology,
             workers=config.worker_threads,
         )
+        if on_setup is not None:
+            on_setup(controller)
         return controller.lead
 
     return setup
 
 
-async def run_provisioner(config: ProvisionerConfig, stop: asyncio.Event) -> int:
-    """Run the provisioner until ``stop``; returns the exit code."""
+async def run_provisioner(
+    config: ProvisionerConfig,
+    stop: asyncio.Event,
+    *,
+    port: KubePort | None = None,
+    conn: Connection | None = None,
+    metrics: CSIMetrics | None = None,
+    on_setup: Callable[[ProvisionerController], object] | None = None,
+) -> int:
+    """Run the provisioner until ``stop``; returns the exit code.
+
+    Args:
+        config: the provisioner's flags.
+        stop: set on SIGTERM/SIGINT.
+        port: a Kubernetes port instead of a client from ``--kubeconfig`` (tests).
+        conn: a driver connection instead of dialling ``--csi-address`` (tests).
+        metrics: CSI metrics to use (tests).
+        on_setup: called with the controller once it is declared (tests).
+    """
     for warning in config.warnings:
         log.warning(warning)
     return await run_controller(
@@ -140,7 +120,10 @@ async def run_provisioner(config: ProvisionerConfig, stop: asyncio.Event) -> int
         config.kube,
         stop,
         lock_name=lock_name,
-        setup=make_setup(config),
+        setup=make_setup(config, on_setup=on_setup),
+        port=port,
+        conn=conn,
+        metrics=metrics,
     )
 
 

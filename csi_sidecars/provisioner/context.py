@@ -2,7 +2,8 @@
 
 The executors (:mod:`.provision`, :mod:`.cleanup`, :mod:`.delete`, :mod:`.clone_protection`)
 are thin: they read the caches, call the pure core, and do the I/O it asks for through a
-:class:`Context`. A sync returns an :class:`Outcome` that tells the work queue what to do next.
+:class:`Context`. A sync returns the work queue's :data:`~csi_sidecars.kube.workqueue.Result`:
+:data:`DONE`, :data:`RETRY` (back-off) or :class:`~csi_sidecars.kube.workqueue.After`.
 CSI calls go through :meth:`Context.create_volume` / :meth:`Context.delete_volume`, each bounded
 by ``--timeout``; their failures come back as a gRPC code (None when not a gRPC status) and Go's
 error text.
@@ -19,7 +20,9 @@ import grpc
 
 from csi_sidecars.csi.codes import GO_DEADLINE, error_code, format_error
 from csi_sidecars.csi.messages import csi_pb2, csi_pb2_grpc
+from csi_sidecars.kube.events import EventRecorder
 from csi_sidecars.kube.resources import JsonDict, Resource
+from csi_sidecars.kube.workqueue import Result
 from csi_sidecars.provisioner.caches import Caches
 from csi_sidecars.provisioner.events import Event
 from csi_sidecars.provisioner.journal import Journal
@@ -30,31 +33,10 @@ from csi_sidecars.provisioner.request import ProvisionerOptions, ProvisionPlan
 from csi_sidecars.provisioner.states import delete_volume_succeeded
 from csi_sidecars.provisioner.topology import TopologyPins
 
-#: ``emit(object, resource, event)``: record an event on an object.
-Emit = Callable[[Mapping[str, Any], Resource, Event], None]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the work queue does with a key after a sync.
-
-    Attributes:
-        retry: re-queue with the key's exponential back-off.
-        after: re-queue after this many seconds (no back-off step), e.g. the slow retry of an
-            infeasible claim.
-    """
-
-    retry: bool = False
-    after: float | None = None
-
-
-DONE = Outcome()
-RETRY = Outcome(retry=True)
-
-
-def later(seconds: float) -> Outcome:
-    """Re-queue after ``seconds`` without counting a failure."""
-    return Outcome(after=max(0.0, seconds))
+#: The key is finished for now (its back-off is reset).
+DONE: Result = True
+#: Try the key again with per-key exponential back-off.
+RETRY: Result = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +80,7 @@ class Context:
     csi: csi_pb2_grpc.ControllerAsyncStub
     opts: ProvisionerOptions
     settings: Settings
-    emit: Emit
+    recorder: EventRecorder
     metrics: ProvisionerMetrics
     pins: TopologyPins = field(default_factory=TopologyPins)
     monotonic: Callable[[], float] = time.monotonic
@@ -106,12 +88,14 @@ class Context:
     @property
     def known_names(self) -> set[str]:
         """The driver name and any additional provisioner names."""
-        return {self.opts.driver, *self.settings.additional_names}
+        return {self.opts.driver_name, *self.settings.additional_names}
 
     def event(self, obj: Mapping[str, Any], resource: Resource, event: Event | None) -> None:
         """Record ``event`` on ``obj`` (no-op for None)."""
         if event is not None:
-            self.emit(obj, resource, event)
+            self.recorder.event(
+                dict(obj), event.type, event.reason, event.message, resource=resource
+            )
 
     def build_pv(
         self,
@@ -128,7 +112,7 @@ class Context:
             sc,
             volume,
             capacity_bytes,
-            driver=self.opts.driver,
+            driver=self.opts.driver_name,
             identity=self.settings.identity,
             supports_topology=self.opts.supports_topology,
             controller_publish_readonly=self.settings.controller_publish_readonly,

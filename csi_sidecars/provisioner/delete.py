@@ -15,8 +15,9 @@
 from __future__ import annotations
 
 from csi_sidecars.kube.resources import PERSISTENT_VOLUMES, ApiError
+from csi_sidecars.kube.workqueue import Result
 from csi_sidecars.provisioner import deletion, events, keys
-from csi_sidecars.provisioner.context import DONE, RETRY, Context, Outcome
+from csi_sidecars.provisioner.context import DONE, RETRY, Context
 from csi_sidecars.provisioner.deletion import DeleteError
 from csi_sidecars.provisioner.kubeio import api_message
 from csi_sidecars.provisioner.objects import JsonDict, is_deleting, name
@@ -43,7 +44,7 @@ class VolumeSync:
         #: still shows our finalizer must not send DeleteVolume again.
         self._deleted: set[str] = set()
 
-    async def sync(self, pv_name: str) -> Outcome:
+    async def sync(self, pv_name: str) -> Result:
         """Process the PV ``pv_name`` once."""
         ctx = self.ctx
         pv = ctx.caches.volume(pv_name)
@@ -74,7 +75,7 @@ class VolumeSync:
         """Drop the bookkeeping of a PV that is gone."""
         self._deleted.discard(pv_name)
 
-    async def _delete(self, pv: JsonDict) -> Outcome:
+    async def _delete(self, pv: JsonDict) -> Result:
         ctx = self.ctx
         started = ctx.monotonic()
         pv_name = name(pv)
@@ -103,7 +104,7 @@ class VolumeSync:
 
     async def _finish(
         self, pv: JsonDict, target: JsonDict, klass: str, started: float | None
-    ) -> Outcome:
+    ) -> Result:
         ctx = self.ctx
         pv_name = name(pv)
         try:
@@ -124,7 +125,7 @@ class VolumeSync:
             log.info("Deleting without secrets", pv=name(pv), reason=str(err))
             return {}
 
-    def _failed(self, pv: JsonDict, klass: str, message: str) -> Outcome:
+    def _failed(self, pv: JsonDict, klass: str, message: str) -> Result:
         ctx = self.ctx
         log.error("Failed to delete volume", pv=name(pv), error=message)
         ctx.event(pv, PV, events.volume_failed_delete(message))

@@ -63,7 +63,7 @@ def requirement(
         return pinned
     pvc_uid = uid(pvc)
     result, pin = accessibility_requirements(
-        driver=ctx.opts.driver,
+        driver=ctx.opts.driver_name,
         pvc_uid=pvc_uid,
         pvc_name=name(pvc),
         allowed_topologies=allowed,
@@ -84,7 +84,7 @@ async def mutable(ctx: Context, vac_name: str) -> dict[str, str]:
         vac = await ctx.io.port.get(VOLUME_ATTRIBUTES_CLASSES, vac_name)
     except ApiError as exc:
         raise ProvisionError(api_message(exc), NO_CHANGE) from None
-    return mutable_parameters(vac, ctx.opts.driver)
+    return mutable_parameters(vac, ctx.opts.driver_name)
 
 
 async def build_request(

@@ -25,11 +25,12 @@ from typing import Any
 
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, ApiError, JsonDict
+from csi_sidecars.kube.workqueue import After, Result
 from csi_sidecars.provisioner import events, intent, keys
 from csi_sidecars.provisioner.claims import ClaimAction, claim_class, should_provision
 from csi_sidecars.provisioner.claims import selected_node as claim_selected_node
 from csi_sidecars.provisioner.cleanup import run_cleanup
-from csi_sidecars.provisioner.context import DONE, RETRY, Context, Outcome, later
+from csi_sidecars.provisioner.context import DONE, RETRY, Context
 from csi_sidecars.provisioner.intent import CleanupAction, IntentAction
 from csi_sidecars.provisioner.kubeio import api_message
 from csi_sidecars.provisioner.lookups import build_request
@@ -78,12 +79,12 @@ class ClaimSync:
 
     # -- entry ------------------------------------------------------------------------------
 
-    async def sync(self, key: str) -> Outcome:
+    async def sync(self, key: str) -> Result:
         """Process the claim ``namespace/name`` once (and the records of gone claims of it)."""
         ctx = self.ctx
         pvc = ctx.caches.claim(key)
         if ctx.io.stale(key, pvc):
-            return later(1.0)  # the watch event of our own write re-queues it sooner
+            return After(1.0)  # the watch event of our own write re-queues it sooner
         orphans = await self._orphans(key, pvc)
         if orphans is not None:
             return orphans
@@ -94,7 +95,7 @@ class ClaimSync:
         decision = should_provision(
             pvc,
             sc,
-            driver=ctx.opts.driver,
+            driver=ctx.opts.driver_name,
             additional_names=ctx.settings.additional_names,
             pv_exists=pv_exists,
         )
@@ -141,11 +142,11 @@ class ClaimSync:
         del self._slow[uid(pvc)]
         return 0.0
 
-    async def _provision(self, pvc: JsonDict, sc: Mapping[str, Any] | None) -> Outcome:
+    async def _provision(self, pvc: JsonDict, sc: Mapping[str, Any] | None) -> Result:
         ctx = self.ctx
         wait = self._slow_wait(pvc, sc)
         if wait > 0:
-            return later(wait)
+            return After(wait)
         started = ctx.monotonic()
         ctx.event(pvc, PVC, events.provisioning(namespace(pvc), name(pvc)))
         try:
@@ -184,7 +185,7 @@ class ClaimSync:
         plan: ProvisionPlan,
         request: csi_pb2.CreateVolumeRequest,
         started: float,
-    ) -> Outcome:
+    ) -> Result:
         ctx = self.ctx
         if plan.data_source is not None:
             source_key = f"{plan.data_source.namespace}/{plan.data_source.name}"
@@ -221,7 +222,7 @@ class ClaimSync:
         ctx.journal.drop(uid(pvc))
         return DONE
 
-    async def _protect_clone_source(self, pvc: JsonDict, source_key: str) -> Outcome | None:
+    async def _protect_clone_source(self, pvc: JsonDict, source_key: str) -> Result | None:
         ctx = self.ctx
         source = ctx.caches.claim(source_key)
         if source is None or clone_source_finalizers(source) is None:
@@ -246,7 +247,7 @@ class ClaimSync:
 
     # -- records of gone claims ------------------------------------------------------------
 
-    async def _orphans(self, key: str, pvc: JsonDict | None) -> Outcome | None:
+    async def _orphans(self, key: str, pvc: JsonDict | None) -> Result | None:
         """Finish the records of claims named ``key`` that are gone or being deleted.
 
         Returns:
@@ -273,7 +274,7 @@ class ClaimSync:
 
     # -- failures ---------------------------------------------------------------------------
 
-    def _api_failed(self, pvc: Mapping[str, Any], what: str, exc: ApiError) -> Outcome:
+    def _api_failed(self, pvc: Mapping[str, Any], what: str, exc: ApiError) -> Result:
         log.error(
             f"Failed to {what} claim",
             claim=f"{namespace(pvc)}/{name(pvc)}",
@@ -281,7 +282,7 @@ class ClaimSync:
         )
         return RETRY
 
-    async def _failed(self, pvc: JsonDict, err: ProvisionError) -> Outcome:
+    async def _failed(self, pvc: JsonDict, err: ProvisionError) -> Result:
         ctx = self.ctx
         handling = handle_failure(err, pvc)
         ctx.event(pvc, PVC, handling.event)
@@ -313,7 +314,7 @@ class ClaimSync:
             sc = ctx.caches.storage_class(claim_class(pvc))
             wait = ctx.settings.retry_interval_max
             self._slow[uid(pvc)] = (ctx.monotonic() + wait, uid(sc))
-            return later(wait)
+            return After(wait)
         return RETRY
 
     def forget(self, pvc_uid: str) -> None:

@@ -17,12 +17,13 @@ timeout or a restart is identical and CSI idempotency (by name) prevents duplica
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import json_format
 
+from csi_sidecars.controller.driver import DriverInfo
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.provisioner import keys, secrets
 from csi_sidecars.provisioner.claims import is_block
@@ -48,30 +49,35 @@ NO_CHANGE = ProvisioningState.NO_CHANGE
 
 @dataclass(frozen=True)
 class ProvisionerOptions:
-    """The driver facts and flags request building depends on."""
+    """The driver (as it described itself at start-up) and the flags requests depend on.
 
-    driver: str
+    Capabilities are read from :attr:`driver` (the runner's
+    :class:`~csi_sidecars.controller.DriverInfo`), never copied.
+    """
+
+    driver: DriverInfo
     volume_name_prefix: str = "pvc"
     volume_name_uuid_length: int = -1
     default_fstype: str = ""
     extra_create_metadata: bool = False
-    plugin_capabilities: Collection[int] = ()
-    controller_capabilities: Collection[int] = ()
     topology_gate: bool = True
     vac_gate: bool = True
 
     @property
+    def driver_name(self) -> str:
+        """The driver's name (the provisioner name of its StorageClasses)."""
+        return self.driver.name
+
+    @property
     def supports_topology(self) -> bool:
         """Driver has VOLUME_ACCESSIBILITY_CONSTRAINTS and the Topology gate is on."""
-        return (
-            self.topology_gate
-            and csi_pb2.PluginCapability.Service.VOLUME_ACCESSIBILITY_CONSTRAINTS
-            in self.plugin_capabilities
+        return self.topology_gate and self.driver.has_plugin(
+            csi_pb2.PluginCapability.Service.VOLUME_ACCESSIBILITY_CONSTRAINTS
         )
 
     def has(self, cap: int) -> bool:
         """Whether the driver reports a controller capability."""
-        return cap in self.controller_capabilities
+        return self.driver.has_controller(cap)
 
 
 @dataclass(frozen=True)
@@ -232,7 +238,7 @@ def check_capabilities(
     Raises:
         ProvisionError: (Finished) naming the missing capability.
     """
-    if csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE not in opts.plugin_capabilities:
+    if not opts.driver.has_controller_service:
         raise ProvisionError(
             "CSI driver does not support dynamic provisioning: plugin CONTROLLER_SERVICE "
             "capability is not reported"

@@ -27,6 +27,7 @@ async def test_delete_not_found_counts_as_deleted(tmp_path: Path) -> None:
         env.driver.faults.add("DeleteVolume", code=grpc.StatusCode.NOT_FOUND, times=1)
         await env.release(pv["metadata"]["name"])
         await poll(lambda: env.pv_of(pvc) is None, what="PV deleted")
+        await env.flush_events()
         assert not env.events.of(pv["metadata"]["name"], "VolumeFailedDelete")
 
 
@@ -41,6 +42,7 @@ async def test_delete_failure_is_an_event_and_a_retry(tmp_path: Path) -> None:
         )
         await env.release(pv["metadata"]["name"])
         await poll(lambda: env.pv_of(pvc) is None, what="PV deleted")
+        await env.flush_events()
         failed = env.events.of(pv["metadata"]["name"], "VolumeFailedDelete")
         assert [e[3] for e in failed] == ["rpc error: code = Internal desc = busy"]
         assert not env.volumes()

@@ -14,7 +14,7 @@ from csi_sidecars.kube.resources import (
 )
 from csi_sidecars.provisioner import keys
 from csi_sidecars.provisioner.journal import journal_name
-from tests.component.provisioner.harness import DRIVER, IDENTITY, NS, environment, poll
+from tests.component.provisioner.harness import DRIVER, NS, environment, poll
 
 
 async def test_immediate_claim_gets_its_pv_and_the_record_is_dropped(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ async def test_immediate_claim_gets_its_pv_and_the_record_is_dropped(tmp_path: P
         assert pv["spec"]["claimRef"]["uid"] == uid
         assert pv["spec"]["csi"]["driver"] == DRIVER
         attrs = pv["spec"]["csi"]["volumeAttributes"]
-        assert attrs[keys.PROVISIONER_IDENTITY_KEY] == IDENTITY
+        assert attrs[keys.PROVISIONER_IDENTITY_KEY] == env.identity
         assert pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
         volumes = env.volumes()
         assert [v.name for v in volumes.values()] == [f"pvc-{uid}"]
@@ -63,6 +63,7 @@ async def test_driver_failing_then_succeeding(tmp_path: Path) -> None:
         pvc = await env.add_claim("data")
         await env.start()
         await poll(lambda: env.pv_of(pvc), what="PV")
+        await env.flush_events()
         failed = env.events.of("data", "ProvisioningFailed")
         assert [e[3] for e in failed] == ["rpc error: code = Internal desc = disk on fire"] * 2
         assert len(env.driver.calls_of("CreateVolume")) == 3
@@ -80,6 +81,7 @@ async def test_resource_exhausted_on_the_selected_node_gives_the_node_back(tmp_p
             return cur is not None and keys.ANN_SELECTED_NODE not in cur["metadata"]["annotations"]
 
         await poll(node_dropped, what="selected-node removed")
+        await env.flush_events()
         failed = env.events.of("late", "ProvisioningFailed")
         assert failed[0][3].startswith("rpc error: code = ResourceExhausted")
         request = env.driver.calls_of("CreateVolume")[0]
@@ -93,7 +95,7 @@ async def test_invalid_argument_is_retried_slowly(tmp_path: Path) -> None:
         rule = env.driver.faults.add("CreateVolume", code=grpc.StatusCode.INVALID_ARGUMENT)
         await env.add_class()
         pvc = await env.add_claim("odd")
-        await env.start(retry_max=1.5)  # back-off is capped at 0.2 s, the slow retry is 1.5 s
+        await env.start(retry_max=1.5)  # the slow retry waits --retry-interval-max
         failed = await poll(lambda: env.events.of("odd", "ProvisioningFailed"), what="failure")
         assert failed[0][3] == (
             "Volume provisioning failed with infeasible error. Retries will be delayed. "
@@ -113,6 +115,7 @@ async def test_short_capacity_is_cleaned_up_and_retried(tmp_path: Path) -> None:
         pvc = await env.add_claim("small", storage="1Mi")
         await env.start()
         pv = await poll(lambda: env.pv_of(pvc), what="PV")
+        await env.flush_events()
         failed = env.events.of("small", "ProvisioningFailed")
         assert failed[0][3] == "created volume capacity 1024 less than requested capacity 1048576"
         deleted = env.driver.calls_of("DeleteVolume")
@@ -128,6 +131,7 @@ async def test_empty_volume_id_is_an_event_not_a_crash(tmp_path: Path) -> None:
         pvc = await env.add_claim("odd")
         await env.start()
         await poll(lambda: env.pv_of(pvc), what="PV")
+        await env.flush_events()
         failed = env.events.of("odd", "ProvisioningFailed")
         assert failed[0][3].endswith("succeeded but returned an empty volume_id")
 
@@ -140,6 +144,7 @@ async def test_claim_with_selector_fails_and_unknown_class_waits(tmp_path: Path)
         await env.start()
         failed = await poll(lambda: env.events.of("picky", "ProvisioningFailed"), what="event")
         assert failed[0][3] == "claim Selector is not supported"
+        await env.flush_events()
         assert not env.events.of("early")
         await env.add_class("later")
         await poll(lambda: env.pv_of(late), what="PV once the class exists")
