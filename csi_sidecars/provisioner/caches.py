@@ -14,6 +14,7 @@ from typing import Any
 
 from csi_sidecars.controller import ControllerContext
 from csi_sidecars.kube.informer import Informer
+from csi_sidecars.kube.objects import namespace, spec
 from csi_sidecars.kube.resources import (
     CSI_NODES,
     NODES,
@@ -25,7 +26,6 @@ from csi_sidecars.kube.resources import (
 )
 from csi_sidecars.kube.store import Store
 from csi_sidecars.provisioner import keys
-from csi_sidecars.provisioner.objects import namespace, spec
 
 #: sig-storage-lib resyncs its PVC and PV handlers every 15 minutes.
 RESYNC_PERIOD = 15 * 60.0

@@ -13,8 +13,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from csi_sidecars.kube.objects import annotations_of, name, namespace, spec
 from csi_sidecars.provisioner import keys
-from csi_sidecars.provisioner.objects import annotations_of, name, namespace, spec
 
 
 class ClaimAction(enum.Enum):

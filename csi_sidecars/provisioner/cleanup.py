@@ -16,12 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from csi_sidecars.csi.messages import csi_pb2
-from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, JsonDict
-from csi_sidecars.provisioner import intent, secrets
-from csi_sidecars.provisioner.claims import claim_class
-from csi_sidecars.provisioner.context import Context
-from csi_sidecars.provisioner.intent import CleanupAction, Intent
-from csi_sidecars.provisioner.objects import (
+from csi_sidecars.kube.objects import (
+    SecretError,
     annotations_of,
     is_deleting,
     name,
@@ -29,6 +25,11 @@ from csi_sidecars.provisioner.objects import (
     str_map,
     uid,
 )
+from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, JsonDict
+from csi_sidecars.provisioner import intent, secrets
+from csi_sidecars.provisioner.claims import claim_class
+from csi_sidecars.provisioner.context import Context
+from csi_sidecars.provisioner.intent import CleanupAction, Intent
 from csi_sidecars.provisioner.request import ProvisionPlan, plan_provision
 from csi_sidecars.runtime import logging as rlog
 
@@ -115,6 +116,11 @@ async def run_cleanup(
     except LookupError as err:
         log.info("Cleanup proceeds without secrets", claim=name(pvc), reason=str(err))
         secret_data = {}
+    except SecretError as err:
+        # A malformed Secret is not a missing one: wait for it to be fixed, say why.
+        ctx.event(pvc, PERSISTENT_VOLUME_CLAIMS, intent.cleanup_secret_failed(request.name, err))
+        log.error("Cleanup waits for a usable secret", claim=name(pvc), error=str(err))
+        return CleanupAction.RETRY
     full = csi_pb2.CreateVolumeRequest()
     full.CopyFrom(request)
     full.secrets.update(secret_data)

@@ -10,12 +10,12 @@ retries with back-off (Go's ``CloningProtectionController``).
 
 from __future__ import annotations
 
+from csi_sidecars.kube.objects import finalizers, is_deleting, status
 from csi_sidecars.kube.resources import ApiError, JsonDict
 from csi_sidecars.kube.workqueue import Result
 from csi_sidecars.provisioner import keys
 from csi_sidecars.provisioner.context import DONE, RETRY, Context
 from csi_sidecars.provisioner.kubeio import api_message
-from csi_sidecars.provisioner.objects import finalizers, is_deleting, status
 from csi_sidecars.runtime import logging as rlog
 
 log = rlog.get_logger("provisioner")

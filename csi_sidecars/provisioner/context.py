@@ -21,10 +21,10 @@ import grpc
 from csi_sidecars.csi.codes import GO_DEADLINE, error_code, format_error
 from csi_sidecars.csi.messages import csi_pb2, csi_pb2_grpc
 from csi_sidecars.kube.events import EventRecorder
+from csi_sidecars.kube.objects import Event
 from csi_sidecars.kube.resources import JsonDict, Resource
 from csi_sidecars.kube.workqueue import Result
 from csi_sidecars.provisioner.caches import Caches
-from csi_sidecars.provisioner.events import Event
 from csi_sidecars.provisioner.journal import Journal
 from csi_sidecars.provisioner.kubeio import KubeIO
 from csi_sidecars.provisioner.metrics import ProvisionerMetrics

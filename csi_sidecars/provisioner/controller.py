@@ -22,6 +22,7 @@ from typing import Any
 from csi_sidecars.controller import ControllerContext
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.leaderelection import lease_namespace
+from csi_sidecars.kube.objects import annotations_of, is_deleting, spec, uid
 from csi_sidecars.kube.resources import ApiError, JsonDict, object_key
 from csi_sidecars.provisioner import deletion, keys
 from csi_sidecars.provisioner.caches import RESYNC_PERIOD, Caches, clone_source_key
@@ -34,7 +35,6 @@ from csi_sidecars.provisioner.intent import Intent
 from csi_sidecars.provisioner.journal import Journal, journal_name
 from csi_sidecars.provisioner.kubeio import KubeIO
 from csi_sidecars.provisioner.metrics import ProvisionerMetrics
-from csi_sidecars.provisioner.objects import annotations_of, is_deleting, spec, uid
 from csi_sidecars.provisioner.provision import ClaimSync
 from csi_sidecars.provisioner.request import ProvisionerOptions
 from csi_sidecars.runtime import logging as rlog
@@ -145,7 +145,7 @@ class ProvisionerController:
 
     def _claim_added(self, pvc: JsonDict) -> None:
         key = object_key(pvc)
-        self.io.stale(key, pvc)  # drops the read-your-writes entry once the cache caught up
+        self.io.claims.observe(key, pvc)  # drops our written copy once the cache caught up
         if self._wants_claim(pvc):
             self.claim_queue.add(key)
         if self.clone_protection is not None:
@@ -160,7 +160,7 @@ class ProvisionerController:
 
     def _claim_deleted(self, pvc: JsonDict) -> None:
         self.claim_sync.forget(uid(pvc))
-        self.io.forget(object_key(pvc))
+        self.io.claims.forget(object_key(pvc))
         if self.journal.knows_claim(object_key(pvc)):
             self.claim_queue.add(object_key(pvc))
         if self.clone_protection is not None:
@@ -170,7 +170,7 @@ class ProvisionerController:
 
     def _volume_added(self, pv: JsonDict) -> None:
         name = object_key(pv)
-        self.io.saved_volumes.pop(name, None)
+        self.io.volumes.observe(name, pv)
         if deletion.owns_volume(pv, self._known):
             self.volume_queue.add(name)
         ref = spec(pv).get("claimRef")
@@ -183,9 +183,8 @@ class ProvisionerController:
         self._volume_added(new)
 
     def _volume_deleted(self, pv: JsonDict) -> None:
-        self.io.saved_volumes.pop(object_key(pv), None)
         self.volume_sync.forget(object_key(pv))
-        self.io.forget(object_key(pv))
+        self.io.volumes.forget(object_key(pv))
 
     def _attachment_deleted(self, va: JsonDict) -> None:
         pv_name = ((spec(va).get("source") or {}) or {}).get("persistentVolumeName")

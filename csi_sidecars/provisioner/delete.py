@@ -14,13 +14,13 @@
 
 from __future__ import annotations
 
+from csi_sidecars.kube.objects import JsonDict, SecretError, is_deleting, name
 from csi_sidecars.kube.resources import PERSISTENT_VOLUMES, ApiError
 from csi_sidecars.kube.workqueue import Result
 from csi_sidecars.provisioner import deletion, events, keys
 from csi_sidecars.provisioner.context import DONE, RETRY, Context
 from csi_sidecars.provisioner.deletion import DeleteError
 from csi_sidecars.provisioner.kubeio import api_message
-from csi_sidecars.provisioner.objects import JsonDict, is_deleting, name
 from csi_sidecars.provisioner.states import delete_volume_succeeded
 from csi_sidecars.runtime import logging as rlog
 
@@ -48,12 +48,11 @@ class VolumeSync:
         """Process the PV ``pv_name`` once."""
         ctx = self.ctx
         pv = ctx.caches.volume(pv_name)
-        if ctx.io.stale(pv_name, pv):
-            return DONE
+        if ctx.io.volumes.stale(pv_name, pv):
+            return DONE  # the watch event of our own write brings the PV back
         if pv is None:
-            ctx.io.saved_volumes.pop(pv_name, None)
+            ctx.io.volumes.forget(pv_name)
             return DONE
-        ctx.io.saved_volumes.pop(pv_name, None)
         if not deletion.owns_volume(pv, ctx.known_names):
             return DONE
         wanted = deletion.protection_finalizers(pv)
@@ -124,6 +123,8 @@ class VolumeSync:
         except LookupError as err:
             log.info("Deleting without secrets", pv=name(pv), reason=str(err))
             return {}
+        except SecretError as err:
+            raise DeleteError(str(err)) from None
 
     def _failed(self, pv: JsonDict, klass: str, message: str) -> Result:
         ctx = self.ctx

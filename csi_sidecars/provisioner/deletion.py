@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from csi_sidecars.csi.messages import csi_pb2
-from csi_sidecars.provisioner import keys, secrets
-from csi_sidecars.provisioner.objects import (
+from csi_sidecars.kube.objects import (
     annotations_of,
     finalizers,
     is_deleting,
@@ -29,6 +28,7 @@ from csi_sidecars.provisioner.objects import (
     status,
     str_map,
 )
+from csi_sidecars.provisioner import keys, secrets
 from csi_sidecars.provisioner.secrets import SecretParamError, SecretRef
 
 

@@ -40,10 +40,8 @@ from typing import Any
 import grpc
 
 from csi_sidecars.csi.messages import csi_pb2
-from csi_sidecars.provisioner import events
-from csi_sidecars.provisioner.claims import selected_node as claim_selected_node
-from csi_sidecars.provisioner.events import Event
-from csi_sidecars.provisioner.objects import (
+from csi_sidecars.kube.objects import (
+    Event,
     JsonDict,
     is_deleting,
     name,
@@ -52,6 +50,8 @@ from csi_sidecars.provisioner.objects import (
     str_list,
     uid,
 )
+from csi_sidecars.provisioner import events
+from csi_sidecars.provisioner.claims import selected_node as claim_selected_node
 from csi_sidecars.provisioner.request import (
     ProvisionPlan,
     request_digest,
@@ -368,6 +368,13 @@ def after_cleanup_delete(*, pvc_deleting: bool, code: grpc.StatusCode | None) ->
     if pvc_deleting:
         return CleanupDecision(CleanupAction.RELEASE, "volume deleted")
     return CleanupDecision(CleanupAction.RECORD, "stale volume deleted")
+
+
+def cleanup_secret_failed(volume_name: str, err: Exception) -> Event:
+    """The warning when the cleanup of ``volume_name`` cannot read its Secret's data."""
+    return events.provisioning_cleanup_failed(
+        f"cannot clean up volume {volume_name}: {err}; retrying once the secret is fixed"
+    )
 
 
 def cleanup_reclaim_policy(record: Intent | None, sc: Mapping[str, Any] | None) -> str:

@@ -3,21 +3,28 @@
 * :meth:`KubeIO.update_claim`: a conflict-safe PVC Update (PUT, as the Go RBAC grants ``update``
   and not ``patch``). The first try sends the cached object; on a conflict the PVC is read
   again and the change re-applied.
-* :meth:`KubeIO.stale`: after we wrote an object, the informer may still hold the older
-  version for a moment; a sync that would act on it waits for the watch event instead (which
-  re-queues the key). Without that, every write would be followed by a pointless second pass.
+* Read-your-writes: the objects our writes returned are kept in
+  :class:`~csi_sidecars.kube.written.WrittenCache` s (:attr:`KubeIO.claims`,
+  :attr:`KubeIO.volumes`) until the informers catch up; a sync that would act on an older
+  cached copy waits for the watch event instead (which re-queues the key).
 * :meth:`KubeIO.save_volume`: create the PV; ``AlreadyExists`` counts as saved when the existing
   PV was made for the same claim (UID), as Go does (Go does not check the claim).
-* :meth:`KubeIO.secret_data`: GET a Secret's data (never cached, never logged).
+* :meth:`KubeIO.secret_data`: GET a Secret and decode its data strictly
+  (:func:`csi_sidecars.kube.objects.secret_data`; never cached, never logged).
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from csi_sidecars.kube.patch import add_finalizer_patch, is_conflict, retry_on_conflict
+from csi_sidecars.kube.objects import name, namespace, secret_data, uid
+from csi_sidecars.kube.patch import (
+    add_finalizer_patch,
+    is_conflict,
+    remove_finalizer_patch,
+    retry_on_conflict,
+)
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import (
     PERSISTENT_VOLUME_CLAIMS,
@@ -27,28 +34,11 @@ from csi_sidecars.kube.resources import (
     JsonDict,
     object_key,
 )
-from csi_sidecars.provisioner.objects import meta, name, namespace
+from csi_sidecars.kube.written import WrittenCache
 from csi_sidecars.provisioner.pv import pv_belongs_to_claim
 from csi_sidecars.provisioner.secrets import SecretRef
 
 Mutation = Callable[[JsonDict], JsonDict | None]
-
-
-def _rv(obj: Mapping[str, Any] | None) -> int | None:
-    try:
-        return int(str(meta(obj).get("resourceVersion")))
-    except ValueError:
-        return None
-
-
-def remove_finalizer_entry_patch(obj: Mapping[str, Any], finalizer: str) -> list[JsonDict] | None:
-    """A JSON patch removing ``finalizer`` at its index, guarded by a ``test`` of that entry
-    (None when absent). It fails only when our entry moved or went, not when others change."""
-    current = list(meta(obj).get("finalizers") or [])
-    if finalizer not in current:
-        return None
-    path = f"/metadata/finalizers/{current.index(finalizer)}"
-    return [{"op": "test", "path": path, "value": finalizer}, {"op": "remove", "path": path}]
 
 
 def api_message(exc: BaseException) -> str:
@@ -63,35 +53,10 @@ class KubeIO:
 
     def __init__(self, port: KubePort) -> None:
         self.port = port
-        self._written: dict[str, int] = {}
-        #: PVs saved by us that the PV cache may not show yet: name -> PV.
-        self.saved_volumes: dict[str, JsonDict] = {}
-
-    # -- read-your-writes -------------------------------------------------------------------
-
-    def wrote(self, key: str, obj: Mapping[str, Any]) -> None:
-        """Remember that the cache must show ``obj``'s version (or newer) of ``key``."""
-        rv = _rv(obj)
-        if rv is not None:
-            self._written[key] = max(rv, self._written.get(key, 0))
-
-    def stale(self, key: str, cached: Mapping[str, Any] | None) -> bool:
-        """Whether ``cached`` is older than what we wrote for ``key`` (then wait for the watch).
-
-        Forgets ``key`` once the cache caught up or the object is gone.
-        """
-        want = self._written.get(key)
-        if want is None:
-            return False
-        have = _rv(cached) if cached is not None else None
-        if cached is None or have is None or have >= want:
-            del self._written[key]
-            return False
-        return True
-
-    def forget(self, key: str) -> None:
-        """Drop the bookkeeping of ``key``."""
-        self._written.pop(key, None)
+        #: PVCs our updates returned, by ``namespace/name``, until the PVC cache catches up
+        self.claims = WrittenCache()
+        #: PVs our creates and patches returned, by name (a new PV before the cache lists it)
+        self.volumes = WrittenCache()
 
     # -- PVCs -------------------------------------------------------------------------------
 
@@ -126,7 +91,7 @@ class KubeIO:
                         PERSISTENT_VOLUME_CLAIMS, name(obj), namespace(obj)
                     )
                 raise
-            self.wrote(object_key(out), out)
+            self.claims.remember(object_key(out), out)
             return out
 
         return await retry_on_conflict(step, attempts=attempts)
@@ -151,15 +116,13 @@ class KubeIO:
                     "AlreadyExists",
                     f'persistentvolumes "{name(pv)}" already exists and is bound to another claim',
                 ) from None
-        self.saved_volumes[name(pv)] = out
+        self.volumes.remember(name(pv), out)
         return out
 
     async def delete_volume_object(self, pv: Mapping[str, Any]) -> JsonDict | None:
         """Delete the PV object (NotFound is fine); returns what the server answered."""
         try:
-            return await self.port.delete(
-                PERSISTENT_VOLUMES, name(pv), uid=str(meta(pv).get("uid") or "") or None
-            )
+            return await self.port.delete(PERSISTENT_VOLUMES, name(pv), uid=uid(pv) or None)
         except ApiError as exc:
             if exc.not_found:
                 return None
@@ -183,12 +146,13 @@ class KubeIO:
             ops = (
                 add_finalizer_patch(obj, finalizer)
                 if present
-                else remove_finalizer_entry_patch(obj, finalizer)
+                else remove_finalizer_patch(obj, finalizer)
             )
             if ops is None:
                 return
             try:
-                await self.port.patch(PERSISTENT_VOLUMES, name(obj), ops, patch_type="json")
+                out = await self.port.patch(PERSISTENT_VOLUMES, name(obj), ops, patch_type="json")
+                self.volumes.remember(name(out), out)
                 sent[0] = True
             except ApiError as exc:
                 if exc.not_found:
@@ -212,6 +176,8 @@ class KubeIO:
 
         Raises:
             LookupError: ``error getting secret <name> in namespace <ns>: <why>`` (Go's text).
+            SecretError: a value that is not base64 or not UTF-8; the message names the Secret
+                and the key, never a value.
         """
         if ref is None:
             return {}
@@ -221,12 +187,4 @@ class KubeIO:
             raise LookupError(
                 f"error getting secret {ref.name} in namespace {ref.namespace}: {api_message(exc)}"
             ) from None
-        out: dict[str, str] = {}
-        for key, value in (secret.get("data") or {}).items():
-            try:
-                out[str(key)] = base64.b64decode(str(value)).decode("utf-8", errors="replace")
-            except ValueError:
-                continue
-        for key, value in (secret.get("stringData") or {}).items():
-            out.setdefault(str(key), str(value))
-        return out
+        return secret_data(secret, f"{ref.namespace}/{ref.name}")

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from csi_sidecars.csi.messages import csi_pb2
+from csi_sidecars.kube.objects import SecretError, name, spec, uid
 from csi_sidecars.kube.resources import PERSISTENT_VOLUMES, VOLUME_ATTRIBUTES_CLASSES, ApiError
 from csi_sidecars.provisioner import intent
 from csi_sidecars.provisioner.claims import selected_node
 from csi_sidecars.provisioner.context import Context
 from csi_sidecars.provisioner.kubeio import api_message
-from csi_sidecars.provisioner.objects import name, spec, uid
 from csi_sidecars.provisioner.request import ProvisionPlan, build_create_request, plan_provision
 from csi_sidecars.provisioner.sources import clone_content_source, mutable_parameters
 from csi_sidecars.provisioner.states import ProvisionError, ProvisioningState
@@ -102,7 +102,7 @@ async def build_request(
     topology = requirement(ctx, pvc, sc)
     try:
         secrets_data = await ctx.io.secret_data(plan.provisioner_secret)
-    except LookupError as err:
+    except (LookupError, SecretError) as err:
         raise ProvisionError(str(err), NO_CHANGE) from None
     params = await mutable(ctx, plan.vac_name) if plan.vac_name else None
     request = build_create_request(

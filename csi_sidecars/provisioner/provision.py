@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from csi_sidecars.csi.messages import csi_pb2
+from csi_sidecars.kube.objects import annotations_of, is_deleting, name, namespace, uid
 from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, ApiError, JsonDict
 from csi_sidecars.kube.workqueue import After, Result
 from csi_sidecars.provisioner import events, intent, keys
@@ -35,13 +36,6 @@ from csi_sidecars.provisioner.intent import CleanupAction, IntentAction
 from csi_sidecars.provisioner.kubeio import api_message
 from csi_sidecars.provisioner.lookups import build_request
 from csi_sidecars.provisioner.metrics import claim_source
-from csi_sidecars.provisioner.objects import (
-    annotations_of,
-    is_deleting,
-    name,
-    namespace,
-    uid,
-)
 from csi_sidecars.provisioner.pv import (
     CleanupRequired,
     check_create_response,
@@ -83,7 +77,7 @@ class ClaimSync:
         """Process the claim ``namespace/name`` once (and the records of gone claims of it)."""
         ctx = self.ctx
         pvc = ctx.caches.claim(key)
-        if ctx.io.stale(key, pvc):
+        if ctx.io.claims.stale(key, pvc):
             return After(1.0)  # the watch event of our own write re-queues it sooner
         orphans = await self._orphans(key, pvc)
         if orphans is not None:
@@ -124,9 +118,7 @@ class ClaimSync:
         return self._saved(pv_name, pvc)
 
     def _saved(self, pv_name: str, pvc: Mapping[str, Any]) -> bool:
-        pv = self.ctx.caches.volume(pv_name)
-        if pv is None:
-            pv = self.ctx.io.saved_volumes.get(pv_name)
+        pv = self.ctx.caches.volume(pv_name) or self.ctx.io.volumes.get(pv_name)
         return pv_belongs_to_claim(pv, pvc)
 
     # -- provisioning -----------------------------------------------------------------------

@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from csi_sidecars.csi.messages import csi_pb2
+from csi_sidecars.kube.objects import JsonDict, meta, name, namespace, spec, str_list, uid
 from csi_sidecars.kube.quantity import format_binary_si
 from csi_sidecars.provisioner import keys, secrets
 from csi_sidecars.provisioner.claims import claim_class
-from csi_sidecars.provisioner.objects import JsonDict, meta, name, namespace, spec, str_list, uid
 from csi_sidecars.provisioner.request import ProvisionPlan
 from csi_sidecars.provisioner.states import ProvisionError, ProvisioningState
 from csi_sidecars.provisioner.topology import volume_node_affinity

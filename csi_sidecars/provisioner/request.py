@@ -25,17 +25,9 @@ from google.protobuf import json_format
 
 from csi_sidecars.controller.driver import DriverInfo
 from csi_sidecars.csi.messages import csi_pb2
+from csi_sidecars.kube.objects import annotations_of, name, namespace, spec, str_list, str_map, uid
 from csi_sidecars.provisioner import keys, secrets
 from csi_sidecars.provisioner.claims import is_block
-from csi_sidecars.provisioner.objects import (
-    annotations_of,
-    name,
-    namespace,
-    spec,
-    str_list,
-    str_map,
-    uid,
-)
 from csi_sidecars.provisioner.secrets import SecretParamError, SecretRef
 from csi_sidecars.provisioner.sources import DataSource, data_source, requested_bytes
 from csi_sidecars.provisioner.states import IgnoredError, ProvisionError, ProvisioningState

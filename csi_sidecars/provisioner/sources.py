@@ -13,18 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from csi_sidecars.csi.messages import csi_pb2
+from csi_sidecars.kube.objects import is_deleting, name, namespace, spec, status, str_map, uid
 from csi_sidecars.kube.quantity import QuantityError, quantity_to_bytes
 from csi_sidecars.provisioner import keys
-from csi_sidecars.provisioner.objects import (
-    go_quote,
-    is_deleting,
-    name,
-    namespace,
-    spec,
-    status,
-    str_map,
-    uid,
-)
+from csi_sidecars.provisioner.objects import go_quote
 from csi_sidecars.provisioner.states import ProvisionError, ProvisioningState
 
 if TYPE_CHECKING:

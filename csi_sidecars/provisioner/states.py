@@ -25,9 +25,8 @@ from typing import Any
 
 import grpc
 
+from csi_sidecars.kube.objects import Event, annotations_of
 from csi_sidecars.provisioner import events, keys
-from csi_sidecars.provisioner.events import Event
-from csi_sidecars.provisioner.objects import annotations_of
 
 
 class ProvisioningState(enum.Enum):

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from csi_sidecars.csi.messages import csi_pb2
-from csi_sidecars.provisioner.objects import go_list, go_map, go_quote, labels_of, spec
+from csi_sidecars.kube.objects import labels_of, spec
+from csi_sidecars.provisioner.objects import go_list, go_map, go_quote
 from csi_sidecars.provisioner.states import ProvisionError, ProvisioningState
 
 #: One topology segment: sorted (key, value) pairs, AND-ed.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import grpc
@@ -10,6 +11,7 @@ from csi_sidecars.kube.resources import (
     LEASES,
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
+    SECRETS,
     VOLUME_ATTACHMENTS,
     JsonDict,
 )
@@ -154,3 +156,36 @@ async def test_retained_volume_of_a_deleted_claim_is_adopted(tmp_path: Path) -> 
         assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
         assert list(env.volumes()) == [pv["spec"]["csi"]["volumeHandle"]]
         assert not env.driver.calls_of("DeleteVolume")
+
+
+async def test_malformed_deletion_secret_blocks_delete_volume_with_an_event(
+    tmp_path: Path,
+) -> None:
+    async with environment(tmp_path) as env:
+        good = base64.b64encode(b"admin").decode()
+        secret = {"metadata": {"name": "creds", "namespace": NS}, "data": {"user": good}}
+        await env.kube.create(SECRETS, secret, NS)
+        await env.add_class(
+            parameters={
+                "csi.storage.k8s.io/provisioner-secret-name": "creds",
+                "csi.storage.k8s.io/provisioner-secret-namespace": NS,
+            }
+        )
+        pvc = await env.add_claim("data")
+        await env.start()
+        pv = await env.bind("data")
+        pv_name = pv["metadata"]["name"]
+        stored = env.kube.peek(SECRETS, "creds", NS)
+        assert stored is not None
+        stored["data"]["user"] = "???"
+        await env.kube.replace(SECRETS, stored, NS)
+        await env.release(pv_name)
+        failed = await poll(lambda: env.events.of(pv_name, "VolumeFailedDelete"), what="event")
+        assert f"{NS}/creds" in failed[0][3] and "admin" not in failed[0][3]
+        assert not env.driver.calls_of("DeleteVolume")
+        fixed = env.kube.peek(SECRETS, "creds", NS)
+        assert fixed is not None
+        fixed["data"]["user"] = good
+        await env.kube.replace(SECRETS, fixed, NS)
+        await poll(lambda: env.pv_of(pvc) is None, what="PV deleted")
+        assert dict(env.driver.calls_of("DeleteVolume")[0].secrets) == {"user": "admin"}

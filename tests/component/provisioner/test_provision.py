@@ -194,3 +194,38 @@ async def test_retries_send_the_same_topology_even_when_nodes_change(tmp_path: P
         await poll(lambda: env.pv_of(other), what="second PV")
         fresh = env.driver.calls_of("CreateVolume")[-1]
         assert len(fresh.accessibility_requirements.requisite) == 2
+
+
+async def test_malformed_secret_is_an_event_naming_it_not_a_silent_replacement(
+    tmp_path: Path,
+) -> None:
+    async with environment(tmp_path) as env:
+        good = base64.b64encode(b"admin").decode()
+        await env.kube.create(
+            SECRETS,
+            {"metadata": {"name": "creds", "namespace": "default"},
+             "data": {"user": good, "password": "not base64!"}},
+        )  # fmt: skip
+        await env.add_class(
+            parameters={
+                "csi.storage.k8s.io/provisioner-secret-name": "creds",
+                "csi.storage.k8s.io/provisioner-secret-namespace": "default",
+            }
+        )
+        pvc = await env.add_claim("data")
+        await env.start()
+        failed = await poll(lambda: env.events.of("data", "ProvisioningFailed"), what="event")
+        message = failed[0][3]
+        assert "default/creds" in message and "'password'" in message
+        assert "admin" not in message and "not base64" not in message
+        assert not env.driver.calls_of("CreateVolume")  # nothing sent with half the secrets
+        # Fixed Secret: the back-off retry provisions with the right data.
+        secret = env.kube.peek(SECRETS, "creds", "default")
+        assert secret is not None
+        secret["data"]["password"] = base64.b64encode(b"pw").decode()
+        await env.kube.replace(SECRETS, secret, "default")
+        await poll(lambda: env.pv_of(pvc), what="PV")
+        assert dict(env.driver.calls_of("CreateVolume")[0].secrets) == {
+            "user": "admin",
+            "password": "pw",
+        }

@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from csi_sidecars.kube.objects import Event
 from csi_sidecars.provisioner import events
-from csi_sidecars.provisioner.events import Event
 from csi_sidecars.provisioner.states import (
     IgnoredError,
     ProvisionError,
