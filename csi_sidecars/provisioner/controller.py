@@ -1,15 +1,18 @@
 """The provisioner's controller: informers, work queues and the executors wired together.
 
-Three queues, as in Go: ``claims`` (key ``namespace/name`` of a PVC, :class:`~.provision.
-ClaimSync`), ``volumes`` (PV name, :class:`~.delete.VolumeSync`; the two share one back-off, as
-sig-storage-lib's share one rate limiter) and ``cloning-protection`` (source PVC key, only when
-the driver can clone). Informer handlers only enqueue keys, and only for objects that may need
-work: claims that ask for our driver and are not bound yet, or have a journal record; PVs we
-own. Informers and queues are declared on the controller runner's context
-(:class:`csi_sidecars.controller.ControllerContext`), which runs them; the workers start once
-every informer has listed and the journal (:mod:`.journal`) is loaded; its writer runs beside
-them, and the claims of every record it holds are synced first thing (that is how a restart
-finishes in-flight CreateVolumes).
+Three queues, as in Go: ``claims`` (key ``namespace/name`` of a PVC,
+:class:`~.execute.provision.ClaimSync`), ``volumes`` (PV name,
+:class:`~.execute.volumes.VolumeSync`; the two share one back-off, as sig-storage-lib's share
+one rate limiter) and ``cloning-protection`` (source PVC key, only when the driver can clone).
+Informer handlers only enqueue keys, and only for objects that may need work: claims that ask
+for our driver and are not bound yet, or have a journal record; PVs we own. They also tell the
+read-your-writes caches what the informers have caught up with.
+
+Informers and queues are declared on the controller runner's context
+(:class:`csi_sidecars.controller.ControllerContext`), which starts them and waits for the sync.
+:meth:`ProvisionerController.lead` then loads the journal (:mod:`.journal`), runs its writer
+beside the workers, and syncs the claims of every record it holds first thing (that is how a
+restart finishes in-flight CreateVolumes).
 """
 
 from __future__ import annotations
@@ -20,23 +23,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from csi_sidecars.controller import ControllerContext
+from csi_sidecars.controller.perform import Performer
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.leaderelection import lease_namespace
-from csi_sidecars.kube.objects import annotations_of, is_deleting, spec, uid
-from csi_sidecars.kube.resources import ApiError, JsonDict, object_key
-from csi_sidecars.provisioner import deletion, keys
-from csi_sidecars.provisioner.caches import RESYNC_PERIOD, Caches, clone_source_key
-from csi_sidecars.provisioner.claims import storage_provisioner
-from csi_sidecars.provisioner.clone_protection import CloneProtection, needs_check
-from csi_sidecars.provisioner.context import Context, Settings
-from csi_sidecars.provisioner.delete import VolumeSync
+from csi_sidecars.kube.objects import annotations_of, dig, is_deleting, spec, uid
+from csi_sidecars.kube.resources import (
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    ApiError,
+    JsonDict,
+    object_key,
+)
+from csi_sidecars.provisioner.decide import deletion, strings
+from csi_sidecars.provisioner.decide.claims import storage_provisioner
+from csi_sidecars.provisioner.decide.request import ProvisionerOptions
+from csi_sidecars.provisioner.decide.sources import needs_release_check
+from csi_sidecars.provisioner.execute.caches import RESYNC_PERIOD, Caches, clone_source_key
+from csi_sidecars.provisioner.execute.clone_protection import CloneProtection
+from csi_sidecars.provisioner.execute.context import Context, Settings
+from csi_sidecars.provisioner.execute.provision import ClaimSync
+from csi_sidecars.provisioner.execute.volumes import VolumeSync
 from csi_sidecars.provisioner.flags import GATE_TOPOLOGY, GATE_VAC, ProvisionerConfig
-from csi_sidecars.provisioner.intent import Intent
-from csi_sidecars.provisioner.journal import Journal, journal_name
-from csi_sidecars.provisioner.kubeio import KubeIO
+from csi_sidecars.provisioner.journal import Intent, Journal, journal_name
 from csi_sidecars.provisioner.metrics import ProvisionerMetrics
-from csi_sidecars.provisioner.provision import ClaimSync
-from csi_sidecars.provisioner.request import ProvisionerOptions
 from csi_sidecars.runtime import logging as rlog
 
 log = rlog.get_logger("provisioner")
@@ -92,7 +101,9 @@ class ProvisionerController:
             attachments=attachments,
             resync_period=resync_period,
         )
-        self.io = KubeIO(ctx.port)
+        self.performer = Performer(
+            ctx.port, ctx.conn, ctx.recorder, timeout=config.csi.timeout, role="provisioner"
+        )
         self.journal = Journal(
             ctx.port,
             lease_namespace(config.kube.leader_election_namespace),
@@ -100,15 +111,16 @@ class ProvisionerController:
             on_adopt=self._record_adopted,
         )
         self.shared = Context(
-            io=self.io,
+            performer=self.performer,
             journal=self.journal,
             caches=self.caches,
             csi=ctx.conn.controller,
             opts=opts,
             settings=settings,
-            recorder=ctx.recorder,
             metrics=ProvisionerMetrics(ctx.registry),
         )
+        self._claims_written = self.shared.written(PERSISTENT_VOLUME_CLAIMS)
+        self._volumes_written = self.shared.written(PERSISTENT_VOLUMES)
         self.claim_sync = ClaimSync(self.shared)
         self.volume_sync = VolumeSync(self.shared, check_attachments=attachments)
         self.clone_protection = (
@@ -140,16 +152,16 @@ class ProvisionerController:
             return False
         return (
             storage_provisioner(pvc) in self._known
-            or annotations_of(pvc).get(keys.ANN_MIGRATED_TO) in self._known
+            or annotations_of(pvc).get(strings.ANN_MIGRATED_TO) in self._known
         )
 
     def _claim_added(self, pvc: JsonDict) -> None:
         key = object_key(pvc)
-        self.io.claims.observe(key, pvc)  # drops our written copy once the cache caught up
+        self._claims_written.observe(key, pvc)  # drops our copy once the cache caught up
         if self._wants_claim(pvc):
             self.claim_queue.add(key)
         if self.clone_protection is not None:
-            if needs_check(pvc):
+            if needs_release_check(pvc):
                 self.clone_queue.add(key)
             source = clone_source_key(pvc)
             if source is not None:
@@ -160,7 +172,7 @@ class ProvisionerController:
 
     def _claim_deleted(self, pvc: JsonDict) -> None:
         self.claim_sync.forget(uid(pvc))
-        self.io.claims.forget(object_key(pvc))
+        self._claims_written.forget(object_key(pvc))
         if self.journal.knows_claim(object_key(pvc)):
             self.claim_queue.add(object_key(pvc))
         if self.clone_protection is not None:
@@ -170,7 +182,7 @@ class ProvisionerController:
 
     def _volume_added(self, pv: JsonDict) -> None:
         name = object_key(pv)
-        self.io.volumes.observe(name, pv)
+        self._volumes_written.observe(name, pv)
         if deletion.owns_volume(pv, self._known):
             self.volume_queue.add(name)
         ref = spec(pv).get("claimRef")
@@ -184,12 +196,12 @@ class ProvisionerController:
 
     def _volume_deleted(self, pv: JsonDict) -> None:
         self.volume_sync.forget(object_key(pv))
-        self.io.volumes.forget(object_key(pv))
+        self._volumes_written.forget(object_key(pv))
 
     def _attachment_deleted(self, va: JsonDict) -> None:
-        pv_name = ((spec(va).get("source") or {}) or {}).get("persistentVolumeName")
-        if pv_name:
-            self.volume_queue.add(str(pv_name))
+        pv_name = dig(va, "spec", "source", "persistentVolumeName")
+        if isinstance(pv_name, str) and pv_name:
+            self.volume_queue.add(pv_name)
 
     # -- running ----------------------------------------------------------------------------
 

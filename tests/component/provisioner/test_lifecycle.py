@@ -15,7 +15,7 @@ from csi_sidecars.kube.resources import (
     VOLUME_ATTACHMENTS,
     JsonDict,
 )
-from csi_sidecars.provisioner import keys
+from csi_sidecars.provisioner.decide import strings
 from csi_sidecars.provisioner.journal import decode_records, journal_name
 from tests.component.provisioner.harness import DRIVER, NS, Env, environment, poll
 
@@ -75,8 +75,8 @@ async def test_attachment_blocks_deletion_until_it_is_gone(tmp_path: Path) -> No
 async def test_retain_policy_drops_our_finalizer(tmp_path: Path) -> None:
     async with environment(tmp_path) as env:
         pv = {
-            "metadata": {"name": "static", "finalizers": [keys.PV_FINALIZER, "other/keep"],
-                         "annotations": {keys.ANN_PROVISIONED_BY: DRIVER}},
+            "metadata": {"name": "static", "finalizers": [strings.PV_FINALIZER, "other/keep"],
+                         "annotations": {strings.ANN_PROVISIONED_BY: DRIVER}},
             "spec": {"csi": {"driver": DRIVER, "volumeHandle": "v1"},
                      "persistentVolumeReclaimPolicy": "Retain", "capacity": {"storage": "1Gi"}},
         }  # fmt: skip
@@ -108,7 +108,7 @@ async def test_clone_protection_lasts_while_a_clone_is_pending(tmp_path: Path) -
         )
         origin = env.pvc("origin")
         assert origin is not None
-        assert keys.CLONE_SOURCE_FINALIZER in origin["metadata"]["finalizers"]
+        assert strings.CLONE_SOURCE_FINALIZER in origin["metadata"]["finalizers"]
         await env.kube.delete(PERSISTENT_VOLUME_CLAIMS, "origin", NS)
         # The clone is still Pending: the source stays.
         await env.idle()

@@ -12,7 +12,7 @@ from csi_sidecars.kube.resources import (
     PERSISTENT_VOLUME_CLAIMS,
     SECRETS,
 )
-from csi_sidecars.provisioner import keys
+from csi_sidecars.provisioner.decide import strings
 from csi_sidecars.provisioner.journal import journal_name
 from tests.component.provisioner.harness import DRIVER, NS, environment, poll
 
@@ -25,13 +25,13 @@ async def test_immediate_claim_gets_its_pv_and_the_record_is_dropped(tmp_path: P
         pv = await poll(lambda: env.pv_of(pvc), what="PV")
         uid = pvc["metadata"]["uid"]
         assert pv["metadata"]["name"] == f"pvc-{uid}"
-        assert pv["metadata"]["finalizers"] == [keys.PV_FINALIZER]
-        assert pv["metadata"]["annotations"][keys.ANN_PROVISIONED_BY] == DRIVER
+        assert pv["metadata"]["finalizers"] == [strings.PV_FINALIZER]
+        assert pv["metadata"]["annotations"][strings.ANN_PROVISIONED_BY] == DRIVER
         assert pv["spec"]["capacity"] == {"storage": "2Gi"}
         assert pv["spec"]["claimRef"]["uid"] == uid
         assert pv["spec"]["csi"]["driver"] == DRIVER
         attrs = pv["spec"]["csi"]["volumeAttributes"]
-        assert attrs[keys.PROVISIONER_IDENTITY_KEY] == env.identity
+        assert attrs[strings.PROVISIONER_IDENTITY_KEY] == env.identity
         assert pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
         volumes = env.volumes()
         assert [v.name for v in volumes.values()] == [f"pvc-{uid}"]
@@ -73,12 +73,14 @@ async def test_resource_exhausted_on_the_selected_node_gives_the_node_back(tmp_p
     async with environment(tmp_path) as env:
         env.driver.faults.add("CreateVolume", code=grpc.StatusCode.RESOURCE_EXHAUSTED, times=1)
         await env.add_class(volumeBindingMode="WaitForFirstConsumer")
-        await env.add_claim("late", annotations={keys.ANN_SELECTED_NODE: "node-1"})
+        await env.add_claim("late", annotations={strings.ANN_SELECTED_NODE: "node-1"})
         await env.start()
 
         def node_dropped() -> bool:
             cur = env.pvc("late")
-            return cur is not None and keys.ANN_SELECTED_NODE not in cur["metadata"]["annotations"]
+            return (
+                cur is not None and strings.ANN_SELECTED_NODE not in cur["metadata"]["annotations"]
+            )
 
         await poll(node_dropped, what="selected-node removed")
         await env.flush_events()

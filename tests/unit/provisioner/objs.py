@@ -6,7 +6,7 @@ from typing import Any
 
 from csi_sidecars.controller import DriverInfo
 from csi_sidecars.csi.messages import csi_pb2
-from csi_sidecars.provisioner.request import ProvisionerOptions
+from csi_sidecars.provisioner.decide.request import ProvisionerOptions
 
 DRIVER = "hostpath.csi.k8s.io"
 UID = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
