@@ -25,9 +25,10 @@ belong to its PVC UID is ignored; the recorded request is used only to clean up 
 then deleted or released.
 
 Residual risk (documented, not handled): if the request changed between attempts (flags,
-StorageClass recreated) and the driver answers AlreadyExists to the newer request during
-cleanup, the volume ID cannot be learnt; the record is dropped with a
-``ProvisioningCleanupFailed`` warning event naming the volume, so an administrator can delete it.
+StorageClass recreated) and the driver answers AlreadyExists to the recorded request during
+cleanup (the volume was created from a newer one), the volume ID cannot be learnt; the record
+is dropped with a ``ProvisioningCleanupFailed`` warning event naming the volume, so an
+administrator can delete it.
 """
 
 from __future__ import annotations
