@@ -1,7 +1,8 @@
 """Protobuf messages to and from the plain data ``csi-sidecars csi`` reads and prints.
 
-Output data is keyed by proto field names (as the CSI spec writes them), holds only populated
-fields, spells enums by name, keeps 64-bit integers as numbers (``jq`` friendly, unlike protobuf's
+Output data is keyed by proto field names (as the CSI spec writes them), holds every scalar field
+(so a reply's empty ``volume_id`` or ``false`` shows) but only non-empty lists and maps and set
+messages, spells enums by name, keeps 64-bit integers as numbers (``jq`` friendly, unlike protobuf's
 JSON mapping, which quotes them), prints timestamps as RFC 3339 and unwraps ``Int64Value`` /
 ``BoolValue``. Fields marked ``csi_secret`` become ``***stripped***``, as in the logs.
 Input goes through protobuf's own JSON parser, so a request file may use either field spelling
@@ -69,7 +70,14 @@ def message_to_data(msg: Message) -> Any:
         value_field: Any = msg.DESCRIPTOR.fields_by_name["value"]
         return _scalar(value_field, getattr(msg, "value"))  # noqa: B009
     out: dict[str, Any] = {}
-    for field, value in msg.ListFields():
+    descriptors: list[FieldDescriptor] = list(msg.DESCRIPTOR.fields)  # type: ignore[arg-type]
+    for field in descriptors:
+        value = getattr(msg, field.name)
+        if _is_map(field) or _is_repeated(field):
+            if not len(value):
+                continue
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and not msg.HasField(field.name):
+            continue
         if is_secret(field):
             out[field.name] = STRIPPED
         elif _is_map(field) and field.message_type is not None:
@@ -100,8 +108,16 @@ def build_request(type_name: str, data: dict[str, Any]) -> Message:
     try:
         json_format.ParseDict(data, msg)
     except json_format.ParseError as err:
-        text = str(err)
-        if "secrets" in text:
-            text = "the secrets must be a mapping of string keys to string values"
-        raise ArgumentError(f"invalid {type_name}: {text}") from None
+        raise ArgumentError(f"invalid {type_name}: {_parse_error(msg, str(err))}") from None
     return msg
+
+
+def _parse_error(msg: Message, text: str) -> str:
+    # The parser quotes bad values; a bad secrets map must not be quoted.
+    if "Failed to parse secrets field" in text:
+        return "the secrets must be a mapping of string keys to string values"
+    head, sep, _ = text.partition("\n Available Fields")
+    if sep and head.endswith(f'at "{msg.DESCRIPTOR.name}".'):
+        names = ", ".join(f.name for f in msg.DESCRIPTOR.fields)
+        return f"{head} (its fields: {names})"
+    return head

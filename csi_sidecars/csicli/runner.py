@@ -93,7 +93,7 @@ def request_data(
     Args:
         ctx: the command's context (``request_file``, ``secrets_file``, ``secrets_env``).
         explicit: fields from the command's flags; None values are "not given".
-        defaults: fields used unless the file or a flag sets them.
+        defaults: fields used unless a flag sets them, and only without a request file.
         required: ``(field, how to give it)`` pairs that must be set after merging, unless
             a request file was given.
 
@@ -106,7 +106,9 @@ def request_data(
         secrets = arguments.load_secrets(
             ctx.params.get("secrets_file"), ctx.params.get("secrets_env")
         )
-        data = arguments.merge_request(defaults or {}, from_file, {**explicit, "secrets": secrets})
+        # A request file is the request: defaults apply only without one.
+        base = {} if path else defaults or {}
+        data = arguments.merge_request(base, from_file, {**explicit, "secrets": secrets})
         data = dict(arguments.expand_sizes(data))
     except ArgumentError as err:
         raise click.UsageError(str(err), ctx) from None
