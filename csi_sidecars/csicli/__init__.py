@@ -5,7 +5,8 @@ Modules: :mod:`.command` (the click group), :mod:`.identity`, :mod:`.controller`
 commands), :mod:`.options` and :mod:`.arguments` (flag syntax, request files, secrets),
 :mod:`.runner` (one call from flags to exit code), :mod:`.convert` (messages to and from data),
 :mod:`.output` and :mod:`.tables` (JSON/YAML/table), :mod:`.speccheck` (spec rules on replies),
-:mod:`.redact` (secret scrubbing), :mod:`.lifecycle`, :mod:`.scenario` and :mod:`.checkrun`
+:mod:`.streamcheck` (stream rules), :mod:`.redact` (secret scrubbing), :mod:`.lifecycle`,
+:mod:`.scenario`, :mod:`.scenario_steps` and :mod:`.checkrun`
 (``csi check``), :mod:`.exitcodes`. The command modules import neither gRPC nor protobuf, so
 ``--help`` stays fast; the rest loads when a call runs.
 """

@@ -30,7 +30,8 @@ from csi_sidecars.csicli.convert import build_request, message_to_data
 from csi_sidecars.csicli.options import GLOBAL_KEYS
 from csi_sidecars.csicli.output import StreamPrinter, TableFn, choose_format, render
 from csi_sidecars.csicli.redact import Redactor
-from csi_sidecars.csicli.speccheck import SpecWarning, StreamCheck, check_reply
+from csi_sidecars.csicli.speccheck import SpecWarning, check_reply
+from csi_sidecars.csicli.streamcheck import StreamCheck
 from csi_sidecars.runtime import logging as rlog
 
 log = rlog.get_logger("csi")

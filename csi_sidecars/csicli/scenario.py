@@ -23,10 +23,10 @@ from google.protobuf import json_format
 
 from csi_sidecars.csi.gen import csi_pb2
 from csi_sidecars.csicli.lifecycle import MAYBE_DONE, PASS, WARN, Abort, Steps
+from csi_sidecars.csicli.scenario_steps import node_steps, snapshot_steps
 
 pb: Any = csi_pb2  # generated classes are dynamic; keep mypy out of them
 
-UNLINK_RULE = "The SP MUST delete the file or directory it created at this path."
 LIST_PAGE = 100
 LIST_PAGES = 50
 
@@ -53,10 +53,6 @@ class CheckOptions:
 
 def _caps(opts: CheckOptions) -> list[Any]:
     return [json_format.ParseDict(c, pb.VolumeCapability()) for c in opts.capabilities]
-
-
-def _lexists(path: str) -> bool:
-    return os.path.lexists(path)
 
 
 def _names(values: Any, enum: Any) -> set[str]:
@@ -209,7 +205,16 @@ class Scenario:
         ctx = dict(vol.volume_context)
         await self._inspect(vol, caps, ctx)
         publish_context = await self._controller_publish(vol.volume_id, node_id, caps[0], ctx)
-        await self._node(vol.volume_id, caps[0], ctx, publish_context)
+        await node_steps(
+            s,
+            self.workdir,
+            self.node_caps,
+            vol.volume_id,
+            caps[0],
+            ctx,
+            publish_context,
+            self.secrets,
+        )
         if "PUBLISH_UNPUBLISH_VOLUME" in self.ctrl_caps:
             for again in ("", " again"):
                 await s.run(
@@ -221,7 +226,10 @@ class Scenario:
                     ),
                 )
                 s.done("controller-publish")
-        await self._snapshot(vol.volume_id)
+        if self.opts.snapshots:
+            await snapshot_steps(s, opts.volume_name(), self.ctrl_caps, vol.volume_id, self.secrets)
+        else:
+            s.skip("create snapshot", "CreateSnapshot", "--no-snapshots")
         for again in ("", " again"):
             await s.run(
                 f"delete volume{again}",
@@ -341,152 +349,3 @@ class Scenario:
             "controller publish again", "controller", "ControllerPublishVolume", req, same_context
         )
         return dict(first.publish_context)
-
-    async def _node(
-        self, volume_id: str, cap: Any, ctx: dict[str, str], pub: dict[str, str]
-    ) -> None:
-        s = self.s
-        staging = os.path.join(self.workdir, "staging")
-        target = os.path.join(self.workdir, "target")
-        staged = "STAGE_UNSTAGE_VOLUME" in self.node_caps
-        if staged:
-            os.makedirs(staging, exist_ok=True)  # the CO creates the staging directory
-            req = pb.NodeStageVolumeRequest(
-                volume_id=volume_id,
-                staging_target_path=staging,
-                volume_capability=cap,
-                publish_context=pub,
-                volume_context=ctx,
-                secrets=self.secrets,
-            )
-            await s.run("node stage", "node", "NodeStageVolume", req)
-            s.undo_request(
-                "stage",
-                "node unstage",
-                "node",
-                "NodeUnstageVolume",
-                pb.NodeUnstageVolumeRequest(volume_id=volume_id, staging_target_path=staging),
-            )
-            await s.run("node stage again", "node", "NodeStageVolume", req)
-        else:
-            s.skip("node stage", "NodeStageVolume", "no STAGE_UNSTAGE_VOLUME capability")
-        req = pb.NodePublishVolumeRequest(
-            volume_id=volume_id,
-            target_path=target,
-            volume_capability=cap,
-            staging_target_path=staging if staged else "",
-            publish_context=pub,
-            volume_context=ctx,
-            secrets=self.secrets,
-        )
-        await s.run("node publish", "node", "NodePublishVolume", req)
-        s.undo_request(
-            "node-publish",
-            "node unpublish",
-            "node",
-            "NodeUnpublishVolume",
-            pb.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=target),
-        )
-        visible = _lexists(target)  # the driver shares our filesystem
-        await s.run("node publish again", "node", "NodePublishVolume", req)
-        if "GET_VOLUME_STATS" in self.node_caps:
-            await s.run(
-                "volume stats",
-                "node",
-                "NodeGetVolumeStats",
-                pb.NodeGetVolumeStatsRequest(
-                    volume_id=volume_id,
-                    volume_path=target,
-                    staging_target_path=staging if staged else "",
-                ),
-                fatal=False,
-            )
-        else:
-            s.skip("volume stats", "NodeGetVolumeStats", "no GET_VOLUME_STATS capability")
-
-        def removed(reply: Any) -> str | None:
-            if visible and _lexists(target):
-                return f"{target} still exists ({UNLINK_RULE})"
-            return None
-
-        for again in ("", " again"):
-            await s.run(
-                f"node unpublish{again}",
-                "node",
-                "NodeUnpublishVolume",
-                pb.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=target),
-                removed,
-            )
-            s.done("node-publish")
-        if staged:
-            for again in ("", " again"):
-                await s.run(
-                    f"node unstage{again}",
-                    "node",
-                    "NodeUnstageVolume",
-                    pb.NodeUnstageVolumeRequest(volume_id=volume_id, staging_target_path=staging),
-                )
-                s.done("stage")
-
-    async def _snapshot(self, volume_id: str) -> None:
-        s = self.s
-        if not self.opts.snapshots:
-            s.skip("create snapshot", "CreateSnapshot", "--no-snapshots")
-            return
-        if "CREATE_DELETE_SNAPSHOT" not in self.ctrl_caps:
-            s.skip("create snapshot", "CreateSnapshot", "no CREATE_DELETE_SNAPSHOT capability")
-            return
-        req = pb.CreateSnapshotRequest(
-            name=f"{self.opts.volume_name()}-snap", source_volume_id=volume_id, secrets=self.secrets
-        )
-        try:
-            snap = (await s.run("create snapshot", "controller", "CreateSnapshot", req)).snapshot
-        except Abort as abort:
-            if abort.code in MAYBE_DONE:
-                s.push_undo(
-                    "snapshot",
-                    "delete snapshot (created by a failed call?)",
-                    "DeleteSnapshot",
-                    lambda: self._recover_snapshot(req),
-                )
-            raise
-        delete = pb.DeleteSnapshotRequest(snapshot_id=snap.snapshot_id, secrets=self.secrets)
-        s.undo_request("snapshot", "delete snapshot", "controller", "DeleteSnapshot", delete)
-
-        def same_snapshot(reply: Any) -> str | None:
-            if reply.snapshot.snapshot_id != snap.snapshot_id:
-                return (
-                    f"idempotency: snapshot_id {reply.snapshot.snapshot_id!r} differs from "
-                    f"the first reply's {snap.snapshot_id!r}"
-                )
-            return None
-
-        await s.run("create snapshot again", "controller", "CreateSnapshot", req, same_snapshot)
-        if "LIST_SNAPSHOTS" in self.ctrl_caps:
-
-            def listed(reply: Any) -> str | None:
-                if snap.snapshot_id in {e.snapshot.snapshot_id for e in reply.entries}:
-                    return None
-                return f"ListSnapshots(snapshot_id={snap.snapshot_id!r}) does not return it"
-
-            await s.run(
-                "list snapshots",
-                "controller",
-                "ListSnapshots",
-                pb.ListSnapshotsRequest(snapshot_id=snap.snapshot_id, secrets=self.secrets),
-                listed,
-                fatal=False,
-            )
-        else:
-            s.skip("list snapshots", "ListSnapshots", "no LIST_SNAPSHOTS capability")
-        for again in ("", " again"):
-            await s.run(f"delete snapshot{again}", "controller", "DeleteSnapshot", delete)
-            s.done("snapshot")
-
-    async def _recover_snapshot(self, req: Any) -> None:
-        reply = await self.s.call("controller", "CreateSnapshot", req)
-        await self.s.call(
-            "controller",
-            "DeleteSnapshot",
-            pb.DeleteSnapshotRequest(snapshot_id=reply.snapshot.snapshot_id, secrets=self.secrets),
-        )

@@ -4,8 +4,9 @@ A driver that answers ``OK`` with an empty ``volume_id``, a zero capacity where 
 for at least 5Gi, or a group snapshot whose members name another group breaks the CO in ways that
 are hard to trace back. :func:`check_reply` inspects one reply (with its request) and returns a
 :class:`SpecWarning` per broken rule, each naming the spec section and quoting the rule; the
-command prints them and goes on (``--strict`` turns them into exit code 4). :class:`StreamCheck`
-does the same across the messages of a SnapshotMetadata stream. Only rules a reply can be seen
+command prints them and goes on (``--strict`` turns them into exit code 4).
+:class:`~csi_sidecars.csicli.streamcheck.StreamCheck` does the same across the messages of a
+SnapshotMetadata stream. Only rules a reply can be seen
 to break are checked: proto3 cannot tell a REQUIRED ``false`` from an unset one.
 """
 
@@ -62,7 +63,9 @@ class SpecWarning:
         )
 
 
-class _Checker:
+class Checker:
+    """Collects the warnings of one reply; the helpers check one kind of field each."""
+
     def __init__(self, method: str, plugin_caps: set[str] | None) -> None:
         self.method = method
         self.plugin_caps = plugin_caps
@@ -184,7 +187,7 @@ class _Checker:
             )
 
 
-def _plugin_info(c: _Checker, req: Any, resp: Any) -> None:
+def _plugin_info(c: Checker, req: Any, resp: Any) -> None:
     if not resp.name:
         c.warn("name", "is empty", "GetPluginInfo", REQUIRED)
     elif not _NAME.match(resp.name):
@@ -193,19 +196,19 @@ def _plugin_info(c: _Checker, req: Any, resp: Any) -> None:
         c.warn("vendor_version", "is empty", "GetPluginInfo", REQUIRED)
 
 
-def _create_volume(c: _Checker, req: Any, resp: Any) -> None:
+def _create_volume(c: Checker, req: Any, resp: Any) -> None:
     if c.present(resp, "volume", "volume", "CreateVolume"):
         c.volume(resp.volume, "volume", req)
 
 
-def _list_volumes(c: _Checker, req: Any, resp: Any) -> None:
+def _list_volumes(c: Checker, req: Any, resp: Any) -> None:
     c.page(req, resp)
     for i, entry in enumerate(resp.entries):
         if c.present(entry, "volume", f"entries[{i}].volume", "ListVolumes"):
             c.volume(entry.volume, f"entries[{i}].volume")
 
 
-def _get_volume(c: _Checker, req: Any, resp: Any) -> None:
+def _get_volume(c: Checker, req: Any, resp: Any) -> None:
     if c.present(resp, "volume", "volume", "ControllerGetVolume"):
         c.volume(resp.volume, "volume")
         if req.volume_id and resp.volume.volume_id and resp.volume.volume_id != req.volume_id:
@@ -218,42 +221,42 @@ def _get_volume(c: _Checker, req: Any, resp: Any) -> None:
     c.present(resp, "status", "status", "ControllerGetVolume")
 
 
-def _validate(c: _Checker, req: Any, resp: Any) -> None:
+def _validate(c: Checker, req: Any, resp: Any) -> None:
     if resp.HasField("confirmed") and not len(resp.confirmed.volume_capabilities):
         c.warn(
             "confirmed.volume_capabilities", "is empty", "ValidateVolumeCapabilities", REQUIRED_LIST
         )
 
 
-def _publish(c: _Checker, req: Any, resp: Any) -> None:
+def _publish(c: Checker, req: Any, resp: Any) -> None:
     c.map_size(resp.publish_context, "publish_context", "ControllerPublishVolume")
 
 
-def _capacity(c: _Checker, req: Any, resp: Any) -> None:
+def _capacity(c: Checker, req: Any, resp: Any) -> None:
     c.not_negative(resp.available_capacity, "available_capacity", "GetCapacity")
     for name in ("maximum_volume_size", "minimum_volume_size"):
         if resp.HasField(name):
             c.not_negative(getattr(resp, name).value, name, "GetCapacity")
 
 
-def _create_snapshot(c: _Checker, req: Any, resp: Any) -> None:
+def _create_snapshot(c: Checker, req: Any, resp: Any) -> None:
     if c.present(resp, "snapshot", "snapshot", "CreateSnapshot"):
         c.snapshot(resp.snapshot, "snapshot", source=req.source_volume_id)
 
 
-def _get_snapshot(c: _Checker, req: Any, resp: Any) -> None:
+def _get_snapshot(c: Checker, req: Any, resp: Any) -> None:
     if c.present(resp, "snapshot", "snapshot", "GetSnapshot"):
         c.snapshot(resp.snapshot, "snapshot")
 
 
-def _list_snapshots(c: _Checker, req: Any, resp: Any) -> None:
+def _list_snapshots(c: Checker, req: Any, resp: Any) -> None:
     c.page(req, resp)
     for i, entry in enumerate(resp.entries):
         if c.present(entry, "snapshot", f"entries[{i}].snapshot", "ListSnapshots"):
             c.snapshot(entry.snapshot, f"entries[{i}].snapshot", source=req.source_volume_id)
 
 
-def _controller_expand(c: _Checker, req: Any, resp: Any) -> None:
+def _controller_expand(c: Checker, req: Any, resp: Any) -> None:
     if resp.capacity_bytes == 0:
         c.warn(
             "capacity_bytes",
@@ -265,12 +268,12 @@ def _controller_expand(c: _Checker, req: Any, resp: Any) -> None:
         c.capacity(resp.capacity_bytes, req, "capacity_bytes", "ControllerExpandVolume")
 
 
-def _node_expand(c: _Checker, req: Any, resp: Any) -> None:
+def _node_expand(c: Checker, req: Any, resp: Any) -> None:
     if resp.capacity_bytes:
         c.capacity(resp.capacity_bytes, req, "capacity_bytes", "NodeExpandVolume")
 
 
-def _node_info(c: _Checker, req: Any, resp: Any) -> None:
+def _node_info(c: Checker, req: Any, resp: Any) -> None:
     c.ident(resp.node_id, "node_id", "NodeGetInfo", limit=256)
     if resp.max_volumes_per_node < 0:
         c.warn(
@@ -283,7 +286,7 @@ def _node_info(c: _Checker, req: Any, resp: Any) -> None:
         c.warn("accessible_topology", "is set", "NodeGetInfo", TOPOLOGY_CAP)
 
 
-def _stats(c: _Checker, req: Any, resp: Any) -> None:
+def _stats(c: Checker, req: Any, resp: Any) -> None:
     for i, usage in enumerate(resp.usage):
         if usage.unit == 0:
             c.warn(
@@ -296,7 +299,7 @@ def _stats(c: _Checker, req: Any, resp: Any) -> None:
             c.not_negative(getattr(usage, name), f"usage[{i}].{name}", "VolumeUsage")
 
 
-def _group(c: _Checker, req: Any, resp: Any) -> None:
+def _group(c: Checker, req: Any, resp: Any) -> None:
     section = c.method.removeprefix("Create").removeprefix("Get")
     if c.present(resp, "group_snapshot", "group_snapshot", section):
         c.group(
@@ -306,7 +309,7 @@ def _group(c: _Checker, req: Any, resp: Any) -> None:
         )
 
 
-_CHECKS: dict[str, Callable[[_Checker, Any, Any], None]] = {
+_CHECKS: dict[str, Callable[[Checker, Any, Any], None]] = {
     "GetPluginInfo": _plugin_info,
     "CreateVolume": _create_volume,
     "ListVolumes": _list_volumes,
@@ -338,111 +341,8 @@ def check_reply(
         plugin_caps: the plugin's ``PluginCapability.Service`` names when known, to check
             that topology is only reported by plugins that advertise it.
     """
-    checker = _Checker(method, plugin_caps)
+    checker = Checker(method, plugin_caps)
     fn = _CHECKS.get(method)
     if fn is not None:
         fn(checker, request, reply)
     return checker.out
-
-
-class StreamCheck:
-    """The Metadata Format rules across every message of a GetMetadataAllocated/Delta stream."""
-
-    def __init__(self, method: str, request: Any) -> None:
-        """Check the stream of ``method`` answering ``request``."""
-        self.method = method
-        self.starting_offset = int(request.starting_offset)
-        self.max_results = int(request.max_results)
-        self.kind: int | None = None
-        self.capacity: int | None = None
-        self.fixed_size: int | None = None
-        self.end: int | None = None
-        self.index = 0
-
-    def feed(self, msg: Any) -> list[SpecWarning]:
-        """Check the next message of the stream."""
-        c = _Checker(self.method, None)
-        path = f"message[{self.index}]"
-        self.index += 1
-        section = "SnapshotMetadata"
-        if msg.block_metadata_type == 0:
-            c.warn(f"{path}.block_metadata_type", "is UNKNOWN", section, REQUIRED)
-        elif self.kind is None:
-            self.kind = msg.block_metadata_type
-        elif msg.block_metadata_type != self.kind:
-            c.warn(
-                f"{path}.block_metadata_type",
-                "changed mid-stream",
-                section,
-                "This value must be the same in all such messages returned by the stream.",
-            )
-        if self.capacity is None:
-            self.capacity = msg.volume_capacity_bytes
-            if msg.volume_capacity_bytes <= 0:
-                c.warn(
-                    f"{path}.volume_capacity_bytes",
-                    f"is {msg.volume_capacity_bytes}",
-                    section,
-                    REQUIRED,
-                )
-        elif msg.volume_capacity_bytes != self.capacity:
-            c.warn(
-                f"{path}.volume_capacity_bytes",
-                "changed mid-stream",
-                section,
-                "This value must be the same in all such messages returned by the stream.",
-            )
-        if self.max_results > 0 and len(msg.block_metadata) > self.max_results:
-            c.warn(
-                f"{path}.block_metadata",
-                f"has {len(msg.block_metadata)} tuples for max_results {self.max_results}",
-                section,
-                "the number of entries in this list MUST be less than or equal to that value.",
-            )
-        for i, block in enumerate(msg.block_metadata):
-            self._block(c, f"{path}.block_metadata[{i}]", block)
-        return c.out
-
-    def _block(self, c: _Checker, path: str, block: Any) -> None:
-        section = "SnapshotMetadata"
-        if block.size_bytes <= 0:
-            c.warn(
-                f"{path}.size_bytes",
-                f"is {block.size_bytes}",
-                section,
-                "size_bytes MUST be greater than zero.",
-            )
-        if self.kind == 1:  # FIXED_LENGTH
-            if self.fixed_size is None:
-                self.fixed_size = block.size_bytes
-            elif block.size_bytes != self.fixed_size:
-                c.warn(
-                    f"{path}.size_bytes",
-                    f"is {block.size_bytes}, not the fixed {self.fixed_size}",
-                    section,
-                    "If block_metadata_type is FIXED_LENGTH, "
-                    "then the size_bytes field of each message ... MUST be constant.",
-                )
-        if self.end is None:
-            if block.byte_offset + block.size_bytes <= self.starting_offset:
-                c.warn(
-                    f"{path}",
-                    f"ends before starting_offset {self.starting_offset}",
-                    section,
-                    "The SP MUST ensure that the returned response stream does not "
-                    "contain BlockMetadata tuples that end before the requested "
-                    "starting_offset",
-                )
-        elif block.byte_offset < self.end:
-            c.warn(
-                f"{path}.byte_offset",
-                f"is {block.byte_offset}, before the end {self.end} of the previous tuple",
-                section,
-                "The byte_offset fields of adjacent BlockMetadata messages MUST be strictly "
-                "increasing and messages MUST NOT overlap",
-            )
-        self.end = max(self.end or 0, block.byte_offset + block.size_bytes)
-
-    def resume_offset(self) -> int:
-        """Where a resumed stream must start: just after the last tuple received."""
-        return self.end if self.end is not None else self.starting_offset

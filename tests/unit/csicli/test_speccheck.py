@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from csi_sidecars.csi.gen import csi_pb2 as pb
-from csi_sidecars.csicli.speccheck import StreamCheck, check_reply
+from csi_sidecars.csicli.speccheck import check_reply
+from csi_sidecars.csicli.streamcheck import StreamCheck
 
 GIB = 1 << 30
 
