@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.csi.sanitize import STRIPPED, is_secret
 from csi_sidecars.csicli.arguments import ArgumentError
 

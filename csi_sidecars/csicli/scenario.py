@@ -21,7 +21,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.csicli.lifecycle import MAYBE_DONE, PASS, WARN, Abort, Steps
 from csi_sidecars.csicli.scenario_steps import node_steps, snapshot_steps
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.csicli.lifecycle import MAYBE_DONE, Abort, Steps
 
 pb: Any = csi_pb2  # generated classes are dynamic; keep mypy out of them

@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 
 from csi_sidecars.cli import main
 from csi_sidecars.playground.driver import Driver, run_driver
-from tests.component.csicli.fake_driver import FakeCSI
+from tests.support.fake_csi import FakeCSI
 
 T = TypeVar("T")
 

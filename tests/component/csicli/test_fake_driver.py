@@ -12,10 +12,10 @@ import grpc
 import pytest
 import yaml
 
-from csi_sidecars.csi.gen import csi_pb2 as pb
+from csi_sidecars.csi.messages import csi_pb2 as pb
 from csi_sidecars.csicli import exitcodes
 from tests.component.csicli.conftest import Cli
-from tests.component.csicli.fake_driver import FakeCSI, fail, reply
+from tests.support.fake_csi import FakeCSI, fail, reply
 
 Code = grpc.StatusCode
 GIB = 1 << 30

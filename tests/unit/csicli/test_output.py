@@ -7,7 +7,7 @@ import json
 
 import yaml
 
-from csi_sidecars.csi.gen import csi_pb2 as pb
+from csi_sidecars.csi.messages import csi_pb2 as pb
 from csi_sidecars.csicli import exitcodes, tables
 from csi_sidecars.csicli.convert import build_request, message_to_data
 from csi_sidecars.csicli.output import choose_format, format_tables, render

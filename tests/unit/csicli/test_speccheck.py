@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from csi_sidecars.csi.gen import csi_pb2 as pb
+from csi_sidecars.csi.messages import csi_pb2 as pb
 from csi_sidecars.csicli.speccheck import check_reply
 from csi_sidecars.csicli.streamcheck import StreamCheck
 

@@ -1,4 +1,4 @@
-"""A scriptable CSI driver for the csi CLI's tests: any method of any CSI service.
+"""The generic scriptable CSI server of the tests: any method of any CSI service.
 
 Each method answers through ``handlers[name](request, context)``: a coroutine returning the reply
 for unary methods, an async generator of replies for the SnapshotMetadata streams. Methods
@@ -7,13 +7,15 @@ without a handler answer UNIMPLEMENTED. Every request is recorded in ``requests`
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from csi_sidecars.csi.gen import csi_pb2
+from csi_sidecars.csi.messages import csi_pb2
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Any]
 SERVICES = ("Identity", "Controller", "GroupController", "Node", "SnapshotMetadata")
@@ -53,7 +55,7 @@ class FakeCSI:
 
         return handle
 
-    async def start(self) -> None:
+    async def start(self) -> FakeCSI:
         server = grpc.aio.server()
         handlers = []
         for service in SERVICES:
@@ -79,11 +81,14 @@ class FakeCSI:
         server.add_insecure_port(self.endpoint)
         await server.start()
         self.server = server
+        return self
 
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop(None)
             self.server = None
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.socket_path)
 
 
 def reply(msg: Any) -> Handler:
