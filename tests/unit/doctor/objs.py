@@ -70,7 +70,9 @@ def node(
     name: str = "node-1", labels: dict[str, str] | None = None, ready: bool = True
 ) -> dict[str, Any]:
     return {
-        "metadata": _meta(name, labels=labels or {"topology.hostpath.csi/node": name}),
+        "metadata": _meta(
+            name, labels={"topology.hostpath.csi/node": name} if labels is None else labels
+        ),
         "status": {
             "conditions": [
                 {
