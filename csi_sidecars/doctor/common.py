@@ -197,7 +197,8 @@ def events_about(
         if obj_uid and ref.get("uid") and ref.get("uid") != obj_uid:
             continue
         out.append(event)
-    return sorted(out, key=event_time, reverse=True)
+    # Newest first; at the same time a Warning before the Normal event that led to it.
+    return sorted(out, key=lambda e: (event_time(e), e.get("type") == "Warning"), reverse=True)
 
 
 def describe_event(snap: ClusterSnapshot, event: Mapping[str, Any]) -> str:
