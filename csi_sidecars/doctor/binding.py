@@ -14,7 +14,7 @@ from typing import Any
 from csi_sidecars.doctor.common import GRACE, event_evidence, finding
 from csi_sidecars.doctor.placement import quantity
 from csi_sidecars.doctor.report import Evidence, Finding, ObjectRef, Severity, fail, info, ok, warn
-from csi_sidecars.doctor.snapshot import PV, ClusterSnapshot, age_text
+from csi_sidecars.doctor.snapshot import PV, ClusterSnapshot, age_text, mapping
 from csi_sidecars.kube.objects import JsonDict, dig, name, namespace, spec, status, str_list
 from csi_sidecars.kube.quantity import format_binary_si
 
@@ -27,7 +27,7 @@ def pv_class(pv: Mapping[str, Any]) -> str:
 
 def misfit(pv: Mapping[str, Any], pvc: Mapping[str, Any], class_name: str) -> str:
     """Why ``pv`` cannot bind ``pvc`` ("" when it can)."""
-    ref = spec(pv).get("claimRef") or {}
+    ref = mapping(spec(pv).get("claimRef"))
     if ref and (ref.get("name") != name(pvc) or ref.get("namespace") != namespace(pvc)):
         return f"reserved for claim {ref.get('namespace')}/{ref.get('name')}"
     if ref.get("uid") and ref.get("uid") != dig(pvc, "metadata", "uid"):

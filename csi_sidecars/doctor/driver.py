@@ -10,15 +10,9 @@ released Lease is a problem; a missing one is only reported (a sidecar without
 from __future__ import annotations
 
 from csi_sidecars.doctor import names
-from csi_sidecars.doctor.common import (
-    GRACE,
-    LeaseState,
-    driver_evidence,
-    finding,
-    lease_state,
-    registered_nodes,
-)
+from csi_sidecars.doctor.common import GRACE, driver_evidence, finding, registered_nodes
 from csi_sidecars.doctor.finalizers import CODE_STEM
+from csi_sidecars.doctor.leases import LeaseState, lease_state
 from csi_sidecars.doctor.report import Evidence, Finding, ObjectRef, Severity, info, warn
 from csi_sidecars.doctor.snapshot import (
     CSI_DRIVER,

@@ -13,16 +13,14 @@ from dataclasses import dataclass
 
 from csi_sidecars.doctor import names
 from csi_sidecars.doctor.common import (
-    ABSENT,
     GRACE,
-    UNREADABLE,
     event_evidence,
     event_message,
     finding,
-    lease_state,
     newest,
     pods_using_claim,
 )
+from csi_sidecars.doctor.leases import ABSENT, UNREADABLE, lease_state
 from csi_sidecars.doctor.report import Evidence, Finding, ObjectRef, Severity, fail, info, ok, warn
 from csi_sidecars.doctor.snapshot import (
     PVC,
@@ -31,6 +29,7 @@ from csi_sidecars.doctor.snapshot import (
     ClusterSnapshot,
     age_text,
     deleted_at,
+    mapping,
 )
 from csi_sidecars.kube.objects import JsonDict, dig, finalizers, name, namespace, spec, status
 
@@ -241,7 +240,7 @@ def volume_finalizers(
     blockers: list[Blocker] = []
     driver = str(dig(pv, "spec", "csi", "driver") or "")
     phase = status(pv).get("phase")
-    claim = spec(pv).get("claimRef") or {}
+    claim = mapping(spec(pv).get("claimRef"))
     claim_text = f"{claim.get('namespace')}/{claim.get('name')}"
     bound = (
         phase == "Bound"

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 from csi_sidecars.doctor import names
 from csi_sidecars.doctor.common import (
-    ABSENT,
-    UNREADABLE,
     driver_evidence,
     event_evidence,
     event_message,
     events_about,
     finding,
-    lease_state,
     newest,
     not_found,
 )
 from csi_sidecars.doctor.finalizers import attachments_of, volume_finalizers
+from csi_sidecars.doctor.leases import ABSENT, UNREADABLE, lease_state
 from csi_sidecars.doctor.report import Evidence, Finding, ObjectRef, Severity, fail, info, ok, warn
-from csi_sidecars.doctor.snapshot import PV, PVC, ClusterSnapshot
+from csi_sidecars.doctor.snapshot import PV, PVC, ClusterSnapshot, mapping
 from csi_sidecars.kube.objects import JsonDict, annotations_of, dig, is_deleting, spec, status, uid
 
 
@@ -36,7 +34,7 @@ def check_pv(snap: ClusterSnapshot, pv_name: str) -> Finding:
     driver = str(dig(pv, "spec", "csi", "driver") or "")
     phase = str(status(pv).get("phase") or "Pending")
     policy = str(spec(pv).get("persistentVolumeReclaimPolicy") or "Retain")
-    claim = spec(pv).get("claimRef") or {}
+    claim = mapping(spec(pv).get("claimRef"))
     claim_text = f"{claim.get('namespace')}/{claim.get('name')}" if claim else "none"
     facts = [
         info(

@@ -10,19 +10,11 @@ kube-controller-manager records ``ExternalExpanding`` when it hands the claim ov
 from __future__ import annotations
 
 from csi_sidecars.doctor import names
-from csi_sidecars.doctor.common import (
-    ABSENT,
-    GRACE,
-    UNREADABLE,
-    event_evidence,
-    event_message,
-    finding,
-    lease_state,
-    newest,
-)
+from csi_sidecars.doctor.common import GRACE, event_evidence, event_message, finding, newest
+from csi_sidecars.doctor.leases import ABSENT, UNREADABLE, lease_state
 from csi_sidecars.doctor.placement import quantity
 from csi_sidecars.doctor.report import Evidence, Finding, ObjectRef, Severity, info
-from csi_sidecars.doctor.snapshot import ClusterSnapshot, age_text, event_time
+from csi_sidecars.doctor.snapshot import ClusterSnapshot, age_text, event_time, mapping
 from csi_sidecars.kube.objects import JsonDict, dig, status
 from csi_sidecars.kube.quantity import format_binary_si
 
@@ -53,7 +45,7 @@ def diagnose_resize(
         for c in status(pvc).get("conditions") or []
         if isinstance(c, dict) and c.get("status") == "True"
     }
-    allocated = (status(pvc).get("allocatedResourceStatuses") or {}).get("storage", "")
+    allocated = str(mapping(status(pvc).get("allocatedResourceStatuses")).get("storage") or "")
     evidence = [
         *evidence,
         info(

@@ -50,6 +50,11 @@ KINDS = (
 SNAPSHOT_KINDS = (VOLUME_SNAPSHOT, SNAPSHOT_CONTENT, SNAPSHOT_CLASS)
 
 
+def mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is an object, else an empty one (malformed fields read as absent)."""
+    return value if isinstance(value, dict) else {}
+
+
 def parse_time(value: Any) -> float | None:
     """Seconds since the epoch of an API timestamp (RFC 3339, micro or plain), or None."""
     if not value or not isinstance(value, str):
@@ -76,7 +81,7 @@ def deleted_at(obj: Mapping[str, Any]) -> float | None:
 
 def event_time(event: Mapping[str, Any]) -> float:
     """When an event last happened (0 when it carries no time at all)."""
-    series = event.get("series") or {}
+    series = mapping(event.get("series"))
     for value in (
         series.get("lastObservedTime"),
         event.get("lastTimestamp"),
@@ -92,7 +97,7 @@ def event_time(event: Mapping[str, Any]) -> float:
 
 def event_component(event: Mapping[str, Any]) -> str:
     """Who recorded an event (``source.component`` or ``reportingComponent``)."""
-    source = event.get("source") or {}
+    source = mapping(event.get("source"))
     return str(
         source.get("component")
         or event.get("reportingComponent")
@@ -103,7 +108,7 @@ def event_component(event: Mapping[str, Any]) -> str:
 
 def event_count(event: Mapping[str, Any]) -> int:
     """How often an event happened (``count``, or its series count)."""
-    series = event.get("series") or {}
+    series = mapping(event.get("series"))
     try:
         return max(1, int(series.get("count") or event.get("count") or 1))
     except (TypeError, ValueError):

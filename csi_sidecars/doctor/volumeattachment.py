@@ -10,17 +10,15 @@ from __future__ import annotations
 
 from csi_sidecars.doctor import names
 from csi_sidecars.doctor.common import (
-    ABSENT,
     GRACE,
-    UNREADABLE,
     driver_entry,
     event_evidence,
     events_about,
     finding,
-    lease_state,
     not_found,
 )
 from csi_sidecars.doctor.finalizers import deletion_evidence, owner_must_act
+from csi_sidecars.doctor.leases import ABSENT, UNREADABLE, lease_state
 from csi_sidecars.doctor.report import Evidence, Finding, ObjectRef, Severity, fail, info, ok, warn
 from csi_sidecars.doctor.snapshot import (
     CSI_DRIVER,

@@ -10,17 +10,9 @@ the content; then the errors on both objects. Deleting snapshots are explained b
 from __future__ import annotations
 
 from csi_sidecars.doctor import names
-from csi_sidecars.doctor.common import (
-    ABSENT,
-    GRACE,
-    UNREADABLE,
-    event_evidence,
-    events_about,
-    finding,
-    lease_state,
-    not_found,
-)
+from csi_sidecars.doctor.common import GRACE, event_evidence, events_about, finding, not_found
 from csi_sidecars.doctor.finalizers import Blocker, decide, deletion_evidence, owner_must_act
+from csi_sidecars.doctor.leases import ABSENT, UNREADABLE, lease_state
 from csi_sidecars.doctor.report import Evidence, Finding, ObjectRef, Severity, fail, info, ok
 from csi_sidecars.doctor.snapshot import (
     PV,
@@ -30,6 +22,7 @@ from csi_sidecars.doctor.snapshot import (
     VOLUME_SNAPSHOT,
     ClusterSnapshot,
     age_text,
+    mapping,
 )
 from csi_sidecars.kube.objects import (
     JsonDict,
@@ -90,7 +83,7 @@ def check_volume_snapshot(snap: ClusterSnapshot, ns: str, vs_name: str) -> Findi
     content_name = str(status(vs).get("boundVolumeSnapshotContentName") or "")
     content = snap.get(SNAPSHOT_CONTENT, content_name) if content_name else None
     ready = bool(status(vs).get("readyToUse"))
-    source = dig(vs, "spec", "source") or {}
+    source = mapping(dig(vs, "spec", "source"))
     src_text = (
         f"claim {source['persistentVolumeClaimName']}"
         if source.get("persistentVolumeClaimName")

@@ -6,8 +6,11 @@ import base64
 import datetime as dt
 import json
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from csi_sidecars.doctor.report import Finding, Severity
 from csi_sidecars.doctor.snapshot import ClusterSnapshot
 
 NOW = 1_800_000_000.0
@@ -273,3 +276,31 @@ def healthy_base(**extra: Any) -> dict[str, Any]:
     for key, value in extra.items():
         items[key] = value
     return items
+
+
+@dataclass
+class Case:
+    """One row of a checker table: a snapshot and the diagnosis it must give.
+
+    Attributes:
+        says: substrings of the summary plus next step.
+        evidence: substrings that some evidence message must contain.
+    """
+
+    id: str
+    build: Callable[[], ClusterSnapshot]
+    code: str
+    severity: Severity = Severity.PROBLEM
+    says: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+
+
+def check_case(found: Finding, case: Case) -> None:
+    """Assert that ``found`` is the diagnosis ``case`` wants."""
+    assert (found.code, found.severity) == (case.code, case.severity), found
+    text = f"{found.summary} {found.next_step}"
+    for part in case.says:
+        assert part in text, (part, text)
+    messages = [e.message for e in found.evidence]
+    for part in case.evidence:
+        assert any(part in m for m in messages), (part, messages)

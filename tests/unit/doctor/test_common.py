@@ -8,16 +8,15 @@ from csi_sidecars.attacher import names as attacher_names
 from csi_sidecars.controller.driver import DriverInfo
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.doctor import names
-from csi_sidecars.doctor.common import (
+from csi_sidecars.doctor.common import events_about, pods_using_claim
+from csi_sidecars.doctor.leases import (
     ABSENT,
     FRESH,
     RELEASED,
     STALE,
     UNREADABLE,
-    events_about,
     journal_records,
     lease_state,
-    pods_using_claim,
 )
 from csi_sidecars.kube.leaderelection import sanitize_name
 from csi_sidecars.provisioner import keys

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 import pytest
 
 from csi_sidecars.doctor.pv import check_pv
-from csi_sidecars.doctor.report import Finding, Severity
-from csi_sidecars.doctor.snapshot import ClusterSnapshot
+from csi_sidecars.doctor.report import Severity
 from csi_sidecars.doctor.volumeattachment import check_volume_attachment
 from tests.unit.doctor import objs
-from tests.unit.doctor.objs import DRIVER, healthy_base, snapshot
+from tests.unit.doctor.objs import DRIVER, Case, check_case, healthy_base, snapshot
 
 ATTACHER_FIN = "external-attacher/hostpath-csi-k8s-io"
 PROV_FIN = "external-provisioner.volume.kubernetes.io/finalizer"
-
-
-@dataclass
-class Case:
-    id: str
-    build: Callable[[], ClusterSnapshot]
-    code: str
-    severity: Severity = Severity.PROBLEM
-    says: list[str] = field(default_factory=list)
-    evidence: list[str] = field(default_factory=list)
 
 
 PV_CASES = [
@@ -293,24 +279,14 @@ VA_CASES = [
 ]
 
 
-def _check(found: Finding, case: Case) -> None:
-    text = f"{found.summary} {found.next_step}"
-    assert (found.code, found.severity) == (case.code, case.severity), found
-    for part in case.says:
-        assert part in text, (part, text)
-    messages = [e.message for e in found.evidence]
-    for part in case.evidence:
-        assert any(part in m for m in messages), (part, messages)
-
-
 @pytest.mark.parametrize("case", PV_CASES, ids=[c.id for c in PV_CASES])
 def test_volume_diagnosis(case: Case) -> None:
-    _check(check_pv(case.build(), "pvc-1"), case)
+    check_case(check_pv(case.build(), "pvc-1"), case)
 
 
 @pytest.mark.parametrize("case", VA_CASES, ids=[c.id for c in VA_CASES])
 def test_attachment_diagnosis(case: Case) -> None:
-    _check(check_volume_attachment(case.build(), "csi-abc"), case)
+    check_case(check_volume_attachment(case.build(), "csi-abc"), case)
 
 
 def test_missing_objects() -> None:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from csi_sidecars.doctor.driver import check_driver, drivers_in_use
 from csi_sidecars.doctor.node import check_node
-from csi_sidecars.doctor.report import Finding, Severity
-from csi_sidecars.doctor.snapshot import ClusterSnapshot
+from csi_sidecars.doctor.report import Severity
 from csi_sidecars.doctor.volumesnapshot import check_volume_snapshot
 from tests.unit.doctor import objs
-from tests.unit.doctor.objs import DRIVER, NS, healthy_base, snapshot
+from tests.unit.doctor.objs import DRIVER, NS, Case, check_case, healthy_base, snapshot
 
 CONTROLLER_LEASE = objs.lease("snapshot-controller-leader")
 SNAPSHOTTER_LEASE = objs.lease("external-snapshotter-leader-hostpath-csi-k8s-io")
@@ -76,15 +73,6 @@ def snap_base(**extra: Any) -> dict[str, Any]:
     )
     items.update(extra)
     return items
-
-
-@dataclass
-class Case:
-    id: str
-    build: Callable[[], ClusterSnapshot]
-    code: str
-    severity: Severity = Severity.PROBLEM
-    says: list[str] = field(default_factory=list)
 
 
 VS_CASES = [
@@ -296,26 +284,19 @@ DRIVER_CASES = [
 ]
 
 
-def _check(found: Finding, case: Case) -> None:
-    assert (found.code, found.severity) == (case.code, case.severity), found
-    text = f"{found.summary} {found.next_step}"
-    for part in case.says:
-        assert part in text, (part, text)
-
-
 @pytest.mark.parametrize("case", VS_CASES, ids=[c.id for c in VS_CASES])
 def test_snapshot_diagnosis(case: Case) -> None:
-    _check(check_volume_snapshot(case.build(), NS, "snap"), case)
+    check_case(check_volume_snapshot(case.build(), NS, "snap"), case)
 
 
 @pytest.mark.parametrize("case", NODE_CASES, ids=[c.id for c in NODE_CASES])
 def test_node_diagnosis(case: Case) -> None:
-    _check(check_node(case.build(), "node-1"), case)
+    check_case(check_node(case.build(), "node-1"), case)
 
 
 @pytest.mark.parametrize("case", DRIVER_CASES, ids=[c.id for c in DRIVER_CASES])
 def test_driver_diagnosis(case: Case) -> None:
-    _check(check_driver(case.build(), DRIVER), case)
+    check_case(check_driver(case.build(), DRIVER), case)
 
 
 def test_driver_without_leases_only_reports_them() -> None:
