@@ -109,6 +109,14 @@ def diagnose_pending(
                 f'default class "{class_name}" to it',
             )
         )
+        if len(defaults) > 1:
+            others = ", ".join(name(d) for d in defaults[1:])
+            evidence.append(
+                warn(
+                    "storageclass",
+                    f"more than one default class; the newest is used (also default: {others})",
+                )
+            )
     if spec(pvc).get("volumeName"):
         return named_volume(snap, ref, pvc, class_name, evidence, events)
     if class_name == "":
@@ -291,6 +299,16 @@ def _provisioner(
             f"The provisioner of {driver} runs but has not reacted to the claim in "
             f"{age_text(age)}.",
             "check the provisioner's logs (is it started for this driver name?)",
+            tail,
+        )
+    if not ours:
+        return finding(
+            ref,
+            Severity.WARNING,
+            "WaitingForProvisioner",
+            f"The claim waits for a provisioner of driver {driver}; nothing has reacted to it "
+            f"yet (created {age_text(age)} ago).",
+            "wait a moment; run doctor again if the claim stays Pending",
             tail,
         )
     return finding(

@@ -30,8 +30,9 @@ CASES = [
     Case(
         "young claim without reaction is still in progress",
         lambda: snapshot(**healthy_base(leases=[], pvcs=[claim_with(age=3)])),
-        "Provisioning",
+        "WaitingForProvisioner",
         Severity.WARNING,
+        says=["nothing has reacted to it yet (created 3s ago)"],
     ),
     Case(
         "driver not installed at all",

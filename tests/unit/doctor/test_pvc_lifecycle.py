@@ -37,7 +37,7 @@ CASES = [
                 pvcs=[claim_with(sc=None, age=5)],
             )
         ),
-        "Provisioning",
+        "WaitingForProvisioner",
         Severity.WARNING,
         evidence=['default class "fast"'],
     ),
@@ -144,3 +144,21 @@ def test_terminating_claim_with_unknown_finalizer() -> None:
     found = check_pvc(snapshot(**healthy_base(pvcs=[claim])), NS, "data")
     assert found.code == "UnknownFinalizer"
     assert "example.com/backup" in found.summary
+
+
+def test_two_default_classes_are_pointed_out() -> None:
+    snap = snapshot(
+        **healthy_base(
+            storage_classes=[
+                objs.storage_class("old", default=True, age=9000),
+                objs.storage_class("new", default=True, age=60),
+            ],
+            pvcs=[claim_with(sc=None, age=5)],
+        )
+    )
+    found = check_pvc(snap, NS, "data")
+    messages = [e.message for e in found.evidence]
+    assert any('default class "new"' in m for m in messages), messages
+    assert any(
+        "more than one default class; the newest is used (also default: old)" in m for m in messages
+    )
