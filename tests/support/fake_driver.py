@@ -4,7 +4,8 @@ Tests change :attr:`FakeDriver.state` on the fly: Probe follows ``probe_script``
 while it has steps, then ``ready`` / ``probe_error`` / ``probe_delay``; ``calls`` and
 ``requests`` record what the driver was asked. :class:`FakeDriver` is the generic any-method
 server of :mod:`tests.support.fake_csi` with these answers installed, so one mechanism serves
-every fake. For the full-featured driver (volumes, snapshots, fault injection) use the playground driver (``csi_sidecars.playground.driver``).
+every fake. For the full-featured driver (volumes, snapshots, fault injection) use the
+playground driver (``csi_sidecars.playground.driver``).
 """
 
 from __future__ import annotations
