@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from csi_sidecars.controller import actions as a
-from csi_sidecars.controller.perform import Performer, to_result
+from csi_sidecars.controller.perform import Performer
 from csi_sidecars.csi.codes import GO_DEADLINE, error_code, format_error
 from csi_sidecars.csi.messages import csi_pb2, csi_pb2_grpc
 from csi_sidecars.kube.objects import Event, JsonDict, SecretError, name, secret_data, spec, uid
@@ -166,10 +166,6 @@ class Context:
     async def perform(self, plan: a.Plan, key: str = "") -> a.Outcome:
         """Perform a plan of complete actions; its final outcome."""
         return await self.performer.perform(plan, key)
-
-    async def sync(self, plan: a.Plan, key: str = "") -> Result:
-        """Perform ``plan`` and answer the work queue."""
-        return to_result(await self.perform(plan, key))
 
     def build_pv(
         self,
