@@ -114,6 +114,23 @@ class Create:
 
 
 @dataclass(frozen=True, slots=True)
+class Replace:
+    """PUT one whole object (``body`` carries the ``resourceVersion`` it was read at).
+
+    For objects a role may only ``update`` (the Go RBAC grants no ``patch``), built from a full
+    copy a :class:`Read` returned, never from a slim cached one. A stale ``resourceVersion`` is a
+    409 conflict (default: :class:`Redecide`).
+    """
+
+    resource: Resource
+    body: JsonDict
+    namespace: str | None = None
+    subresource: str | None = None
+    then: Callable[[JsonDict], Plan] | None = field(default=None, repr=False, compare=False)
+    on_error: Callable[[ApiError], Plan] | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Delete:
     """DELETE one object (``uid`` as a precondition when given); 404 counts as success."""
 
@@ -169,7 +186,7 @@ class Call:
     timeout: float | None = None
 
 
-Action = Emit | Patch | Create | Delete | Read | List | Call | Outcome
+Action = Emit | Patch | Create | Replace | Delete | Read | List | Call | Outcome
 Plan = Sequence[Action]
 """A decision: actions in the order they must happen."""
 
@@ -197,6 +214,7 @@ __all__ = [
     "Plan",
     "Read",
     "Redecide",
+    "Replace",
     "Retry",
     "RetryAfter",
     "done",
