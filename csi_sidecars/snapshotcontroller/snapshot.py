@@ -3,8 +3,9 @@
 :func:`decide_snapshot` takes the snapshot and what the caches know and returns the complete
 plan:
 
-1. the class: the named class must exist, an unnamed dynamic snapshot gets the default one
-   (:mod:`.classes`); the rest is decided on the patched object;
+1. the class: the named class must exist while the snapshot has no content yet, an unnamed
+   dynamic snapshot gets the default one (:mod:`.classes`); the rest is decided on the patched
+   object;
 2. a snapshot being deleted goes to :func:`~.delete.decide_deletion`;
 3. exactly one source (``SnapshotValidationError``);
 4. the finalizers: ``volumesnapshot-as-source-protection`` always, ``-bound-protection`` once a
@@ -54,7 +55,10 @@ def decide_snapshot(vs: JsonDict | None, d: Decide) -> a.Plan:
         return (a.Done("gone"),)
     name = so.class_name(vs)
     if name is not None:
-        if d.view.snapshot_class(name) is None and not o.is_deleting(vs):
+        # Only a snapshot still to get a content needs its class: Go reports a class deleted
+        # after the fact as an error on every ready snapshot of it, at every resync.
+        needed = not so.bound_content(vs) and not o.is_deleting(vs)
+        if needed and d.view.snapshot_class(name) is None:
             err = classes.not_found(VOLUME_SNAPSHOT_CLASSES, name)
             return fail(
                 vs,
