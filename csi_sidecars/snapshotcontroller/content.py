@@ -86,9 +86,7 @@ def decide_group_content(content: JsonDict | None, d: Decide) -> a.Plan:
     vgs = d.view.group_snapshot(str(ref.get("namespace") or ""), str(ref.get("name") or ""))
     if vgs is not None and o.uid(vgs) != ref.get("uid"):
         vgs = None
-    gone_or_going = vgs is None or (
-        o.is_deleting(vgs) and VGS_BOUND_FINALIZER in o.finalizers(vgs)
-    )
+    gone_or_going = vgs is None or (o.is_deleting(vgs) and VGS_BOUND_FINALIZER in o.finalizers(vgs))
     if o.is_deleting(content) and gone_or_going:
         mark = mark_being_deleted(content, VGSC, ANN_VOLUME_GROUP_SNAPSHOT_BEING_DELETED)
         if mark is not None:

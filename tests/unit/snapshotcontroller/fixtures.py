@@ -272,3 +272,105 @@ def vgsclass(
     if params is not None:
         out["parameters"] = params
     return out
+
+
+def vgs(
+    name: str,
+    uid: str,
+    *,
+    selector: Obj | None = None,
+    content: str | None = None,
+    cls: str | None = None,
+    bound: str | None = None,
+    ready: bool | None = None,
+    error: str | None = None,
+    created: str | None = None,
+    ns: str = NS,
+    **meta: Any,
+) -> Obj:
+    source: Obj = {}
+    if selector is not None:
+        source["selector"] = selector
+    if content is not None:
+        source["volumeGroupSnapshotContentName"] = content
+    spec: Obj = {"source": source}
+    if cls is not None:
+        spec["volumeGroupSnapshotClassName"] = cls
+    out: Obj = {
+        "apiVersion": f"{GROUP_SNAPSHOT_GROUP}/v1",
+        "kind": "VolumeGroupSnapshot",
+        "metadata": _meta(name, ns=ns, uid=uid, **meta),
+        "spec": spec,
+    }
+    st: Obj = {}
+    if bound is not None:
+        st["boundVolumeGroupSnapshotContentName"] = bound
+    if ready is not None:
+        st["readyToUse"] = ready
+    if created is not None:
+        st["creationTime"] = created
+    if error is not None:
+        st["error"] = {"message": error, "time": NOW}
+    if st:
+        out["status"] = st
+    return out
+
+
+def vgsc(
+    name: str,
+    group: str,
+    group_uid: str | None,
+    *,
+    handles: list[str] | None = None,
+    static: Obj | None = None,
+    policy: str = "Delete",
+    cls: str | None = None,
+    ready: bool | None = None,
+    group_handle: str | None = None,
+    infos: list[Obj] | None = None,
+    created: str | None = None,
+    ns: str = NS,
+    finalizers: list[str] | None = None,
+    full_ref: bool = False,
+    **meta: Any,
+) -> Obj:
+    from csi_sidecars.kube.snapshots import VGSC_FINALIZER
+
+    source: Obj = {}
+    if handles is not None:
+        source["volumeHandles"] = handles
+    if static is not None:
+        source["groupSnapshotHandles"] = static
+    ref: Obj = {"kind": "VolumeGroupSnapshot", "namespace": ns, "name": group}
+    if group_uid is not None:
+        ref["uid"] = group_uid
+    if full_ref:
+        ref["apiVersion"] = f"{GROUP_SNAPSHOT_GROUP}/v1"
+    spec: Obj = {
+        "volumeGroupSnapshotRef": ref,
+        "source": source,
+        "deletionPolicy": policy,
+        "driver": DRIVER,
+    }
+    if cls is not None:
+        spec["volumeGroupSnapshotClassName"] = cls
+    out: Obj = {
+        "apiVersion": f"{GROUP_SNAPSHOT_GROUP}/v1",
+        "kind": "VolumeGroupSnapshotContent",
+        "metadata": _meta(
+            name, finalizers=[VGSC_FINALIZER] if finalizers is None else finalizers, **meta
+        ),
+        "spec": spec,
+    }
+    st: Obj = {}
+    if ready is not None:
+        st["readyToUse"] = ready
+    if group_handle is not None:
+        st["volumeGroupSnapshotHandle"] = group_handle
+    if infos is not None:
+        st["volumeSnapshotInfoList"] = infos
+    if created is not None:
+        st["creationTime"] = created
+    if st:
+        out["status"] = st
+    return out

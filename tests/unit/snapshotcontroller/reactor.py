@@ -161,9 +161,10 @@ def normalize(obj: JsonDict, keep_uid: bool = True) -> JsonDict:
         meta["deletionTimestamp"] = "set"
     if not keep_uid:
         meta.pop("uid", None)
-    ref = (out.get("spec") or {}).get("volumeSnapshotRef")
-    if isinstance(ref, dict):
-        ref.pop("resourceVersion", None)
+    for ref_field in ("volumeSnapshotRef", "volumeGroupSnapshotRef"):
+        ref = (out.get("spec") or {}).get(ref_field)
+        if isinstance(ref, dict):
+            ref.pop("resourceVersion", None)
     return out
 
 
