@@ -367,8 +367,8 @@ async def run_controller(
             return 1
     metrics = metrics or CSIMetrics(with_migration=options.metrics_with_migration)
     if not options.needs_driver:
-        info = DriverInfo("")
-        return await _serve(options, kube, stop, info, None, metrics, lock_name, setup, port)
+        nobody = DriverInfo("")
+        return await _serve(options, kube, stop, nobody, None, metrics, lock_name, setup, port)
     own_conn = conn is None
     if conn is None:
         try:
