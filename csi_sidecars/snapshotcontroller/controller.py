@@ -123,9 +123,10 @@ async def probe_crds(
         if error is None:
             return None
         log.info("Snapshot API not ready", error=error)
-        if asyncio.get_running_loop().time() + delay > deadline or (stop and stop.is_set()):
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0 or (stop and stop.is_set()):
             return error
-        await sleep(delay)
+        await sleep(min(delay, remaining))
         delay *= CRD_BACKOFF_FACTOR
 
 
@@ -395,11 +396,17 @@ class SnapshotController:
             self.groups.add(key)
 
 
+async def _nothing() -> None:
+    return None
+
+
 def make_setup(config: Config) -> Callable[[ControllerContext], Awaitable[Lead]]:
     """The ``setup`` of the runner for ``config``."""
 
     async def setup(ctx: ControllerContext) -> Lead:
         error = await probe_crds(ctx.port, SNAPSHOT_CRDS, config.retry_crd_max, ctx.stop)
+        if error is not None and ctx.stop.is_set():
+            return _nothing  # SIGTERM while waiting for the CRDs: a clean stop, exit 0
         if error is not None:
             raise StartupError(
                 f"Exiting due to failure to ensure CRDs exist during startup: {error}"
