@@ -154,12 +154,17 @@ class Read:
 
 @dataclass(frozen=True, slots=True)
 class List:
-    """LIST objects (all pages) and continue with the items."""
+    """LIST objects (all pages) and continue with the items.
+
+    ``for_events``: a read made only to place events (e.g. the pods an event is about); it goes
+    through the performer's events client, whose QPS budget is not the role's writes'.
+    """
 
     resource: Resource
     namespace: str | None = None
     label_selector: str | None = None
     field_selector: str | None = None
+    for_events: bool = False
     then: Callable[[list[JsonDict]], Plan] = field(default=lambda _: (), repr=False, compare=False)
     on_error: Callable[[ApiError], Plan] | None = field(default=None, repr=False, compare=False)
 
