@@ -13,7 +13,7 @@ from csi_sidecars.controller import ControllerContext, ControllerOptions, run_co
 from csi_sidecars.kube.fake import FakeKube
 from csi_sidecars.kube.options import KubeOptions
 from csi_sidecars.kube.resources import PERSISTENT_VOLUMES
-from tests.component.livenessprobe.helpers import free_port
+from tests.support.net import free_port
 
 
 async def test_driverless_role_runs_without_dialling_a_socket(tmp_path: Path) -> None:

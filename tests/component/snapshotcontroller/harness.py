@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,21 +24,12 @@ from csi_sidecars.kube.snapshots import (
 )
 from csi_sidecars.snapshotcontroller import names
 from csi_sidecars.snapshotcontroller.controller import Config, SnapshotController, make_setup
+from tests.support.poll import poll
 from tests.unit.snapshotcontroller.reactor import KINDS
 
+__all__ = ["Env", "poll", "running"]
+
 WRITES = ("create", "replace", "patch", "delete")
-
-
-async def poll(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    """Wait until ``check()`` is truthy; return its value."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -134,7 +125,7 @@ async def running(
     )
     env = Env(kube, stop, task, controllers)
     try:
-        await poll(lambda: controllers or task.done(), what="setup")
+        await poll(lambda: bool(controllers) or task.done(), what="setup")
         yield env
     finally:
         stop.set()

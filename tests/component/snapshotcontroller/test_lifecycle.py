@@ -18,8 +18,8 @@ from csi_sidecars.kube.snapshots import (
     VSC_FINALIZER,
 )
 from csi_sidecars.snapshotcontroller.controller import Config, make_setup
-from tests.component.livenessprobe.helpers import free_port
 from tests.component.snapshotcontroller.harness import poll, running
+from tests.support.net import free_port
 from tests.unit.snapshotcontroller.fixtures import pv, pvc, vs, vsclass
 
 CONTENT = "snapcontent-u1"
