@@ -115,17 +115,16 @@ class Create:
 
 @dataclass(frozen=True, slots=True)
 class Replace:
-    """PUT one whole object (``body`` carries the ``resourceVersion`` it was read at).
+    """PUT one object (an Update: ``body`` is the whole object with its resourceVersion).
 
-    For objects a role may only ``update`` (the Go RBAC grants no ``patch``), built from a full
-    copy a :class:`Read` returned, never from a slim cached one. A stale ``resourceVersion`` is a
-    409 conflict (default: :class:`Redecide`).
+    For objects a role may update but not patch (the provisioner's PVCs under the Go RBAC). A
+    stale resourceVersion gives 409: by default :class:`Redecide`; ``on_error`` may re-read
+    and re-apply instead.
     """
 
     resource: Resource
     body: JsonDict
     namespace: str | None = None
-    subresource: str | None = None
     then: Callable[[JsonDict], Plan] | None = field(default=None, repr=False, compare=False)
     on_error: Callable[[ApiError], Plan] | None = field(default=None, repr=False, compare=False)
 

@@ -1,42 +1,50 @@
-"""The Replace action of the Performer (a PUT for roles whose RBAC grants update, not patch)."""
+"""Performer: the Replace action (PUT), with its continuation and the default conflict policy."""
 
 from __future__ import annotations
 
 from csi_sidecars.controller import actions as a
 from csi_sidecars.controller.perform import Performer
 from csi_sidecars.kube.fake import FakeKube
-from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS
+from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, JsonDict
+
+PVC = PERSISTENT_VOLUME_CLAIMS
 
 
-async def test_replace_continues_with_the_written_object_and_remembers_it() -> None:
+def claim() -> JsonDict:
+    return {"metadata": {"name": "c", "namespace": "ns"}, "spec": {"storageClassName": "x"}}
+
+
+async def test_replace_puts_remembers_and_continues() -> None:
     kube = FakeKube()
-    await kube.create(PERSISTENT_VOLUME_CLAIMS, {"metadata": {"name": "c", "namespace": "ns"}})
-    full = await kube.get(PERSISTENT_VOLUME_CLAIMS, "c", "ns")
-    full["metadata"]["finalizers"] = ["f"]
+    stored = await kube.create(PVC, claim(), "ns")
     performer = Performer(kube, None, None, timeout=1.0)
-    seen: list[str] = []
+    body = {**stored, "metadata": {**stored["metadata"], "finalizers": ["f"]}}
+    seen: list[JsonDict] = []
 
-    def then(obj: dict[str, object]) -> a.Plan:
-        seen.append(str(obj["metadata"]["resourceVersion"]))  # type: ignore[index]
-        return (a.Done("ok"),)
+    def then(obj: JsonDict) -> a.Plan:
+        seen.append(obj)
+        return (a.Done("updated"),)
 
-    outcome = await performer.perform([a.Replace(PERSISTENT_VOLUME_CLAIMS, full, "ns", then=then)])
-    assert outcome == a.Done("ok")
-    stored = kube.peek(PERSISTENT_VOLUME_CLAIMS, "c", "ns")
-    assert stored is not None and stored["metadata"]["finalizers"] == ["f"]
-    assert seen == [stored["metadata"]["resourceVersion"]]
-    assert performer.written["persistentvolumeclaims"].newest("ns/c", full) == stored
-    assert [x.verb for x in kube.actions_of("replace")] == ["replace"]
+    outcome = await performer.perform([a.Replace(PVC, body, "ns", then=then)])
+    assert outcome == a.Done("updated")
+    current = kube.peek(PVC, "c", "ns")
+    assert current is not None and current["metadata"]["finalizers"] == ["f"]
+    assert seen == [current]
+    assert performer.written[PVC.plural].get("ns/c") == current
+    assert len(kube.actions_of("replace", PVC)) == 1
 
 
-async def test_replace_from_a_stale_copy_redecides() -> None:
+async def test_stale_replace_redecides_unless_on_error_says_otherwise() -> None:
     kube = FakeKube()
-    await kube.create(PERSISTENT_VOLUME_CLAIMS, {"metadata": {"name": "c", "namespace": "ns"}})
-    stale = await kube.get(PERSISTENT_VOLUME_CLAIMS, "c", "ns")
-    await kube.patch(PERSISTENT_VOLUME_CLAIMS, "c", {"metadata": {"labels": {"x": "y"}}}, "ns")
-    stale["metadata"]["finalizers"] = ["f"]
+    stored = await kube.create(PVC, claim(), "ns")
+    await kube.replace(PVC, {**stored, "spec": {"storageClassName": "y"}}, "ns")
     performer = Performer(kube, None, None, timeout=1.0)
-    outcome = await performer.perform([a.Replace(PERSISTENT_VOLUME_CLAIMS, stale, "ns")])
+    stale = {**stored, "metadata": {**stored["metadata"], "finalizers": ["f"]}}
+    outcome = await performer.perform([a.Replace(PVC, stale, "ns")])
     assert isinstance(outcome, a.Redecide)
-    stored = kube.peek(PERSISTENT_VOLUME_CLAIMS, "c", "ns")
-    assert stored is not None and "finalizers" not in stored["metadata"]
+    handled = await performer.perform(
+        [a.Replace(PVC, stale, "ns", on_error=lambda exc: (a.Retry(f"{exc.status}"),))]
+    )
+    assert handled == a.Retry("409")
+    current = kube.peek(PVC, "c", "ns")
+    assert current is not None and "finalizers" not in current["metadata"]
