@@ -37,7 +37,7 @@ from csi_sidecars.kube.snapshots import (
     VOLUME_SNAPSHOT_CONTENTS,
     VOLUME_SNAPSHOTS,
 )
-from csi_sidecars.kube.store import Indexer, Store
+from csi_sidecars.kube.store import Indexer, Projection, Store
 from csi_sidecars.kube.written import WrittenCache
 from csi_sidecars.snapshotcontroller import objects as so
 
@@ -256,6 +256,4 @@ class View:
 
 def new_store(resource: Resource) -> Store:
     """A store with the projection and indexes the controller uses for ``resource``."""
-    from csi_sidecars.kube.store import Projection
-
     return Store(Projection(FIELDS.get(resource.plural)), INDEXERS.get(resource.plural))
