@@ -31,14 +31,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from csi_sidecars.controller import ControllerContext, Lead, StartupError
 from csi_sidecars.controller import actions as a
 from csi_sidecars.controller.perform import Performer, run_sync
 from csi_sidecars.kube import objects as o
 from csi_sidecars.kube.informer import Informer
-from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import (
     NODES,
     PERSISTENT_VOLUME_CLAIMS,
@@ -51,7 +49,6 @@ from csi_sidecars.kube.snapshots import (
     PVC_FINALIZER,
     VGS_BOUND_FINALIZER,
     VGSC_FINALIZER,
-    VOLUME_GROUP_SNAPSHOT_CLASSES,
     VOLUME_GROUP_SNAPSHOT_CONTENTS,
     VOLUME_GROUP_SNAPSHOTS,
     VOLUME_SNAPSHOT_CLASSES,
@@ -71,15 +68,12 @@ from csi_sidecars.snapshotcontroller.metrics import OperationMetrics
 from csi_sidecars.snapshotcontroller.plans import Decide, Settings
 from csi_sidecars.snapshotcontroller.protection import decide_claim, in_flight
 from csi_sidecars.snapshotcontroller.snapshot import decide_snapshot
+from csi_sidecars.snapshotcontroller.startup import GROUP_CRDS, SNAPSHOT_CRDS, probe_crds
 from csi_sidecars.snapshotcontroller.status import group_needs_update, needs_update
 from csi_sidecars.snapshotcontroller.view import FIELDS, INDEXERS, View
 
 log = rlog.get_logger(names.ROLE)
 
-CRD_BACKOFF_START = 0.1
-CRD_BACKOFF_FACTOR = 1.5
-SNAPSHOT_CRDS = (VOLUME_SNAPSHOTS, VOLUME_SNAPSHOT_CLASSES, VOLUME_SNAPSHOT_CONTENTS)
-GROUP_CRDS = (VOLUME_GROUP_SNAPSHOTS, VOLUME_GROUP_SNAPSHOT_CLASSES, VOLUME_GROUP_SNAPSHOT_CONTENTS)
 
 Decision = Callable[[JsonDict | None, Decide], a.Plan]
 
@@ -96,38 +90,6 @@ class Config:
     groups: bool = False
     distributed: bool = False
     prevent_volume_mode_conversion: bool = True
-
-
-async def probe_crds(
-    port: KubePort,
-    resources: tuple[Resource, ...],
-    limit: float,
-    stop: asyncio.Event | None = None,
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-) -> str | None:
-    """Wait until every resource answers ``List(limit=1)``; None, or the last error.
-
-    Go's ``ensureCustomResourceDefinitionsExist``: back-off from 100 ms by 1.5, for at least a
-    second and at most ``limit`` seconds in total.
-    """
-    deadline = asyncio.get_running_loop().time() + max(limit, 1.0)
-    delay = CRD_BACKOFF_START
-    while True:
-        error = None
-        for res in resources:
-            try:
-                await port.list(res, limit=1)
-            except Exception as exc:  # ApiError 404 while the CRD is missing; network errors
-                error = f"Failed to list v1 {res.plural} with error={exc}"
-                break
-        if error is None:
-            return None
-        log.info("Snapshot API not ready", error=error)
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0 or (stop and stop.is_set()):
-            return error
-        await sleep(min(delay, remaining))
-        delay *= CRD_BACKOFF_FACTOR
 
 
 def _settled_snapshot(vs: JsonDict) -> bool:

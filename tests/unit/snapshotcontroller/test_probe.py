@@ -8,7 +8,7 @@ from typing import Any
 from csi_sidecars.kube.fake import FakeKube
 from csi_sidecars.kube.resources import ApiError
 from csi_sidecars.kube.snapshots import VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS
-from csi_sidecars.snapshotcontroller.controller import SNAPSHOT_CRDS, probe_crds
+from csi_sidecars.snapshotcontroller.startup import SNAPSHOT_CRDS, probe_crds
 
 
 async def test_waits_with_growing_delays_until_the_crds_answer() -> None:
