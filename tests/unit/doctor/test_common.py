@@ -102,7 +102,6 @@ def test_every_known_finalizer_has_an_owner() -> None:
         names.PROVISIONER_PV_FINALIZER,
         names.CLONE_SOURCE_FINALIZER,
         names.PROVISIONER_SNAPSHOT_SOURCE,
-        names.INTENT_FINALIZER,
         names.SNAPSHOT_AS_SOURCE,
         names.SNAPSHOT_BOUND,
         names.SNAPSHOT_IN_GROUP,
