@@ -1,18 +1,15 @@
-"""Label selectors and node selector terms, evaluated against cached objects.
+"""Node selector terms, and label selectors printed as Go prints them.
 
-Roles that pick objects by a ``LabelSelector`` (a VolumeGroupSnapshot's ``spec.source.selector``)
-or nodes by a PV's ``spec.nodeAffinity.required`` evaluate them here, from their informer caches,
-instead of asking the API server. The semantics are apimachinery's:
+Label selectors are evaluated by :func:`csi_sidecars.kube.labels.selector_matches` (the one
+implementation); this module adds what the snapshot controller also needs:
 
-* :func:`matches` - ``matchLabels`` and every ``matchExpressions`` requirement (``In``,
-  ``NotIn``, ``Exists``, ``DoesNotExist``) must hold; an empty selector matches everything; a
-  malformed requirement raises :class:`SelectorError` (Go's ``LabelSelectorAsSelector`` error);
-* :func:`format_selector` - ``metav1.FormatLabelSelector``: requirements sorted by key
-  (``app=db,tier in (a,b),!legacy``), ``<none>`` for an empty selector;
+* :func:`format_selector` - ``metav1.FormatLabelSelector`` for messages: every requirement
+  (``matchLabels`` and ``matchExpressions``) sorted by key (``app=db,tier in (a,b),!legacy``),
+  ``<none>`` for an empty selector, ``<error>`` for a malformed one;
 * :func:`node_matches` - ``MatchNodeSelectorTerms``: the terms are ORed, the requirements of a
   term (``matchExpressions`` on labels with ``In``, ``NotIn``, ``Exists``, ``DoesNotExist``,
   ``Gt``, ``Lt``; ``matchFields`` on ``metadata.name``) ANDed; a term without requirements
-  matches nothing.
+  matches nothing. A PV's ``spec.nodeAffinity.required`` is evaluated against cached Nodes.
 """
 
 from __future__ import annotations
@@ -20,86 +17,36 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-
-class SelectorError(ValueError):
-    """A selector the API would reject (unknown operator, values where none belong, ...)."""
+from csi_sidecars.kube.labels import SelectorError, validate_selector
 
 
 def _str_list(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def _requirements(selector: Mapping[str, Any]) -> list[tuple[str, str, list[str]]]:
-    out: list[tuple[str, str, list[str]]] = []
-    labels = selector.get("matchLabels") or {}
-    if not isinstance(labels, dict):
-        raise SelectorError("matchLabels must be a map of strings")
-    for key, value in labels.items():
-        out.append((str(key), "=", [str(value)]))
-    exprs = selector.get("matchExpressions") or []
-    if not isinstance(exprs, list):
-        raise SelectorError("matchExpressions must be a list")
-    for expr in exprs:
-        if not isinstance(expr, dict) or not expr.get("key"):
-            raise SelectorError("a matchExpressions entry needs a key")
-        key, op = str(expr["key"]), str(expr.get("operator", ""))
-        values = _str_list(expr.get("values"))
-        if op in ("In", "NotIn"):
-            if not values:
-                raise SelectorError(f"values for {op} must not be empty ({key})")
-        elif op in ("Exists", "DoesNotExist"):
-            if values:
-                raise SelectorError(f"values for {op} must be empty ({key})")
-        else:
-            raise SelectorError(f"{op!r} is not a valid label selector operator")
-        out.append((key, op, values))
-    return out
-
-
-def matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """Whether ``labels`` satisfy the ``LabelSelector`` ``selector`` (None matches nothing).
-
-    Raises:
-        SelectorError: the selector is malformed.
-    """
-    if selector is None:
-        return False
-    for key, op, values in _requirements(selector):
-        present = key in labels
-        if op in ("=", "In") and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
-
-
 def format_selector(selector: Mapping[str, Any] | None) -> str:
-    """The selector as Go's ``metav1.FormatLabelSelector`` prints it (``<error>`` if malformed)."""
-    if selector is None:
+    """The selector as Go's ``metav1.FormatLabelSelector`` prints it."""
+    if not selector:
         return "<none>"
     try:
-        reqs = _requirements(selector)
+        validate_selector(selector)
+        labels = selector.get("matchLabels") or {}
+        if not isinstance(labels, dict):
+            raise SelectorError("matchLabels must be a map")
     except SelectorError:
         return "<error>"
-    parts: list[tuple[str, str]] = []
-    for key, op, values in reqs:
-        if op == "=":
-            text = f"{key}={values[0]}"
-        elif op == "In":
-            text = f"{key} in ({','.join(sorted(values))})"
-        elif op == "NotIn":
-            text = f"{key} notin ({','.join(sorted(values))})"
-        elif op == "Exists":
-            text = key
-        else:
-            text = f"!{key}"
+    parts = [(str(k), f"{k}={v}") for k, v in labels.items()]
+    for expr in selector.get("matchExpressions") or []:
+        key, op = str(expr["key"]), str(expr["operator"])
+        values = ",".join(sorted(_str_list(expr.get("values"))))
+        text = {
+            "In": f"{key} in ({values})",
+            "NotIn": f"{key} notin ({values})",
+            "Exists": key,
+            "DoesNotExist": f"!{key}",
+        }[op]
         parts.append((key, text))
-    out = ",".join(text for _, text in sorted(parts, key=lambda p: p[0]))
-    return out or "<none>"
+    return ",".join(text for _, text in sorted(parts, key=lambda p: p[0])) or "<none>"
 
 
 def _node_requirement(expr: Mapping[str, Any], value: str | None) -> bool:

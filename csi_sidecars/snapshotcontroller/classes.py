@@ -19,6 +19,7 @@ from typing import Any
 
 from csi_sidecars.kube import objects as o
 from csi_sidecars.kube import selectors
+from csi_sidecars.kube.labels import SelectorError
 from csi_sidecars.kube.objects import JsonDict
 from csi_sidecars.kube.resources import PERSISTENT_VOLUMES, Resource
 from csi_sidecars.kube.snapshots import (
@@ -140,9 +141,11 @@ def group_claims(view: View, vgs: Obj) -> list[JsonDict]:
         ResolveError: the selector is malformed or picks nothing.
     """
     selector = so.group_selector(vgs)
+    if selectors.format_selector(selector) == "<error>":
+        raise ResolveError(f"invalid label selector {selector!r}")
     try:
         claims = view.claims_matching(o.namespace(vgs), selector)
-    except selectors.SelectorError as err:
+    except SelectorError as err:
         raise ResolveError(f"invalid label selector: {err}") from None
     if not claims:
         raise ResolveError(

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from csi_sidecars.kube import objects as o
-from csi_sidecars.kube import selectors
+from csi_sidecars.kube.labels import selector_matches
 from csi_sidecars.kube.resources import (
     NODES,
     PERSISTENT_VOLUME_CLAIMS,
@@ -216,7 +216,7 @@ class View:
         selects, sorted by name.
 
         Raises:
-            selectors.SelectorError: the selector is malformed.
+            csi_sidecars.kube.labels.SelectorError: the selector is malformed.
         """
         store = self._stores.get(PERSISTENT_VOLUME_CLAIMS.plural)
         if store is None:
@@ -224,7 +224,7 @@ class View:
         picked = [
             c
             for c in store.list()
-            if o.namespace(c) == namespace and selectors.matches(selector, o.labels_of(c))
+            if o.namespace(c) == namespace and selector_matches(selector, o.labels_of(c))
         ]
         return sorted(self._list(PERSISTENT_VOLUME_CLAIMS, picked), key=o.name)
 

@@ -658,3 +658,19 @@ GROUP_CONTENT_CASES = [
 @pytest.mark.parametrize("case", GROUP_CONTENT_CASES, ids=str)
 async def test_sync_group_content(case: Case) -> None:
     await check(case, decide_group_content, "VolumeGroupSnapshotContent")
+
+
+async def test_malformed_selector_is_an_error_on_the_group_not_a_crash() -> None:
+    bad = {"matchExpressions": [{"key": "app", "operator": "Near", "values": ["db"]}]}
+    await check(
+        Case(
+            "malformed selector",
+            [GOLD, *CLAIMS, vgs("g", "gu", selector=bad, cls="gold")],
+            "default/g",
+            {"VolumeGroupSnapshotContent": []},
+            ["Warning GroupSnapshotContentCreationFailed"],
+            result=False,
+        ),
+        decide_group_snapshot,
+        "VolumeGroupSnapshot",
+    )
