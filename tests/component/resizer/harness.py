@@ -12,6 +12,7 @@ from typing import Any
 
 from csi_sidecars.csi.connection import Connection, connect
 from csi_sidecars.csi.messages import csi_pb2
+from csi_sidecars.csi.metrics import CSIMetrics
 from csi_sidecars.kube.fake import FakeKube
 from csi_sidecars.kube.objects import JsonDict
 from csi_sidecars.kube.options import KubeOptions
@@ -55,6 +56,7 @@ class Env:
     conn: Connection
     task: asyncio.Task[int]
     stop: asyncio.Event
+    metrics: CSIMetrics
     handles: dict[str, str] = field(default_factory=dict)
 
     def pvc(self, name: str = "claim1") -> JsonDict:
@@ -186,7 +188,8 @@ async def resizer(
     opts.update(driver or {})
     cfg = config(**overrides)
     async with run_driver(tmp_path, **opts) as drv:
-        conn = await connect(drv.endpoint)
+        metrics = CSIMetrics()
+        conn = await connect(drv.endpoint, metrics=metrics)
         stop = asyncio.Event()
         task = asyncio.create_task(
             run_resizer(
@@ -198,9 +201,10 @@ async def resizer(
                 stop,
                 port=kube,
                 conn=conn,
+                metrics=metrics,
             )
         )
-        env = Env(kube, drv, conn, task, stop)
+        env = Env(kube, drv, conn, task, stop, metrics)
         try:
             yield env
         finally:

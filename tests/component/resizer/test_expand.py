@@ -246,3 +246,18 @@ async def test_controller_expand_secret_goes_to_the_driver(tmp_path: Path) -> No
         assert dict(env.drv.calls_of("ControllerExpandVolume")[0].secrets) == {"token": "hunter2"}
         await poll(lambda: env.pv()["spec"]["capacity"]["storage"] == "2Gi", what="expanded")
         assert all("hunter2" not in e["message"] for e in env.events())
+
+
+async def test_metrics_have_go_names_and_labels(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    async with resizer(tmp_path) as env:
+        await env.claim()
+        await env.request("2Gi")
+        await poll(lambda: env.pv()["spec"]["capacity"]["storage"] == "2Gi", what="expanded")
+        text = generate_latest(env.metrics.registry).decode()
+        assert (
+            'csi_sidecar_operations_seconds_count{driver_name="resize.csi.test",'
+            'grpc_status_code="OK",method_name="/csi.v1.Controller/ControllerExpandVolume"}'
+        ) in text
+        assert f'workqueue_adds_total{{name="{DRIVER}-pvc"}}' in text
