@@ -2,9 +2,9 @@
 
 The flags are those of the Go hostpath driver (``hostpathplugin``), parsed the way Go's ``flag``
 package accepts them (``-endpoint=x``, ``--enable-attach``, ``--enable-topology=false``), plus a
-few test-only ones: ``--offline-expansion``, ``--faults-file``, ``--known-node``, ``--add-capability`` /
-``--remove-capability``, ``--snapshot-ready-delay`` and the ``--controller-service`` /
-``--node-service`` modes.
+few test-only ones: ``--offline-expansion``, ``--faults-file``, ``--known-node``,
+``--add-capability`` / ``--remove-capability``, ``--snapshot-ready-delay`` and the
+``--controller-service`` / ``--node-service`` modes.
 """
 
 from __future__ import annotations
