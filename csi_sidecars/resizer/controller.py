@@ -46,7 +46,7 @@ from csi_sidecars.kube.workqueue import After, Result
 from csi_sidecars.resizer import claims as c
 from csi_sidecars.resizer import names as n
 from csi_sidecars.resizer.expand import ExpandSettings, decide_expansion
-from csi_sidecars.resizer.memory import Memory, watch_calls
+from csi_sidecars.resizer.memory import Memory, Recall, watch_calls
 from csi_sidecars.resizer.modify import ModifySettings, decide_modification, infeasible_target
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.runtime.featuregates import FeatureGates
@@ -228,14 +228,13 @@ class ResizerController:
         pv = self._written_pvs.newest(volume, self.pvs.store.get(volume)) if volume else None
         return pvc, pv
 
-    def _recall(self, key: str, pvc: JsonDict | None) -> Any:
-        return self.memory.observe(
-            key,
-            expand_infeasible=pvc is not None
-            and c.resize_status(pvc) == n.CONTROLLER_RESIZE_INFEASIBLE,
-            modify_infeasible=pvc is not None and infeasible_target(pvc),
-            now=self.clock(),
-        )
+    def _expand_recall(self, key: str, pvc: JsonDict | None) -> Recall:
+        infeasible = pvc is not None and c.resize_status(pvc) == n.CONTROLLER_RESIZE_INFEASIBLE
+        return self.memory.observe(key, expand_infeasible=infeasible, now=self.clock())
+
+    def _modify_recall(self, key: str, pvc: JsonDict | None) -> Recall:
+        infeasible = pvc is not None and infeasible_target(pvc)
+        return self.memory.observe(key, modify_infeasible=infeasible, now=self.clock())
 
     def _note(self, key: str) -> Callable[[Any, BaseException | None], None]:
         return lambda call, err: self.memory.answered(key, call.method, call.request, err)
@@ -244,7 +243,9 @@ class ResizerController:
         """The expansion plan of ``key`` from the caches (what the sync performs)."""
         assert self.expand is not None
         pvc, pv = self._objects(key)
-        plan = decide_expansion(pvc, pv, self.expand, self._recall(key, pvc), rfc3339(self.wall()))
+        plan = decide_expansion(
+            pvc, pv, self.expand, self._expand_recall(key, pvc), rfc3339(self.wall())
+        )
         return watch_calls(plan, self._note(key))
 
     def decide_modification(self, key: str) -> Any:
@@ -256,7 +257,7 @@ class ResizerController:
             pv,
             self.vacs.store.get,
             self.modify,
-            self._recall(key, pvc),
+            self._modify_recall(key, pvc),
             rfc3339(self.wall()),
         )
         return watch_calls(plan, self._note(key))

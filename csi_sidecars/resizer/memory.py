@@ -98,9 +98,18 @@ class Memory:
         return len(self._facts)
 
     def observe(
-        self, key: str, *, expand_infeasible: bool, modify_infeasible: bool, now: float
+        self,
+        key: str,
+        *,
+        expand_infeasible: bool | None = None,
+        modify_infeasible: bool | None = None,
+        now: float,
     ) -> Recall:
-        """Update the slow sets from the claim's status and return the facts to decide with."""
+        """Update a slow set from the claim's status and return the facts to decide with.
+
+        Each decision passes only its own flag (None leaves the other slow set alone, so the
+        expansion's look at a claim does not use up the modification's retry, and back).
+        """
         facts = self._facts.get(key)
         if facts is None:
             if not (expand_infeasible or modify_infeasible):
@@ -111,13 +120,13 @@ class Memory:
             facts.expand_infeasible_since, expand_left = _slow(
                 facts.expand_infeasible_since, now, self.hold
             )
-        else:
+        elif expand_infeasible is not None:
             facts.expand_infeasible_since = None
         if modify_infeasible:
             facts.modify_infeasible_since, modify_left = _slow(
                 facts.modify_infeasible_since, now, self.hold
             )
-        else:
+        elif modify_infeasible is not None:
             facts.modify_infeasible_since = None
         recall = Recall(
             facts.expand_error,

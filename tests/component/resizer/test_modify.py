@@ -151,3 +151,20 @@ async def test_expansion_and_modification_of_one_claim(tmp_path: Path) -> None:
             what="both",
         )
         assert params(env) == {"iops": "3000"} and env.capacity() == 2 * GIB
+
+
+async def test_infeasible_modification_is_tried_again_after_the_hold(tmp_path: Path) -> None:
+    async with resizer(tmp_path, retry_max=0.5) as env:
+        await env.vac("gold", iops="3000")
+        env.drv.faults.add("ControllerModifyVolume", code=grpc.StatusCode.INVALID_ARGUMENT, times=1)
+        await env.claim()
+        await env.set_class("gold")
+        await poll(
+            lambda: env.status().get("modifyVolumeStatus", {}).get("status") == n.MODIFY_INFEASIBLE,
+            what="infeasible",
+        )
+        await poll(
+            lambda: env.status().get("currentVolumeAttributesClassName") == "gold",
+            what="retried after --retry-interval-max",
+        )
+        assert len(env.drv.calls_of("ControllerModifyVolume")) == 2

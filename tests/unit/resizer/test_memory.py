@@ -126,3 +126,12 @@ def test_combine_results() -> None:
     result = combine(After(9), After(4))
     assert isinstance(result, After) and result.seconds == 4
     assert combine(None, After(2)) == After(2)
+
+
+def test_each_decision_touches_only_its_own_slow_set() -> None:
+    mem = Memory(hold=100)
+    assert mem.observe("k", modify_infeasible=True, now=0).modify_slow == 100
+    # The expansion decision's look at the claim (at the moment the hold ends) leaves the
+    # modification's hold alone, so the modification's one retry still goes through.
+    assert mem.observe("k", expand_infeasible=False, now=100).expand_slow == 0
+    assert mem.observe("k", modify_infeasible=True, now=100).modify_slow == 0
