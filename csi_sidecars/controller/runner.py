@@ -36,10 +36,7 @@ from csi_sidecars.kube.workqueue import ExponentialBackoff, WorkQueue
 from csi_sidecars.runtime import logging as rlog
 
 if TYPE_CHECKING:
-    # The HTTP server (aiohttp.web) is imported only when --http-endpoint asks for it.
-    from aiohttp import web
-
-    from csi_sidecars.runtime.http import Handler
+    from csi_sidecars.runtime.http import Handler, Request, Response
 
 log = rlog.get_logger("controller")
 
@@ -116,10 +113,10 @@ async def _unless_stopped(aw: Awaitable[T], stop: asyncio.Event) -> tuple[bool, 
     return (True, task.result()) if finished else (False, None)
 
 
-async def _healthz(_: web.Request) -> web.Response:
-    from aiohttp import web
+async def _healthz(_: Request) -> Response:
+    from csi_sidecars.runtime.http import Response
 
-    return web.Response(text="ok")
+    return Response(text="ok")
 
 
 @dataclass(slots=True)
@@ -299,11 +296,11 @@ class _LateRoute:
     def __init__(self) -> None:
         self.handler: Handler | None = None
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def __call__(self, request: Request) -> Response:
         if self.handler is None:
-            from aiohttp import web
+            from csi_sidecars.runtime.http import Response
 
-            return web.Response(status=503, text="not started")
+            return Response(503, "not started")
         return await self.handler(request)
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from csi_sidecars.controller import (
     ControllerContext,
@@ -25,7 +24,9 @@ from csi_sidecars.kube.fake import FakeKube
 from csi_sidecars.kube.options import KubeOptions
 from csi_sidecars.kube.resources import PERSISTENT_VOLUMES
 from csi_sidecars.playground.driver.server import run_driver
-from tests.component.livenessprobe.helpers import free_port
+from csi_sidecars.runtime.http import Response
+from tests.support.net import free_port
+from tests.support.poll import poll
 
 DRIVER = "runner.csi.test"
 PUBLISH = csi_pb2.ControllerServiceCapability.RPC.PUBLISH_UNPUBLISH_VOLUME
@@ -33,13 +34,6 @@ PUBLISH = csi_pb2.ControllerServiceCapability.RPC.PUBLISH_UNPUBLISH_VOLUME
 
 def pv(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name}}
-
-
-async def poll(cond: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
 
 
 async def test_informers_sync_before_lead_and_shutdown_drains(tmp_path: Path) -> None:
@@ -206,8 +200,8 @@ async def test_loop_role_custom_healthz_and_shutdown_callbacks(tmp_path: Path) -
     order: list[str] = []
 
     def setup(ctx: ControllerContext) -> Any:
-        async def health(_: Any) -> web.Response:
-            return web.Response(text=f"ok ({len(ticks)} ticks)")
+        async def health(_: Any) -> Response:
+            return Response(text=f"ok ({len(ticks)} ticks)")
 
         async def loop() -> None:
             try:
