@@ -15,15 +15,13 @@ one namespace's pods only after a FailedPrecondition.
 
     python bench/resizer.py [--count 100] [--pods 10000] [--runs 1] [--json]
 
-With ``--json`` the last line printed is one JSON object with every measured number.
+With ``--json`` (the harness's) the last line printed is one JSON object of every median.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -256,22 +254,16 @@ async def _scenario(
     return results
 
 
-def _numbers(results: dict[str, list[Run]]) -> dict[str, list[dict[str, Any]]]:
-    return {name: [dataclasses.asdict(r) for r in runs] for name, runs in results.items()}
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--pods", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("-v", type=int, default=2, help="-v of both resizers")
     args = parser.parse_args()
     go = go_binary("GO_CSI_RESIZER", "csi-resizer")
     if go is None:
         sys.exit("the Go csi-resizer is not built (testbed/build.sh)")
-    out: dict[str, Any] = {"count": args.count, "pods": args.pods}
     async with ControlPlane(nodes=1) as cp:
         bench = Bench(cp, args.count)
         await bench.prepare()
@@ -286,16 +278,13 @@ async def main() -> None:
         results = await _scenario(bench, impls, args.runs, log_dir / "plain")
         title = f"resizer, {args.count} expansions + {args.count} modifications"
         print(report(title, results, "ours", "go"), flush=True)
-        out["plain"] = _numbers(results)
         if args.pods > 0:
-            out["pods_created_s"] = await bench.add_pods(args.pods)
+            created = await bench.add_pods(args.pods)
+            print(f"\n{args.pods} pods created in {created:.1f}s", flush=True)
             results = await _scenario(bench, impls, args.runs, log_dir / "pods")
             print(flush=True)
             print(report(f"{title}, {args.pods} pods in the cluster", results, "ours", "go"))
-            out["with_pods"] = _numbers(results)
         print(f"logs: {log_dir}", flush=True)
-    if args.json:
-        print(json.dumps(out, sort_keys=True))
 
 
 if __name__ == "__main__":
