@@ -78,7 +78,7 @@ GATE_VAC = "VolumeAttributesClass"
 GATE_RELEASE_ON_EXIT = "ReleaseLeaderElectionOnExit"
 
 GATES = {
-    GATE_ANNOTATE_FS_RESIZE: Gate(True, "beta"),
+    GATE_ANNOTATE_FS_RESIZE: Gate(False, "alpha"),  # v2.2.0: alpha, off (the source, not the docs)
     GATE_RECOVER: Gate(True, "ga"),
     GATE_VAC: Gate(True, "ga"),
     GATE_RELEASE_ON_EXIT: Gate(False, "alpha"),

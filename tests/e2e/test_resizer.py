@@ -41,6 +41,7 @@ async def test_expansion_reaches_the_pv_and_waits_for_the_node(
             "--leader-election",
             f"--leader-election-namespace={namespace}",
             f"--http-endpoint={http}",
+            "--feature-gates=AnnotateFsResize=true",  # alpha, off by default in v2.2.0
         )
         pv_name, handle = await bound_claim(api, drv, namespace, "data")
         await request(api, namespace, "data", "2Gi")

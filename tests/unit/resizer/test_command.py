@@ -46,7 +46,8 @@ def test_defaults_match_go(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (cfg.retry_start, cfg.retry_max) == (1.0, 300.0)
     assert cfg.handle_in_use is True and cfg.extra_modify_metadata is False
     gates = got["gates"]
-    assert gates[names.GATE_ANNOTATE_FS_RESIZE] and gates[names.GATE_RECOVER]
+    assert not gates[names.GATE_ANNOTATE_FS_RESIZE]  # v2.2.0: alpha, off
+    assert gates[names.GATE_RECOVER]
     assert gates[names.GATE_VAC] and not gates.set_explicitly(names.GATE_VAC)
     assert not gates[names.GATE_RELEASE_ON_EXIT]
     assert got["csi"].address == "/run/csi/socket"
