@@ -99,6 +99,22 @@ def _rusage_of(pid: int) -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
 
 
+def high_water_mib(pid: int) -> float | None:
+    """The process's own peak RSS (``VmHWM``) in MiB, or None when it cannot be read.
+
+    ``ru_maxrss`` from ``wait4`` also counts the moment between fork and exec, when the child
+    still is a copy of this (possibly large) bench process; ``VmHWM`` starts again at exec.
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
 async def measure(impl: Impl, workload: Workload, log_dir: Path) -> Run:
     """Start ``impl``, run ``workload`` against it, stop it with SIGTERM and measure it."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -116,11 +132,12 @@ async def measure(impl: Impl, workload: Workload, log_dir: Path) -> Run:
             os.wait4(proc.pid, 0)
             raise
         wall = time.monotonic() - start
+        hwm = high_water_mib(proc.pid)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         cpu, rss = await asyncio.to_thread(_rusage_of, proc.pid)
         proc.returncode = 0
-    return Run(wall=wall, cpu=cpu, peak_rss_mib=rss, extra=extra)
+    return Run(wall=wall, cpu=cpu, peak_rss_mib=hwm if hwm is not None else rss, extra=extra)
 
 
 def _median(values: list[float]) -> float:
