@@ -21,6 +21,7 @@ ROLES: dict[str, str] = {
     "node-driver-registrar": "csi_sidecars.registrar.node:command",
     "playground": "csi_sidecars.playground.cli:command",
     "provisioner": "csi_sidecars.provisioner.command:command",
+    "snapshotter": "csi_sidecars.snapshotter.command:command",
 }
 
 
