@@ -2,10 +2,9 @@
 
 :func:`decide` follows Go's ``syncContent``:
 
-1. **Delete** (:func:`~.objects.should_delete`): with policy ``Delete``, a status handle and no
-   group, DeleteSnapshot (secrets from the deletion-secret annotations), clear the status
-   handle, then remove the bound-protection finalizer. A driver answering NOT_FOUND has
-   nothing left to delete (Go retries that forever).
+1. **Delete** (:func:`~.objects.should_delete`, then :mod:`.deletion`): with policy
+   ``Delete``, a status handle and no group, DeleteSnapshot, clear the status handle, remove
+   the bound-protection finalizer.
 2. **Create** (dynamic, no status, not a group member): set the being-created annotation, the
    recorded request and the finalizer in one guarded patch, CreateSnapshot, write the status,
    remove the annotation. The plan then goes on with the object the last write returned: a
@@ -33,11 +32,11 @@ from typing import Any
 from csi_sidecars.controller import actions as a
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube import snapshots as api
-from csi_sidecars.kube.objects import annotations_of, name, warning
-from csi_sidecars.kube.patch import remove_finalizer_patch
-from csi_sidecars.kube.resources import ApiError
+from csi_sidecars.kube.objects import annotations_of, name
 from csi_sidecars.kube.snapshots import VOLUME_SNAPSHOT_CONTENTS as VSC
 from csi_sidecars.snapshotter import names
+from csi_sidecars.snapshotter.deletion import content_deletion_secret as deletion_secret
+from csi_sidecars.snapshotter.deletion import delete_content as delete
 from csi_sidecars.snapshotter.errors import (
     Report,
     describe,
@@ -49,7 +48,6 @@ from csi_sidecars.snapshotter.errors import (
 from csi_sidecars.snapshotter.objects import (
     Obj,
     class_name,
-    deletion_policy,
     is_group_member,
     is_ready,
     ref_uid,
@@ -69,12 +67,10 @@ from csi_sidecars.snapshotter.requests import (
 from csi_sidecars.snapshotter.secrets import (
     SecretRef,
     SecretRefError,
-    annotation_ref,
     class_ref,
     with_secret,
 )
 from csi_sidecars.snapshotter.status import (
-    CLEARED_SNAPSHOT_STATUS,
     mark_patch,
     snapshot_status_patch,
     status_body,
@@ -178,17 +174,6 @@ def create(vsc: Obj, view: View, how: Report) -> a.Plan:
         ref,
         then=lambda secrets: _send_create(vsc, view, how, request, secrets),
         fail=lambda _: failed(vsc, view, how, no_secret, True),
-    )
-
-
-def deletion_secret(vsc: Obj) -> SecretRef | None:
-    """The Secret of the content's deletion-secret annotations."""
-    return annotation_ref(
-        vsc,
-        api.ANN_DELETION_SECRET_REF_NAME,
-        api.ANN_DELETION_SECRET_REF_NAMESPACE,
-        WHAT,
-        name(vsc),
     )
 
 
@@ -387,75 +372,3 @@ def _status_call(vsc: Obj, view: View, handle: str, secrets: dict[str, str]) -> 
     return _observed(
         vsc, view, csi_pb2.Snapshot(snapshot_id=handle, ready_to_use=True), unmark=False
     )
-
-
-# -- delete ------------------------------------------------------------------------------------
-
-
-def delete(vsc: Obj, view: View) -> a.Plan:
-    """DeleteSnapshot if the policy asks for it, clear the status, remove the finalizer."""
-    handle = status_str(vsc, "snapshotHandle")
-    content = name(vsc)
-    if (
-        deletion_policy(vsc) != api.DELETION_POLICY_DELETE
-        or not handle
-        or status_str(vsc, "volumeGroupSnapshotHandle")
-    ):
-        return remove_finalizer(vsc)
-    no_credentials = a.Emit(
-        warning(names.SNAPSHOT_DELETE_ERROR, "Failed to get snapshot credentials"), dict(vsc), VSC
-    )
-    try:
-        ref = deletion_secret(vsc)
-    except SecretRefError as err:
-        reason = f"failed to get input parameters to delete snapshot for content {content}: {err}"
-        return (no_credentials, a.Retry(reason))
-    return with_secret(
-        ref,
-        then=lambda secrets: _send_delete(vsc, handle, secrets),
-        fail=lambda detail: (no_credentials, a.Retry(detail)),
-    )
-
-
-def _send_delete(vsc: Obj, handle: str, secrets: dict[str, str]) -> a.Plan:
-    content = name(vsc)
-
-    def event(message: str) -> a.Emit:
-        return a.Emit(warning(names.SNAPSHOT_DELETE_ERROR, message), dict(vsc), VSC)
-
-    def clear(_: Any = None) -> a.Plan:
-        def clear_failed(exc: ApiError) -> a.Plan:
-            if exc.not_found:
-                return (a.Done("content is gone"),)
-            return (event("Failed to clear content status"), a.Retry(str(exc)))
-
-        return (
-            a.Patch(
-                VSC,
-                content,
-                status_body(dict(CLEARED_SNAPSHOT_STATUS)),
-                subresource="status",
-                then=remove_finalizer,
-                on_error=clear_failed,
-            ),
-        )
-
-    def delete_failed(exc: BaseException) -> a.Plan:
-        if is_not_found(exc):
-            return clear()
-        reason = (
-            f"failed to delete snapshot {go_quote(content)}, err: failed to delete snapshot "
-            f"content {content}: {go_quote(describe(exc))}"
-        )
-        return (event("Failed to delete snapshot"), a.Retry(reason))
-
-    request = csi_pb2.DeleteSnapshotRequest(snapshot_id=handle, secrets=secrets)
-    return (a.Call("controller", "DeleteSnapshot", request, then=clear, on_error=delete_failed),)
-
-
-def remove_finalizer(vsc: Obj) -> a.Plan:
-    """Remove the bound-protection finalizer if it is there; done."""
-    patch = remove_finalizer_patch(vsc, api.VSC_FINALIZER)
-    if patch is None:
-        return (a.Done(),)
-    return (a.Patch(VSC, name(vsc), patch, type="json", missing_ok=True), a.Done())

@@ -2,7 +2,8 @@
 
 The same shape as :mod:`.content` (Go's ``syncGroupSnapshotContent``):
 
-1. **Delete** (:func:`~.objects.group_should_delete`): with policy ``Delete`` and a status
+1. **Delete** (:func:`~.objects.group_should_delete`, then :mod:`.deletion`): with policy
+   ``Delete`` and a status
    handle, DeleteVolumeGroupSnapshot with the member snapshot IDs (from
    ``status.volumeSnapshotInfoList``, or ``spec.source.groupSnapshotHandles`` for
    pre-provisioned groups), clear the status, remove the finalizer.
@@ -30,23 +31,21 @@ from typing import Any
 from csi_sidecars.controller import actions as a
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube import snapshots as api
-from csi_sidecars.kube.objects import annotations_of, name, str_list, warning
-from csi_sidecars.kube.patch import remove_finalizer_patch
-from csi_sidecars.kube.resources import ApiError
+from csi_sidecars.kube.objects import annotations_of, name, str_list
 from csi_sidecars.kube.snapshots import VOLUME_GROUP_SNAPSHOT_CONTENTS as VGSC
 from csi_sidecars.snapshotter import names
+from csi_sidecars.snapshotter.deletion import delete_group as delete
+from csi_sidecars.snapshotter.deletion import group_deletion_secret as deletion_secret
 from csi_sidecars.snapshotter.errors import (
     Report,
     describe,
     failure_plan,
     go_quote,
     is_final,
-    is_not_found,
 )
 from csi_sidecars.snapshotter.objects import (
     Obj,
     class_name,
-    deletion_policy,
     group_should_delete,
     group_source_handles,
     group_volume_handles,
@@ -65,12 +64,10 @@ from csi_sidecars.snapshotter.requests import (
 from csi_sidecars.snapshotter.secrets import (
     SecretRef,
     SecretRefError,
-    annotation_ref,
     class_ref,
     with_secret,
 )
 from csi_sidecars.snapshotter.status import (
-    CLEARED_GROUP_STATUS,
     group_status_patch,
     mark_patch,
     snapshot_info,
@@ -157,17 +154,6 @@ def build_request(vgsc: Obj, view: View) -> GroupSnapshotRequest | str:
         cfg.group_name_prefix, ref_uid(vgsc, REF), cfg.group_name_uuid_length
     )
     return GroupSnapshotRequest(group_name, volumes, params)
-
-
-def deletion_secret(vgsc: Obj) -> SecretRef | None:
-    """The Secret of the group content's deletion-secret annotations."""
-    return annotation_ref(
-        vgsc,
-        api.ANN_DELETION_GROUP_SECRET_REF_NAME,
-        api.ANN_DELETION_GROUP_SECRET_REF_NAMESPACE,
-        WHAT,
-        name(vgsc),
-    )
 
 
 def create(vgsc: Obj, view: View, how: Report) -> a.Plan:
@@ -363,86 +349,3 @@ def check_static(vgsc: Obj, view: View) -> a.Plan:
             True,
         ),
     )
-
-
-def member_ids(vgsc: Obj) -> list[str]:
-    """The member snapshot IDs for DeleteVolumeGroupSnapshot (Go's order of sources)."""
-    infos = (status_of(vgsc) or {}).get("volumeSnapshotInfoList")
-    if isinstance(infos, list) and infos:
-        return [str(i.get("snapshotHandle") or "") for i in infos if isinstance(i, dict)]
-    return str_list((group_source_handles(vgsc) or {}).get("volumeSnapshotHandles"))
-
-
-def delete(vgsc: Obj, view: View) -> a.Plan:
-    """DeleteVolumeGroupSnapshot if the policy asks for it, clear the status, drop the
-    finalizer."""
-    content = name(vgsc)
-    handle = status_str(vgsc, "volumeGroupSnapshotHandle")
-    if deletion_policy(vgsc) != api.DELETION_POLICY_DELETE or not handle:
-        return remove_finalizer(vgsc)
-
-    def event(message: str) -> a.Emit:
-        return a.Emit(warning(names.GROUP_SNAPSHOT_DELETE_ERROR, message), dict(vgsc), VGSC)
-
-    try:
-        ref = deletion_secret(vgsc)
-    except SecretRefError as err:
-        return (event("Failed to get snapshot credentials"), a.Retry(str(err)))
-    ids = member_ids(vgsc)
-    if not ids:
-        reason = (
-            f"cannot delete group snapshot content {content}. No snapshots found in the group "
-            "snapshot"
-        )
-        return (event("Failed to delete group snapshot"), a.Retry(reason))
-
-    def clear(_: Any = None) -> a.Plan:
-        def clear_failed(exc: ApiError) -> a.Plan:
-            if exc.not_found:
-                return (a.Done("content is gone"),)
-            return (event("Failed to clear content status"), a.Retry(str(exc)))
-
-        return (
-            a.Patch(
-                VGSC,
-                content,
-                status_body(dict(CLEARED_GROUP_STATUS)),
-                subresource="status",
-                then=remove_finalizer,
-                on_error=clear_failed,
-            ),
-        )
-
-    def delete_failed(exc: BaseException) -> a.Plan:
-        if is_not_found(exc):
-            return clear()
-        reason = f"failed to delete group snapshot {go_quote(content)}, err: {describe(exc)}"
-        return (event("Failed to delete group snapshot"), a.Retry(reason))
-
-    def send(secrets: dict[str, str]) -> a.Plan:
-        request = csi_pb2.DeleteVolumeGroupSnapshotRequest(
-            group_snapshot_id=handle, snapshot_ids=ids, secrets=secrets
-        )
-        return (
-            a.Call(
-                "group_controller",
-                "DeleteVolumeGroupSnapshot",
-                request,
-                then=clear,
-                on_error=delete_failed,
-            ),
-        )
-
-    return with_secret(
-        ref,
-        then=send,
-        fail=lambda d: (event("Failed to get snapshot credentials"), a.Retry(d)),
-    )
-
-
-def remove_finalizer(vgsc: Obj) -> a.Plan:
-    """Remove the group bound-protection finalizer if it is there; done."""
-    patch = remove_finalizer_patch(vgsc, api.VGSC_FINALIZER)
-    if patch is None:
-        return (a.Done(),)
-    return (a.Patch(VGSC, name(vgsc), patch, type="json", missing_ok=True), a.Done())
