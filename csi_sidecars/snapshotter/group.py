@@ -3,9 +3,8 @@
 The same shape as :mod:`.content` (Go's ``syncGroupSnapshotContent``):
 
 1. **Delete** (:func:`~.objects.group_should_delete`, then :mod:`.deletion`): with policy
-   ``Delete`` and a status
-   handle, DeleteVolumeGroupSnapshot with the member snapshot IDs (from
-   ``status.volumeSnapshotInfoList``, or ``spec.source.groupSnapshotHandles`` for
+   ``Delete`` and a status handle, DeleteVolumeGroupSnapshot with the member snapshot IDs
+   (from ``status.volumeSnapshotInfoList``, or ``spec.source.groupSnapshotHandles`` for
    pre-provisioned groups), clear the status, remove the finalizer.
 2. **Create** (``spec.source.volumeHandles``, no status): being-created annotation, recorded
    request and finalizer in one guarded patch; CreateVolumeGroupSnapshot; status with the
