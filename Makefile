@@ -1,7 +1,7 @@
 # Developer entry points. `make demo` is the quick start; `make test` runs everything CI runs.
 PYTHON ?= python3
 
-.PHONY: install testbed lint test demo protos
+.PHONY: install testbed lint test demo protos crds
 
 install:
 	$(PYTHON) -m pip install -q -e '.[dev]'
@@ -15,12 +15,17 @@ lint:
 	ruff format --check .
 	mypy
 	bash scripts/gen-protos.sh --check
+	$(PYTHON) scripts/gen-crds.py --check
 
 test: install testbed lint
 	CSI_SIDECARS_BIN_DIR="$$(bash testbed/build.sh ci | tail -n 1)" $(PYTHON) -m pytest -q -ra
 
 protos:
 	bash scripts/gen-protos.sh
+
+# Rewrites csi_sidecars/crds/*.yaml (the snapshot CRDs) from scripts/crdgen/.
+crds:
+	$(PYTHON) scripts/gen-crds.py
 
 demo: install
 	$(PYTHON) -m csi_sidecars playground demo

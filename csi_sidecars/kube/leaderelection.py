@@ -22,7 +22,6 @@ import contextlib
 import datetime as dt
 import os
 import random
-import re
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from csi_sidecars.kube.clock import REAL_CLOCK, Clock
+from csi_sidecars.kube.labels import parse_pairs
+from csi_sidecars.kube.objects import sanitize_name
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import LEASES, ApiError, JsonDict
 from csi_sidecars.runtime import logging as rlog
@@ -50,14 +51,6 @@ EXPIRY_MARGIN = 0.05
 
 class LeaderElectionLost(RuntimeError):
     """The lease could not be renewed within the renew deadline."""
-
-
-def sanitize_name(name: str) -> str:
-    """Make ``name`` a valid Lease name the way csi-lib-utils does."""
-    out = re.sub(r"[^a-zA-Z0-9-]", "-", name)
-    if out.endswith("-"):
-        out += "X"
-    return out
 
 
 def default_identity() -> str:
@@ -92,13 +85,7 @@ def parse_labels(text: str) -> dict[str, str]:
     Raises:
         ValueError: for an entry without ``:``.
     """
-    out: dict[str, str] = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = item.partition(":")
-        if not sep or not key:
-            raise ValueError(f"invalid leader election label {item!r}, expected key:value")
-        out[key] = value
-    return out
+    return parse_pairs(text, ":", what="leader election label")
 
 
 def micro_time(seconds: float) -> str:

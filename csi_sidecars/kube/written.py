@@ -43,27 +43,24 @@ class WrittenCache:
         if old is None or new >= old:
             self._objects[key] = obj
 
-    def newest(self, key: str, cached: JsonDict | None) -> JsonDict | None:
-        """``cached``, unless our last write of ``key`` is newer than it (then that object)."""
+    def _newer(self, key: str, cached: Mapping[str, Any] | None) -> JsonDict | None:
+        """Our copy of ``key`` if it is newer than ``cached``; else forget it and None."""
         written = self._objects.get(key)
         if written is None:
-            return cached
+            return None
         old, new = revision(cached), revision(written)
         if cached is None or old is None or new is None or old >= new:
             self._objects.pop(key, None)
-            return cached
+            return None
         return written
+
+    def newest(self, key: str, cached: JsonDict | None) -> JsonDict | None:
+        """``cached``, unless our last write of ``key`` is newer than it (then that object)."""
+        return self._newer(key, cached) or cached
 
     def stale(self, key: str, cached: Mapping[str, Any] | None) -> bool:
         """Whether ``cached`` is older than our last write of ``key`` (wait for the watch)."""
-        written = self._objects.get(key)
-        if written is None:
-            return False
-        old, new = revision(cached), revision(written)
-        if cached is None or old is None or new is None or old >= new:
-            self._objects.pop(key, None)
-            return False
-        return True
+        return self._newer(key, cached) is not None
 
     def deleted(self, key: str) -> bool:
         """Whether our last write of ``key`` left it deleting with no finalizer (so gone)."""

@@ -20,6 +20,7 @@ from csi_sidecars.livenessprobe.config import (
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.runtime.flags import DURATION, GoCommand
+from csi_sidecars.runtime.options import CsiOptions, HttpOptions, csi_options, http_options
 
 log = rlog.get_logger("livenessprobe")
 
@@ -29,12 +30,7 @@ log = rlog.get_logger("livenessprobe")
     cls=GoCommand,
     help="Serve /healthz by calling the CSI driver's Identity/Probe (replaces livenessprobe).",
 )
-@click.option(
-    "--csi-address",
-    default="/run/csi/socket",
-    show_default=True,
-    help="Address of the CSI driver socket.",
-)
+@csi_options(timeout=None)
 @click.option(
     "--probe-timeout",
     type=DURATION,
@@ -48,22 +44,8 @@ log = rlog.get_logger("livenessprobe")
     show_default=True,
     help="(deprecated) TCP port for /healthz on 0.0.0.0. Cannot be set with --http-endpoint.",
 )
-@click.option(
-    "--http-endpoint",
-    default="",
-    help="TCP address (host:port) for /healthz and metrics. Replaces --health-port.",
-)
-@click.option(
-    "--metrics-address",
-    default="",
-    help="(deprecated) TCP address of a separate metrics server. Cannot be set with "
-    "--http-endpoint.",
-)
-@click.option(
-    "--metrics-path",
-    default="/metrics",
-    show_default=True,
-    help="HTTP path where Prometheus metrics are exposed.",
+@http_options(
+    endpoint_help="TCP address (host:port) for /healthz and metrics. Replaces --health-port."
 )
 @click.option(
     "--max-concurrent-probes",
@@ -74,12 +56,10 @@ log = rlog.get_logger("livenessprobe")
 )
 @app.common_options
 def command(
-    csi_address: str,
+    csi: CsiOptions,
+    http: HttpOptions,
     probe_timeout: float,
     health_port: str,
-    http_endpoint: str,
-    metrics_address: str,
-    metrics_path: str,
     max_concurrent_probes: int,
     v: int,
     logging_format: str,
@@ -89,12 +69,12 @@ def command(
     app.start("livenessprobe", v, logging_format, version)
     try:
         config = build_config(
-            csi_address=csi_address,
+            csi_address=csi.address,
             probe_timeout=probe_timeout,
             health_port=health_port,
-            http_endpoint=http_endpoint,
-            metrics_address=metrics_address,
-            metrics_path=metrics_path,
+            http_endpoint=http.endpoint,
+            metrics_address=http.metrics_address,
+            metrics_path=http.metrics_path,
             max_concurrent_probes=max_concurrent_probes,
         )
     except ConfigError as err:

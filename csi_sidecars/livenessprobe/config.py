@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from csi_sidecars.runtime.errors import ConfigError
+from csi_sidecars.runtime.options import HttpOptions
+
+__all__ = ["Answer", "Config", "ConfigError", "build_config", "probe_answer"]
+
 DEFAULT_HEALTH_PORT = "9808"
 DEFAULT_MAX_CONCURRENT_PROBES = 8
 
@@ -18,10 +23,6 @@ OK_BODY = "ok"
 NOT_READY_BODY = "driver responded but is not ready"
 TOO_MANY_BODY = "too many concurrent probes"
 DEADLINE_BODY = "context deadline exceeded"
-
-
-class ConfigError(ValueError):
-    """The flags contradict each other (the Go livenessprobe exits 1 on these)."""
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,13 @@ def build_config(
     """
     if health_port != DEFAULT_HEALTH_PORT and http_endpoint:
         raise ConfigError("Only one of `--health-port` and `--http-endpoint` can be explicitly set")
-    if metrics_address and http_endpoint:
-        raise ConfigError(
-            "Only one of `--metrics-address` and `--http-endpoint` can be explicitly set"
-        )
+    HttpOptions(http_endpoint, metrics_address, metrics_path).validate(
+        "Only one of `--metrics-address` and `--http-endpoint` can be explicitly set"
+    )
     if probe_timeout <= 0:
         raise ConfigError(f"--probe-timeout must be positive, got {probe_timeout}s")
     if max_concurrent_probes < 0:
         raise ConfigError("--max-concurrent-probes must be 0 (no limit) or positive")
-    if not metrics_path.startswith("/"):
-        raise ConfigError(f"--metrics-path must start with '/', got {metrics_path!r}")
     if http_endpoint:
         health_address = http_endpoint
     else:

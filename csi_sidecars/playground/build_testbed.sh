@@ -5,7 +5,8 @@
 #
 # usage: testbed/build.sh (or this file) [ci|all|NAME...]
 #   ci   (default) what CI's tests need: etcd, kube-apiserver, kube-controller-manager,
-#        kube-scheduler, kubectl, csi-provisioner, csi-attacher, csi-sanity
+#        kube-scheduler, kubectl, csi-provisioner, csi-attacher, csi-sanity, and the
+#        external-snapshotter client module (snapshot-client: CRDs to compare with, no binary)
 #   all  everything, including the other Go reference sidecars and helm
 #   NAME one of the names below
 #
@@ -133,6 +134,8 @@ build_one() {
     csi-resizer) build_module csi-resizer github.com/kubernetes-csi/external-resizer/v2 "$RESIZER_VERSION" cmd/csi-resizer ;;
     csi-sanity) build_module csi-sanity github.com/kubernetes-csi/csi-test/v5 "$CSI_TEST_VERSION" cmd/csi-sanity ;;
     helm) build_module helm helm.sh/helm/v3 "$HELM_VERSION" cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
+    # Not a binary: the snapshot CRDs and CEL cases tests/unit/crds and tests/e2e compare with.
+    snapshot-client) (cd "$WORK" && GOFLAGS=-mod=mod go mod download "$SNAPSHOT_CLIENT@$SNAPSHOTTER_VERSION") ;;
     *) say "unknown component: $1"; exit 2 ;;
   esac
 }
@@ -142,7 +145,7 @@ build_one() {
 SNAPSHOT_CLIENT=github.com/kubernetes-csi/external-snapshotter/client/v8
 SNAPSHOT_CLIENT_EDIT="-dropreplace=$SNAPSHOT_CLIENT -require=$SNAPSHOT_CLIENT@$SNAPSHOTTER_VERSION"
 
-CI_SET="etcd kube csi-provisioner csi-attacher csi-sanity"
+CI_SET="etcd kube csi-provisioner csi-attacher csi-sanity snapshot-client"
 ALL_SET="$CI_SET csi-snapshotter snapshot-controller csi-resizer helm"
 
 command -v go >/dev/null || { say "Go is not installed; install Go or pass --bin-dir with prebuilt binaries"; exit 1; }

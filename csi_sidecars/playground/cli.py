@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,22 @@ def _options(func: F) -> F:
     return func
 
 
+PLAYGROUND_EXTRA_HINT = (
+    "the playground needs the 'playground' extra (the cryptography package, for the control "
+    "plane's certificates): pip install 'csi-sidecars[playground]'"
+)
+
+
+def require_extra() -> None:
+    """Fail with what to install when the playground's optional dependencies are missing.
+
+    Raises:
+        click.ClickException: ``cryptography`` is not installed.
+    """
+    if importlib.util.find_spec("cryptography") is None:
+        raise click.ClickException(PLAYGROUND_EXTRA_HINT)
+
+
 @click.group("playground")
 @click.version_option(__version__, "--version", message="csi-sidecars playground %(version)s")
 def command() -> None:
@@ -127,6 +144,7 @@ def _make(
     v: int,
 ) -> Playground:
     rlog.configure(v, "text")
+    require_extra()
     if driver_cmd and driver_socket:
         raise click.UsageError("use either --driver-cmd or --driver-socket, not both")
     if driver_socket is not None and nodes != 1:

@@ -2,8 +2,10 @@
 
 etcd, kube-apiserver (token authentication, RBAC), kube-controller-manager (the storage
 controllers) and kube-scheduler run as child processes on free 127.0.0.1 ports with a fresh
-temporary directory. There is no kubelet: the control plane registers Ready Nodes and their
-CSINodes itself, and starts the CSI driver and sidecars as plain processes::
+temporary directory. The snapshot CRDs (:mod:`csi_sidecars.crds`) are installed and Established
+before :meth:`ControlPlane.start` returns, whatever roles will run. There is no kubelet: the
+control plane registers Ready Nodes and their CSINodes itself, and starts the CSI driver and
+sidecars as plain processes::
 
     async with ControlPlane(nodes=1) as cp:
         driver = await cp.start_driver()
@@ -32,9 +34,10 @@ from typing import Any
 
 import aiohttp
 
+from csi_sidecars import crds
 from csi_sidecars.playground import binaries, objects, pki, rbac
 from csi_sidecars.playground.apiclient import RawApi
-from csi_sidecars.playground.process import ManagedProcess, free_port
+from csi_sidecars.playground.process import ManagedProcess, free_port, poll_until
 from csi_sidecars.playground.workloads import (
     ADMIN,
     Driver,
@@ -137,6 +140,7 @@ class ControlPlane(Workloads):
         self.etcd_port = 0
         self.startup_seconds = 0.0
         self.api_ready_seconds = 0.0
+        self.crds_seconds = 0.0
         self._pki: pki.Pki | None = None
         self._etcd: ManagedProcess | None = None
         self._apiserver: ManagedProcess | None = None
@@ -211,6 +215,7 @@ class ControlPlane(Workloads):
             self._admin = self.api(ADMIN)
             await asyncio.gather(
                 self._apply_rbac(),
+                self._install_crds(),
                 self._register_nodes(),
                 self._start_component("kube-controller-manager", self._kcm_args),
                 self._start_component("kube-scheduler", self._scheduler_args),
@@ -224,6 +229,7 @@ class ControlPlane(Workloads):
             "Testbed ready",
             api_ready_seconds=round(self.api_ready_seconds, 2),
             startup_seconds=round(self.startup_seconds, 2),
+            crds_seconds=round(self.crds_seconds, 2),
             server=self.server,
             work_dir=str(self.work_dir),
         )
@@ -484,6 +490,33 @@ class ControlPlane(Workloads):
         for identity in rbac.IDENTITIES:
             for obj in rbac.cluster_objects(identity):
                 await self.admin.ensure(rbac.api_path(obj), obj)
+
+    async def _install_crds(self) -> None:
+        """Apply the snapshot CRDs (server-side, so a kept work dir gets ours) until Established."""
+        began = time.monotonic()
+        params = {"fieldManager": "csi-sidecars-testbed", "force": "true"}
+        await asyncio.gather(
+            *(
+                self.admin.request(
+                    "PATCH",
+                    f"{crds.CRD_PATH}/{crd['metadata']['name']}",
+                    crd,
+                    params,
+                    content_type="application/apply-patch+yaml",
+                )
+                for crd in crds.snapshot_crds()
+            )
+        )
+
+        async def established() -> bool:
+            listed = await self.admin.get(crds.CRD_PATH)
+            ready = {c["metadata"]["name"] for c in listed["items"] if crds.is_established(c)}
+            return ready.issuperset(crds.SNAPSHOT_CRD_NAMES)
+
+        await poll_until(
+            established, 60, "the snapshot CRDs to be Established", interval=0.05, max_interval=0.2
+        )
+        self.crds_seconds = time.monotonic() - began
 
     async def grant_namespace(self, namespace: str) -> None:
         """Bind every sidecar identity's namespaced rules (leases, ...) in ``namespace``."""

@@ -48,8 +48,10 @@ from csi_sidecars.registrar.cluster_flags import FlagError, spec_options
 from csi_sidecars.registrar.cluster_sync import DEFAULT_INTERVAL, ClusterRegistrar
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime.errors import ConfigError
 from csi_sidecars.runtime.flags import DURATION, GO_BOOL, GoCommand, bool_flag
 from csi_sidecars.runtime.http import Handler
+from csi_sidecars.runtime.options import CsiOptions, HttpOptions, csi_options, http_options
 
 log = rlog.get_logger("cluster-driver-registrar")
 
@@ -94,18 +96,9 @@ def _tristate(name: str, help: str) -> Callable[[F], F]:
     cls=GoCommand,
     help="Create and keep the driver's CSIDriver object (modern cluster-driver-registrar).",
 )
-@click.option(
-    "--csi-address",
-    default="/run/csi/socket",
-    show_default=True,
-    help="Address of the CSI driver socket.",
-)
-@click.option(
-    "--timeout",
-    type=DURATION,
-    default="10s",
-    show_default=True,
-    help="Timeout of each CSI call at start-up (Probe, GetPluginInfo, capabilities).",
+@csi_options(
+    timeout="10s",
+    timeout_help="Timeout of each CSI call at start-up (Probe, GetPluginInfo, capabilities).",
 )
 @click.option("--connection-timeout", type=DURATION, default="0", help="(deprecated) No effect.")
 @click.option(
@@ -166,20 +159,17 @@ def _tristate(name: str, help: str) -> Callable[[F], F]:
     help="When an immutable field differs, delete and re-create the CSIDriver.",
 )
 @bool_flag("--delete-on-shutdown", help="Delete the CSIDriver on SIGTERM/SIGINT.")
-@click.option("--http-endpoint", default="", help="TCP address (host:port) for metrics/healthz.")
-@click.option("--metrics-path", default="/metrics", show_default=True, help="Metrics path.")
+@http_options()
 @kube_options
 @app.common_options
 def command(
     *,
-    csi_address: str,
-    timeout: float,
+    csi: CsiOptions,
+    http: HttpOptions,
     connection_timeout: float,
     reapply_interval: float,
     allow_recreate: bool,
     delete_on_shutdown: bool,
-    http_endpoint: str,
-    metrics_path: str,
     kube: KubeOptions,
     v: int,
     logging_format: str,
@@ -196,19 +186,20 @@ def command(
         log.error("--reapply-interval must be positive")
         raise SystemExit(1)
     try:
+        http.validate()
         opts = spec_options(spec_flags)
-    except FlagError as err:
+    except (FlagError, ConfigError) as err:
         log.error(str(err))
         raise SystemExit(1) from None
     config = ClusterConfig(
-        csi_address=csi_address,
-        timeout=timeout,
+        csi_address=csi.address,
+        timeout=csi.timeout,
         spec=opts,
         reapply_interval=reapply_interval,
         allow_recreate=allow_recreate,
         delete_on_shutdown=delete_on_shutdown,
-        http_endpoint=http_endpoint,
-        metrics_path=metrics_path,
+        http_endpoint=http.address,
+        metrics_path=http.metrics_path,
     )
     app.run(lambda stop: run_cluster_registrar(config, kube, stop))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from csi_sidecars.kube.labels import parse_pairs
 from csi_sidecars.registrar import cluster_spec as cs
 from csi_sidecars.runtime.flags import parse_duration
 
@@ -47,13 +48,7 @@ def parse_labels(text: str) -> dict[str, str]:
     Raises:
         ValueError: for an entry without ``=`` or with an empty key.
     """
-    out: dict[str, str] = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"invalid label {item!r}, expected key=value")
-        out[key.strip()] = value.strip()
-    return out
+    return parse_pairs(text, "=")
 
 
 def spec_options(flags: dict[str, Any]) -> cs.SpecOptions:

@@ -43,6 +43,7 @@ from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.runtime.flags import DURATION, GoCommand, bool_flag
 from csi_sidecars.runtime.http import HttpBindError, HttpServer
+from csi_sidecars.runtime.options import CsiOptions, csi_options
 
 log = rlog.get_logger("node-register")
 
@@ -87,11 +88,9 @@ def resolve_http_address(health_port: int, http_endpoint: str) -> str:
     cls=GoCommand,
     help="Register a CSI driver with kubelet's plugin watcher (replaces node-driver-registrar).",
 )
-@click.option(
-    "--csi-address",
-    default="/run/csi/socket",
-    show_default=True,
-    help="Path of the CSI driver socket inside this container.",
+@csi_options(
+    timeout="1s",
+    timeout_help="Timeout of the start-up GetPluginInfo call and of the /healthz self-check.",
 )
 @click.option(
     "--kubelet-registration-path",
@@ -103,13 +102,6 @@ def resolve_http_address(health_port: int, http_endpoint: str) -> str:
     default="/registration",
     show_default=True,
     help="Directory of kubelet's plugin registry (host /var/lib/kubelet/plugins_registry).",
-)
-@click.option(
-    "--timeout",
-    type=DURATION,
-    default="1s",
-    show_default=True,
-    help="Timeout of the start-up GetPluginInfo call and of the /healthz self-check.",
 )
 @click.option(
     "--connection-timeout",
@@ -136,10 +128,9 @@ def resolve_http_address(health_port: int, http_endpoint: str) -> str:
 )
 @app.common_options
 def command(
-    csi_address: str,
+    csi: CsiOptions,
     kubelet_registration_path: str,
     plugin_registration_path: str,
-    timeout: float,
     connection_timeout: float,
     http_endpoint: str,
     health_port: int,
@@ -168,10 +159,10 @@ def command(
     if enable_pprof:
         log.warning("--enable-pprof has no effect: Python has no pprof; /debug/pprof is not served")
     config = NodeConfig(
-        csi_address=csi_address,
+        csi_address=csi.address,
         kubelet_registration_path=kubelet_registration_path,
         plugin_registration_path=plugin_registration_path,
-        timeout=timeout,
+        timeout=csi.timeout,
         http_address=http_address,
     )
     app.run(lambda stop: run_node_registrar(config, stop))

@@ -25,7 +25,8 @@ from csi_sidecars.kube.fake import FakeKube
 from csi_sidecars.kube.options import KubeOptions
 from csi_sidecars.kube.resources import PERSISTENT_VOLUMES
 from csi_sidecars.playground.driver.server import run_driver
-from tests.component.livenessprobe.helpers import free_port
+from tests.support.net import free_port
+from tests.support.poll import poll
 
 DRIVER = "runner.csi.test"
 PUBLISH = csi_pb2.ControllerServiceCapability.RPC.PUBLISH_UNPUBLISH_VOLUME
@@ -33,13 +34,6 @@ PUBLISH = csi_pb2.ControllerServiceCapability.RPC.PUBLISH_UNPUBLISH_VOLUME
 
 def pv(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name}}
-
-
-async def poll(cond: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
 
 
 async def test_informers_sync_before_lead_and_shutdown_drains(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from csi_sidecars.runtime import logging as rlog
-from tests.component.csi.fake_driver import FakeDriver
+from tests.support.fake_driver import FakeDriver
 
 
 @pytest.fixture

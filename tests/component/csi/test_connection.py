@@ -15,7 +15,8 @@ from csi_sidecars.csi import connection as connmod
 from csi_sidecars.csi.connection import ConnectTimeoutError, LossPolicy, connect, normalize_address
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.csi.metrics import CSIMetrics
-from tests.component.csi.fake_driver import FakeDriver, poll
+from tests.support.fake_driver import FakeDriver
+from tests.support.poll import poll
 
 
 def test_normalize_address() -> None:

@@ -13,7 +13,7 @@ from csi_sidecars.csi import rpc
 from csi_sidecars.csi.connection import Connection, connect
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.csi.metrics import CSIMetrics
-from tests.component.csi.fake_driver import FakeDriver
+from tests.support.fake_driver import FakeDriver
 
 CTRL = csi_pb2.ControllerServiceCapability.RPC
 

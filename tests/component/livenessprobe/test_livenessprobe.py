@@ -11,13 +11,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.component.livenessprobe.helpers import (
-    FakeDriver,
-    Role,
-    free_port,
-    http_get,
-    poll,
-)
+from tests.support.fake_driver import FakeDriver
+from tests.support.net import free_port, http_get
+from tests.support.poll import poll
+from tests.support.role import Role
 
 
 @pytest.fixture

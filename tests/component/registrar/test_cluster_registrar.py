@@ -19,8 +19,9 @@ from csi_sidecars.kube.resources import CSI_DRIVERS, EVENTS, ApiError, JsonDict
 from csi_sidecars.registrar import cluster_spec as cs
 from csi_sidecars.registrar.cluster import ClusterConfig, run_cluster_registrar
 from csi_sidecars.registrar.cluster_sync import ClusterRegistrar, Outcome
-from tests.component.csi.fake_driver import FakeDriver, Identity, poll
-from tests.component.livenessprobe.helpers import free_port, http_get
+from tests.support.fake_driver import FakeDriver, Identity
+from tests.support.net import free_port, http_get
+from tests.support.poll import poll
 
 NAME = "fake.csi.example.com"
 PUBLISH = csi_pb2.ControllerServiceCapability.RPC.PUBLISH_UNPUBLISH_VOLUME

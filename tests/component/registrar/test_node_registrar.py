@@ -16,7 +16,10 @@ import pytest
 
 from csi_sidecars.csi.messages import pluginregistration_pb2 as pr
 from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
-from tests.component.livenessprobe.helpers import FakeDriver, Role, free_port, http_get, poll
+from tests.support.fake_driver import FakeDriver
+from tests.support.net import free_port, http_get
+from tests.support.poll import poll
+from tests.support.role import Role
 
 DRIVER = "fake.csi.example.com"
 HOST_ENDPOINT = "/var/lib/kubelet/plugins/fake/csi.sock"

@@ -72,3 +72,21 @@ async def test_bad_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("current-context: missing\ncontexts: []\n")
     with pytest.raises(RuntimeError, match="cannot load Kubernetes client config"):
         await load_client_config(str(path), environ={})
+
+
+async def test_master_overrides_the_kubeconfig_server(tmp_path: Path) -> None:
+    path = str(write(tmp_path, {"token": "t"}))
+    cfg = await load_client_config(path, environ={}, master="https://10.0.0.1:443/")
+    assert cfg.host == "https://10.0.0.1:443"
+    assert await cfg.authorization() == "Bearer t"  # credentials still from the kubeconfig
+
+
+async def test_master_alone_is_the_whole_config(tmp_path: Path) -> None:
+    # Not the in-cluster account: client-go's BuildConfigFromFlags(master, "") neither.
+    cfg = await load_client_config(
+        "", environ={}, sa_dir=str(tmp_path / "nope"), master="http://127.0.0.1:8080"
+    )
+    assert cfg.host == "http://127.0.0.1:8080"
+    assert await cfg.authorization() is None
+    with pytest.raises(RuntimeError, match="in-cluster"):
+        await load_client_config("", environ={}, sa_dir=str(tmp_path / "nope"))

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from csi_sidecars.kube.clock import FakeClock
-from csi_sidecars.kube.workqueue import ExponentialBackoff, WorkQueue
+from csi_sidecars.kube.workqueue import After, ExponentialBackoff, Result, WorkQueue
 
 
 def sample(registry: CollectorRegistry, name: str, queue: str = "q") -> float:
@@ -167,6 +167,35 @@ async def test_handler_returning_false_requeues() -> None:
     await clock.advance(5.0)
     assert calls == 2
     assert q.num_requeues("a") == 0
+    q.shutdown()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_handler_returning_after_requeues_later_without_backoff() -> None:
+    clock = FakeClock()
+    q = WorkQueue("q", backoff=ExponentialBackoff(1.0, 100.0), clock=clock)
+    seen: list[float] = []
+
+    async def handler(key: str) -> Result:
+        seen.append(clock.monotonic())
+        if len(seen) == 1:
+            return False  # one failure: back-off count 1
+        return After(30.0) if len(seen) < 4 else True
+
+    task = asyncio.create_task(q.run(handler))
+    q.add("a")
+    await clock.settle()
+    await clock.advance(1.0)
+    assert len(seen) == 2
+    assert q.num_requeues("a") == 0  # After resets the back-off
+    await clock.advance(29.0)
+    assert len(seen) == 2
+    await clock.advance(1.0)
+    assert len(seen) == 3
+    await clock.advance(30.0)
+    assert len(seen) == 4
+    await clock.advance(100.0)
+    assert len(seen) == 4  # done: not re-added
     q.shutdown()
     await asyncio.wait_for(task, 5)
 

@@ -1,9 +1,16 @@
-"""A minimal scriptable CSI driver (Identity, Controller, Node) for the CSI layer's tests."""
+"""The one scriptable fake CSI driver (Identity, Controller, Node) of the component tests.
+
+Tests change :attr:`FakeDriver.state` on the fly: Probe follows ``probe_script`` step by step
+while it has steps, then ``ready`` / ``probe_error`` / ``probe_delay``; ``calls`` and
+``requests`` record what the driver was asked. For the full-featured driver (volumes, snapshots,
+fault injection) use the playground driver (``csi_sidecars.playground.driver``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,13 +26,29 @@ ProbeStep = bool | None | grpc.StatusCode | float
 
 @dataclass
 class DriverState:
+    """What the fake answers, and what it was asked."""
+
     name: str = "fake.csi.example.com"
     probe_script: list[ProbeStep] = field(default_factory=list)
+    #: once the script is used up: Probe's ``ready`` (None leaves it unset), an error to fail
+    #: with, and a delay before answering
+    ready: bool | None = True
+    probe_error: tuple[grpc.StatusCode, str] | None = None
+    probe_delay: float = 0.0
+    info_error: tuple[grpc.StatusCode, str] | None = None
     probe_calls: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    calls: list[str] = field(default_factory=list)
     controller_caps: list[int] = field(default_factory=list)
     node_id: str = "node-1"
     requests: list[Any] = field(default_factory=list)
     create_error: grpc.StatusCode | None = None
+
+    @property
+    def probes(self) -> int:
+        """How many Probe calls arrived."""
+        return self.probe_calls
 
 
 class Identity(csi_pb2_grpc.IdentityServicer):
@@ -33,9 +56,13 @@ class Identity(csi_pb2_grpc.IdentityServicer):
         self.s = state
 
     async def GetPluginInfo(self, request: Any, context: Any) -> Any:
+        self.s.calls.append("GetPluginInfo")
+        if self.s.info_error is not None:
+            await context.abort(*self.s.info_error)
         return csi_pb2.GetPluginInfoResponse(name=self.s.name, vendor_version="1.0.0")
 
     async def GetPluginCapabilities(self, request: Any, context: Any) -> Any:
+        self.s.calls.append("GetPluginCapabilities")
         svc = csi_pb2.PluginCapability.Service
         return csi_pb2.GetPluginCapabilitiesResponse(
             capabilities=[
@@ -47,8 +74,24 @@ class Identity(csi_pb2_grpc.IdentityServicer):
         )
 
     async def Probe(self, request: Any, context: Any) -> Any:
+        self.s.calls.append("Probe")
         self.s.probe_calls += 1
-        step: ProbeStep = self.s.probe_script.pop(0) if self.s.probe_script else True
+        self.s.in_flight += 1
+        self.s.max_in_flight = max(self.s.max_in_flight, self.s.in_flight)
+        try:
+            return await self._probe(context)
+        finally:
+            self.s.in_flight -= 1
+
+    async def _probe(self, context: Any) -> Any:
+        if self.s.probe_script:
+            step: ProbeStep = self.s.probe_script.pop(0)
+        else:
+            if self.s.probe_delay:
+                await asyncio.sleep(self.s.probe_delay)
+            if self.s.probe_error is not None:
+                await context.abort(*self.s.probe_error)
+            step = self.s.ready
         if isinstance(step, grpc.StatusCode):
             await context.abort(step, "scripted probe failure")
         if isinstance(step, float):
@@ -108,7 +151,12 @@ class FakeDriver:
         self.state = DriverState()
         self.server: grpc.aio.Server | None = None
 
-    async def start(self) -> None:
+    @property
+    def identity(self) -> DriverState:
+        """The state, under the name the node-role tests use for it."""
+        return self.state
+
+    async def start(self) -> FakeDriver:
         server = grpc.aio.server()
         csi_pb2_grpc.add_IdentityServicer_to_server(Identity(self.state), server)
         csi_pb2_grpc.add_ControllerServicer_to_server(Controller(self.state), server)
@@ -116,18 +164,11 @@ class FakeDriver:
         server.add_insecure_port("unix://" + self.socket_path)
         await server.start()
         self.server = server
+        return self
 
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop(None)
             self.server = None
-
-
-async def poll(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Wait until ``predicate()`` is true, checking every 20 ms, failing after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.socket_path)
