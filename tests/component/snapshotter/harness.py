@@ -1,6 +1,8 @@
 """The whole snapshotter (command main, controller, performer) on the kube fake and the
 playground driver, in one event loop."""
 
+__all__ = ["DRIVER", "NAMESPACE", "Env", "dynamic_content", "make_flags", "poll", "running"]
+
 from __future__ import annotations
 
 import asyncio
@@ -24,21 +26,10 @@ from csi_sidecars.runtime.featuregates import parse_gates
 from csi_sidecars.runtime.options import CsiOptions, HttpOptions, RetryOptions
 from csi_sidecars.snapshotter.command import run_snapshotter
 from csi_sidecars.snapshotter.flags import GATES, SnapshotterFlags
+from tests.support.poll import poll
 
 DRIVER = "snap.csi.test"
 NAMESPACE = "default"
-
-
-async def poll(cond: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    """Wait until ``cond()`` is truthy (checked every 20 ms); its value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        assert loop.time() < deadline, f"timed out waiting for {what or cond}"
-        await asyncio.sleep(0.02)
 
 
 def make_flags(**overrides: Any) -> SnapshotterFlags:

@@ -60,5 +60,5 @@ async def test_group_snapshots_off_by_gate(tmp_path: Path) -> None:
         await env.kube.create(
             api.VOLUME_SNAPSHOT_CLASSES, {"metadata": {"name": "x"}, "driver": DRIVER}
         )
-        await poll(lambda: env.kube.actions_of("watch", api.VOLUME_SNAPSHOT_CONTENTS))
+        await poll(lambda: bool(env.kube.actions_of("watch", api.VOLUME_SNAPSHOT_CONTENTS)))
         assert env.kube.actions_of("list", VGSC) == []

@@ -35,7 +35,7 @@ async def test_existing_snapshots_do_not_delay_a_new_one(tmp_path: Path) -> None
         await kube.create(api.VOLUME_SNAPSHOT_CONTENTS, ready_content(i))
     async with running(tmp_path, kube=kube, resync_period=1.0) as env:
         await poll(  # listed, now watching: the 15,000 went through the handlers
-            lambda: kube.actions_of("watch", api.VOLUME_SNAPSHOT_CONTENTS), what="watching"
+            lambda: bool(kube.actions_of("watch", api.VOLUME_SNAPSHOT_CONTENTS)), what="watching"
         )
         vol = await env.volume("new-vol")
         started = time.monotonic()

@@ -62,7 +62,7 @@ async def test_readiness_is_polled_without_informer_events(tmp_path: Path) -> No
         await env.kube.create(api.VOLUME_SNAPSHOT_CLASSES, snapshot_class())
         await env.kube.create(VSC, dynamic_content("c-b", vol))
         await poll(
-            lambda: (env.content("c-b") or {}).get("status", {}).get("snapshotHandle"),
+            lambda: (env.content("c-b") or {}).get("status", {}).get("snapshotHandle") or None,
             what="handle",
         )
         first = env.content("c-b")
