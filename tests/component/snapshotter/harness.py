@@ -1,15 +1,13 @@
 """The whole snapshotter (command main, controller, performer) on the kube fake and the
 playground driver, in one event loop."""
 
-__all__ = ["DRIVER", "NAMESPACE", "Env", "dynamic_content", "make_flags", "poll", "running"]
-
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,8 @@ from csi_sidecars.runtime.options import CsiOptions, HttpOptions, RetryOptions
 from csi_sidecars.snapshotter.command import run_snapshotter
 from csi_sidecars.snapshotter.flags import GATES, SnapshotterFlags
 from tests.support.poll import poll
+
+__all__ = ["DRIVER", "NAMESPACE", "Env", "dynamic_content", "make_flags", "poll", "running"]
 
 DRIVER = "snap.csi.test"
 NAMESPACE = "default"
