@@ -107,3 +107,47 @@ def test_node_deployment_returns_the_node() -> None:
 
 def test_uuid_length_32_is_the_longest() -> None:
     assert validate(parse("--snapshot-name-uuid-length=32"), {}) == ""
+
+
+def _go_flags() -> dict[str, str]:
+    """The Go csi-snapshotter's flags and printed defaults, from its ``--help``."""
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from csi_sidecars.playground import binaries
+
+    path = Path(binaries.default_bin_dir()) / "csi-snapshotter"
+    if not path.exists() and shutil.which("csi-snapshotter") is None:
+        pytest.skip("the Go csi-snapshotter is not built (testbed)")
+    out = subprocess.run(
+        [str(path), "--help"], check=False, capture_output=True, text=True, timeout=30
+    )
+    text = out.stdout + out.stderr
+    flags: dict[str, str] = {}
+    for match in re.finditer(r"^\s+-([\w-]+)[^\n]*\n((?:\s{4,}\S[^\n]*\n)*)", text, re.M):
+        default = re.search(r"\(default ([^)]*)\)", match.group(2))
+        flags[match.group(1)] = default.group(1) if default else ""
+    return flags
+
+
+def test_every_go_flag_is_accepted_with_its_default() -> None:
+    from csi_sidecars.runtime.flags import GO_ONLY_FLAGS
+    from csi_sidecars.snapshotter.command import command
+
+    go = _go_flags()
+    assert "snapshot-name-prefix" in go
+    ours = {opt.lstrip("-"): p for p in command.params for opt in p.opts}
+    missing = [f for f in go if f not in ours and f not in GO_ONLY_FLAGS]
+    assert missing == []
+    compared = 0
+    for flag, default in go.items():
+        param = ours.get(flag)
+        if param is None or not default:
+            continue
+        mine = param.default if isinstance(param.default, str) else str(param.default)
+        convert = param.type.convert
+        assert convert(mine, param, None) == convert(default.strip('"'), param, None), flag
+        compared += 1
+    assert compared >= 15
