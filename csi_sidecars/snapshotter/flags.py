@@ -3,8 +3,8 @@
 Shared groups: ``--csi-address`` and ``--timeout`` (1m, every CSI call), ``--http-endpoint`` /
 ``--metrics-address`` / ``--metrics-path``, the Kubernetes and leader-election flags,
 ``--retry-interval-start`` 1s / ``--retry-interval-max`` 5m, ``--worker-threads`` 10 and
-``--feature-gates`` (``CSIVolumeGroupSnapshot`` GA, on; ``ReleaseLeaderElectionOnExit`` alpha,
-off), plus ``-v`` / ``--logging-format`` / ``--version``. The snapshotter's own:
+``--feature-gates`` (``CSIVolumeGroupSnapshot`` beta, off, as in the v8.6.0 release;
+``ReleaseLeaderElectionOnExit`` alpha, off), plus ``-v`` / ``--logging-format`` / ``--version``. The snapshotter's own:
 ``--resync-period`` 15m, ``--snapshot-name-prefix`` ``snapshot``,
 ``--snapshot-name-uuid-length`` -1, ``--extra-create-metadata``, ``--node-deployment``,
 ``--groupsnapshot-name-prefix`` ``groupsnapshot``, ``--groupsnapshot-name-uuid-length`` -1.
@@ -45,8 +45,9 @@ from csi_sidecars.runtime.options import (
 )
 from csi_sidecars.snapshotter import names
 
+#: As in the v8.6.0 release (``pkg/features``): group snapshots are beta and off by default.
 GATES: GateSpec = {
-    GATE_VOLUME_GROUP_SNAPSHOT: Gate(True, "ga"),
+    GATE_VOLUME_GROUP_SNAPSHOT: Gate(False, "beta"),
     GATE_RELEASE_LEADER_ELECTION_ON_EXIT: Gate(False, "alpha"),
 }
 

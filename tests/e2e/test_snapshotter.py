@@ -132,14 +132,18 @@ async def ready(api_: RawApi, ns: str, name: str, timeout: float = 60.0) -> Any:
     )
 
 
+GROUP_GATE = "--feature-gates=CSIVolumeGroupSnapshot=true"
+
+
 async def start_both(sidecar: Any, drv: ProvDriver, ns: str, *extra: str) -> Any:
-    await sidecar("snapshot-controller", *FAST[:2], implementation="go", verbosity=4)
+    await sidecar("snapshot-controller", *FAST[:2], GROUP_GATE, implementation="go", verbosity=4)
     return await sidecar(
         "snapshotter",
         *FAST,
         "--leader-election",
         f"--leader-election-namespace={ns}",
         "--extra-create-metadata",
+        GROUP_GATE,
         *extra,
         driver=drv.testbed_driver,
     )
@@ -293,3 +297,73 @@ async def test_sigkill_mid_burst_leaves_no_snapshot(
     await poll_until(all_gone, 120, "every VolumeSnapshot and content gone")
     assert snapshots(drv) == {}
     drv.faults([])
+
+
+GROUP = "/apis/groupsnapshot.storage.k8s.io/v1"
+
+
+async def test_volume_group_snapshot(
+    control_plane: ControlPlane,
+    api: RawApi,
+    namespace: str,
+    sidecar: Any,
+    snap_driver: tuple[ProvDriver, Connection],
+) -> None:
+    drv, conn = snap_driver
+    await start_both(sidecar, drv, namespace)
+    for name in ("g1", "g2"):
+        await claim(api, drv, conn, namespace, name)
+        await api.patch(
+            f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}",
+            {"metadata": {"labels": {"group": "e2e"}}},
+        )
+    cls = f"vgsc-{uuid.uuid4().hex[:8]}"
+    await api.create(
+        f"{GROUP}/volumegroupsnapshotclasses",
+        {
+            "apiVersion": "groupsnapshot.storage.k8s.io/v1",
+            "kind": "VolumeGroupSnapshotClass",
+            "metadata": {"name": cls},
+            "driver": drv.name,
+            "deletionPolicy": "Delete",
+        },
+    )
+    path = f"{GROUP}/namespaces/{namespace}/volumegroupsnapshots"
+    vgs = {
+        "apiVersion": "groupsnapshot.storage.k8s.io/v1",
+        "kind": "VolumeGroupSnapshot",
+        "metadata": {"name": "group"},
+        "spec": {
+            "volumeGroupSnapshotClassName": cls,
+            "source": {"selector": {"matchLabels": {"group": "e2e"}}},
+        },
+    }
+    await api.create(path, vgs)
+    got = await api.wait_for(
+        f"{path}/group",
+        lambda o: (o.get("status") or {}).get("readyToUse") is True,
+        timeout=60,
+        what="VolumeGroupSnapshot ready",
+    )
+    content = await api.get(
+        f"{GROUP}/volumegroupsnapshotcontents/{got['status']['boundVolumeGroupSnapshotContentName']}"
+    )
+    infos = content["status"]["volumeSnapshotInfoList"]
+    assert len(infos) == 2
+    state = load_state(drv.statedir)
+    assert [g.name for g in state.group_snapshots.values()] == [
+        f"groupsnapshot-{got['metadata']['uid']}"
+    ]
+    # The snapshot-controller made one member VolumeSnapshot per volume; they become ready.
+    members = await api.get(f"{SNAP}/namespaces/{namespace}/volumesnapshots")
+    assert len(members["items"]) == 2
+    for member in members["items"]:
+        await ready(api, namespace, member["metadata"]["name"])
+    await api.delete(f"{path}/group")
+    await api.wait_deleted(f"{path}/group", 60)
+
+    async def backend_empty() -> bool:
+        state = load_state(drv.statedir)
+        return not state.group_snapshots and not state.snapshots
+
+    await poll_until(backend_empty, 60, "group snapshot deleted on the driver")

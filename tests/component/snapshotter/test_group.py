@@ -15,7 +15,7 @@ def group_class() -> dict[str, object]:
 
 
 async def test_group_snapshot_create_and_delete(tmp_path: Path) -> None:
-    async with running(tmp_path) as env:
+    async with running(tmp_path, feature_gates=["CSIVolumeGroupSnapshot=true"]) as env:
         vols = [await env.volume("gv-1"), await env.volume("gv-2")]
         await env.kube.create(api.VOLUME_GROUP_SNAPSHOT_CLASSES, group_class())
         body = {
@@ -55,8 +55,8 @@ async def test_group_snapshot_create_and_delete(tmp_path: Path) -> None:
         assert env.snapshots() == {}
 
 
-async def test_group_snapshots_off_by_gate(tmp_path: Path) -> None:
-    async with running(tmp_path, feature_gates=["CSIVolumeGroupSnapshot=false"]) as env:
+async def test_group_snapshots_off_by_default(tmp_path: Path) -> None:
+    async with running(tmp_path) as env:
         await env.kube.create(
             api.VOLUME_SNAPSHOT_CLASSES, {"metadata": {"name": "x"}, "driver": DRIVER}
         )

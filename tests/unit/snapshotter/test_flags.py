@@ -33,7 +33,7 @@ def test_defaults_are_go_s() -> None:
     assert (f.snapshot_name_prefix, f.snapshot_name_uuid_length) == ("snapshot", -1)
     assert (f.groupsnapshot_name_prefix, f.groupsnapshot_name_uuid_length) == ("groupsnapshot", -1)
     assert not f.extra_create_metadata and not f.node_deployment
-    assert f.gates["CSIVolumeGroupSnapshot"] is True
+    assert f.gates["CSIVolumeGroupSnapshot"] is False  # v8.6.0: beta, off
     assert f.gates["ReleaseLeaderElectionOnExit"] is False
     assert (f.kube.qps, f.kube.burst, f.kube.leader_election) == (5.0, 10, False)
     assert f.http.metrics_path == "/metrics"
@@ -47,14 +47,14 @@ def test_go_style_argv() -> None:
         "-snapshot-name-prefix=snap",
         "-snapshot-name-uuid-length=8",
         "-worker-threads=3",
-        "-feature-gates=CSIVolumeGroupSnapshot=false",
+        "-feature-gates=CSIVolumeGroupSnapshot=true",
         "-leader-election",
         "-v=5",
     )
     assert (f.csi.address, f.csi.timeout, f.worker_threads) == ("/csi/csi.sock", 120.0, 3)
     assert f.extra_create_metadata and f.kube.leader_election
     assert (f.snapshot_name_prefix, f.snapshot_name_uuid_length, f.v) == ("snap", 8, 5)
-    assert f.group_snapshots is False
+    assert f.group_snapshots is True
 
 
 def test_unknown_feature_gate_is_a_usage_error() -> None:
@@ -73,9 +73,17 @@ def test_unknown_feature_gate_is_a_usage_error() -> None:
     [
         (["--snapshot-name-uuid-length=33"], {}, "--snapshot-name-uuid-length must be -1"),
         (["--snapshot-name-uuid-length=-2"], {}, "--snapshot-name-uuid-length must be -1"),
-        (["--groupsnapshot-name-uuid-length=40"], {}, "--groupsnapshot-name-uuid-length must"),
+        (
+            ["--groupsnapshot-name-uuid-length=40", "--feature-gates=CSIVolumeGroupSnapshot=true"],
+            {},
+            "--groupsnapshot-name-uuid-length must",
+        ),
         (["--snapshot-name-prefix="], {}, "Snapshot name prefix cannot be of length 0"),
-        (["--groupsnapshot-name-prefix="], {}, "group snapshot name prefix cannot be of length 0"),
+        (
+            ["--groupsnapshot-name-prefix=", "--feature-gates=CSIVolumeGroupSnapshot=true"],
+            {},
+            "group snapshot name prefix cannot be of length 0",
+        ),
         (
             ["--node-deployment", "--leader-election"],
             {"NODE_NAME": "n"},
@@ -109,9 +117,8 @@ def test_uuid_length_32_is_the_longest() -> None:
     assert validate(parse("--snapshot-name-uuid-length=32"), {}) == ""
 
 
-def _go_flags() -> dict[str, str]:
-    """The Go csi-snapshotter's flags and printed defaults, from its ``--help``."""
-    import re
+def _go_help() -> str:
+    """The Go csi-snapshotter's ``--help`` (skips when it is not built)."""
     import shutil
     import subprocess
     from pathlib import Path
@@ -124,7 +131,14 @@ def _go_flags() -> dict[str, str]:
     out = subprocess.run(
         [str(path), "--help"], check=False, capture_output=True, text=True, timeout=30
     )
-    text = out.stdout + out.stderr
+    return out.stdout + out.stderr
+
+
+def _go_flags() -> dict[str, str]:
+    """The Go csi-snapshotter's flags and printed defaults."""
+    import re
+
+    text = _go_help()
     flags: dict[str, str] = {}
     for match in re.finditer(r"^\s+-([\w-]+)[^\n]*\n((?:\s{4,}\S[^\n]*\n)*)", text, re.M):
         default = re.search(r"\(default ([^)]*)\)", match.group(2))
@@ -151,3 +165,15 @@ def test_every_go_flag_is_accepted_with_its_default() -> None:
         assert convert(mine, param, None) == convert(default.strip('"'), param, None), flag
         compared += 1
     assert compared >= 15
+
+
+def test_feature_gates_match_go() -> None:
+    import re
+
+    from csi_sidecars.snapshotter.flags import GATES
+
+    text = _go_help()
+    for name, gate in GATES.items():
+        found = re.search(rf"{name}=true\|false \((\w+) - default=(\w+)\)", text)
+        assert found is not None, name
+        assert (found.group(1).lower(), found.group(2)) == (gate.stage, str(gate.default).lower())
