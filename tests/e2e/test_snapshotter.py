@@ -367,3 +367,44 @@ async def test_volume_group_snapshot(
         return not state.group_snapshots and not state.snapshots
 
     await poll_until(backend_empty, 60, "group snapshot deleted on the driver")
+
+
+async def test_switching_between_the_go_sidecar_and_ours(
+    control_plane: ControlPlane,
+    api: RawApi,
+    namespace: str,
+    sidecar: Any,
+    snap_driver: tuple[ProvDriver, Connection],
+) -> None:
+    drv, conn = snap_driver
+    await sidecar("snapshot-controller", *FAST[:2], implementation="go", verbosity=4)
+    side_args = (*FAST, "--leader-election", f"--leader-election-namespace={namespace}")
+    go = await sidecar(
+        "snapshotter", *side_args, implementation="go", driver=drv.testbed_driver, verbosity=4
+    )
+    await claim(api, drv, conn, namespace, "sw")
+    cls = await snapshot_class(api, drv)
+    ns_path = f"{SNAP}/namespaces/{namespace}/volumesnapshots"
+    await api.create(ns_path, volume_snapshot("by-go", pvc="sw", cls=cls))
+    by_go = await ready(api, namespace, "by-go")
+    await go.stop(timeout=10)
+
+    ours = await sidecar("snapshotter", *side_args, driver=drv.testbed_driver)
+    await api.create(ns_path, volume_snapshot("by-us", pvc="sw", cls=cls))
+    by_us = await ready(api, namespace, "by-us")
+    # The same deterministic names, so either sidecar finds the other's snapshots.
+    assert set(snapshots(drv)) == {
+        f"snapshot-{by_go['metadata']['uid']}",
+        f"snapshot-{by_us['metadata']['uid']}",
+    }
+    await api.delete(f"{ns_path}/by-go")
+    await api.wait_deleted(f"{ns_path}/by-go", 60)
+    assert set(snapshots(drv)) == {f"snapshot-{by_us['metadata']['uid']}"}
+    await ours.stop(timeout=10)
+
+    await sidecar(
+        "snapshotter", *side_args, implementation="go", driver=drv.testbed_driver, verbosity=4
+    )
+    await api.delete(f"{ns_path}/by-us")
+    await api.wait_deleted(f"{ns_path}/by-us", 90)
+    assert snapshots(drv) == {}
