@@ -368,6 +368,11 @@ async def test_volume_group_snapshot(
 
     await poll_until(backend_empty, 60, "group snapshot deleted on the driver")
 
+    async def members_gone() -> bool:
+        return not (await api.get(f"{SNAP}/namespaces/{namespace}/volumesnapshots"))["items"]
+
+    await poll_until(members_gone, 60, "member VolumeSnapshots gone")
+
 
 async def test_switching_between_the_go_sidecar_and_ours(
     control_plane: ControlPlane,
@@ -377,7 +382,7 @@ async def test_switching_between_the_go_sidecar_and_ours(
     snap_driver: tuple[ProvDriver, Connection],
 ) -> None:
     drv, conn = snap_driver
-    await sidecar("snapshot-controller", *FAST[:2], implementation="go", verbosity=4)
+    await sidecar("snapshot-controller", *FAST[:2], GROUP_GATE, implementation="go", verbosity=4)
     side_args = (*FAST, "--leader-election", f"--leader-election-namespace={namespace}")
     go = await sidecar(
         "snapshotter", *side_args, implementation="go", driver=drv.testbed_driver, verbosity=4
