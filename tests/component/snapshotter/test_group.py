@@ -62,3 +62,23 @@ async def test_group_snapshots_off_by_default(tmp_path: Path) -> None:
         )
         await poll(lambda: bool(env.kube.actions_of("watch", api.VOLUME_SNAPSHOT_CONTENTS)))
         assert env.kube.actions_of("list", VGSC) == []
+
+
+async def test_missing_group_crds_disable_group_snapshots_only(tmp_path: Path) -> None:
+    from csi_sidecars.kube.fake import FakeKube
+    from csi_sidecars.kube.resources import ApiError
+    from tests.component.snapshotter.harness import dynamic_content, snapshot_class
+
+    kube = FakeKube()
+    kube.inject(
+        "list",
+        ApiError(404, "NotFound", "the server could not find the requested resource"),
+        resource=VGSC,
+    )
+    async with running(tmp_path, kube=kube, feature_gates=["CSIVolumeGroupSnapshot=true"]) as env:
+        vol = await env.volume("v-1")
+        await kube.create(api.VOLUME_SNAPSHOT_CLASSES, snapshot_class())
+        await kube.create(api.VOLUME_SNAPSHOT_CONTENTS, dynamic_content("c-1", vol))
+        await poll(lambda: env.ready("c-1"), what="snapshots still work")
+        assert kube.actions_of("watch", VGSC) == []
+        assert len(kube.actions_of("list", VGSC)) == 1  # the probe only
