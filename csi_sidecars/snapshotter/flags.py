@@ -4,7 +4,8 @@ Shared groups: ``--csi-address`` and ``--timeout`` (1m, every CSI call), ``--htt
 ``--metrics-address`` / ``--metrics-path``, the Kubernetes and leader-election flags,
 ``--retry-interval-start`` 1s / ``--retry-interval-max`` 5m, ``--worker-threads`` 10 and
 ``--feature-gates`` (``CSIVolumeGroupSnapshot`` beta, off, as in the v8.6.0 release;
-``ReleaseLeaderElectionOnExit`` alpha, off), plus ``-v`` / ``--logging-format`` / ``--version``. The snapshotter's own:
+``ReleaseLeaderElectionOnExit`` alpha, off), plus ``-v`` / ``--logging-format`` /
+``--version``. The snapshotter's own:
 ``--resync-period`` 15m, ``--snapshot-name-prefix`` ``snapshot``,
 ``--snapshot-name-uuid-length`` -1, ``--extra-create-metadata``, ``--node-deployment``,
 ``--groupsnapshot-name-prefix`` ``groupsnapshot``, ``--groupsnapshot-name-uuid-length`` -1.
