@@ -5,11 +5,20 @@ against the started process and returns its own numbers (throughput, latencies, 
 alternates the two implementations for several runs, measures each process exactly with
 ``os.wait4`` (CPU seconds, peak RSS) plus wall time of the workload, and prints medians and
 ratios (ours / Go). Benchmarks are not tests: they do not run in CI.
+
+Every bench script takes ``--json`` (handled here, at import, so each script's own argument
+parser never sees it): at exit the last line printed is one JSON object
+``{"<title>: <metric>": {"ours": x, "go": y, "ratio": r}, ...}`` with every median a report
+showed, so runs can be compared by a program. Scripts with numbers of their own add them with
+:func:`record`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import json
+import math
 import os
 import signal
 import statistics
@@ -22,6 +31,28 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: Every median reported in this process: "title: metric" -> {"ours", "go", "ratio"}.
+RESULTS: dict[str, dict[str, float | None]] = {}
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+
+
+def record(name: str, ours: float, go: float) -> None:
+    """Add one metric to the ``--json`` line."""
+    ratio = ours / go if go else float("nan")
+    RESULTS[name] = {"ours": _number(ours), "go": _number(go), "ratio": _number(ratio)}
+
+
+def _print_json() -> None:
+    print(json.dumps(RESULTS, sort_keys=True), flush=True)
+
+
+if "--json" in sys.argv[1:]:
+    sys.argv = [a for a in sys.argv if a != "--json"]
+    atexit.register(_print_json)
 
 
 @dataclass
@@ -115,6 +146,7 @@ def report(title: str, results: dict[str, list[Run]], ours_name: str, go_name: s
         a = _median([get(r) for r in results.get(ours_name, [])])
         b = _median([get(r) for r in results.get(go_name, [])])
         ratio = a / b if b else float("nan")
+        record(f"{title}: {label}", a, b)
         lines.append(f"| {label} | {a:.3f} | {b:.3f} | {ratio:.2f} |")
     runs = len(results.get(ours_name, []))
     lines.append("")
