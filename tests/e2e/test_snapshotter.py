@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 import pytest_asyncio
 
 from csi_sidecars.csi.connection import Connection, connect
@@ -135,8 +136,12 @@ async def ready(api_: RawApi, ns: str, name: str, timeout: float = 60.0) -> Any:
 GROUP_GATE = "--feature-gates=CSIVolumeGroupSnapshot=true"
 
 
-async def start_both(sidecar: Any, drv: ProvDriver, ns: str, *extra: str) -> Any:
-    await sidecar("snapshot-controller", *FAST[:2], GROUP_GATE, implementation="go", verbosity=4)
+async def start_both(
+    sidecar: Any, drv: ProvDriver, ns: str, *extra: str, controller: str = "go"
+) -> Any:
+    await sidecar(
+        "snapshot-controller", *FAST[:2], GROUP_GATE, implementation=controller, verbosity=4
+    )
     return await sidecar(
         "snapshotter",
         *FAST,
@@ -149,16 +154,18 @@ async def start_both(sidecar: Any, drv: ProvDriver, ns: str, *extra: str) -> Any
     )
 
 
+@pytest.mark.parametrize("controller", ["go", "python"])
 async def test_dynamic_snapshot_and_delete(
     control_plane: ControlPlane,
     api: RawApi,
     namespace: str,
     sidecar: Any,
     snap_driver: tuple[ProvDriver, Connection],
+    controller: str,
 ) -> None:
     drv, conn = snap_driver
     http = f"127.0.0.1:{free_port()}"
-    await start_both(sidecar, drv, namespace, f"--http-endpoint={http}")
+    await start_both(sidecar, drv, namespace, f"--http-endpoint={http}", controller=controller)
     handle = await claim(api, drv, conn, namespace, "data")
     cls = await snapshot_class(api, drv)
     ns_path = f"{SNAP}/namespaces/{namespace}/volumesnapshots"
