@@ -17,10 +17,15 @@ from csi_sidecars import __version__
 ROLES: dict[str, str] = {
     "attacher": "csi_sidecars.attacher.command:command",
     "cluster-driver-registrar": "csi_sidecars.registrar.cluster:command",
+    "csi": "csi_sidecars.csicli.command:command",
+    "doctor": "csi_sidecars.doctor.command:command",
     "livenessprobe": "csi_sidecars.livenessprobe.command:command",
     "node-driver-registrar": "csi_sidecars.registrar.node:command",
     "playground": "csi_sidecars.playground.cli:command",
     "provisioner": "csi_sidecars.provisioner.command:command",
+    "resizer": "csi_sidecars.resizer.command:command",
+    "snapshot-controller": "csi_sidecars.snapshotcontroller.command:command",
+    "snapshotter": "csi_sidecars.snapshotter.command:command",
 }
 
 

@@ -3,7 +3,7 @@
 Flags are those of :mod:`csi_sidecars.attacher.flags` (the Go names and defaults). The start-up
 sequence, HTTP server, leader election and graceful stop are
 :func:`csi_sidecars.controller.run_controller`; the VolumeAttachment logic is
-:mod:`csi_sidecars.attacher.controller`.
+:mod:`csi_sidecars.attacher.setup` and :mod:`csi_sidecars.attacher.controller`.
 
 Leader election: the Lease is ``external-attacher-leader-<driver>``. It is released on SIGTERM
 when ``--leader-election-release-on-stop`` (ours, default true) or the Go feature gate
@@ -18,22 +18,15 @@ import asyncio
 import click
 
 from csi_sidecars.attacher import names
-from csi_sidecars.attacher.controller import make_setup
-from csi_sidecars.attacher.flags import (
-    AttacherFlags,
-    ConfigError,
-    attacher_options,
-    resolve_feature_gates,
-    validate,
-)
+from csi_sidecars.attacher.flags import ROLE, AttacherFlags, attacher_options, validate
+from csi_sidecars.attacher.setup import make_setup
 from csi_sidecars.controller import ControllerOptions, release_on_exit, run_controller
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime.errors import ConfigError
 from csi_sidecars.runtime.flags import GoCommand
 
 log = rlog.get_logger("attacher")
-
-ROLE = "attacher"
 
 #: How long in-flight attaches and detaches may take to finish after SIGTERM, beyond --timeout.
 DRAIN_MARGIN = 5.0
@@ -58,30 +51,29 @@ def command(*, flags: AttacherFlags) -> None:
 
 def controller_options(flags: AttacherFlags) -> ControllerOptions:
     """The shared controller options for the attacher's flags."""
-    if flags.metrics_address:
+    if flags.http.metrics_address:
         log.warning("--metrics-address is deprecated, use --http-endpoint")
     return ControllerOptions(
         role=ROLE,
         event_component=names.EVENT_COMPONENT,
-        csi_address=flags.csi_address,
-        timeout=flags.timeout,
-        http_endpoint=flags.http_endpoint,
-        metrics_address=flags.metrics_address,
-        metrics_path=flags.metrics_path,
+        csi_address=flags.csi.address,
+        timeout=flags.csi.timeout,
+        http_endpoint=flags.http.endpoint,
+        metrics_address=flags.http.metrics_address,
+        metrics_path=flags.http.metrics_path,
         max_grpc_log_length=flags.max_grpc_log_length,
-        drain_timeout=flags.timeout + DRAIN_MARGIN,
+        drain_timeout=flags.csi.timeout + DRAIN_MARGIN,
     )
 
 
 async def run_attacher(flags: AttacherFlags, stop: asyncio.Event, **testing: object) -> int:
     """The role's main; returns the exit code. ``testing`` goes to ``run_controller``."""
-    gates = resolve_feature_gates(flags.feature_gates)
-    release_on_exit(flags.kube, gates[names.GATE_RELEASE_LEADER_ELECTION_ON_EXIT])
+    release_on_exit(flags.kube, flags.gates[names.GATE_RELEASE_LEADER_ELECTION_ON_EXIT])
     return await run_controller(
         controller_options(flags),
         flags.kube,
         stop,
         lock_name=lambda driver: names.lease_name(driver.name),
-        setup=make_setup(flags, gates),
+        setup=make_setup(flags),
         **testing,  # type: ignore[arg-type]
     )

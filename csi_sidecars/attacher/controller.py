@@ -1,6 +1,7 @@
-"""The attacher's controller: informers, event handlers, work queues and the reconciler.
+"""The attacher's controller: informers, event handlers, work queues, the syncs and the reconciler.
 
-:func:`setup` is the ``setup`` of :func:`csi_sidecars.controller.run_controller`: it declares
+:class:`AttacherController` (built by the ``setup`` of :mod:`csi_sidecars.attacher.setup`)
+declares
 
 * a VolumeAttachment informer (slim, indexed by PV and node name, ``--resync``);
 * a PersistentVolume informer (slim, ``--resync``);
@@ -9,6 +10,14 @@
 * the queues ``csi-attacher-va`` and ``csi-attacher-pv`` (``--retry-interval-*``), each with
   ``--worker-threads`` workers;
 * with ``LIST_VOLUMES_PUBLISHED_NODES``, the ListVolumes reconciler every ``--reconcile-sync``.
+
+The syncs are thin: read the caches (and the objects our own writes returned, which the
+:class:`~csi_sidecars.controller.perform.Performer` keeps until the informers catch up), call the
+pure decision (:func:`~csi_sidecars.attacher.decide.decide_va`,
+:func:`~csi_sidecars.attacher.pvs.decide_pv`) and hand its plan to
+:func:`~csi_sidecars.controller.perform.run_sync`. When a guarded write found our copy stale,
+the plan ends in ``Redecide``; the next round reads the objects from the API server, not the
+cache, and decides again (a few times at most).
 
 Handlers (Go's, filtered earlier): a VA of this driver is queued on add, on an update that
 :func:`~csi_sidecars.attacher.pvs.should_enqueue_va_change` accepts, and on delete (its PV is
@@ -21,37 +30,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
-from typing import Any
 
 import grpc
 
 from csi_sidecars.attacher import names
 from csi_sidecars.attacher.config import AttacherConfig
-from csi_sidecars.attacher.executor import Executor
+from csi_sidecars.attacher.decide import decide_va
+from csi_sidecars.attacher.flags import AttacherFlags
 from csi_sidecars.attacher.objects import (
     IN_TREE_SOURCES,
     csinode_node_id,
-    name_of,
     va_attached,
     va_attacher,
     va_node_name,
     va_pv_name,
 )
-from csi_sidecars.attacher.pvs import should_enqueue_pv, should_enqueue_va_change
+from csi_sidecars.attacher.plans import api_message, utcnow
+from csi_sidecars.attacher.pvs import decide_pv, should_enqueue_pv, should_enqueue_va_change
 from csi_sidecars.attacher.reconcile import published_nodes, reconcile
-from csi_sidecars.controller import ControllerContext, Lead
+from csi_sidecars.controller import ControllerContext
+from csi_sidecars.controller import actions as a
+from csi_sidecars.controller.perform import Performer, run_sync
 from csi_sidecars.csi.codes import format_error
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.informer import Informer
+from csi_sidecars.kube.objects import name
 from csi_sidecars.kube.resources import (
     CSI_NODES,
     PERSISTENT_VOLUMES,
     VOLUME_ATTACHMENTS,
+    ApiError,
     JsonDict,
     Resource,
 )
-from csi_sidecars.kube.workqueue import WorkQueue
+from csi_sidecars.kube.workqueue import Result, WorkQueue
+from csi_sidecars.kube.written import WrittenCache
 from csi_sidecars.runtime import logging as rlog
 
 log = rlog.get_logger("attacher")
@@ -94,51 +107,42 @@ def _by_node(va: JsonDict) -> list[str]:
 
 
 class AttacherController:
-    """Wires the caches, queues, executor and reconciler of one attacher process."""
+    """Wires the caches, queues, performer and reconciler of one attacher process."""
 
-    def __init__(
-        self,
-        ctx: ControllerContext,
-        cfg: AttacherConfig,
-        *,
-        resync: float,
-        retry_start: float,
-        retry_max: float,
-        workers: int,
-        timeout: float,
-        reconcile_sync: float,
-        max_entries: int,
-    ) -> None:
+    def __init__(self, ctx: ControllerContext, cfg: AttacherConfig, flags: AttacherFlags) -> None:
         """Declare informers and queues on ``ctx`` and register the handlers."""
         self.ctx = ctx
         self.cfg = cfg
-        self.workers = workers
-        self.timeout = timeout
-        self.reconcile_sync = reconcile_sync
-        self.max_entries = max_entries
+        self.workers = flags.worker_threads
+        self.timeout = flags.csi.timeout
+        self.reconcile_sync = flags.reconcile_sync
+        self.max_entries = flags.max_entries
+        self.clock = utcnow
         self.vas: Informer = ctx.informer(
             VOLUME_ATTACHMENTS,
             fields=VA_FIELDS,
-            resync=resync,
+            resync=flags.resync,
             indexers={BY_PV: _by_pv, BY_NODE: _by_node},
         )
-        self.pvs: Informer = ctx.informer(PERSISTENT_VOLUMES, fields=PV_FIELDS, resync=resync)
+        self.pvs: Informer = ctx.informer(PERSISTENT_VOLUMES, fields=PV_FIELDS, resync=flags.resync)
         self.csinodes: Informer = ctx.informer(CSI_NODES, fields=CSINODE_FIELDS)
-        self.va_queue: WorkQueue = ctx.queue(names.VA_QUEUE, start=retry_start, maximum=retry_max)
-        self.pv_queue: WorkQueue = ctx.queue(names.PV_QUEUE, start=retry_start, maximum=retry_max)
-        self.executor = Executor(
-            cfg,
+        retry = flags.retry
+        self.va_queue: WorkQueue = ctx.queue(
+            names.VA_QUEUE, start=retry.start, maximum=retry.maximum
+        )
+        self.pv_queue: WorkQueue = ctx.queue(
+            names.PV_QUEUE, start=retry.start, maximum=retry.maximum
+        )
+        self.performer = Performer(
             ctx.port,
             ctx.conn,
-            timeout=timeout,
-            get_va=self.vas.store.get,
-            get_pv=self.pvs.store.get,
-            get_csinode=self.csinodes.store.get,
-            vas_of_pv=lambda n: self.vas.store.by_index(BY_PV, n),
-            csinode_synced=self.csinodes.has_synced,
-            recorder=ctx.recorder,
+            ctx.recorder,
+            timeout=self.timeout,
+            role="attacher",
             events_port=ctx.events_port,
         )
+        #: VA names the ListVolumes reconciler found out of step (consumed by the next sync).
+        self.force_sync: set[str] = set()
         #: Awaited before the workers start (the event permission checks).
         self.before_workers: asyncio.Future[None] | None = None
         self.vas.add_handlers(self._va_added, self._va_updated, self._va_deleted)
@@ -146,9 +150,19 @@ class AttacherController:
             self.pvs.add_handlers(
                 self._pv_changed,
                 lambda _, new: self._pv_changed(new),
-                lambda pv: self.executor.written_pvs.forget(name_of(pv)),
+                lambda pv: self.written_pvs.forget(name(pv)),
             )
             self.csinodes.add_handlers(self._csinode_added, self._csinode_updated)
+
+    @property
+    def written_vas(self) -> WrittenCache:
+        """The VolumeAttachments our writes returned, newer than the cache for a moment."""
+        return self.performer.written[VOLUME_ATTACHMENTS.plural]
+
+    @property
+    def written_pvs(self) -> WrittenCache:
+        """The PersistentVolumes our writes returned."""
+        return self.performer.written[PERSISTENT_VOLUMES.plural]
 
     # -- handlers ----------------------------------------------------------------------------
 
@@ -156,41 +170,116 @@ class AttacherController:
         return va_attacher(va) == self.cfg.driver_name
 
     def _va_added(self, va: JsonDict) -> None:
-        self.executor.written_vas.observe(va)
+        self.written_vas.observe(name(va), va)
         if self._ours(va):
-            self.va_queue.add(name_of(va))
+            self.va_queue.add(name(va))
 
     def _va_updated(self, old: JsonDict, new: JsonDict) -> None:
-        self.executor.written_vas.observe(new)
+        self.written_vas.observe(name(new), new)
         if self._ours(new) and should_enqueue_va_change(old, new):
-            self.va_queue.add(name_of(new))
+            self.va_queue.add(name(new))
 
     def _va_deleted(self, va: JsonDict) -> None:
-        self.executor.written_vas.forget(name_of(va))
+        self.written_vas.forget(name(va))
         if self._ours(va):
-            self.va_queue.add(name_of(va))
+            self.va_queue.add(name(va))
         pv = va_pv_name(va)
         if pv and not self.cfg.trivial:
             self.pv_queue.add(pv)
 
     def _pv_changed(self, pv: JsonDict) -> None:
-        self.executor.written_pvs.observe(pv)
+        self.written_pvs.observe(name(pv), pv)
         if should_enqueue_pv(pv, self.cfg):
-            self.pv_queue.add(name_of(pv))
+            self.pv_queue.add(name(pv))
 
     def _csinode_added(self, node: JsonDict) -> None:
         if csinode_node_id(node, self.cfg.driver_name) is not None:
-            self._requeue_unattached(name_of(node))
+            self._requeue_unattached(name(node))
 
     def _csinode_updated(self, old: JsonDict, new: JsonDict) -> None:
         driver = self.cfg.driver_name
         if csinode_node_id(new, driver) not in (None, csinode_node_id(old, driver)):
-            self._requeue_unattached(name_of(new))
+            self._requeue_unattached(name(new))
 
     def _requeue_unattached(self, node: str) -> None:
         for va in self.vas.store.by_index(BY_NODE, node):
             if self._ours(va) and not va_attached(va):
-                self.va_queue.add(name_of(va))
+                self.va_queue.add(name(va))
+
+    # -- syncs -------------------------------------------------------------------------------
+
+    async def _fresh(self, resource: Resource, key: str) -> JsonDict | None:
+        """``key`` from the API server (None: gone), remembered as newer than the cache."""
+        try:
+            obj = await self.ctx.port.get(resource, key)
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
+        self.performer.written[resource.plural].remember(key, obj)
+        return obj
+
+    async def sync_va(self, key: str) -> Result:
+        """One sync of VolumeAttachment ``key``: decide from the caches, perform the plan."""
+        force = key in self.force_sync
+        self.force_sync.discard(key)
+        rounds = 0
+
+        async def decide() -> a.Plan:
+            nonlocal rounds
+            rounds += 1
+            try:
+                if rounds == 1:
+                    va = self.written_vas.newest(key, self.vas.store.get(key))
+                    pv_name = va_pv_name(va) if va is not None else None
+                    pv = (
+                        self.written_pvs.newest(pv_name, self.pvs.store.get(pv_name))
+                        if pv_name
+                        else None
+                    )
+                else:
+                    va = await self._fresh(VOLUME_ATTACHMENTS, key)
+                    pv_name = va_pv_name(va) if va is not None else None
+                    pv = await self._fresh(PERSISTENT_VOLUMES, pv_name) if pv_name else None
+            except ApiError as exc:
+                return (a.Retry(f"could not read the objects again: {api_message(exc)}"),)
+            if va is None:
+                self.written_vas.forget(key)
+                return (a.Done("VolumeAttachment is gone"),)
+            plan = decide_va(
+                va,
+                cfg=self.cfg,
+                pv=pv,
+                csinode=self.csinodes.store.get(va_node_name(va)),
+                clock=self.clock,
+                csinode_synced=self.csinodes.has_synced(),
+                force_sync=force,
+            )
+            if rlog.v(4):
+                log.info("Plan", va=key, actions=[type(x).__name__ for x in plan])
+            return plan
+
+        return await run_sync(decide, self.performer, key)
+
+    async def sync_pv(self, key: str) -> Result:
+        """Remove the attacher finalizer from PV ``key`` when nothing needs it any more."""
+        rounds = 0
+
+        async def decide() -> a.Plan:
+            nonlocal rounds
+            rounds += 1
+            if rounds == 1:
+                pv = self.written_pvs.newest(key, self.pvs.store.get(key))
+            else:
+                try:
+                    pv = await self._fresh(PERSISTENT_VOLUMES, key)
+                except ApiError as exc:
+                    return (a.Retry(f"could not read the PersistentVolume again: {exc}"),)
+            if pv is None:
+                return (a.Done("PersistentVolume is gone"),)
+            return decide_pv(pv, cfg=self.cfg, vas=self.vas.store.by_index(BY_PV, key))
+
+        return await run_sync(decide, self.performer, key)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -198,26 +287,12 @@ class AttacherController:
         """Run the workers (and the reconciler) until the queues are shut down."""
         if self.before_workers is not None:
             await self.before_workers
-        for name in list(self.executor.waiting_for_csinode):
-            self.va_queue.add(name)
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.va_queue.run(self._sync_va, self.workers))
+            tg.create_task(self.va_queue.run(self.sync_va, self.workers))
             if not self.cfg.trivial:
-                tg.create_task(self.pv_queue.run(self.executor.sync_pv, self.workers))
-            if self.cfg.supports_list_published_nodes and self.reconcile_sync > 0:
+                tg.create_task(self.pv_queue.run(self.sync_pv, self.workers))
+            if self.cfg.list_published_nodes and self.reconcile_sync > 0:
                 tg.create_task(self._reconcile_loop())
-        await self.executor.close()
-
-    async def _sync_va(self, name: str) -> bool:
-        ok = await self.executor.sync_va(name)
-        if name in self.executor.waiting_for_csinode:
-            asyncio.get_running_loop().create_task(self._after_csinode_sync(name))
-        return ok
-
-    async def _after_csinode_sync(self, name: str) -> None:
-        await self.csinodes.wait_for_sync()
-        self.executor.waiting_for_csinode.discard(name)
-        self.va_queue.add(name)
 
     async def _reconcile_loop(self) -> None:
         stopping = self.ctx.stopping
@@ -248,9 +323,9 @@ class AttacherController:
             get_pv=self.pvs.store.get,
             get_csinode=self.csinodes.store.get,
         )
-        for name, why in result.skipped:
+        for va_name, why in result.skipped:
             if rlog.v(4):
-                log.info("Reconciliation skipped a VolumeAttachment", va=name, reason=why)
+                log.info("Reconciliation skipped a VolumeAttachment", va=va_name, reason=why)
         for m in result.mismatches:
             log.info(
                 "VolumeAttachment out of step with the driver, syncing it",
@@ -258,7 +333,7 @@ class AttacherController:
                 attached=m.attached,
                 published=m.published,
             )
-            self.executor.force_sync.add(m.va_name)
+            self.force_sync.add(m.va_name)
             self.va_queue.add(m.va_name)
         return len(result.mismatches)
 
@@ -269,80 +344,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     return repr(exc)
-
-
-SELF_SUBJECT_ACCESS_REVIEWS = Resource(
-    "authorization.k8s.io", "v1", "selfsubjectaccessreviews", False, "SelfSubjectAccessReview"
-)
-
-
-async def allowed(port: Any, verb: str, resource: str, namespace: str = "") -> bool:
-    """Whether we may ``verb`` ``resource`` (core group); True when the review itself fails."""
-    review = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SelfSubjectAccessReview",
-        "spec": {
-            "resourceAttributes": {"verb": verb, "resource": resource, "namespace": namespace}
-        },
-    }
-    try:
-        answer = await port.create(SELF_SUBJECT_ACCESS_REVIEWS, review)
-    except Exception as exc:
-        if rlog.v(4):
-            log.info("Access review failed", verb=verb, resource=resource, error=repr(exc))
-        return True
-    return bool((answer.get("status") or {}).get("allowed", True))
-
-
-async def check_event_permissions(port: Any, executor: Executor) -> None:
-    """With only the Go attacher's RBAC: no events, and no pod lookups for them."""
-    events_ok, pods_ok = await asyncio.gather(
-        allowed(port, "create", "events", "default"), allowed(port, "list", "pods")
-    )
-    if not events_ok:
-        log.info("Not allowed to create events: attach/detach events are not recorded")
-        executor.recorder = None
-    elif not pods_ok:
-        log.info("Not allowed to list pods: events go on VolumeAttachments only")
-        executor.pods_forbidden = True
-
-
-def make_setup(flags: Any, gates: Mapping[str, bool]) -> Any:
-    """The ``setup`` for :func:`~csi_sidecars.controller.run_controller` from parsed flags."""
-
-    async def setup(ctx: ControllerContext) -> Lead:
-        cfg = AttacherConfig.from_capabilities(
-            ctx.driver.name,
-            ctx.driver.plugin_capabilities,
-            ctx.driver.controller_capabilities,
-            default_fstype=flags.default_fstype,
-            feature_gates=gates,
-        )
-        if cfg.trivial:
-            log.info("Driver cannot ControllerPublish: using the trivial handler")
-        else:
-            log.info(
-                "Using the CSI handler",
-                publish_readonly=cfg.supports_publish_readonly,
-                single_node_multi_writer=cfg.supports_single_node_multi_writer,
-                list_volumes_published_nodes=cfg.supports_list_published_nodes,
-            )
-        controller = AttacherController(
-            ctx,
-            cfg,
-            resync=flags.resync,
-            retry_start=flags.retry_interval_start,
-            retry_max=flags.retry_interval_max,
-            workers=flags.worker_threads,
-            timeout=flags.timeout,
-            reconcile_sync=flags.reconcile_sync,
-            max_entries=flags.max_entries,
-        )
-        if not cfg.trivial:
-            # Asked while the caches sync (both reviews at once); the workers start after.
-            controller.before_workers = asyncio.ensure_future(
-                check_event_permissions(ctx.events_port, controller.executor)
-            )
-        return controller.run
-
-    return setup

@@ -16,8 +16,8 @@ import datetime as dt
 import grpc
 
 from csi_sidecars.attacher import names
-from csi_sidecars.attacher.objects import JsonDict
 from csi_sidecars.csi.codes import error_code, format_error
+from csi_sidecars.kube.objects import JsonDict
 
 #: Codes after which the operation may still be in progress in the driver.
 TRANSIENT_CODES: frozenset[grpc.StatusCode] = frozenset(

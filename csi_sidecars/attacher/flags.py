@@ -1,25 +1,26 @@
 """The command-line flags of ``csi-sidecars attacher`` (external-attacher v4.12 names and defaults).
 
-Attacher flags (``cmd/csi-attacher/main.go``): ``--resync`` 10m, ``--timeout`` 15s,
-``--retry-interval-start`` 1s, ``--retry-interval-max`` 5m, ``--worker-threads`` 10,
-``--max-entries`` 0, ``--default-fstype`` "", ``--reconcile-sync`` 1m,
-``--max-grpc-log-length`` -1, ``--feature-gates`` (``ReleaseLeaderElectionOnExit`` alpha, off;
-``MutableCSINodeAllocatableCount`` GA, on). Common csi-lib-utils flags: ``--csi-address``
-(``/run/csi/socket``), ``--http-endpoint``, ``--metrics-address`` (deprecated),
-``--metrics-path`` (``/metrics``), the Kubernetes and leader-election flags of
-:func:`csi_sidecars.kube.options.kube_options`, and ``-v`` / ``--logging-format`` /
-``--version`` from :func:`csi_sidecars.runtime.app.common_options`. ``--automaxprocs`` and klog's
-file flags are accepted and ignored by :class:`~csi_sidecars.runtime.flags.GoCommand`.
+Shared groups, declared once in the layers (:mod:`csi_sidecars.runtime.options`):
+``--csi-address`` (``/run/csi/socket``) and ``--timeout`` (15s, the attacher's default);
+``--http-endpoint``, ``--metrics-address`` (deprecated), ``--metrics-path`` (``/metrics``);
+``--retry-interval-start`` 1s / ``--retry-interval-max`` 5m; ``--worker-threads`` 10;
+``--feature-gates`` (``ReleaseLeaderElectionOnExit`` alpha, off; ``MutableCSINodeAllocatableCount``
+GA, on); the Kubernetes and leader-election flags of :func:`csi_sidecars.kube.options.kube_options`;
+``-v`` / ``--logging-format`` / ``--version`` of :func:`csi_sidecars.runtime.app.common_options`.
+The attacher's own (``cmd/csi-attacher/main.go``): ``--resync`` 10m, ``--max-entries`` 0,
+``--default-fstype`` "", ``--reconcile-sync`` 1m, ``--max-grpc-log-length`` -1.
+``--automaxprocs`` and klog's file flags are accepted and ignored by
+:class:`~csi_sidecars.runtime.flags.GoCommand`.
 
 :func:`attacher_options` adds them all to a click command, which then receives one
 :class:`AttacherFlags` as ``flags``; :func:`validate` applies the start-up checks that make the
-Go attacher exit 1.
+Go attacher exit 1 (a malformed ``--feature-gates`` value is a usage error, exit 2, as in Go).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,135 +29,85 @@ import click
 from csi_sidecars.attacher import names
 from csi_sidecars.kube.options import KubeOptions, kube_options
 from csi_sidecars.runtime import app
-from csi_sidecars.runtime.flags import DURATION, parse_go_bool
+from csi_sidecars.runtime.errors import ConfigError
+from csi_sidecars.runtime.featuregates import FeatureGates, Gate, GateSpec, parse_gates
+from csi_sidecars.runtime.flags import DURATION
+from csi_sidecars.runtime.options import (
+    CsiOptions,
+    HttpOptions,
+    RetryOptions,
+    compose,
+    csi_options,
+    feature_gates,
+    http_options,
+    retry_options,
+    worker_threads,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Feature gates of external-attacher v4.12: name -> (default, is alpha).
-FEATURE_GATES: dict[str, tuple[bool, bool]] = {
-    names.GATE_RELEASE_LEADER_ELECTION_ON_EXIT: (False, True),
-    names.GATE_MUTABLE_CSINODE_ALLOCATABLE_COUNT: (True, False),
+ROLE = "attacher"
+
+#: Feature gates of external-attacher v4.12.
+FEATURE_GATES: GateSpec = {
+    names.GATE_RELEASE_LEADER_ELECTION_ON_EXIT: Gate(False, "alpha"),
+    names.GATE_MUTABLE_CSINODE_ALLOCATABLE_COUNT: Gate(True, "ga"),
 }
-ALL_ALPHA = "AllAlpha"
-ALL_BETA = "AllBeta"
+
+#: The Go attacher's message for ``--worker-threads=0``.
+WORKER_THREADS_ZERO = "Option -worker-threads must be greater than zero"
 
 
-class ConfigError(Exception):
-    """A flag combination the Go attacher rejects at start-up (exit code 1)."""
+def default_gates() -> FeatureGates:
+    """Every gate at its default (no ``--feature-gates``)."""
+    return parse_gates((), FEATURE_GATES)
 
 
 @dataclass(slots=True)
 class AttacherFlags:
-    """Every flag of the attacher command, parsed."""
+    """Every flag of the attacher command, parsed: the shared groups and the attacher's own."""
 
-    csi_address: str = "/run/csi/socket"
-    resync: float = 600.0
-    timeout: float = 15.0
-    retry_interval_start: float = 1.0
-    retry_interval_max: float = 300.0
+    csi: CsiOptions = field(default_factory=lambda: CsiOptions(timeout=15.0))
+    http: HttpOptions = field(default_factory=HttpOptions)
+    retry: RetryOptions = field(default_factory=RetryOptions)
+    gates: FeatureGates = field(default_factory=default_gates)
+    kube: KubeOptions = field(default_factory=KubeOptions)
     worker_threads: int = 10
+    resync: float = 600.0
     max_entries: int = 0
     default_fstype: str = ""
     reconcile_sync: float = 60.0
     max_grpc_log_length: int = -1
-    feature_gates: dict[str, bool] = field(default_factory=dict)
-    http_endpoint: str = ""
-    metrics_address: str = ""
-    metrics_path: str = "/metrics"
-    kube: KubeOptions = field(default_factory=KubeOptions)
     v: int = 0
     logging_format: str = "text"
     version: bool = False
-
-    @property
-    def http_address(self) -> str:
-        """Where the HTTP server listens: ``--metrics-address`` if set, else ``--http-endpoint``."""
-        return self.metrics_address or self.http_endpoint
-
-    def gate(self, name: str) -> bool:
-        """The value of a feature gate after defaults and ``AllAlpha``/``AllBeta``."""
-        return resolve_feature_gates(self.feature_gates)[name]
-
-
-def parse_feature_gates(values: Iterable[str]) -> dict[str, bool]:
-    """Parse ``--feature-gates`` values (``Key=true,Other=false``; repeated flags merge).
-
-    Raises:
-        ValueError: a pair without ``=`` or with a value that is not a Go boolean.
-    """
-    out: dict[str, bool] = {}
-    for value in values:
-        for item in value.split(","):
-            pair = item.strip()
-            if not pair:
-                continue
-            key, eq, raw = pair.partition("=")
-            if not eq:
-                raise ValueError(f"missing bool value for {key}")
-            try:
-                out[key.strip()] = parse_go_bool(raw.strip())
-            except ValueError:
-                raise ValueError(f"invalid value of {key.strip()}={raw.strip()}") from None
-    return out
-
-
-def resolve_feature_gates(given: Mapping[str, bool]) -> dict[str, bool]:
-    """Every known gate's value: explicit setting, else ``AllAlpha``/``AllBeta``, else default.
-
-    Raises:
-        ConfigError: an unknown gate name (``unrecognized feature gate: X``).
-    """
-    for key in given:
-        if key not in FEATURE_GATES and key not in (ALL_ALPHA, ALL_BETA):
-            raise ConfigError(f"unrecognized feature gate: {key}")
-    out: dict[str, bool] = {}
-    for key, (default, alpha) in FEATURE_GATES.items():
-        if key in given:
-            out[key] = given[key]
-        elif alpha and ALL_ALPHA in given:
-            out[key] = given[ALL_ALPHA]
-        else:
-            out[key] = default
-    return out
 
 
 def validate(flags: AttacherFlags) -> None:
     """The start-up checks of the Go attacher, in its order.
 
     Raises:
-        ConfigError: unknown feature gate; both ``--metrics-address`` and ``--http-endpoint``;
-            ``--worker-threads`` 0.
+        ConfigError: unknown feature gate; both ``--metrics-address`` and ``--http-endpoint``
+            (and a ``--metrics-path`` without a leading ``/``); ``--worker-threads`` 0.
     """
-    resolve_feature_gates(flags.feature_gates)
-    if flags.metrics_address and flags.http_endpoint:
-        raise ConfigError("Only one of `--metrics-address` and `--http-endpoint` can be set")
+    flags.gates.check_known()
+    flags.http.validate()
     if flags.worker_threads == 0:
-        raise ConfigError("Option -worker-threads must be greater than zero")
+        raise ConfigError(WORKER_THREADS_ZERO)
 
 
-def _gates(_: click.Context, __: click.Parameter, value: tuple[str, ...]) -> dict[str, bool]:
-    try:
-        return parse_feature_gates(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-_FIELDS = (
-    "csi_address",
-    "resync",
-    "timeout",
-    "retry_interval_start",
-    "retry_interval_max",
+_OWN = (
+    "csi",
+    "http",
+    "retry",
+    "gates",
+    "kube",
     "worker_threads",
+    "resync",
     "max_entries",
     "default_fstype",
     "reconcile_sync",
     "max_grpc_log_length",
-    "feature_gates",
-    "http_endpoint",
-    "metrics_address",
-    "metrics_path",
-    "kube",
     "v",
     "logging_format",
     "version",
@@ -168,15 +119,14 @@ def attacher_options(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        parsed = AttacherFlags(**{name: kwargs.pop(name) for name in _FIELDS})
+        parsed = AttacherFlags(**{key: kwargs.pop(key) for key in _OWN})
         return func(*args, flags=parsed, **kwargs)
 
-    decorators: list[Callable[[Any], Any]] = [
-        click.option(
-            "--csi-address",
-            default="/run/csi/socket",
-            show_default=True,
-            help="Address of the CSI driver socket.",
+    decorate: Callable[[Any], Any] = compose(
+        csi_options(
+            timeout="15s",
+            timeout_help="Timeout of ControllerPublish/Unpublish, of each Probe and of a "
+            "ListVolumes pass.",
         ),
         click.option(
             "--resync",
@@ -185,33 +135,9 @@ def attacher_options(func: F) -> F:
             show_default=True,
             help="How often every VolumeAttachment is re-evaluated (not the retry interval).",
         ),
-        click.option(
-            "--timeout",
-            type=DURATION,
-            default="15s",
-            show_default=True,
-            help="Timeout of ControllerPublish/Unpublish, of each Probe and of a ListVolumes pass.",
-        ),
-        click.option(
-            "--retry-interval-start",
-            type=DURATION,
-            default="1s",
-            show_default=True,
-            help="First retry delay after a failure; doubles on each further failure.",
-        ),
-        click.option(
-            "--retry-interval-max",
-            type=DURATION,
-            default="5m",
-            show_default=True,
-            help="Longest retry delay.",
-        ),
-        click.option(
-            "--worker-threads",
-            type=click.IntRange(min=0),
-            default=10,
-            show_default=True,
-            help="VolumeAttachments (and PersistentVolumes) processed at the same time.",
+        retry_options(),
+        worker_threads(
+            10, help="VolumeAttachments (and PersistentVolumes) processed at the same time."
         ),
         click.option(
             "--max-entries",
@@ -239,35 +165,12 @@ def attacher_options(func: F) -> F:
             show_default=True,
             help="Longest gRPC response logged, in characters; 0 or less means no limit.",
         ),
-        click.option(
-            "--feature-gates",
-            multiple=True,
-            callback=_gates,
-            help="Key=true|false pairs, comma separated: ReleaseLeaderElectionOnExit (alpha, "
-            "default false), MutableCSINodeAllocatableCount (GA, default true).",
-        ),
-        click.option(
-            "--http-endpoint",
-            default="",
-            help="host:port of the HTTP server for metrics and the leader-election health "
-            "check; empty disables it. Cannot be set with --metrics-address.",
-        ),
-        click.option(
-            "--metrics-address",
-            default="",
-            help="(deprecated) host:port of the metrics server. Cannot be set with "
-            "--http-endpoint.",
-        ),
-        click.option(
-            "--metrics-path",
-            default="/metrics",
-            show_default=True,
-            help="HTTP path of the Prometheus metrics.",
+        feature_gates(FEATURE_GATES, role=ROLE, defer_unknown=True),
+        http_options(
+            endpoint_help="host:port of the HTTP server for metrics and the leader-election "
+            "health check; empty disables it. Cannot be set with --metrics-address."
         ),
         kube_options,
         app.common_options,
-    ]
-    out: Any = wrapper
-    for deco in reversed(decorators):
-        out = deco(out)
-    return out  # type: ignore[no-any-return]
+    )
+    return decorate(wrapper)  # type: ignore[no-any-return]

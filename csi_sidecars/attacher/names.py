@@ -22,7 +22,7 @@ Ours, on top (ignored by the Go attacher, so switching back is harmless):
 
 from __future__ import annotations
 
-import re
+from csi_sidecars.kube.objects import sanitize_name
 
 #: Prefix of the finalizer on VolumeAttachments and PersistentVolumes.
 FINALIZER_PREFIX = "external-attacher/"
@@ -68,28 +68,16 @@ REASON_DETACH_FAILED = "FailedDetachVolume"
 GATE_RELEASE_LEADER_ELECTION_ON_EXIT = "ReleaseLeaderElectionOnExit"
 GATE_MUTABLE_CSINODE_ALLOCATABLE_COUNT = "MutableCSINodeAllocatableCount"
 
-_NOT_NAME_CHAR = re.compile(r"[^a-zA-Z0-9-]")
 
-
-def sanitize_driver_name(driver: str) -> str:
-    """Replace every character outside ``[a-zA-Z0-9-]`` by ``-``; append ``X`` after a final ``-``.
-
-    ``ebs.csi.aws.com`` -> ``ebs-csi-aws-com``; ``foo/`` -> ``foo-X``.
+def finalizer_name(driver: str) -> str:
+    """The attacher finalizer for ``driver``: ``external-attacher/<sanitised driver>``.
 
     Raises:
-        ValueError: for an empty name (the Go code would panic).
+        ValueError: for an empty driver name (the Go code would panic).
     """
     if not driver:
         raise ValueError("driver name is empty")
-    name = _NOT_NAME_CHAR.sub("-", driver)
-    if name.endswith("-"):
-        name += "X"
-    return name
-
-
-def finalizer_name(driver: str) -> str:
-    """The attacher finalizer for ``driver``: ``external-attacher/<sanitised driver>``."""
-    return FINALIZER_PREFIX + sanitize_driver_name(driver)
+    return FINALIZER_PREFIX + sanitize_name(driver)
 
 
 def lease_name(driver: str) -> str:
@@ -97,4 +85,4 @@ def lease_name(driver: str) -> str:
 
     csi-lib-utils sanitises the whole lock name, so ``/`` in the driver name becomes ``-`` too.
     """
-    return sanitize_driver_name(LEASE_PREFIX + driver)
+    return sanitize_name(LEASE_PREFIX + driver)

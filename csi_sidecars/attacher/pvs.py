@@ -14,15 +14,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from csi_sidecars.attacher import names, patches
-from csi_sidecars.attacher.actions import Ignore, PVAction, RemovePVFinalizer
 from csi_sidecars.attacher.config import AttacherConfig
-from csi_sidecars.attacher.objects import (
-    annotation,
-    has_finalizer,
-    in_tree_plugin,
+from csi_sidecars.attacher.objects import in_tree_plugin, va_pv_name
+from csi_sidecars.controller import actions as a
+from csi_sidecars.kube.objects import (
+    annotations_of,
+    finalizers,
     is_deleting,
-    name_of,
-    va_pv_name,
+    name,
+    resource_version,
 )
 
 Obj = Mapping[str, Any]
@@ -32,12 +32,12 @@ def _migration_rolled_back(pv: Obj, driver: str) -> bool:
     """An in-tree PV that is no longer migrated to ``driver``: the finalizer must go."""
     if in_tree_plugin(pv) is None:
         return False
-    return annotation(pv, names.MIGRATED_TO_ANNOTATION) != driver
+    return annotations_of(pv).get(names.MIGRATED_TO_ANNOTATION) != driver
 
 
 def should_enqueue_pv(pv: Obj, cfg: AttacherConfig) -> bool:
     """Whether a PV add/update goes onto the PV queue (Go's ``processFinalizers``)."""
-    if cfg.trivial or not has_finalizer(pv, cfg.finalizer):
+    if cfg.trivial or cfg.finalizer not in finalizers(pv):
         return False
     return is_deleting(pv) or _migration_rolled_back(pv, cfg.driver_name)
 
@@ -47,26 +47,30 @@ def pv_to_sync_on_va_delete(va: Obj) -> str | None:
     return va_pv_name(va)
 
 
-def decide_pv(pv: Obj, *, cfg: AttacherConfig, vas: Iterable[Obj]) -> PVAction:
-    """Remove the PV finalizer when nothing needs it any more, else ignore.
+def decide_pv(pv: Obj, *, cfg: AttacherConfig, vas: Iterable[Obj]) -> a.Plan:
+    """Remove the PV finalizer when nothing needs it any more, else nothing.
+
+    The removal is a JSON patch guarded by a ``test`` of the entry; from a stale copy it fails
+    and the PV is read again and decided again (the performer's default), a 404 is fine, any
+    other error retries with back-off.
 
     Args:
         pv: the PersistentVolume.
         cfg: the attacher configuration.
-        vas: every VolumeAttachment in the cache (all attachers).
+        vas: every VolumeAttachment in the cache (all attachers) that names the PV.
     """
     if cfg.trivial:
-        return Ignore("trivial handler does not manage PersistentVolumes")
+        return (a.Done("trivial handler does not manage PersistentVolumes"),)
     if not is_deleting(pv) and not _migration_rolled_back(pv, cfg.driver_name):
-        return Ignore("no deletion timestamp")
+        return (a.Done("no deletion timestamp"),)
     patch = patches.pv_remove_finalizer(pv, cfg.finalizer)
     if patch is None:
-        return Ignore("no finalizer")
-    pv_name = name_of(pv)
+        return (a.Done("no finalizer"),)
+    pv_name = name(pv)
     for va in vas:
         if va_pv_name(va) == pv_name:
-            return Ignore(f"VolumeAttachment {name_of(va)} uses the PersistentVolume")
-    return RemovePVFinalizer(patch)
+            return (a.Done(f"VolumeAttachment {name(va)} uses the PersistentVolume"),)
+    return (patch, a.Done("removed the PersistentVolume finalizer"))
 
 
 def _without_errors(va: Obj) -> dict[str, Any]:
@@ -97,9 +101,7 @@ def should_enqueue_va_change(old: Obj, new: Obj) -> bool:
     ``status.attachError`` / ``status.detachError`` (plus resourceVersion and managedFields) is
     not: it is our own error write, and processing it would bypass the back-off.
     """
-    old_rv = (old.get("metadata") or {}).get("resourceVersion")
-    new_rv = (new.get("metadata") or {}).get("resourceVersion")
-    if old_rv == new_rv:
+    if resource_version(old) == resource_version(new):
         return True
     old_status = old.get("status") or {}
     new_status = new.get("status") or {}

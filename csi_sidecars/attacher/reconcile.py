@@ -26,11 +26,10 @@ from csi_sidecars.attacher import names
 from csi_sidecars.attacher.config import AttacherConfig
 from csi_sidecars.attacher.objects import (
     SourceError,
-    annotation,
     csi_source,
     csinode_node_id,
     inline_spec,
-    name_of,
+    pv_not_found,
     pv_spec,
     va_attached,
     va_attacher,
@@ -38,6 +37,7 @@ from csi_sidecars.attacher.objects import (
     va_pv_name,
 )
 from csi_sidecars.csi.messages import csi_pb2
+from csi_sidecars.kube.objects import annotations_of, name
 
 Obj = Mapping[str, Any]
 
@@ -87,9 +87,9 @@ def _volume_handle(va: Obj, get_pv: Callable[[str], Obj | None]) -> str:
     pv = get_pv(pv_name)
     if pv is not None:
         return str(csi_source(pv_spec(pv), pv_name).get("volumeHandle") or "")
-    handle = annotation(va, names.VOLUME_HANDLE_ANNOTATION)
+    handle = annotations_of(va).get(names.VOLUME_HANDLE_ANNOTATION)
     if handle is None:
-        raise SourceError(f'persistentvolume "{pv_name}" not found')
+        raise SourceError(pv_not_found(pv_name))
     return handle
 
 
@@ -114,21 +114,21 @@ def reconcile(
     for va in vas:
         if va_attacher(va) != cfg.driver_name:
             continue
-        name = name_of(va)
+        va_name = name(va)
         node_name = va_node_name(va)
         node_id = csinode_node_id(get_csinode(node_name), cfg.driver_name)
         if node_id is None:
-            node_id = annotation(va, names.NODE_ID_ANNOTATION)
+            node_id = annotations_of(va).get(names.NODE_ID_ANNOTATION)
         if node_id is None:
-            result.skipped.append((name, f"no node ID for node {node_name}"))
+            result.skipped.append((va_name, f"no node ID for node {node_name}"))
             continue
         try:
             handle = _volume_handle(va, get_pv)
         except SourceError as exc:
-            result.skipped.append((name, str(exc)))
+            result.skipped.append((va_name, str(exc)))
             continue
         found = node_id in published.get(handle, ())
         attached = va_attached(va)
         if attached != found:
-            result.mismatches.append(Mismatch(name, handle, node_id, attached, found))
+            result.mismatches.append(Mismatch(va_name, handle, node_id, attached, found))
     return result

@@ -73,6 +73,8 @@ class Performer:
         recorder: where events go (None: events are dropped, e.g. without RBAC for them).
         timeout: the default CSI call timeout (``--timeout``).
         role: for log lines.
+        events_port: the events client, for :class:`~.actions.List` actions ``for_events``
+            (default: ``port``).
     """
 
     def __init__(
@@ -83,8 +85,10 @@ class Performer:
         *,
         timeout: float,
         role: str = "",
+        events_port: KubePort | None = None,
     ) -> None:
         self.port = port
+        self.events_port = events_port or port
         self.conn = conn
         self.recorder = recorder
         self.timeout = timeout
@@ -100,13 +104,15 @@ class Performer:
             action = pending.pop(0)
             if isinstance(action, a.Done | a.Retry | a.RetryAfter | a.Redecide):
                 return action
-            following = await self._one(action)
+            following, failed = await self._one(action)
             if following is not None:
                 steps += 1
                 if steps > MAX_STEPS:
                     log.error("Plan did not finish", role=self.role, key=key)
                     return a.Retry("plan did not finish")
-                if pending:
+                if pending and not failed:
+                    # A failure replaces the rest of the plan by design; a continuation with
+                    # actions after it is a bug in the role.
                     log.error(
                         "Actions after a continuation were dropped",
                         role=self.role,
@@ -116,24 +122,26 @@ class Performer:
                 pending = list(following)
         return a.Done()
 
-    async def _one(self, action: a.Action) -> a.Plan | None:
-        """Perform one action; a plan replaces the rest of the current one, None goes on."""
+    async def _one(self, action: a.Action) -> tuple[a.Plan | None, bool]:
+        """Perform one action: (a plan replacing the rest of the current one or None to go
+        on, whether that plan answers a failure)."""
         if isinstance(action, a.Emit):
             if self.recorder is not None:
                 ev = action.event
                 self.recorder.event(
                     action.target, ev.type, ev.reason, ev.message, resource=action.resource
                 )
-            return None
+            return None, False
         if isinstance(action, a.Call):
-            return await self._call(action)
+            # Both of its continuations end the plan: actions after a Call are always a bug.
+            return await self._call(action), False
         try:
-            return await self._api(action)
+            return await self._api(action), False
         except ApiError as exc:
             handler: Callable[[ApiError], a.Plan] | None = getattr(action, "on_error", None)
             if handler is not None:
-                return handler(exc)
-            return _default_error(exc, action)
+                return handler(exc), True
+            return _default_error(exc, action), True
 
     async def _api(self, action: a.Action) -> a.Plan | None:
         if isinstance(action, a.Patch):
@@ -158,6 +166,10 @@ class Performer:
                 obj = await self.port.get(
                     action.resource, str(action.body["metadata"]["name"]), action.namespace
                 )
+            self.written[action.resource.plural].remember(object_key(obj), obj)
+            return action.then(obj) if action.then is not None else None
+        if isinstance(action, a.Replace):
+            obj = await self.port.replace(action.resource, action.body, action.namespace)
             self.written[action.resource.plural].remember(object_key(obj), obj)
             return action.then(obj) if action.then is not None else None
         if isinstance(action, a.Delete):
@@ -188,8 +200,9 @@ class Performer:
     async def _list(self, action: a.List) -> list[JsonDict]:
         items: list[JsonDict] = []
         token: str | None = None
+        port = self.events_port if action.for_events else self.port
         while True:
-            page = await self.port.list(
+            page = await port.list(
                 action.resource,
                 action.namespace,
                 label_selector=action.label_selector,

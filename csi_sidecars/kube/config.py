@@ -118,27 +118,40 @@ def _materialise(base: str, data_b64: str | None, path: str | None, suffix: str)
     return None
 
 
-def simple_kubeconfig(path: str) -> ClientConfig | None:
-    """Read a kubeconfig that needs no plugin (token, token file, client certificate, basic).
-
-    This avoids importing kubernetes_asyncio (a large part of a role's start-up time) for the
-    common cases. Returns None when the current user needs an exec or auth-provider plugin, so
-    the caller falls back to the full loader.
-
-    Raises:
-        OSError: the file cannot be read.
-        ValueError, KeyError, TypeError: the file is not a usable kubeconfig.
-    """
+def _read_kubeconfig(path: str) -> dict[str, Any]:
     import yaml  # type: ignore[import-untyped]
 
     with open(path, encoding="utf-8") as f:
         doc = yaml.safe_load(f)
     if not isinstance(doc, dict):
         raise ValueError("not a kubeconfig document")
-    context_name = doc.get("current-context") or ""
+    return doc
+
+
+def _context(doc: dict[str, Any], context_name: str = "") -> dict[str, Any]:
+    context_name = context_name or doc.get("current-context") or ""
     if not context_name:
         raise ValueError("kubeconfig has no current-context")
-    context = _named(doc.get("contexts"), context_name, "context")
+    return _named(doc.get("contexts"), context_name, "context")
+
+
+def simple_kubeconfig(path: str, context_name: str = "") -> ClientConfig | None:
+    """Read a kubeconfig that needs no plugin (token, token file, client certificate, basic).
+
+    This avoids importing kubernetes_asyncio (a large part of a role's start-up time) for the
+    common cases. Returns None when the current user needs an exec or auth-provider plugin, so
+    the caller falls back to the full loader.
+
+    Args:
+        path: the kubeconfig file.
+        context_name: the context to use ("" for ``current-context``).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError, KeyError, TypeError: the file is not a usable kubeconfig.
+    """
+    doc = _read_kubeconfig(path)
+    context = _context(doc, context_name)
     cluster = _named(doc.get("clusters"), context["cluster"], "cluster")
     user = _named(doc.get("users"), context.get("user", ""), "user") if context.get("user") else {}
     if set(user) - _SIMPLE_USER_KEYS:
@@ -227,11 +240,35 @@ def in_cluster_config(environ: Mapping[str, str], sa_dir: str = SA_DIR) -> Clien
     return ClientConfig(host=f"https://{host}:{port}", ca_file=ca, auth=tokens)
 
 
+def context_namespace(
+    kubeconfig: str | None = None,
+    context_name: str = "",
+    environ: Mapping[str, str] | None = None,
+    sa_dir: str = SA_DIR,
+) -> str:
+    """The default namespace, as kubectl picks it: the kubeconfig context's ``namespace``, or
+    in-cluster the service account's namespace; "" when neither says.
+
+    The kubeconfig is found as :func:`load_client_config` finds it. Never raises: an unreadable
+    file yields "" (loading the client config reports the error).
+    """
+    env = os.environ if environ is None else environ
+    path = kubeconfig or env.get("KUBECONFIG", "")
+    try:
+        if path:
+            return str(_context(_read_kubeconfig(path), context_name).get("namespace") or "")
+        with open(os.path.join(sa_dir, "namespace"), encoding="utf-8") as f:
+            return f.read().strip()
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 async def load_client_config(
     kubeconfig: str | None = None,
     environ: Mapping[str, str] | None = None,
     sa_dir: str = SA_DIR,
     master: str = "",
+    context_name: str = "",
 ) -> ClientConfig:
     """Load the API server connection settings.
 
@@ -244,6 +281,7 @@ async def load_client_config(
         environ: the environment (defaults to ``os.environ``); ``KUBECONFIG`` is read from it.
         sa_dir: the service account directory (in-cluster).
         master: the ``--master`` flag; empty means "not given".
+        context_name: the kubeconfig context to use ("" for its ``current-context``).
 
     Returns:
         The connection settings.
@@ -256,7 +294,9 @@ async def load_client_config(
     if master:
         if not path:
             return ClientConfig(host=master.rstrip("/"))
-        loaded = await load_client_config(path, environ=env, sa_dir=sa_dir)
+        loaded = await load_client_config(
+            path, environ=env, sa_dir=sa_dir, context_name=context_name
+        )
         loaded.host = master.rstrip("/")
         return loaded
     if not path:
@@ -268,7 +308,7 @@ async def load_client_config(
                 f"(and neither --kubeconfig nor KUBECONFIG is set): {exc}"
             ) from None
     try:
-        simple = simple_kubeconfig(path)
+        simple = simple_kubeconfig(path, context_name)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RuntimeError(f"cannot load Kubernetes client config from {path!r}: {exc}") from None
     if simple is not None:
@@ -279,7 +319,10 @@ async def load_client_config(
     cfg = Configuration()
     try:
         await kconfig.load_kube_config(
-            config_file=path, client_configuration=cfg, persist_config=False
+            config_file=path,
+            client_configuration=cfg,
+            persist_config=False,
+            context=context_name or None,
         )
     except Exception as exc:  # the loader raises several unrelated types
         raise RuntimeError(f"cannot load Kubernetes client config from {path!r}: {exc}") from None

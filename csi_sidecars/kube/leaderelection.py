@@ -36,7 +36,7 @@ from csi_sidecars.kube.resources import LEASES, ApiError, JsonDict
 from csi_sidecars.runtime import logging as rlog
 
 if TYPE_CHECKING:
-    from aiohttp import web
+    from csi_sidecars.runtime.http import Request, Response
 
 log = rlog.get_logger("leaderelection")
 
@@ -379,11 +379,11 @@ class LeaderElector:
             return f"failed election to renew leadership on lease {self.config.lock_name}"
         return None
 
-    async def healthz_handler(self, _: web.Request) -> web.Response:
+    async def healthz_handler(self, _: Request) -> Response:
         """``/healthz/leader-election``: 200 ``ok``, or 500 with the error."""
-        from aiohttp import web
+        from csi_sidecars.runtime.http import Response
 
         err = self.check()
         if err is None:
-            return web.Response(text="ok")
-        return web.Response(status=500, text=f"internal server error: {err}")
+            return Response(text="ok")
+        return Response(500, f"internal server error: {err}")

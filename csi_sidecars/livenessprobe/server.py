@@ -30,7 +30,6 @@ import contextlib
 import time
 
 import grpc
-from aiohttp import web
 
 from csi_sidecars.csi import rpc
 from csi_sidecars.csi.codes import format_error
@@ -44,7 +43,13 @@ from csi_sidecars.livenessprobe.config import (
     probe_answer,
 )
 from csi_sidecars.runtime import logging as rlog
-from csi_sidecars.runtime.http import HttpBindError, HttpServer, metrics_handler
+from csi_sidecars.runtime.http import (
+    HttpBindError,
+    HttpServer,
+    Request,
+    Response,
+    metrics_handler,
+)
 
 log = rlog.get_logger("livenessprobe")
 
@@ -114,10 +119,10 @@ class Prober:
             log.info("Health check succeeded")
         return probe_answer(ready=True)
 
-    async def handle(self, _: web.Request) -> web.Response:
-        """The aiohttp handler for /healthz."""
+    async def handle(self, _: Request) -> Response:
+        """The handler for /healthz."""
         answer = await self.check()
-        return web.Response(status=answer.status, text=answer.body)
+        return Response(answer.status, answer.body)
 
 
 async def discover_driver_name(config: Config, metrics: CSIMetrics, stop: asyncio.Event) -> str:

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
-from aiohttp import web
 
 from csi_sidecars.controller import (
     ControllerContext,
@@ -51,7 +50,7 @@ from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.runtime.errors import ConfigError
 from csi_sidecars.runtime.flags import DURATION, GO_BOOL, GoCommand, bool_flag
-from csi_sidecars.runtime.http import Handler
+from csi_sidecars.runtime.http import Handler, Request, Response
 from csi_sidecars.runtime.options import CsiOptions, HttpOptions, csi_options, http_options
 
 log = rlog.get_logger("cluster-driver-registrar")
@@ -305,9 +304,9 @@ def make_setup(config: ClusterConfig) -> Callable[[ControllerContext], Awaitable
 
 
 def _healthz(registrar: ClusterRegistrar) -> Handler:
-    async def handle(_: web.Request) -> web.Response:
+    async def handle(_: Request) -> Response:
         outcome = registrar.last_outcome
-        return web.Response(text=f"ok ({outcome.value if outcome else 'starting'})")
+        return Response(text=f"ok ({outcome.value if outcome else 'starting'})")
 
     return handle
 

@@ -17,7 +17,6 @@ import asyncio
 from dataclasses import dataclass
 
 import grpc
-from aiohttp import web
 
 from csi_sidecars.csi.codes import format_error
 from csi_sidecars.csi.messages import pluginregistration_pb2 as pr
@@ -25,7 +24,7 @@ from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
 from csi_sidecars.registrar.node_service import RegistrationState
 from csi_sidecars.registrar.node_socket import SocketFileError, socket_exists
 from csi_sidecars.runtime import logging as rlog
-from csi_sidecars.runtime.http import Handler
+from csi_sidecars.runtime.http import Handler, Request, Response
 
 log = rlog.get_logger("node-register")
 
@@ -82,25 +81,25 @@ def registration_status(state: RegistrationState) -> Check:
 
 
 def healthz_handler(socket_path: str, state: RegistrationState, timeout: float) -> Handler:
-    """The aiohttp handler for ``/healthz``."""
+    """The handler for ``/healthz``."""
 
-    async def handle(_: web.Request) -> web.Response:
+    async def handle(_: Request) -> Response:
         result = await check_registration_socket(socket_path, state.driver_name, timeout)
         if result.status == 200:
             if rlog.v(5):
                 log.info("Health check succeeded")
         else:
             log.error("Health check failed", error=result.body)
-        return web.Response(status=result.status, text=result.body)
+        return Response(result.status, result.body)
 
     return handle
 
 
 def registration_handler(state: RegistrationState) -> Handler:
-    """The aiohttp handler for ``/healthz/registration``."""
+    """The handler for ``/healthz/registration``."""
 
-    async def handle(_: web.Request) -> web.Response:
+    async def handle(_: Request) -> Response:
         result = registration_status(state)
-        return web.Response(status=result.status, text=result.body)
+        return Response(result.status, result.body)
 
     return handle

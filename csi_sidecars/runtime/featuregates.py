@@ -39,6 +39,8 @@ class FeatureGates(Mapping[str, bool]):
 
     resolved: Mapping[str, bool]
     explicit: frozenset[str] = field(default_factory=frozenset)
+    #: unknown gate names, kept only when parsed with ``defer_unknown`` (see :meth:`check_known`)
+    unknown: tuple[str, ...] = ()
 
     def __getitem__(self, name: str) -> bool:
         return self.resolved[name]
@@ -52,6 +54,15 @@ class FeatureGates(Mapping[str, bool]):
     def set_explicitly(self, name: str) -> bool:
         """Whether ``--feature-gates`` named ``name``."""
         return name in self.explicit
+
+    def check_known(self) -> None:
+        """Refuse unknown gates kept by ``defer_unknown`` (Go checks them after parsing).
+
+        Raises:
+            ConfigError: ``unrecognized feature gate: X`` for the first unknown gate.
+        """
+        if self.unknown:
+            raise ConfigError(f"unrecognized feature gate: {self.unknown[0]}")
 
 
 def split_gates(values: Iterable[str]) -> dict[str, bool]:
@@ -83,6 +94,7 @@ def parse_gates(
     *,
     unsupported: Mapping[str, bool] | None = None,
     role: str = "",
+    defer_unknown: bool = False,
 ) -> FeatureGates:
     """Resolve ``--feature-gates`` against a role's gate table.
 
@@ -94,15 +106,21 @@ def parse_gates(
         spec: the role's gates.
         unsupported: gate -> value that needs a feature csi-sidecars does not have (refused).
         role: the role name for the "not supported yet" message.
+        defer_unknown: keep unknown gates in :attr:`FeatureGates.unknown` instead of raising,
+            for roles whose Go sidecar refuses them after parsing (exit 1, not a usage error
+            with exit 2): they call :meth:`FeatureGates.check_known` with their other checks.
 
     Raises:
         ConfigError: malformed pair, unknown gate (``unrecognized feature gate: X``) or an
             unsupported value.
     """
     given = split_gates(values)
+    unknown: list[str] = []
     for key, value in given.items():
         if key not in spec and key not in (ALL_ALPHA, ALL_BETA):
-            raise ConfigError(f"unrecognized feature gate: {key}")
+            if not defer_unknown:
+                raise ConfigError(f"unrecognized feature gate: {key}")
+            unknown.append(key)
         if unsupported and key in unsupported and unsupported[key] == value:
             raise ConfigError(
                 f"feature gate {key}={str(value).lower()} is not supported yet by "
@@ -118,7 +136,7 @@ def parse_gates(
             out[key] = given[ALL_BETA]
         else:
             out[key] = gate.default
-    return FeatureGates(out, frozenset(k for k in given if k in spec))
+    return FeatureGates(out, frozenset(k for k in given if k in spec), tuple(unknown))
 
 
 def describe(spec: GateSpec) -> str:

@@ -205,15 +205,26 @@ def worker_threads(
 
 
 def feature_gates(
-    spec: GateSpec, *, role: str = "", unsupported: Mapping[str, bool] | None = None
+    spec: GateSpec,
+    *,
+    role: str = "",
+    unsupported: Mapping[str, bool] | None = None,
+    defer_unknown: bool = False,
 ) -> Decorator:
     """``--feature-gates`` for the gates in ``spec``; the command receives ``gates``.
 
-    Malformed values and unknown gates raise :class:`ConfigError` when the command runs.
+    Malformed values and unknown gates raise :class:`ConfigError` when the command runs; with
+    ``defer_unknown``, unknown gates wait for ``gates.check_known()`` (see :func:`parse_gates`).
     """
 
     def build(kwargs: dict[str, Any]) -> FeatureGates:
-        return parse_gates(kwargs.pop("feature_gates"), spec, unsupported=unsupported, role=role)
+        return parse_gates(
+            kwargs.pop("feature_gates"),
+            spec,
+            unsupported=unsupported,
+            role=role,
+            defer_unknown=defer_unknown,
+        )
 
     return _group(
         "gates",

@@ -38,7 +38,12 @@ import yaml
 from csi_sidecars import crds
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.controlplane import ControlPlane
-from tests.support.upstream import SNAPSHOTTER_CLIENT, SNAPSHOTTER_VERSION, module_dir, require_module
+from tests.support.upstream import (
+    SNAPSHOTTER_CLIENT,
+    SNAPSHOTTER_VERSION,
+    module_dir,
+    require_module,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 

@@ -2,15 +2,15 @@
 
 Tests change :attr:`FakeDriver.state` on the fly: Probe follows ``probe_script`` step by step
 while it has steps, then ``ready`` / ``probe_error`` / ``probe_delay``; ``calls`` and
-``requests`` record what the driver was asked. For the full-featured driver (volumes, snapshots,
-fault injection) use the playground driver (``csi_sidecars.playground.driver``).
+``requests`` record what the driver was asked. :class:`FakeDriver` is the generic any-method
+server of :mod:`tests.support.fake_csi` with these answers installed, so one mechanism serves
+every fake. For the full-featured driver (volumes, snapshots, fault injection) use the
+playground driver (``csi_sidecars.playground.driver``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ import grpc
 import grpc.aio
 
 from csi_sidecars.csi.messages import csi_pb2, csi_pb2_grpc
+from tests.support.fake_csi import FakeCSI
 
 # A probe step: True/False = ready value, None = ready unset, a StatusCode = fail with it,
 # a float = sleep that long first, then answer ready.
@@ -143,13 +144,21 @@ class Node(csi_pb2_grpc.NodeServicer):
         return csi_pb2.NodeStageVolumeResponse()
 
 
-class FakeDriver:
-    """Start and stop a grpc.aio server on a unix socket; state survives restarts."""
+class FakeDriver(FakeCSI):
+    """:class:`~tests.support.fake_csi.FakeCSI` answering from :attr:`state` by default.
+
+    Every method the :class:`Identity`, :class:`Controller` and :class:`Node` classes define is
+    installed as a handler; a test may replace any of them in :attr:`handlers` (or script any
+    other CSI method there). The state survives restarts.
+    """
 
     def __init__(self, socket_path: str) -> None:
-        self.socket_path = socket_path
+        super().__init__(socket_path)
         self.state = DriverState()
-        self.server: grpc.aio.Server | None = None
+        for servicer in (Identity(self.state), Controller(self.state), Node(self.state)):
+            for name, value in vars(type(servicer)).items():
+                if name[:1].isupper() and callable(value):
+                    self.handlers[name] = getattr(servicer, name)
 
     @property
     def identity(self) -> DriverState:
@@ -157,18 +166,5 @@ class FakeDriver:
         return self.state
 
     async def start(self) -> FakeDriver:
-        server = grpc.aio.server()
-        csi_pb2_grpc.add_IdentityServicer_to_server(Identity(self.state), server)
-        csi_pb2_grpc.add_ControllerServicer_to_server(Controller(self.state), server)
-        csi_pb2_grpc.add_NodeServicer_to_server(Node(self.state), server)
-        server.add_insecure_port("unix://" + self.socket_path)
-        await server.start()
-        self.server = server
+        await super().start()
         return self
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop(None)
-            self.server = None
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.socket_path)

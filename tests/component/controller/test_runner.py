@@ -8,7 +8,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from csi_sidecars.controller import (
     ControllerContext,
@@ -25,6 +24,7 @@ from csi_sidecars.kube.fake import FakeKube
 from csi_sidecars.kube.options import KubeOptions
 from csi_sidecars.kube.resources import PERSISTENT_VOLUMES
 from csi_sidecars.playground.driver.server import run_driver
+from csi_sidecars.runtime.http import Response
 from tests.support.net import free_port
 from tests.support.poll import poll
 
@@ -200,8 +200,8 @@ async def test_loop_role_custom_healthz_and_shutdown_callbacks(tmp_path: Path) -
     order: list[str] = []
 
     def setup(ctx: ControllerContext) -> Any:
-        async def health(_: Any) -> web.Response:
-            return web.Response(text=f"ok ({len(ticks)} ticks)")
+        async def health(_: Any) -> Response:
+            return Response(text=f"ok ({len(ticks)} ticks)")
 
         async def loop() -> None:
             try:

@@ -1,8 +1,10 @@
-"""Test helpers: object builders and a synchronous in-memory executor of attacher actions.
+"""Test helpers: object builders and a synchronous in-memory performer of attacher plans.
 
-The executor follows the protocol documented in csi_sidecars.attacher.actions, applies the
-patches with the kube layer's JSON-patch / merge-patch appliers (the same the fake API server
-uses), and records every API write and CSI call in order, so tests can assert the exact
+:class:`World` performs a plan the way :class:`csi_sidecars.controller.perform.Performer` does
+(in order; an action with a continuation ends its plan; the default error policy: a stale JSON
+patch -> decide again, 404 on a ``missing_ok`` write -> go on, else retry), applies the patches
+with the kube layer's JSON-patch / merge-patch appliers (the same the fake API server uses), and
+records every API write, Secret read and CSI call in order, so tests can assert the exact
 sequence the way the Go attacher's framework tests assert API actions.
 """
 
@@ -18,19 +20,39 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from csi_sidecars.attacher import actions as a
 from csi_sidecars.attacher.config import AttacherConfig
-from csi_sidecars.attacher.decide import attach_outcome, decide_va, detach_outcome, step_failed
-from csi_sidecars.attacher.objects import secret_data
-from csi_sidecars.attacher.patches import Patch
+from csi_sidecars.attacher.decide import decide_va
+from csi_sidecars.controller import actions as a
+from csi_sidecars.controller.driver import DriverInfo
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.jsonpatch import apply_json_patch
+from csi_sidecars.kube.objects import Event, name, namespace
 from csi_sidecars.kube.patch import apply_merge_patch
-from csi_sidecars.kube.resources import ApiError
+from csi_sidecars.kube.resources import VOLUME_ATTACHMENTS, ApiError
 
 DRIVER = "hostpath.csi.k8s.io"
 FINALIZER = "external-attacher/hostpath-csi-k8s-io"
 NOW = dt.datetime(2026, 5, 1, 12, 30, 45, tzinfo=dt.UTC)
 NOW_TEXT = "2026-05-01T12:30:45Z"
+
+RPC = csi_pb2.ControllerServiceCapability.RPC
+SVC = csi_pb2.PluginCapability.Service
+
+
+def clock() -> dt.datetime:
+    """The fixed clock of the tests."""
+    return NOW
+
+
+def config(*capabilities: int, trivial: bool = False, **kwargs: Any) -> AttacherConfig:
+    """An AttacherConfig for a driver with PUBLISH_UNPUBLISH_VOLUME and ``capabilities``.
+
+    ``trivial``: a driver without a Controller service.
+    """
+    if trivial:
+        return AttacherConfig(DriverInfo(DRIVER), **kwargs)
+    ctrl = frozenset({RPC.PUBLISH_UNPUBLISH_VOLUME, *capabilities})
+    return AttacherConfig(DriverInfo(DRIVER, frozenset({SVC.CONTROLLER_SERVICE}), ctrl), **kwargs)
 
 
 def rpc_error(code: grpc.StatusCode, details: str = "boom") -> grpc.aio.AioRpcError:
@@ -129,9 +151,35 @@ def make_secret(data: dict[str, str]) -> dict[str, Any]:
     return {"data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
 
 
+def make_pod(
+    pod_name: str, ns: str = "default", node: str = "node1", *claims: str
+) -> dict[str, Any]:
+    """A Pod dict on ``node`` mounting the PVCs ``claims`` (and a ConfigMap)."""
+    volumes: list[dict[str, Any]] = [
+        {"name": c, "persistentVolumeClaim": {"claimName": c}} for c in claims
+    ]
+    volumes.append({"name": "cfg", "configMap": {"name": "x"}})
+    return {
+        "metadata": {"name": pod_name, "namespace": ns},
+        "spec": {"nodeName": node, "volumes": volumes},
+    }
+
+
+def default_error(exc: ApiError, action: a.Action) -> a.Plan | None:
+    """The Performer's default error policy (None: go on with the plan)."""
+    if exc.not_found and getattr(action, "missing_ok", False):
+        return None
+    if exc.conflict or (isinstance(action, a.Patch) and action.type == "json" and exc.invalid):
+        return (a.Redecide(exc.message),)
+    return (a.Retry(exc.message),)
+
+
+OUTCOMES = {a.Done: "forget", a.Retry: "requeue", a.RetryAfter: "wait", a.Redecide: "redecide"}
+
+
 @dataclass
 class World:
-    """The cluster and driver state one executor run sees, and the log of what it did."""
+    """The cluster and driver state one sync sees, and the log of what it did."""
 
     cfg: AttacherConfig
     va: dict[str, Any] | None
@@ -139,23 +187,30 @@ class World:
     csinode: dict[str, Any] | None = None
     csinode_synced: bool = True
     secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    pods: list[dict[str, Any]] = field(default_factory=list)
     publish: Callable[[Any], dict[str, str]] = lambda req: {"devicePath": "/dev/x"}
     unpublish: Callable[[Any], None] = lambda req: None
-    fail_patch: Callable[[Patch], ApiError | None] = lambda p: None
+    fail_patch: Callable[[a.Patch], ApiError | None] = lambda p: None
     log: list[tuple[Any, ...]] = field(default_factory=list)
     requests: list[Any] = field(default_factory=list)
-    events: list[Any] = field(default_factory=list)
+    #: (event, kind of the object it is on, that object's name)
+    events: list[tuple[Event, str, str]] = field(default_factory=list)
+    pod_lists: list[tuple[str | None, str | None]] = field(default_factory=list)
+    #: decide calls, and continuations followed, over all syncs
+    visits: int = 0
+    continuations: int = 0
+    failed: bool = False
 
-    def _apply(self, patch: Patch) -> None:
+    def _patch(self, patch: a.Patch) -> dict[str, Any]:
         err = self.fail_patch(patch)
         if err is not None:
             raise err
-        target = self.va if patch.kind == "VolumeAttachment" else self.pv
+        kind = patch.resource.kind
+        target = self.va if patch.resource == VOLUME_ATTACHMENTS else self.pv
         if target is None:
-            if patch.ignore_not_found:
-                self.log.append(("not-found", patch.kind, patch.subresource))
-                return
-            raise ApiError(404, "NotFound", f"{patch.kind} {patch.name} not found")
+            if patch.missing_ok:
+                self.log.append(("not-found", kind, patch.subresource))
+            raise ApiError(404, "NotFound", f"{kind} {patch.name} not found")
         if patch.type == "json":
             new = apply_json_patch(target, patch.body)
         else:
@@ -163,90 +218,91 @@ class World:
         new = copy.deepcopy(new)
         new["metadata"]["resourceVersion"] = str(int(new["metadata"]["resourceVersion"]) + 1)
         label = "patch-status" if patch.subresource == "status" else "patch"
-        self.log.append((label, patch.kind, patch.type))
-        if patch.kind == "VolumeAttachment":
+        self.log.append((label, kind, patch.type))
+        if patch.resource == VOLUME_ATTACHMENTS:
             # An object being deleted disappears with its last finalizer.
             meta = new["metadata"]
             self.va = None if meta.get("deletionTimestamp") and not meta.get("finalizers") else new
         else:
             self.pv = new
+        return new
 
-    def _write(self, action: Any) -> str:
+    def _one(self, action: a.Action) -> a.Plan | None:
+        if isinstance(action, a.Emit):
+            self.events.append((action.event, (action.resource or VOLUME_ATTACHMENTS).kind,
+                                name(action.target)))  # fmt: skip
+            return None
+        if isinstance(action, a.Call):
+            method = self.publish if action.method == "ControllerPublishVolume" else self.unpublish
+            what = "publish" if action.method == "ControllerPublishVolume" else "unpublish"
+            self.log.append((what, action.request.volume_id, action.request.node_id))
+            self.requests.append(action.request)
+            self.continuations += 1
+            try:
+                reply = method(action.request)
+            except grpc.RpcError as exc:
+                return action.on_error(exc)
+            if what == "publish":
+                reply = csi_pb2.ControllerPublishVolumeResponse(publish_context=reply)
+            return action.then(reply)
         try:
-            self._apply(action.patch)
+            if isinstance(action, a.Patch):
+                new = self._patch(action)
+                if action.then is None:
+                    return None
+                self.continuations += 1
+                return action.then(new)
+            if isinstance(action, a.Read):
+                self.log.append(("get-secret", action.namespace, action.name))
+                self.continuations += 1
+                return action.then(self.secrets.get((action.namespace or "", action.name)))
+            if isinstance(action, a.List):
+                self.pod_lists.append((action.namespace, action.field_selector))
+                node = (action.field_selector or "").removeprefix("spec.nodeName=")
+                found = [
+                    p
+                    for p in self.pods
+                    if namespace(p) == action.namespace and p["spec"]["nodeName"] == node
+                ]
+                self.continuations += 1
+                return action.then(found)
         except ApiError as exc:
-            assert self.va is not None
-            failed = step_failed(self.va, action, str(exc), cfg=self.cfg, now=NOW, pv=self.pv)
-            if failed is not None:
-                self._write(failed)
-            return "requeue"
-        self.events.extend(getattr(action, "events", ()))
-        return "requeue" if action.retry else "forget"
+            self.failed = True
+            handler = getattr(action, "on_error", None)
+            return handler(exc) if handler is not None else default_error(exc, action)
+        raise AssertionError(f"unexpected action {action!r}")
 
-    def sync(self, force_sync: bool = False, max_steps: int = 20) -> str:
+    def perform(self, plan: a.Plan) -> a.Outcome:
+        """Perform ``plan`` and the plans its continuations return; the outcome."""
+        pending = list(plan)
+        while pending:
+            action = pending.pop(0)
+            if isinstance(action, a.Done | a.Retry | a.RetryAfter | a.Redecide):
+                return action
+            self.failed = False
+            following = self._one(action)
+            if following is not None:
+                # A failure replaces the rest of the plan; a continuation must end its plan.
+                assert self.failed or not pending, f"actions after a continuation: {pending!r}"
+                pending = list(following)
+        return a.Done()
+
+    def sync(self, force_sync: bool = False, max_redecides: int = 3) -> str:
         """Process the VA key once; returns forget / requeue / wait / gone."""
-        secrets: dict[str, str] | None = None
-        secrets_error: str | None = None
-        for _ in range(max_steps):
+        for _ in range(max_redecides + 1):
             if self.va is None:
                 return "gone"
-            action = decide_va(
+            self.visits += 1
+            plan = decide_va(
                 self.va,
                 cfg=self.cfg,
                 pv=self.pv,
                 csinode=self.csinode,
-                now=NOW,
+                clock=clock,
                 csinode_synced=self.csinode_synced,
-                secrets=secrets,
-                secrets_error=secrets_error,
                 force_sync=force_sync,
             )
-            if isinstance(action, a.Ignore):
-                return "forget"
-            if isinstance(action, a.WaitForCSINode):
-                return "wait"
-            if isinstance(action, a.LoadSecrets):
-                self.log.append(("get-secret", action.ref.namespace, action.ref.name))
-                secret = self.secrets.get((action.ref.namespace, action.ref.name))
-                if secret is None:
-                    secrets_error = f'secrets "{action.ref.name}" not found'
-                else:
-                    secrets = secret_data(secret)
-                continue
-            if isinstance(action, a.AddPVFinalizer | a.AddVAFinalizer | a.AnnotateVA):
-                if self._write(action) == "requeue":
-                    return "requeue"
-                continue
-            if isinstance(action, a.Attach):
-                self.log.append(("publish", action.volume_handle, action.node_id))
-                self.requests.append(action.request)
-                try:
-                    ctx = self.publish(action.request)
-                except grpc.RpcError as exc:
-                    return self._write(
-                        attach_outcome(
-                            self.va, action, cfg=self.cfg, now=NOW, error=exc, pv=self.pv
-                        )
-                    )
-                return self._write(
-                    attach_outcome(self.va, action, cfg=self.cfg, now=NOW, publish_context=ctx)
-                )
-            if isinstance(action, a.Detach):
-                self.log.append(("unpublish", action.volume_handle, action.node_id))
-                self.requests.append(action.request)
-                error: BaseException | None = None
-                try:
-                    self.unpublish(action.request)
-                except grpc.RpcError as exc:
-                    error = exc
-                outcome = detach_outcome(
-                    self.va, action, cfg=self.cfg, now=NOW, error=error, pv=self.pv
-                )
-                result = "forget"
-                for step in outcome:
-                    result = self._write(step)
-                    if result == "requeue":
-                        break
+            result = OUTCOMES[type(self.perform(plan))]
+            if result != "redecide":
                 return result
-            return self._write(action)
-        raise AssertionError("too many steps")
+        return "requeue"

@@ -7,6 +7,7 @@ import pytest
 
 from csi_sidecars.attacher.command import command, controller_options
 from csi_sidecars.attacher.flags import AttacherFlags
+from csi_sidecars.runtime.options import CsiOptions, HttpOptions
 
 UPSTREAM = [
     "--v=5",
@@ -50,8 +51,13 @@ def test_startup_checks_exit_1(args: list[str]) -> None:
 
 
 def test_controller_options_from_flags() -> None:
-    flags = AttacherFlags(timeout=20.0, metrics_address="127.0.0.1:9", max_grpc_log_length=5)
+    flags = AttacherFlags(
+        csi=CsiOptions("/x.sock", 20.0),
+        http=HttpOptions(metrics_address="127.0.0.1:9"),
+        max_grpc_log_length=5,
+    )
     opts = controller_options(flags)
     assert opts.http_address == "127.0.0.1:9"
+    assert (opts.csi_address, opts.timeout) == ("/x.sock", 20.0)
     assert opts.event_component == "csi-attacher"
     assert opts.drain_timeout == 25.0 and opts.max_grpc_log_length == 5

@@ -1,4 +1,4 @@
-"""Detach decisions: unpublish, finalizer before status, PV gone (#235), no duplicate unpublish."""
+"""Detach plans: unpublish, finalizer before status, PV gone (#235), no duplicate unpublish."""
 
 from __future__ import annotations
 
@@ -7,29 +7,30 @@ from typing import Any
 import grpc
 import pytest
 
-from csi_sidecars.attacher import actions as a
 from csi_sidecars.attacher import names
-from csi_sidecars.attacher.config import AttacherConfig
-from csi_sidecars.attacher.decide import decide_va, detach_outcome, step_failed
-from csi_sidecars.attacher.events import PodSelector
-from csi_sidecars.attacher.objects import SecretRef
-from csi_sidecars.attacher.patches import Patch
+from csi_sidecars.attacher.decide import decide_va
+from csi_sidecars.attacher.detach import unpublished
+from csi_sidecars.attacher.plans import CSINODE_WAIT, Facts
+from csi_sidecars.controller import actions as a
 from csi_sidecars.csi.messages import csi_pb2
-from csi_sidecars.kube.resources import ApiError
+from csi_sidecars.kube.objects import normal
+from csi_sidecars.kube.resources import SECRETS, VOLUME_ATTACHMENTS, ApiError
 from tests.unit.attacher.sim import (
     DRIVER,
     FINALIZER,
-    NOW,
     NOW_TEXT,
     World,
+    clock,
+    config,
     make_csinode,
+    make_pod,
     make_pv,
     make_secret,
     make_va,
     rpc_error,
 )
 
-CFG = AttacherConfig(DRIVER)
+CFG = config()
 VA_PATCH = ("patch", "VolumeAttachment", "json")
 VA_STATUS = ("patch-status", "VolumeAttachment", "merge")
 ATTACHED_ANNOTATIONS = {
@@ -62,32 +63,104 @@ def world(**kwargs: Any) -> World:
     return World(**defaults)
 
 
+def decide(va: dict[str, Any], **kwargs: Any) -> a.Plan:
+    kwargs.setdefault("cfg", CFG)
+    kwargs.setdefault("pv", make_pv())
+    kwargs.setdefault("csinode", make_csinode())
+    return decide_va(va, clock=clock, **kwargs)
+
+
+def unpublish_of(plan: a.Plan) -> a.Call:
+    (call,) = plan
+    assert isinstance(call, a.Call) and call.method == "ControllerUnpublishVolume"
+    return call
+
+
 def test_detach_unpublishes_then_removes_finalizer_then_status():
     w = world(va=deleting_va(finalizers=["other/keep", FINALIZER]))
     assert w.sync() == "forget"
     assert w.log == [("unpublish", "vol-1", "csi-node-1"), VA_PATCH, VA_STATUS]
+    assert w.visits == 1
     assert w.va is not None
     assert w.va["metadata"]["finalizers"] == ["other/keep"]
     assert w.va["status"] == {"attached": False}
-    assert [(e.type, e.reason) for e in w.events] == [("Normal", "SuccessfulDetachVolume")]
+    assert [(e.type, e.reason) for e, _, _ in w.events] == [("Normal", "SuccessfulDetachVolume")]
     req = w.requests[0]
     assert isinstance(req, csi_pb2.ControllerUnpublishVolumeRequest)
     assert (req.volume_id, req.node_id, dict(req.secrets)) == ("vol-1", "csi-node-1", {})
 
 
-def test_status_write_after_last_finalizer_tolerates_not_found():
+def test_detach_plan_continuations():
+    va = deleting_va(finalizers=["other/keep", FINALIZER])
+    call = unpublish_of(decide(va))
+    assert call.request == csi_pb2.ControllerUnpublishVolumeRequest(
+        volume_id="vol-1", node_id="csi-node-1"
+    )
+    (remove,) = call.then(csi_pb2.ControllerUnpublishVolumeResponse())
+    assert remove == a.Patch(
+        VOLUME_ATTACHMENTS,
+        "va1",
+        [
+            {"op": "test", "path": "/metadata/finalizers/1", "value": FINALIZER},
+            {"op": "remove", "path": "/metadata/finalizers/1"},
+        ],
+        type="json",
+        missing_ok=True,
+    )
+    assert remove.then is not None and remove.on_error is not None
+    event = a.Emit(
+        normal(
+            "SuccessfulDetachVolume",
+            'ControllerUnpublishVolume succeeded for volume "pv1" (handle "vol-1") on node "node1"',
+        ),
+        va,
+        VOLUME_ATTACHMENTS,
+    )
+    mark = a.Patch(
+        VOLUME_ATTACHMENTS,
+        "va1",
+        {"status": {"attached": False, "detachError": None, "attachmentMetadata": None}},
+        subresource="status",
+        missing_ok=True,
+    )
+    # Another finalizer is left: the status is written.
+    kept = {"metadata": {"name": "va1", "deletionTimestamp": "t", "finalizers": ["other/keep"]}}
+    assert remove.then(kept) == (mark, event, a.Done("detached"))
+    # Ours was the last one: the VA is gone, no status write.
+    gone = {"metadata": {"name": "va1", "deletionTimestamp": "t", "finalizers": []}}
+    assert remove.then(gone) == (event, a.Done("detached"))
+    assert remove.on_error(ApiError(404, "NotFound", "gone")) == (event, a.Done("detached"))
+    assert remove.on_error(ApiError(422, "Invalid", "test failed")) == (a.Redecide("test failed"),)
+    failed = remove.on_error(ApiError(500, "InternalError", "etcd down"))
+    patch = failed[0]
+    assert isinstance(patch, a.Patch)
+    assert patch.body["status"]["detachError"]["message"] == (
+        "could not mark as detached: etcd down"
+    )
+
+
+def test_status_write_after_last_finalizer_is_not_sent():
     w = world()
     assert w.sync() == "forget"
-    assert w.log == [
-        ("unpublish", "vol-1", "csi-node-1"),
-        VA_PATCH,
-        ("not-found", "VolumeAttachment", "status"),
-    ]
+    assert w.log == [("unpublish", "vol-1", "csi-node-1"), VA_PATCH]
     assert w.va is None
+    assert [e.reason for e, _, _ in w.events] == ["SuccessfulDetachVolume"]
+
+
+def test_status_write_tolerates_not_found():
+    va = deleting_va(finalizers=["other/keep", FINALIZER])
+    plan = unpublished(Facts(va, CFG, make_pv(), make_csinode(), clock), "vol-1")
+    (remove,) = plan
+    assert isinstance(remove, a.Patch) and remove.then is not None
+    mark, emit, done = remove.then({"metadata": {"finalizers": ["other/keep"]}})
+    assert isinstance(mark, a.Patch) and mark.missing_ok and mark.on_error is not None
+    assert mark.on_error(ApiError(404, "NotFound", "gone")) == (emit, done)
+    failed = mark.on_error(ApiError(500, "InternalError", "etcd down"))
+    assert isinstance(failed[0], a.Patch) and isinstance(failed[-1], a.List)
 
 
 def test_failed_status_write_does_not_cause_second_unpublish():
-    def fail(patch: Any) -> ApiError | None:
+    def fail(patch: a.Patch) -> ApiError | None:
         if patch.subresource == "status":
             return ApiError(500, "InternalError", "etcd down")
         return None
@@ -108,7 +181,11 @@ def test_unpublish_error_saved_with_code_and_finalizer_kept(code: grpc.StatusCod
     def unpublish(req: Any) -> None:
         raise rpc_error(code, "still mounted")
 
-    w = world(unpublish=unpublish)
+    pods = [
+        make_pod("app", "default", "node1", "claim1"),
+        make_pod("b", "default", "node2", "claim1"),
+    ]
+    w = world(unpublish=unpublish, pods=pods)
     assert w.sync() == "requeue"
     assert w.log == [("unpublish", "vol-1", "csi-node-1"), VA_STATUS]
     assert w.va is not None
@@ -119,14 +196,16 @@ def test_unpublish_error_saved_with_code_and_finalizer_kept(code: grpc.StatusCod
         "time": NOW_TEXT,
         "errorCode": code.value[0],
     }
-    assert [(e.reason, e.pods) for e in w.events] == [
-        ("FailedDetachVolume", None),
-        ("FailedDetachVolume", PodSelector("default", "claim1", "node1")),
+    assert [(e.reason, kind, obj) for e, kind, obj in w.events] == [
+        ("FailedDetachVolume", "VolumeAttachment", "va1"),
+        ("FailedDetachVolume", "Pod", "app"),
     ]
-    va = deleting_va()
-    detach = a.Detach(csi_pb2.ControllerUnpublishVolumeRequest(), "pv1", "vol-1", "csi-node-1")
-    (outcome,) = detach_outcome(va, detach, cfg=CFG, now=NOW, error=rpc_error(code))
-    assert isinstance(outcome, a.SetDetachError) and outcome.final is final and outcome.retry
+    assert w.pod_lists == [("default", "spec.nodeName=node1")]
+    failed = unpublish_of(decide(deleting_va())).on_error(rpc_error(code))
+    listing = failed[-1]
+    assert isinstance(listing, a.List)
+    (retry,) = listing.then([])
+    assert isinstance(retry, a.Retry) and ("may still be working" not in retry.reason) is final
 
 
 def _go(code: grpc.StatusCode) -> str:
@@ -144,15 +223,10 @@ def test_detach_works_when_pv_is_gone():
         pv=None,
         secrets={("ns", "s"): make_secret({"token": "abc"})},
     )
-    action = decide_va(
-        deleting_va(annotations=annotations),
-        cfg=CFG,
-        pv=None,
-        csinode=make_csinode(),
-        now=NOW,
-        secrets={"token": "abc"},
-    )
-    assert isinstance(action, a.Detach) and action.from_annotations
+    (read,) = decide(deleting_va(annotations=annotations), pv=None)
+    assert isinstance(read, a.Read) and (read.namespace, read.name) == ("ns", "s")
+    call = unpublish_of(read.then(make_secret({"token": "abc"})))
+    assert (call.request.volume_id, dict(call.request.secrets)) == ("vol-1", {"token": "abc"})
     assert w.sync() == "forget"
     assert w.log[:2] == [("get-secret", "ns", "s"), ("unpublish", "vol-1", "csi-node-1")]
     assert dict(w.requests[0].secrets) == {"token": "abc"}
@@ -169,9 +243,8 @@ def test_pv_gone_without_annotation_is_go_error():
 
 def test_pv_takes_precedence_over_annotations():
     va = deleting_va(annotations={**ATTACHED_ANNOTATIONS, names.VOLUME_HANDLE_ANNOTATION: "old"})
-    action = decide_va(va, cfg=CFG, pv=make_pv(handle="new"), csinode=make_csinode(), now=NOW)
-    assert isinstance(action, a.Detach)
-    assert (action.volume_handle, action.from_annotations) == ("new", False)
+    call = unpublish_of(decide(va, pv=make_pv(handle="new")))
+    assert call.request.volume_id == "new"
 
 
 @pytest.mark.parametrize(
@@ -187,8 +260,7 @@ def test_node_id_from_csinode_else_annotation(
     csinode: dict[str, Any] | None, annotations: dict[str, str], expected: str
 ):
     va = deleting_va(annotations=annotations)
-    action = decide_va(va, cfg=CFG, pv=make_pv(), csinode=csinode, now=NOW)
-    assert isinstance(action, a.Detach) and action.node_id == expected
+    assert unpublish_of(decide(va, csinode=csinode)).request.node_id == expected
 
 
 @pytest.mark.parametrize(
@@ -199,57 +271,51 @@ def test_node_id_from_csinode_else_annotation(
     ],
 )
 def test_no_node_id_at_all_is_detach_error(csinode: dict[str, Any] | None, message: str):
-    va = deleting_va(annotations={})
-    action = decide_va(va, cfg=CFG, pv=make_pv(), csinode=csinode, now=NOW)
-    assert isinstance(action, a.SetDetachError) and action.message == message
+    plan = decide(deleting_va(annotations={}), csinode=csinode)
+    patch = plan[0]
+    assert isinstance(patch, a.Patch)
+    assert patch.body["status"]["detachError"]["message"] == message
+    assert isinstance(plan[-1], a.List)
+    assert plan[-1].then([]) == (a.Retry(f"detach failed: {message}"),)
 
 
 def test_detach_waits_for_csinode_cache():
-    action = decide_va(
-        deleting_va(), cfg=CFG, pv=make_pv(), csinode=None, now=NOW, csinode_synced=False
-    )
-    assert action == a.WaitForCSINode("node1")
+    plan = decide(deleting_va(), csinode=None, csinode_synced=False)
+    assert plan == (a.RetryAfter(CSINODE_WAIT, "waiting for the CSINode cache"),)
 
 
 def test_detach_secret_load_failure():
     va = deleting_va()
     pv = make_pv(secret=("ns", "s"))
-    action = decide_va(va, cfg=CFG, pv=pv, csinode=make_csinode(), now=NOW)
-    assert action == a.LoadSecrets(SecretRef("ns", "s"))
-    action = decide_va(
-        va, cfg=CFG, pv=pv, csinode=make_csinode(), now=NOW, secrets_error="forbidden"
+    (read,) = decide(va, pv=pv)
+    assert read == a.Read(SECRETS, "s", "ns")
+    failed = read.on_error(ApiError(403, "Forbidden", "forbidden"))
+    patch = failed[0]
+    assert isinstance(patch, a.Patch)
+    assert patch.body["status"]["detachError"]["message"] == (
+        'failed to load secret "ns/s": forbidden'
     )
-    assert isinstance(action, a.SetDetachError)
-    assert action.message == 'failed to load secret "ns/s": forbidden'
 
 
 def test_without_finalizer_detach_is_done_unless_forced():
     va = deleting_va(finalizers=["other"])
-    assert decide_va(va, cfg=CFG, pv=make_pv(), csinode=make_csinode(), now=NOW) == a.Ignore(
-        "already detached"
-    )
-    forced = decide_va(va, cfg=CFG, pv=make_pv(), csinode=make_csinode(), now=NOW, force_sync=True)
-    assert isinstance(forced, a.Detach)
-    (mark,) = detach_outcome(va, forced, cfg=CFG, now=NOW)
-    assert isinstance(mark, a.MarkDetached)
+    assert decide(va) == (a.Done("already detached"),)
+    forced = unpublish_of(decide(va, force_sync=True))
+    # Forced and still attached in the status: mark it detached (no finalizer to remove).
+    mark, _, done = forced.then(None)
+    assert isinstance(mark, a.Patch) and mark.subresource == "status"
+    assert done == a.Done("detached")
     not_attached = make_va(deleting=True, finalizers=["other"])
-    assert detach_outcome(not_attached, forced, cfg=CFG, now=NOW) == ()
+    forced = unpublish_of(decide(not_attached, force_sync=True))
+    assert forced.then(None) == (a.Done("already detached"),)
 
 
 def test_inline_volume_detach():
     inline = {"accessModes": ["ReadWriteOnce"], "csi": {"driver": DRIVER, "volumeHandle": "i-1"}}
     va = deleting_va(pv=None, inline=inline)
-    action = decide_va(va, cfg=CFG, pv=None, csinode=make_csinode(), now=NOW)
-    assert isinstance(action, a.Detach)
-    assert (action.volume_handle, action.pv_name, action.from_annotations) == ("i-1", None, False)
-
-
-def test_step_failed_messages():
-    va = deleting_va()
-    remove = a.RemoveVAFinalizer(Patch("VolumeAttachment", "va1", "json", []))
-    failed = step_failed(va, remove, "conflict", cfg=CFG, now=NOW)
-    assert isinstance(failed, a.SetDetachError)
-    assert failed.message == "could not mark as detached: conflict"
-    annotate = a.AnnotateVA(Patch("VolumeAttachment", "va1", "json", []))
-    assert step_failed(va, annotate, "x", cfg=CFG, now=NOW) is None
-    assert step_failed(va, a.Ignore("x"), "x", cfg=CFG, now=NOW) is None
+    call = unpublish_of(decide(va, pv=None))
+    assert call.request.volume_id == "i-1"
+    (remove,) = call.then(None)
+    assert isinstance(remove, a.Patch) and remove.then is not None
+    _, emit, _ = remove.then({"metadata": {"finalizers": ["x"]}})
+    assert isinstance(emit, a.Emit) and 'inline volume "i-1"' in emit.event.message

@@ -6,14 +6,9 @@ import click
 import click.testing
 import pytest
 
-from csi_sidecars.attacher.flags import (
-    AttacherFlags,
-    ConfigError,
-    attacher_options,
-    parse_feature_gates,
-    resolve_feature_gates,
-    validate,
-)
+from csi_sidecars.attacher.flags import FEATURE_GATES, AttacherFlags, attacher_options, validate
+from csi_sidecars.runtime.errors import ConfigError
+from csi_sidecars.runtime.featuregates import parse_gates, split_gates
 from csi_sidecars.runtime.flags import GoCommand
 
 SEEN: list[AttacherFlags] = []
@@ -34,18 +29,23 @@ def parse(args: list[str]) -> tuple[int, AttacherFlags | None, str]:
 def test_defaults_match_go():
     code, flags, _ = parse([])
     assert code == 0 and flags is not None
-    assert flags.csi_address == "/run/csi/socket"
-    assert (flags.resync, flags.timeout, flags.reconcile_sync) == (600.0, 15.0, 60.0)
-    assert (flags.retry_interval_start, flags.retry_interval_max) == (1.0, 300.0)
+    assert flags.csi.address == "/run/csi/socket"
+    assert (flags.resync, flags.csi.timeout, flags.reconcile_sync) == (600.0, 15.0, 60.0)
+    assert (flags.retry.start, flags.retry.maximum) == (1.0, 300.0)
     assert (flags.worker_threads, flags.max_entries, flags.max_grpc_log_length) == (10, 0, -1)
-    assert (flags.default_fstype, flags.feature_gates) == ("", {})
-    assert (flags.http_endpoint, flags.metrics_address, flags.metrics_path) == ("", "", "/metrics")
+    assert (flags.default_fstype, flags.gates.explicit, flags.gates.unknown) == ("", set(), ())
+    assert (flags.http.endpoint, flags.http.metrics_address, flags.http.metrics_path) == (
+        "",
+        "",
+        "/metrics",
+    )
     assert (flags.v, flags.logging_format, flags.version) == (0, "text", False)
     kube = flags.kube
     assert (kube.kubeconfig, kube.qps, kube.burst, kube.leader_election) == ("", 5.0, 10, False)
     assert (kube.lease_duration, kube.renew_deadline, kube.retry_period) == (15.0, 10.0, 5.0)
-    assert flags.gate("MutableCSINodeAllocatableCount") is True
-    assert flags.gate("ReleaseLeaderElectionOnExit") is False
+    assert flags.gates["MutableCSINodeAllocatableCount"] is True
+    assert flags.gates["ReleaseLeaderElectionOnExit"] is False
+    assert flags == AttacherFlags()
     validate(flags)
 
 
@@ -84,30 +84,34 @@ def test_upstream_deployment_manifest():
     code, flags, output = parse(UPSTREAM_DEPLOYMENT)
     assert code == 0, output
     assert flags is not None
-    assert (flags.v, flags.csi_address) == (5, "/var/lib/csi/sockets/pluginproxy/mock.socket")
+    assert (flags.v, flags.csi.address) == (5, "/var/lib/csi/sockets/pluginproxy/mock.socket")
     assert flags.kube.leader_election is True
-    assert flags.http_address == ":8080"
+    assert flags.http.address == ":8080"
     validate(flags)
 
 
 def test_hostpath_manifest():
     code, flags, output = parse(HOSTPATH)
     assert code == 0, output
-    assert flags is not None and (flags.v, flags.csi_address) == (5, "/csi/csi.sock")
+    assert flags is not None and (flags.v, flags.csi.address) == (5, "/csi/csi.sock")
 
 
 def test_vendor_chart_manifest():
     code, flags, output = parse(VENDOR_CHART)
     assert code == 0, output
     assert flags is not None
-    assert (flags.v, flags.timeout, flags.worker_threads) == (2, 60.0, 100)
-    assert (flags.retry_interval_start, flags.retry_interval_max) == (2.0, 300.0)
+    assert (flags.v, flags.csi.timeout, flags.worker_threads) == (2, 60.0, 100)
+    assert (flags.retry.start, flags.retry.maximum) == (2.0, 300.0)
     assert (flags.default_fstype, flags.reconcile_sync, flags.resync) == ("ext4", 300.0, 3600.0)
-    assert (flags.max_entries, flags.max_grpc_log_length, flags.metrics_path) == (100, 1024, "/m")
+    assert (flags.max_entries, flags.max_grpc_log_length, flags.http.metrics_path) == (
+        100,
+        1024,
+        "/m",
+    )
     assert (flags.kube.qps, flags.kube.burst) == (20.0, 100)
     assert flags.kube.leader_election_namespace == "kube-system"
     assert flags.kube.leader_election_labels == {"app": "csi", "tier": "storage"}
-    assert flags.gate("ReleaseLeaderElectionOnExit") is True
+    assert flags.gates["ReleaseLeaderElectionOnExit"] is True
     validate(flags)
 
 
@@ -115,7 +119,7 @@ def test_single_dash_go_style():
     code, flags, output = parse(SINGLE_DASH)
     assert code == 0, output
     assert flags is not None
-    assert (flags.v, flags.csi_address, flags.timeout) == (4, "/x.sock", 90.0)
+    assert (flags.v, flags.csi.address, flags.csi.timeout) == (4, "/x.sock", 90.0)
     assert flags.kube.leader_election is False
 
 
@@ -155,23 +159,19 @@ def test_startup_checks(args: list[str], message: str):
 
 
 def test_feature_gates_parsing_and_resolution():
-    given = parse_feature_gates(["A=true, B=false", "", "A=0"])
+    given = split_gates(["A=true, B=false", "", "A=0"])
     assert given == {"A": False, "B": False}
-    assert resolve_feature_gates({"AllAlpha": True}) == {
+    assert dict(parse_gates(["AllAlpha=true"], FEATURE_GATES)) == {
         "ReleaseLeaderElectionOnExit": True,
         "MutableCSINodeAllocatableCount": True,
     }
-    assert (
-        resolve_feature_gates({"AllAlpha": True, "ReleaseLeaderElectionOnExit": False})[
-            "ReleaseLeaderElectionOnExit"
-        ]
-        is False
-    )
+    gates = parse_gates(["AllAlpha=true,ReleaseLeaderElectionOnExit=false"], FEATURE_GATES)
+    assert gates["ReleaseLeaderElectionOnExit"] is False
     code, flags, _ = parse(
         ["--feature-gates=MutableCSINodeAllocatableCount=false", "--feature-gates=AllBeta=true"]
     )
     assert code == 0 and flags is not None
-    assert flags.gate("MutableCSINodeAllocatableCount") is False
+    assert flags.gates["MutableCSINodeAllocatableCount"] is False
 
 
 def test_help_lists_every_go_flag():

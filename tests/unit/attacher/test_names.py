@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from csi_sidecars.attacher import names
+from csi_sidecars.kube.objects import sanitize_name
 
 
 @pytest.mark.parametrize(
@@ -22,13 +23,13 @@ from csi_sidecars.attacher import names
     ],
 )
 def test_sanitize_driver_name(driver: str, sanitised: str):
-    assert names.sanitize_driver_name(driver) == sanitised
+    assert sanitize_name(driver) == sanitised
     assert names.finalizer_name(driver) == "external-attacher/" + sanitised
 
 
-def test_sanitize_rejects_empty_name():
+def test_finalizer_rejects_empty_driver_name():
     with pytest.raises(ValueError):
-        names.sanitize_driver_name("")
+        names.finalizer_name("")
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import pytest
 
 from csi_sidecars.attacher import patches
 from csi_sidecars.kube.jsonpatch import apply_json_patch
-from csi_sidecars.kube.patch import apply_merge_patch
-from csi_sidecars.kube.resources import ApiError
+from csi_sidecars.kube.patch import apply_merge_patch, escape_pointer
+from csi_sidecars.kube.resources import PERSISTENT_VOLUMES, VOLUME_ATTACHMENTS, ApiError
 from tests.unit.attacher.sim import FINALIZER, make_pv, make_va
 
 OTHER = "kubernetes.io/pv-protection"
@@ -55,11 +55,12 @@ def test_pv_add_finalizer_ops(cached: list[str] | None, expected_ops: list[dict[
     pv = _with_finalizers(make_pv(), cached)
     patch = patches.pv_add_finalizer(pv, FINALIZER)
     assert patch is not None
-    assert (patch.kind, patch.name, patch.type, patch.subresource) == (
-        "PersistentVolume",
+    assert (patch.resource, patch.name, patch.type, patch.subresource, patch.missing_ok) == (
+        PERSISTENT_VOLUMES,
         "pv1",
         "json",
         None,
+        False,
     )
     assert patch.body == expected_ops
     applied = apply_json_patch(pv, patch.body)
@@ -91,7 +92,7 @@ def test_add_finalizer_is_none_when_present():
 def test_remove_finalizer_by_index_with_test():
     pv = make_pv(finalizers=[OTHER, FINALIZER, "x/y"])
     patch = patches.pv_remove_finalizer(pv, FINALIZER)
-    assert patch is not None
+    assert patch is not None and patch.missing_ok
     assert patch.body == [
         {"op": "test", "path": "/metadata/finalizers/1", "value": FINALIZER},
         {"op": "remove", "path": "/metadata/finalizers/1"},
@@ -107,8 +108,8 @@ def test_remove_finalizer_by_index_with_test():
 def test_va_finalizer_and_annotations_when_both_absent():
     va = make_va()
     wanted = {"csi.alpha.kubernetes.io/node-id": "n1", "a.example.com/b": "c"}
-    patch = patches.va_add_finalizer_and_annotations(va, FINALIZER, wanted)
-    assert patch is not None and patch.kind == "VolumeAttachment" and patch.type == "json"
+    patch = patches.va_save(va, FINALIZER, wanted)
+    assert patch is not None and patch.resource == VOLUME_ATTACHMENTS and patch.type == "json"
     assert patch.body[2:] == [
         {"op": "test", "path": "/metadata/annotations", "value": None},
         {"op": "add", "path": "/metadata/annotations", "value": wanted},
@@ -123,9 +124,7 @@ def test_va_annotations_escape_slashes_and_keep_others():
         finalizers=[FINALIZER],
         annotations={"keep": "me", "csi.alpha.kubernetes.io/node-id": "old"},
     )
-    patch = patches.va_add_finalizer_and_annotations(
-        va, FINALIZER, {"csi.alpha.kubernetes.io/node-id": "new", "keep": "me"}
-    )
+    patch = patches.va_save(va, FINALIZER, {"csi.alpha.kubernetes.io/node-id": "new", "keep": "me"})
     assert patch is not None
     assert patch.body == [
         {
@@ -143,18 +142,18 @@ def test_va_annotations_escape_slashes_and_keep_others():
 
 def test_va_patch_is_none_when_nothing_changes():
     va = make_va(finalizers=[FINALIZER], annotations={"k": "v"})
-    assert patches.va_add_finalizer_and_annotations(va, FINALIZER, {"k": "v"}) is None
-    assert patches.va_add_finalizer_and_annotations(va, None, {}) is None
+    assert patches.va_save(va, FINALIZER, {"k": "v"}) is None
+    assert patches.va_save(va, None, {}) is None
 
 
 def test_escape_pointer():
-    assert patches.escape_pointer("a/b~c") == "a~1b~0c"
+    assert escape_pointer("a/b~c") == "a~1b~0c"
 
 
 def test_va_remove_finalizer_ignores_not_found():
     va = make_va(finalizers=["x", FINALIZER])
     patch = patches.va_remove_finalizer(va, FINALIZER)
-    assert patch is not None and patch.ignore_not_found
+    assert patch is not None and patch.missing_ok
     assert apply_json_patch(va, patch.body)["metadata"]["finalizers"] == ["x"]
     assert patches.va_remove_finalizer(make_va(), FINALIZER) is None
 
@@ -192,7 +191,7 @@ def test_detach_patches():
         status={"attachmentMetadata": {"a": "b"}, "detachError": {"message": "x", "time": "t"}},
     )
     mark = patches.va_mark_detached(va)
-    assert mark.ignore_not_found and mark.subresource == "status"
+    assert mark.missing_ok and mark.subresource == "status"
     assert apply_merge_patch(va, mark.body)["status"] == {"attached": False}
     err = patches.va_detach_error(va, {"message": "m", "time": "t2", "errorCode": 9})
     out = apply_merge_patch(va, err.body)

@@ -7,19 +7,19 @@ from typing import Any
 
 import pytest
 
-from csi_sidecars.attacher import actions as a
 from csi_sidecars.attacher import names
-from csi_sidecars.attacher.config import AttacherConfig
 from csi_sidecars.attacher.pvs import (
     decide_pv,
     pv_to_sync_on_va_delete,
     should_enqueue_pv,
     should_enqueue_va_change,
 )
+from csi_sidecars.controller import actions as a
 from csi_sidecars.kube.jsonpatch import apply_json_patch
-from tests.unit.attacher.sim import DRIVER, FINALIZER, make_pv, make_va
+from csi_sidecars.kube.resources import PERSISTENT_VOLUMES
+from tests.unit.attacher.sim import DRIVER, FINALIZER, config, make_pv, make_va
 
-CFG = AttacherConfig(DRIVER)
+CFG = config()
 
 
 def in_tree_pv(migrated_to: str | None, **kw: Any) -> dict[str, Any]:
@@ -34,9 +34,17 @@ def in_tree_pv(migrated_to: str | None, **kw: Any) -> dict[str, Any]:
 def test_finalizer_removed_when_deleting_and_unused():
     pv = make_pv(finalizers=["kubernetes.io/pv-protection", FINALIZER], deleting=True)
     vas = [make_va("other", pv="pv2"), make_va("inline", pv=None, inline={"csi": {}})]
-    action = decide_pv(pv, cfg=CFG, vas=vas)
-    assert isinstance(action, a.RemovePVFinalizer)
-    out = apply_json_patch(pv, action.patch.body)
+    patch, done = decide_pv(pv, cfg=CFG, vas=vas)
+    assert isinstance(patch, a.Patch) and isinstance(done, a.Done)
+    assert (patch.resource, patch.name, patch.type, patch.missing_ok) == (
+        PERSISTENT_VOLUMES,
+        "pv1",
+        "json",
+        True,
+    )
+    # The default error policy applies: a stale copy is decided again, 404 is fine.
+    assert patch.on_error is None
+    out = apply_json_patch(pv, patch.body)
     assert out["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
 
 
@@ -54,20 +62,22 @@ def test_finalizer_removed_when_deleting_and_unused():
     ],
 )
 def test_finalizer_kept(pv: dict[str, Any], vas: list[dict[str, Any]], reason: str):
-    assert decide_pv(pv, cfg=CFG, vas=vas) == a.Ignore(reason)
+    assert decide_pv(pv, cfg=CFG, vas=vas) == (a.Done(reason),)
 
 
 @pytest.mark.parametrize("migrated_to", [None, "pd.csi.storage.gke.io"])
 def test_migration_rollback_removes_finalizer(migrated_to: str | None):
     pv = in_tree_pv(migrated_to, finalizers=[FINALIZER])
     assert should_enqueue_pv(pv, CFG)
-    assert isinstance(decide_pv(pv, cfg=CFG, vas=[]), a.RemovePVFinalizer)
+    assert isinstance(decide_pv(pv, cfg=CFG, vas=[])[0], a.Patch)
 
 
 def test_trivial_handler_never_touches_pvs():
-    trivial = AttacherConfig(DRIVER, trivial=True)
+    trivial = config(trivial=True)
     pv = make_pv(deleting=True, finalizers=[FINALIZER])
-    assert isinstance(decide_pv(pv, cfg=trivial, vas=[]), a.Ignore)
+    assert decide_pv(pv, cfg=trivial, vas=[]) == (
+        a.Done("trivial handler does not manage PersistentVolumes"),
+    )
     assert not should_enqueue_pv(pv, trivial)
 
 

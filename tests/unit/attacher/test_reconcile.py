@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from csi_sidecars.attacher import names
-from csi_sidecars.attacher.config import AttacherConfig
 from csi_sidecars.attacher.reconcile import Mismatch, published_nodes, reconcile
 from csi_sidecars.csi.messages import csi_pb2
-from tests.unit.attacher.sim import DRIVER, make_csinode, make_pv, make_va
+from tests.unit.attacher.sim import RPC, config, make_csinode, make_pv, make_va
 
-CFG = AttacherConfig(DRIVER, supports_list_published_nodes=True)
+CFG = config(RPC.LIST_VOLUMES, RPC.LIST_VOLUMES_PUBLISHED_NODES)
 Entry = csi_pb2.ListVolumesResponse.Entry
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from csi_sidecars.kube.config import load_client_config, simple_kubeconfig
+from csi_sidecars.kube.config import context_namespace, load_client_config, simple_kubeconfig
 
 
 def write(
@@ -90,3 +90,44 @@ async def test_master_alone_is_the_whole_config(tmp_path: Path) -> None:
     assert await cfg.authorization() is None
     with pytest.raises(RuntimeError, match="in-cluster"):
         await load_client_config("", environ={}, sa_dir=str(tmp_path / "nope"))
+
+
+def _two_contexts(tmp_path: Path) -> Path:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "a",
+        "contexts": [
+            {"name": "a", "context": {"cluster": "ca", "user": "u", "namespace": "shop"}},
+            {"name": "b", "context": {"cluster": "cb", "user": "u"}},
+        ],
+        "clusters": [
+            {"name": "ca", "cluster": {"server": "https://127.0.0.1:1"}},
+            {"name": "cb", "cluster": {"server": "https://127.0.0.1:2"}},
+        ],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+async def test_context_selects_cluster(tmp_path: Path) -> None:
+    path = str(_two_contexts(tmp_path))
+    assert (await load_client_config(path, environ={})).host == "https://127.0.0.1:1"
+    assert (await load_client_config(path, environ={}, context_name="b")).host == (
+        "https://127.0.0.1:2"
+    )
+    with pytest.raises(RuntimeError, match="context 'nope' not found"):
+        await load_client_config(path, environ={}, context_name="nope")
+
+
+def test_context_namespace(tmp_path: Path) -> None:
+    path = str(_two_contexts(tmp_path))
+    assert context_namespace(path, environ={}) == "shop"
+    assert context_namespace(path, "b", environ={}) == ""
+    assert context_namespace(str(tmp_path / "missing"), environ={}) == ""
+    sa = tmp_path / "sa"
+    sa.mkdir()
+    (sa / "namespace").write_text("kube-system\n")
+    assert context_namespace(None, environ={}, sa_dir=str(sa)) == "kube-system"
