@@ -99,6 +99,8 @@ class HelmCli:
             "HELM_CACHE_HOME": str(self.home / "cache"),
             "HELM_CONFIG_HOME": str(self.home / "config"),
             "HELM_DATA_HOME": str(self.home / "data"),
+            # client-go's discovery cache goes to $HOME/.kube (the working directory without it)
+            "HOME": str(self.home),
             "PATH": "/usr/bin:/bin",
         }
         proc = await asyncio.create_subprocess_exec(

@@ -161,3 +161,38 @@ async def test_template_mode_upgrades_and_explains_immutable_changes(
     assert (await api.get(path))["spec"]["volumeLifecycleModes"] == ["Ephemeral"]
     await helm.uninstall("tmpl", release_ns)
     assert await api.get_or_none(path) is None
+
+
+async def test_the_hostpath_example_installs_as_it_is(
+    api: RawApi, helm: HelmCli, release_ns: str
+) -> None:
+    """``helm install NAME charts/csi-sidecars -f charts/csi-sidecars/examples/hostpath.yaml``."""
+    before = await inventory(api, [release_ns, "default"])
+    notes = await helm.run(
+        "install",
+        "hostpath",
+        str(helm.chart),
+        "-n",
+        release_ns,
+        "-f",
+        str(helm.chart / "examples" / "hostpath.yaml"),
+    )
+    assert "kubectl get csidriver hostpath.csi.k8s.io" in notes
+    prefix = "hostpath-csi-sidecars"
+    controller = await api.get(_deployment(f"{prefix}-controller", release_ns))
+    names = set(_containers(controller))
+    assert names == {
+        "csi-provisioner",
+        "csi-attacher",
+        "csi-snapshotter",
+        "csi-resizer",
+        "cluster-driver-registrar",
+        "liveness-probe",
+    }
+    node = await api.get(f"/apis/apps/v1/namespaces/{release_ns}/daemonsets/{prefix}-node")
+    driver = _containers(node)["csi-driver"]
+    assert driver["image"] == "registry.k8s.io/sig-storage/hostpathplugin:v1.17.1"
+    sc = await api.get("/apis/storage.k8s.io/v1/storageclasses/csi-hostpath-sc")
+    assert sc["provisioner"] == "hostpath.csi.k8s.io"
+    await helm.uninstall("hostpath", release_ns)
+    assert await inventory(api, [release_ns, "default"]) == before

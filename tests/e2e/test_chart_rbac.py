@@ -55,8 +55,7 @@ PREFIX = "rb-csi-sidecars"
 PV = "/api/v1/persistentvolumes"
 VA = "/apis/storage.k8s.io/v1/volumeattachments"
 CSINODES = "/apis/storage.k8s.io/v1/csinodes"
-#: Roles the chart renders that other branches are building (run once they are in the CLI).
-PENDING = {"resizer", "snapshotter", "snapshot-controller"}
+SNAP = "/apis/snapshot.storage.k8s.io/v1"
 
 
 @dataclass
@@ -81,9 +80,14 @@ class Release:
     async def containers(self) -> list[ChartContainer]:
         """The csi-sidecars containers of the installed controller Deployment and DaemonSet."""
         apps = f"/apis/apps/v1/namespaces/{self.namespace}"
-        controller = await self.api.get(f"{apps}/deployments/{PREFIX}-controller")
-        node = await self.api.get(f"{apps}/daemonsets/{PREFIX}-node")
-        return chart_containers(controller) + chart_containers(node)
+        found: list[ChartContainer] = []
+        for path in (
+            "deployments/rb-csi-sidecars-controller",
+            "daemonsets/rb-csi-sidecars-node",
+            "deployments/rb-csi-sidecars-snapshot-controller",
+        ):
+            found += chart_containers(await self.api.get(f"{apps}/{path}"))
+        return found
 
     async def start(self, container: ChartContainer, key: str) -> ManagedProcess:
         """Run ``container`` as a local process under its ServiceAccount's identity."""
@@ -102,7 +106,8 @@ class Release:
         if container.role == "node-driver-registrar":
             registry = Path(tempfile.mkdtemp(prefix="reg-", dir=self.work))
         cmd = role_command(container, env, socket=self.socket, registry_dir=registry)
-        assert cmd.rewritten.get("--csi-address") == "/csi/csi.sock", cmd.rewritten
+        if container.role != "snapshot-controller":  # the one role without a driver
+            assert cmd.rewritten.get("--csi-address") == "/csi/csi.sock", cmd.rewritten
         proc = await self.cp.start_process(f"chart-{key}", cmd.argv, cmd.env)
         self.processes[key] = proc
         self.ports[key] = cmd.http_port
@@ -138,6 +143,8 @@ async def release(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[
             f"--drivername={name}",
             f"--statedir={work / 'state'}",
             "--enable-attach",
+            "--enable-volume-expansion",
+            "--disable-node-expansion",
         ],
     )
 
@@ -151,7 +158,14 @@ async def release(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[
     values = driver_values(
         name,
         controller={"resizer": {"enabled": True}, "snapshotter": {"enabled": True}},
-        storageClasses=[{"name": storage_class, "volumeBindingMode": "Immediate"}],
+        snapshotController={"enabled": True},
+        storageClasses=[
+            {
+                "name": storage_class,
+                "volumeBindingMode": "Immediate",
+                "allowVolumeExpansion": True,
+            }
+        ],
     )
     helm = HelmCli(cp, tmp_path)
     await helm.install("rb", namespace, values)
@@ -174,7 +188,7 @@ async def release(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[
 
 
 def _forbidden_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if "403" in line or "forbidden" in line.lower()]
+    return [line for line in text.splitlines() if "forbidden" in line.lower()]
 
 
 async def _healthz(port: int) -> bool:
@@ -182,26 +196,127 @@ async def _healthz(port: int) -> bool:
     return answer is not None and answer[0] == 200
 
 
-async def test_chart_roles_work_under_the_chart_rbac(release: Release) -> None:
-    api, ns = release.api, release.namespace
-    containers = await release.containers()
+def _phase_bound(obj: dict[str, Any]) -> bool:
+    return obj.get("status", {}).get("phase") == "Bound"
+
+
+async def _start_all(release: Release) -> dict[str, ChartContainer]:
+    """Start every csi-sidecars container of the release; return them by key."""
     keys: dict[str, ChartContainer] = {}
-    for container in containers:
-        key = f"{container.workload.removeprefix(PREFIX + '-')}-{container.role}"
-        keys[key] = container
-    pending = {c.role for c in containers if c.role not in ROLES}
-    assert pending <= PENDING, f"the chart runs roles the CLI does not have: {pending}"
+    for container in await release.containers():
+        workload = container.workload.removeprefix(PREFIX + "-")
+        keys[f"{workload}-{container.role}"] = container
+    assert {c.role for c in keys.values()} <= set(ROLES), "the chart runs a role the CLI lacks"
     for key, container in keys.items():
-        if container.role in ROLES:
-            await release.start(container, key)
-    assert {
+        await release.start(container, key)
+    assert set(release.processes) == {
         "controller-provisioner",
         "controller-attacher",
+        "controller-snapshotter",
+        "controller-resizer",
         "controller-cluster-driver-registrar",
         "controller-livenessprobe",
         "node-node-driver-registrar",
         "node-livenessprobe",
-    } <= set(release.processes)
+        "snapshot-controller-snapshot-controller",
+    }
+    return keys
+
+
+async def _attach_and_detach(release: Release, pv_name: str) -> None:
+    api, va_name = release.api, unique("va")
+    body = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "VolumeAttachment",
+        "metadata": {"name": va_name},
+        "spec": {
+            "attacher": release.driver,
+            "nodeName": release.cp.node_names[0],
+            "source": {"persistentVolumeName": pv_name},
+        },
+    }
+    await api.create(VA, body)
+    await api.wait_for(
+        f"{VA}/{va_name}", lambda o: bool(o.get("status", {}).get("attached")), what="attached"
+    )
+    await api.delete(f"{VA}/{va_name}")
+    await api.wait_deleted(f"{VA}/{va_name}", 60)
+
+
+async def _expand(release: Release, claim: str) -> None:
+    path = f"/api/v1/namespaces/{release.namespace}/persistentvolumeclaims/{claim}"
+    await release.api.patch(path, {"spec": {"resources": {"requests": {"storage": "2Mi"}}}})
+    await release.api.wait_for(
+        path,
+        lambda o: o.get("status", {}).get("capacity", {}).get("storage") == "2Mi",
+        what=f"{claim} expanded to 2Mi",
+    )
+
+
+async def _snapshot_and_delete(release: Release, claim: str) -> None:
+    api, ns = release.api, release.namespace
+    cls, snap = unique("vsclass"), unique("snap")
+    await api.create(
+        f"{SNAP}/volumesnapshotclasses",
+        {
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshotClass",
+            "metadata": {"name": cls},
+            "driver": release.driver,
+            "deletionPolicy": "Delete",
+        },
+    )
+    snaps = f"{SNAP}/namespaces/{ns}/volumesnapshots"
+    await api.create(
+        snaps,
+        {
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshot",
+            "metadata": {"name": snap},
+            "spec": {
+                "volumeSnapshotClassName": cls,
+                "source": {"persistentVolumeClaimName": claim},
+            },
+        },
+    )
+    ready = await api.wait_for(
+        f"{snaps}/{snap}",
+        lambda o: bool(o.get("status", {}).get("readyToUse")),
+        what=f"snapshot {snap} ready",
+    )
+    content = ready["status"]["boundVolumeSnapshotContentName"]
+    await api.delete(f"{snaps}/{snap}")
+    await api.wait_deleted(f"{snaps}/{snap}", 60)
+    await api.wait_deleted(f"{SNAP}/volumesnapshotcontents/{content}", 60)
+    await api.delete(f"{SNAP}/volumesnapshotclasses/{cls}")
+
+
+async def _recreate_on_immutable_change(release: Release, keys: dict[str, ChartContainer]) -> None:
+    """helm upgrade changes volumeLifecycleModes; the registrar re-created with the new args
+    replaces the CSIDriver (delete + apply, with its owner) under the chart's rules."""
+    api, path = release.api, f"{CSIDRIVERS}/{release.driver}"
+    old_uid = (await api.get(path))["metadata"]["uid"]
+    release.values["csiDriver"] = {"volumeLifecycleModes": ["Persistent", "Ephemeral"]}
+    await release.helm.upgrade("rb", release.namespace, release.values)
+    await release.processes.pop("controller-cluster-driver-registrar").stop(timeout=10)
+    (registrar,) = [c for c in await release.containers() if c.role == "cluster-driver-registrar"]
+    assert "--volume-lifecycle-modes=Persistent,Ephemeral" in registrar.args
+    keys["controller-cluster-driver-registrar"] = registrar
+    await release.start(registrar, "controller-cluster-driver-registrar-2")
+    recreated = await api.wait_for(
+        path,
+        lambda o: (
+            o["metadata"]["uid"] != old_uid
+            and sorted(o["spec"].get("volumeLifecycleModes", [])) == ["Ephemeral", "Persistent"]
+        ),
+        what="the CSIDriver re-created with the new modes",
+    )
+    assert recreated["metadata"]["ownerReferences"][0]["kind"] == "ClusterRole"
+
+
+async def test_chart_roles_work_under_the_chart_rbac(release: Release) -> None:
+    api, ns = release.api, release.namespace
+    keys = await _start_all(release)
 
     # cluster-driver-registrar: the CSIDriver, owned by the registrar's ClusterRole
     owner = await api.get(f"{RBAC}/clusterroles/{PREFIX}-cluster-driver-registrar")
@@ -215,40 +330,18 @@ async def test_chart_roles_work_under_the_chart_rbac(release: Release) -> None:
         owner["metadata"]["uid"]
     ]
 
-    # provisioner: a claim of the chart's StorageClass is provisioned
+    # provisioner, attacher, resizer, snapshot controller + snapshotter
     claims = f"/api/v1/namespaces/{ns}/persistentvolumeclaims"
     await api.create(claims, objects.pvc("first", release.storage_class))
-    bound = await api.wait_for(
-        f"{claims}/first", lambda o: o.get("status", {}).get("phase") == "Bound", what="first"
-    )
+    bound = await api.wait_for(f"{claims}/first", _phase_bound, what="first bound")
     pv_name = bound["spec"]["volumeName"]
     assert (await api.get(f"{PV}/{pv_name}"))["spec"]["csi"]["driver"] == release.driver
-
-    # attacher: attach and detach
-    va_name = unique("va")
-    await api.create(
-        VA,
-        {
-            "apiVersion": "storage.k8s.io/v1",
-            "kind": "VolumeAttachment",
-            "metadata": {"name": va_name},
-            "spec": {
-                "attacher": release.driver,
-                "nodeName": release.cp.node_names[0],
-                "source": {"persistentVolumeName": pv_name},
-            },
-        },
-    )
-    await api.wait_for(
-        f"{VA}/{va_name}", lambda o: bool(o.get("status", {}).get("attached")), what="attached"
-    )
-
-    # the health endpoints of the node roles and the livenessprobes
+    await _attach_and_detach(release, pv_name)
+    await _expand(release, "first")
+    await _snapshot_and_delete(release, "first")
     for key in ("controller-livenessprobe", "node-livenessprobe", "node-node-driver-registrar"):
         await poll_until(lambda k=key: _healthz(release.ports[k]), 30, f"{key} /healthz")
-
-    await api.delete(f"{VA}/{va_name}")
-    await api.wait_deleted(f"{VA}/{va_name}", 60)
+    await _recreate_on_immutable_change(release, keys)
     await api.delete(f"{claims}/first")
     await api.wait_deleted(f"{PV}/{pv_name}", 60)
 
@@ -266,37 +359,25 @@ async def test_chart_roles_work_under_the_chart_rbac(release: Release) -> None:
     await release.start(keys["controller-provisioner"], "controller-provisioner-2")
     await api.create(claims, objects.pvc("second", release.storage_class))
 
-    def refused() -> list[str]:
-        return [
-            line
-            for line in _forbidden_lines(release.log("controller-provisioner-2"))
-            if "storageclasses" in line
-        ]
+    async def refused() -> list[str] | None:
+        lines = _forbidden_lines(release.log("controller-provisioner-2"))
+        return [line for line in lines if "storageclasses" in line] or None
 
-    async def logged() -> list[str] | None:
-        return refused() or None
-
-    (line, *_) = await poll_until(logged, 60, "the provisioner's 403 on storageclasses")
+    (line, *_) = await poll_until(refused, 60, "the provisioner's 403 on storageclasses")
     assert '"List/watch failed" resource="storageclasses" error="403 Forbidden' in line
     assert (
         f'User \\"system:serviceaccount:{ns}:{PREFIX}-controller\\" cannot list resource '
         '\\"storageclasses\\"'
     ) in line
-    second = await api.get(f"{claims}/second")
-    assert second["status"].get("phase") == "Pending"
+    assert (await api.get(f"{claims}/second"))["status"].get("phase") == "Pending"
 
     # ... and once helm upgrade restores it, the provisioner recovers on its own
     await release.helm.upgrade("rb", ns, release.values)
     restored = await api.get(role_path)
     assert any(r["resources"] == ["storageclasses"] for r in restored["rules"])
-    await api.wait_for(
-        f"{claims}/second",
-        lambda o: o.get("status", {}).get("phase") == "Bound",
-        timeout=120,
-        what="second bound after the rule is back",
-    )
+    await api.wait_for(f"{claims}/second", _phase_bound, timeout=120, what="second bound")
     await api.delete(f"{claims}/second")
-    await poll_until(lambda: _no_volumes_of(api, release.driver), 60, "the second volume deleted")
+    await poll_until(lambda: _no_volumes_of(api, release.driver), 60, "the volumes deleted")
 
     # helm uninstall: the pods would go, and the CSIDriver goes with the registrar's ClusterRole
     for proc in release.processes.values():

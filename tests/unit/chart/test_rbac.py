@@ -29,13 +29,17 @@ ROLES: dict[str, tuple[str, dict[str, Any]]] = {
 SECRET_RULE = {"apiGroups": [""], "resources": ["secrets"]}
 
 
-def _package_rules(identity: str, scope: str, secrets: bool) -> list[dict[str, Any]]:
+def _package_rules(
+    identity: str, scope: str, secrets: bool, nodes: bool = False
+) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for role in rbac.cluster_roles(identity):
         bind = role["metadata"].get("annotations", {}).get(rbac.BIND_ANNOTATION, "cluster")
         if bind != scope:
             continue
         if role["metadata"]["name"].endswith("-secrets") and not secrets:
+            continue
+        if role["metadata"]["name"].endswith("-nodes") and not nodes:
             continue
         rules += role["rules"]
     return rules
@@ -141,3 +145,21 @@ def test_rbac_create_false(helm: Helm) -> None:
         assert not out.all(kind)
     args = out.container("controller", "cluster-driver-registrar")["args"]
     assert not any(a.startswith("--owner-cluster-role") for a in args)
+
+
+@pytest.mark.parametrize(
+    ("extra", "granted"),
+    [
+        ([], False),
+        (["--enable-distributed-snapshotting"], True),
+        (["--enable-distributed-snapshotting=true"], True),
+        (["--enable-distributed-snapshotting", "--enable-distributed-snapshotting=false"], False),
+    ],
+)
+def test_snapshot_controller_reads_nodes_only_when_distributed(
+    helm: Helm, extra: list[str], granted: bool
+) -> None:
+    out = helm.template({"snapshotController": {"enabled": True, "extraArgs": extra}})
+    rules = _rules(out, "ClusterRole", "snapshot-controller")
+    assert rules == _package_rules("snapshot-controller", "cluster", False, nodes=granted)
+    assert any(r["resources"] == ["nodes"] for r in rules) is granted
