@@ -199,6 +199,8 @@ class ChartContainer:
     name: str
     args: tuple[str, ...]
     env: tuple[dict[str, Any], ...]
+    #: The path of its liveness probe on its own HTTP port ("" without one).
+    liveness_path: str = ""
 
 
 def chart_containers(workload: Mapping[str, Any]) -> list[ChartContainer]:
@@ -218,6 +220,7 @@ def chart_containers(workload: Mapping[str, Any]) -> list[ChartContainer]:
                 name=container["name"],
                 args=tuple(container.get("args") or ()),
                 env=tuple(container.get("env") or ()),
+                liveness_path=container.get("livenessProbe", {}).get("httpGet", {}).get("path", ""),
             )
         )
     return out

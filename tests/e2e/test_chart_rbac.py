@@ -191,8 +191,8 @@ def _forbidden_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if "forbidden" in line.lower()]
 
 
-async def _healthz(port: int) -> bool:
-    answer = await http_get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+async def _get_ok(port: int, path: str) -> bool:
+    answer = await http_get(f"http://127.0.0.1:{port}{path}", timeout=5)
     return answer is not None and answer[0] == 200
 
 
@@ -339,8 +339,18 @@ async def test_chart_roles_work_under_the_chart_rbac(release: Release) -> None:
     await _attach_and_detach(release, pv_name)
     await _expand(release, "first")
     await _snapshot_and_delete(release, "first")
-    for key in ("controller-livenessprobe", "node-livenessprobe", "node-node-driver-registrar"):
-        await poll_until(lambda k=key: _healthz(release.ports[k]), 30, f"{key} /healthz")
+    for key in ("controller-livenessprobe", "node-livenessprobe"):
+        await poll_until(lambda k=key: _get_ok(release.ports[k], "/healthz"), 30, f"{key} up")
+    # every container's liveness probe, as rendered, passes on its own port
+    probed = []
+    for key, container in keys.items():
+        if container.liveness_path and key in release.processes:
+            path = container.liveness_path
+            await poll_until(
+                lambda k=key, p=path: _get_ok(release.ports[k], p), 30, f"{key} {path}"
+            )
+            probed.append(key)
+    assert len(probed) == 7, probed  # all but the two livenessprobes (probed above)
     await _recreate_on_immutable_change(release, keys)
     await api.delete(f"{claims}/first")
     await api.wait_deleted(f"{PV}/{pv_name}", 60)
