@@ -32,6 +32,7 @@ from csi_sidecars.playground import objects
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.controlplane import ControlPlane
 from csi_sidecars.playground.process import ManagedProcess, poll_until
+from tests.e2e.chart_flows import attach_and_detach, expand, snapshot_and_delete
 from tests.e2e.chart_support import (
     CSIDRIVERS,
     RBAC,
@@ -53,9 +54,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 PREFIX = "rb-csi-sidecars"
 PV = "/api/v1/persistentvolumes"
-VA = "/apis/storage.k8s.io/v1/volumeattachments"
 CSINODES = "/apis/storage.k8s.io/v1/csinodes"
-SNAP = "/apis/snapshot.storage.k8s.io/v1"
 
 
 @dataclass
@@ -223,74 +222,6 @@ async def _start_all(release: Release) -> dict[str, ChartContainer]:
     return keys
 
 
-async def _attach_and_detach(release: Release, pv_name: str) -> None:
-    api, va_name = release.api, unique("va")
-    body = {
-        "apiVersion": "storage.k8s.io/v1",
-        "kind": "VolumeAttachment",
-        "metadata": {"name": va_name},
-        "spec": {
-            "attacher": release.driver,
-            "nodeName": release.cp.node_names[0],
-            "source": {"persistentVolumeName": pv_name},
-        },
-    }
-    await api.create(VA, body)
-    await api.wait_for(
-        f"{VA}/{va_name}", lambda o: bool(o.get("status", {}).get("attached")), what="attached"
-    )
-    await api.delete(f"{VA}/{va_name}")
-    await api.wait_deleted(f"{VA}/{va_name}", 60)
-
-
-async def _expand(release: Release, claim: str) -> None:
-    path = f"/api/v1/namespaces/{release.namespace}/persistentvolumeclaims/{claim}"
-    await release.api.patch(path, {"spec": {"resources": {"requests": {"storage": "2Mi"}}}})
-    await release.api.wait_for(
-        path,
-        lambda o: o.get("status", {}).get("capacity", {}).get("storage") == "2Mi",
-        what=f"{claim} expanded to 2Mi",
-    )
-
-
-async def _snapshot_and_delete(release: Release, claim: str) -> None:
-    api, ns = release.api, release.namespace
-    cls, snap = unique("vsclass"), unique("snap")
-    await api.create(
-        f"{SNAP}/volumesnapshotclasses",
-        {
-            "apiVersion": "snapshot.storage.k8s.io/v1",
-            "kind": "VolumeSnapshotClass",
-            "metadata": {"name": cls},
-            "driver": release.driver,
-            "deletionPolicy": "Delete",
-        },
-    )
-    snaps = f"{SNAP}/namespaces/{ns}/volumesnapshots"
-    await api.create(
-        snaps,
-        {
-            "apiVersion": "snapshot.storage.k8s.io/v1",
-            "kind": "VolumeSnapshot",
-            "metadata": {"name": snap},
-            "spec": {
-                "volumeSnapshotClassName": cls,
-                "source": {"persistentVolumeClaimName": claim},
-            },
-        },
-    )
-    ready = await api.wait_for(
-        f"{snaps}/{snap}",
-        lambda o: bool(o.get("status", {}).get("readyToUse")),
-        what=f"snapshot {snap} ready",
-    )
-    content = ready["status"]["boundVolumeSnapshotContentName"]
-    await api.delete(f"{snaps}/{snap}")
-    await api.wait_deleted(f"{snaps}/{snap}", 60)
-    await api.wait_deleted(f"{SNAP}/volumesnapshotcontents/{content}", 60)
-    await api.delete(f"{SNAP}/volumesnapshotclasses/{cls}")
-
-
 async def _recreate_on_immutable_change(release: Release, keys: dict[str, ChartContainer]) -> None:
     """helm upgrade changes volumeLifecycleModes; the registrar re-created with the new args
     replaces the CSIDriver (delete + apply, with its owner) under the chart's rules."""
@@ -336,9 +267,9 @@ async def test_chart_roles_work_under_the_chart_rbac(release: Release) -> None:
     bound = await api.wait_for(f"{claims}/first", _phase_bound, what="first bound")
     pv_name = bound["spec"]["volumeName"]
     assert (await api.get(f"{PV}/{pv_name}"))["spec"]["csi"]["driver"] == release.driver
-    await _attach_and_detach(release, pv_name)
-    await _expand(release, "first")
-    await _snapshot_and_delete(release, "first")
+    await attach_and_detach(api, release.driver, release.cp.node_names[0], pv_name)
+    await expand(api, ns, "first")
+    await snapshot_and_delete(api, ns, release.driver, "first")
     for key in ("controller-livenessprobe", "node-livenessprobe"):
         await poll_until(lambda k=key: _get_ok(release.ports[k], "/healthz"), 30, f"{key} up")
     # every container's liveness probe, as rendered, passes on its own port
