@@ -112,8 +112,6 @@ class ClaimSync:
             if rlog.v(4):
                 log.info("Claim waits", claim=key, reason=decision.reason)
             return RETRY
-        if decision.action == ClaimAction.FAIL:
-            return await self._failed(pvc, ProvisionError(decision.reason))
         wait = self._slow_wait(pvc, sc)
         if wait > 0:
             return After(wait)
