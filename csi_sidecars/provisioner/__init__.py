@@ -3,7 +3,8 @@
 The package shows the role's three parts, decide purely, act separately, never leak:
 
 * :mod:`.decide` (pure): API objects and driver facts in, decisions out, no I/O: which claims
-  to provision, the CreateVolumeRequest, data sources and secrets, topology, the PV object,
+  to provision, the CreateVolumeRequest, data sources (clones, snapshot restores) and secrets,
+  topology, the PV object,
   failure handling and events, deletion. Writes come out as complete actions
   (:mod:`csi_sidecars.controller.actions`): the PVC Update, the PV create, the finalizer
   patches, the events, each fully built.

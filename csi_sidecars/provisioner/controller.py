@@ -1,9 +1,10 @@
 """The provisioner's controller: informers, work queues and the executors wired together.
 
-Three queues, as in Go: ``claims`` (key ``namespace/name`` of a PVC,
-:class:`~.execute.provision.ClaimSync`), ``volumes`` (PV name,
-:class:`~.execute.volumes.VolumeSync`; the two share one back-off, as sig-storage-lib's share
-one rate limiter) and ``cloning-protection`` (source PVC key, only when the driver can clone).
+The queues: ``claims`` (key ``namespace/name`` of a PVC, :class:`~.execute.provision.ClaimSync`),
+``volumes`` (PV name, :class:`~.execute.volumes.VolumeSync`; the two share one back-off, as
+sig-storage-lib's share one rate limiter), ``cloning-protection`` (source PVC key, only when
+the driver can clone) and ``snapshot-protection`` (VolumeSnapshot key, only when the driver
+has snapshots; :class:`~.execute.snapshot_protection.SnapshotProtection` and its sweep).
 Informer handlers only enqueue keys, and only for objects that may need work: claims that ask
 for our driver and are not bound yet, or have a journal record; PVs we own. They also tell the
 read-your-writes caches what the informers have caught up with.
@@ -37,11 +38,13 @@ from csi_sidecars.kube.resources import (
 from csi_sidecars.provisioner.decide import deletion, strings
 from csi_sidecars.provisioner.decide.claims import storage_provisioner
 from csi_sidecars.provisioner.decide.request import ProvisionerOptions
+from csi_sidecars.provisioner.decide.snapshots import needs_snapshot, snapshot_source_key
 from csi_sidecars.provisioner.decide.sources import needs_release_check
 from csi_sidecars.provisioner.execute.caches import RESYNC_PERIOD, Caches, clone_source_key
 from csi_sidecars.provisioner.execute.clone_protection import CloneProtection
 from csi_sidecars.provisioner.execute.context import Context, Settings
 from csi_sidecars.provisioner.execute.provision import ClaimSync
+from csi_sidecars.provisioner.execute.snapshot_protection import SnapshotProtection
 from csi_sidecars.provisioner.execute.volumes import VolumeSync
 from csi_sidecars.provisioner.flags import GATE_TOPOLOGY, GATE_VAC, ProvisionerConfig
 from csi_sidecars.provisioner.journal import Intent, Journal, journal_name
@@ -93,6 +96,7 @@ class ProvisionerController:
             immediate_topology=config.immediate_topology,
             retry_interval_max=config.retry.maximum,
             controller_publish_readonly=config.controller_publish_readonly,
+            prevent_volume_mode_conversion=config.prevent_volume_mode_conversion,
         )
         attachments = opts.has(_Cap.PUBLISH_UNPUBLISH_VOLUME)
         self.caches = Caches(
@@ -121,15 +125,23 @@ class ProvisionerController:
         )
         self._claims_written = self.shared.written(PERSISTENT_VOLUME_CLAIMS)
         self._volumes_written = self.shared.written(PERSISTENT_VOLUMES)
-        self.claim_sync = ClaimSync(self.shared)
-        self.volume_sync = VolumeSync(self.shared, check_attachments=attachments)
-        self.clone_protection = (
-            CloneProtection(self.shared) if opts.has(_Cap.CLONE_VOLUME) else None
-        )
         start, maximum = config.retry.start, config.retry.maximum
         self.claim_queue = ctx.queue("claims", start=start, maximum=maximum)
         self.volume_queue = ctx.queue("volumes", start=start, maximum=maximum)
         self.clone_queue = ctx.queue("cloning-protection", start=start, maximum=maximum)
+        self.snapshot_queue = ctx.queue("snapshot-protection", start=start, maximum=maximum)
+        self.snapshot_protection = (
+            SnapshotProtection(self.shared) if opts.has(_Cap.CREATE_DELETE_SNAPSHOT) else None
+        )
+        self.sweep_interval = config.snapshot_orphan_sweep_interval
+        self.claim_sync = ClaimSync(
+            self.shared,
+            on_restored=self.snapshot_queue.add if self.snapshot_protection else None,
+        )
+        self.volume_sync = VolumeSync(self.shared, check_attachments=attachments)
+        self.clone_protection = (
+            CloneProtection(self.shared) if opts.has(_Cap.CLONE_VOLUME) else None
+        )
         self.worker_threads = config.worker_threads
         self.cloning_threads = config.cloning_protection_threads
         self._known = self.shared.known_names
@@ -155,7 +167,7 @@ class ProvisionerController:
             or annotations_of(pvc).get(strings.ANN_MIGRATED_TO) in self._known
         )
 
-    def _claim_added(self, pvc: JsonDict) -> None:
+    def _claim_added(self, pvc: JsonDict, old: JsonDict | None = None) -> None:
         key = object_key(pvc)
         self._claims_written.observe(key, pvc)  # drops our copy once the cache caught up
         if self._wants_claim(pvc):
@@ -166,9 +178,18 @@ class ProvisionerController:
             source = clone_source_key(pvc)
             if source is not None:
                 self.clone_queue.add(source)
+        # Once a restoring claim stops needing its snapshot (not on every resync of it).
+        freed = not needs_snapshot(pvc) and (old is None or needs_snapshot(old))
+        if self.snapshot_protection is not None and freed:
+            self._snapshot_may_be_free(pvc)
+
+    def _snapshot_may_be_free(self, pvc: JsonDict) -> None:
+        snapshot = snapshot_source_key(pvc)
+        if snapshot is not None:
+            self.snapshot_queue.add(snapshot)
 
     def _claim_updated(self, old: JsonDict, new: JsonDict) -> None:
-        self._claim_added(new)
+        self._claim_added(new, old)
 
     def _claim_deleted(self, pvc: JsonDict) -> None:
         self.claim_sync.forget(uid(pvc))
@@ -179,6 +200,8 @@ class ProvisionerController:
             source = clone_source_key(pvc)
             if source is not None:
                 self.clone_queue.add(source)
+        if self.snapshot_protection is not None:
+            self._snapshot_may_be_free(pvc)
 
     def _volume_added(self, pv: JsonDict) -> None:
         name = object_key(pv)
@@ -247,10 +270,19 @@ class ProvisionerController:
                 tg.create_task(
                     self.clone_queue.run(self.clone_protection.sync, self.cloning_threads)
                 )
+            protection = self.snapshot_protection
+            if protection is not None:
+                tg.create_task(self.snapshot_queue.run(protection.sync, 1))
+                if self.sweep_interval > 0:
+                    tg.create_task(
+                        protection.sweep(
+                            self.sweep_interval, self.snapshot_queue.add, self.ctx.stopping
+                        )
+                    )
 
     def idle(self) -> bool:
         """Whether no key is queued or being processed (for tests and benchmarks)."""
         return self.journal.idle() and all(
             len(q) == 0 and not q.processing
-            for q in (self.claim_queue, self.volume_queue, self.clone_queue)
+            for q in (self.claim_queue, self.volume_queue, self.clone_queue, self.snapshot_queue)
         )

@@ -9,7 +9,7 @@ gates), the Kubernetes and leader-election flags with ``--master``
 hands the command one validated :class:`ProvisionerConfig` as ``config``.
 
 Flags of features csi-sidecars does not implement yet (capacity tracking, node deployment,
-snapshot restore, cross-namespace data sources) are accepted only with their default value;
+cross-namespace data sources) are accepted only with their default value;
 anything else fails with ``flag --X is not supported yet by csi-sidecars provisioner``, so a
 manifest never silently loses a behaviour it asked for.
 """
@@ -74,8 +74,6 @@ UNSUPPORTED_FLAGS: dict[str, Any] = {
     "node_deployment_immediate_binding": True,
     "node_deployment_base_delay": 20.0,
     "node_deployment_max_delay": 60.0,
-    "snapshot_orphan_sweep_interval": 300.0,
-    "prevent_volume_mode_conversion": True,
 }
 
 #: external-provisioner's message for ``--metrics-address`` together with ``--http-endpoint``.
@@ -95,7 +93,7 @@ _OWN: list[Callable[[Any], Any]] = [
     _opt("--cloning-protection-threads", type=int, default=1,
          help="Workers removing the clone-source finalizer."),
     _opt("--snapshot-orphan-sweep-interval", type=DURATION, default="5m",
-         help="(not supported yet) Snapshot source-protection finalizer sweep period."),
+         help="Period of the snapshot source-protection finalizer sweep (0 disables it)."),
     _opt("--capacity-threads", type=int, default=1, help="(not supported yet) Capacity workers."),
     bool_flag("--strict-topology", help="Late binding: only the selected node's topology."),
     bool_flag("--immediate-topology", default=True,
@@ -124,7 +122,7 @@ _OWN: list[Callable[[Any], Any]] = [
     bool_flag("--controller-publish-readonly",
               help="Mark single-ROX PVs readOnly for ControllerPublish."),
     bool_flag("--prevent-volume-mode-conversion", default=True,
-              help="(snapshot restore, not supported yet) Refuse volume mode changes."),
+              help="Refuse restores that change the volume mode unless the content allows it."),
 ]  # fmt: skip
 
 
@@ -148,6 +146,8 @@ class ProvisionerConfig:
     extra_create_metadata: bool = False
     default_fstype: str = ""
     controller_publish_readonly: bool = False
+    snapshot_orphan_sweep_interval: float = 300.0
+    prevent_volume_mode_conversion: bool = True
     v: int = 0
     logging_format: str = "text"
     version: bool = False
@@ -199,6 +199,8 @@ def build_config(**values: Any) -> ProvisionerConfig:
     for flag in ("worker_threads", "cloning_protection_threads"):
         if values[flag] < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
+    if values["snapshot_orphan_sweep_interval"] < 0:
+        raise ConfigError("--snapshot-orphan-sweep-interval must not be negative")
     csi: CsiOptions = values["csi"]
     if csi.timeout <= 0:
         raise ConfigError("--timeout must be positive")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from csi_sidecars.csi.connection import connect
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.playground import objects
 from csi_sidecars.playground.apiclient import ApiError, RawApi
 from csi_sidecars.playground.controlplane import ControlPlane, Driver
@@ -165,3 +167,99 @@ async def wait_event(
         return items or None
 
     return await poll_until(found, timeout, f"a {reason} event for {name}")
+
+
+# -- snapshots, made by hand (the snapshot roles do not run in these tests) -------------------
+
+SNAPSHOT_API = "/apis/snapshot.storage.k8s.io/v1"
+
+
+async def driver_snapshot(drv: ProvDriver, size: int = 1 << 20) -> str:
+    """A snapshot of a fresh volume, cut through the driver socket; returns its ID."""
+    conn = await connect(f"unix://{drv.socket}", timeout=10)
+    try:
+        cap = csi_pb2.VolumeCapability(
+            mount=csi_pb2.VolumeCapability.MountVolume(),
+            access_mode=csi_pb2.VolumeCapability.AccessMode(mode=1),
+        )
+        tag = uuid.uuid4().hex[:8]
+        vol = await conn.controller.CreateVolume(
+            csi_pb2.CreateVolumeRequest(
+                name=f"source-{tag}",
+                capacity_range=csi_pb2.CapacityRange(required_bytes=size),
+                volume_capabilities=[cap],
+            ),
+            timeout=10,
+        )
+        snap = await conn.controller.CreateSnapshot(
+            csi_pb2.CreateSnapshotRequest(
+                name=f"snap-{tag}", source_volume_id=vol.volume.volume_id
+            ),
+            timeout=10,
+        )
+        return str(snap.snapshot.snapshot_id)
+    finally:
+        await conn.close()
+
+
+async def static_snapshot(
+    api: RawApi,
+    namespace: str,
+    name: str,
+    *,
+    driver: str,
+    handle: str,
+    restore_size: int = 1 << 20,
+    ready: bool = True,
+    volume_mode: str = "Filesystem",
+) -> dict[str, Any]:
+    """A pre-provisioned VolumeSnapshotContent and a VolumeSnapshot bound to it, with the
+    statuses the snapshot controller and sidecar would write; returns the VolumeSnapshot."""
+    content_name = f"content-{namespace}-{name}"
+    vs_path = f"{SNAPSHOT_API}/namespaces/{namespace}/volumesnapshots"
+    vs = await api.create(
+        vs_path,
+        {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+         "metadata": {"name": name},
+         "spec": {"source": {"volumeSnapshotContentName": content_name}}},
+    )  # fmt: skip
+    await api.create(
+        f"{SNAPSHOT_API}/volumesnapshotcontents",
+        {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
+         "metadata": {"name": content_name},
+         "spec": {"driver": driver, "deletionPolicy": "Retain",
+                  "source": {"snapshotHandle": handle}, "sourceVolumeMode": volume_mode,
+                  "volumeSnapshotRef": {"name": name, "namespace": namespace,
+                                        "uid": vs["metadata"]["uid"]}}},
+    )  # fmt: skip
+    await api.patch(
+        f"{SNAPSHOT_API}/volumesnapshotcontents/{content_name}/status",
+        {"status": {"snapshotHandle": handle, "readyToUse": ready, "restoreSize": restore_size}},
+    )
+    return await set_snapshot_status(api, namespace, name, ready=ready, restore_size=restore_size,
+                                     content_name=content_name)  # fmt: skip
+
+
+async def set_snapshot_status(
+    api: RawApi,
+    namespace: str,
+    name: str,
+    *,
+    ready: bool,
+    restore_size: int = 1 << 20,
+    content_name: str | None = None,
+) -> dict[str, Any]:
+    """Write a VolumeSnapshot's status as the snapshot controller copies it from the content."""
+    status: dict[str, Any] = {"readyToUse": ready, "restoreSize": str(restore_size)}
+    if content_name is not None:
+        status["boundVolumeSnapshotContentName"] = content_name
+    path = f"{SNAPSHOT_API}/namespaces/{namespace}/volumesnapshots/{name}/status"
+    return dict(await api.patch(path, {"status": status}))
+
+
+async def delete_contents(api: RawApi, drivers: set[str]) -> None:
+    """Delete the (cluster-scoped) VolumeSnapshotContents of ``drivers`` a test left."""
+    listed = await api.get(f"{SNAPSHOT_API}/volumesnapshotcontents")
+    for item in listed["items"]:
+        if item["spec"].get("driver") in drivers:
+            await api.delete(f"{SNAPSHOT_API}/volumesnapshotcontents/{item['metadata']['name']}")

@@ -27,9 +27,12 @@ from tests.e2e.provisioner_support import (
     PV,
     ProvDriver,
     claims_path,
+    delete_contents,
+    driver_snapshot,
     events_of,
     make_class,
     start_driver,
+    static_snapshot,
     stop_driver,
     wait_bound,
 )
@@ -76,6 +79,17 @@ def _block_multi(body: dict[str, Any]) -> None:
 
 def _team(body: dict[str, Any]) -> None:
     body["metadata"]["annotations"] = {"team": "blue"}
+
+
+def _restore_of(snapshot: str) -> Mutate:
+    def mutate(body: dict[str, Any]) -> None:
+        body["spec"]["dataSource"] = {
+            "apiGroup": strings.SNAPSHOT_API_GROUP,
+            "kind": "VolumeSnapshot",
+            "name": snapshot,
+        }
+
+    return mutate
 
 
 def _clone_of(source: str) -> Mutate:
@@ -152,6 +166,8 @@ async def _provision(
             {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret},
              "data": {"key": base64.b64encode(b"value").decode()}},
         )  # fmt: skip
+    handle = await driver_snapshot(drv, size=1 << 20)
+    await static_snapshot(api, ns, "snap", driver=drv.name, handle=handle)
     proc = await cp.start_sidecar(
         "provisioner", *FLAGS, implementation=impl, driver=drv.testbed_driver
     )
@@ -163,6 +179,7 @@ async def _provision(
             "block": _claim("block", sc["plain"], mutate=_block_multi),
             "late": _claim("late", sc["late"]),
             "topology": _claim("topology", sc["topology"]),
+            "restore": _claim("restore", sc["plain"], mutate=_restore_of("snap")),
         }
         for body in cases.values():
             await api.create(claims_path(ns), body)
@@ -242,6 +259,8 @@ async def test_pvs_match_the_go_provisioner(
         # Not vacuous: the cases differ from each other where they should.
         assert results["ours"]["block"]["spec"]["volumeMode"] == "Block"
         assert "nodeStageSecretRef" in results["ours"]["secret"]["spec"]["csi"]
+        restored = results["ours"]["restore"]["spec"]["csi"]["volumeHandle"]
+        assert diff_driver.volumes()[restored].source_snapshot_id
     finally:
         # Our provisioner deletes the volumes of both runs.
         proc = await control_plane.start_sidecar(
@@ -269,3 +288,4 @@ async def test_pvs_match_the_go_provisioner(
                 await api.delete(f"{PV}/{pv['metadata']['name']}")
         for ns in namespaces.values():
             await api.delete(f"/api/v1/namespaces/{ns}")
+        await delete_contents(api, {diff_driver.name})

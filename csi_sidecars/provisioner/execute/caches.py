@@ -26,6 +26,7 @@ from csi_sidecars.kube.resources import (
 )
 from csi_sidecars.kube.store import Store
 from csi_sidecars.provisioner.decide import strings
+from csi_sidecars.provisioner.decide.snapshots import snapshot_source_key
 
 #: sig-storage-lib resyncs its PVC and PV handlers every 15 minutes.
 RESYNC_PERIOD = 15 * 60.0
@@ -63,6 +64,7 @@ NODE_FIELDS = ("metadata.labels",)
 VA_FIELDS = ("spec.source.persistentVolumeName", "spec.nodeName")
 
 CLONE_SOURCE_INDEX = "clone-source"
+SNAPSHOT_SOURCE_INDEX = "snapshot-source"
 PV_INDEX = "pv"
 
 
@@ -77,6 +79,11 @@ def clone_source_key(pvc: Mapping[str, Any]) -> str | None:
 
 def _by_clone_source(pvc: JsonDict) -> list[str]:
     key = clone_source_key(pvc)
+    return [key] if key else []
+
+
+def _by_snapshot_source(pvc: JsonDict) -> list[str]:
+    key = snapshot_source_key(pvc)
     return [key] if key else []
 
 
@@ -126,7 +133,10 @@ class Caches:
             PERSISTENT_VOLUME_CLAIMS,
             fields=PVC_FIELDS,
             resync=resync_period,
-            indexers={CLONE_SOURCE_INDEX: _by_clone_source},
+            indexers={
+                CLONE_SOURCE_INDEX: _by_clone_source,
+                SNAPSHOT_SOURCE_INDEX: _by_snapshot_source,
+            },
         )
         self.volumes = ctx.informer(PERSISTENT_VOLUMES, fields=PV_FIELDS, resync=resync_period)
         self.classes = ctx.informer(STORAGE_CLASSES)
@@ -166,6 +176,10 @@ class Caches:
     def clones_of(self, source_key: str) -> list[JsonDict]:
         """PVCs whose ``dataSource`` is the PVC ``source_key``."""
         return self.claims.store.by_index(CLONE_SOURCE_INDEX, source_key)
+
+    def restoring_from(self, snapshot_key: str) -> list[JsonDict]:
+        """PVCs whose data source is the VolumeSnapshot ``snapshot_key`` (``namespace/name``)."""
+        return self.claims.store.by_index(SNAPSHOT_SOURCE_INDEX, snapshot_key)
 
     def attachments_of(self, pv_name: str) -> list[JsonDict]:
         """VolumeAttachments of the PV ``pv_name`` (empty when not cached)."""

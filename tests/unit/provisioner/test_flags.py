@@ -119,8 +119,6 @@ NON_DEFAULT = {
     "node_deployment_immediate_binding": "--node-deployment-immediate-binding=false",
     "node_deployment_base_delay": "--node-deployment-base-delay=5s",
     "node_deployment_max_delay": "--node-deployment-max-delay=5s",
-    "snapshot_orphan_sweep_interval": "--snapshot-orphan-sweep-interval=0",
-    "prevent_volume_mode_conversion": "--prevent-volume-mode-conversion=false",
 }
 
 
@@ -143,8 +141,6 @@ def test_unsupported_flag_with_other_value_is_refused(param: str) -> None:
         "--node-deployment=false",
         "--capacity-poll-interval=1m",
         "--capacity-ownerref-level=1",
-        "--snapshot-orphan-sweep-interval=5m",
-        "--prevent-volume-mode-conversion=true",
         "--node-deployment-base-delay=20s",
     ],
 )
@@ -192,6 +188,16 @@ def test_http_endpoint_and_metrics_address_conflict() -> None:
 def test_unknown_flag_is_refused() -> None:
     with pytest.raises(click.UsageError, match="flag provided but not defined: -no-such"):
         parse_args(["--no-such-flag"])
+
+
+def test_snapshot_restore_flags() -> None:
+    cfg = parse_args([])
+    assert (cfg.snapshot_orphan_sweep_interval, cfg.prevent_volume_mode_conversion) == (300.0, True)
+    cfg = parse_args(
+        ["--snapshot-orphan-sweep-interval=0", "--prevent-volume-mode-conversion=false"]
+    )
+    assert (cfg.snapshot_orphan_sweep_interval, cfg.prevent_volume_mode_conversion) == (0.0, False)
+    assert parse_args(["-snapshot-orphan-sweep-interval=90s"]).snapshot_orphan_sweep_interval == 90
 
 
 def test_pprof_is_accepted_with_a_warning() -> None:
