@@ -5,7 +5,8 @@ Every controller sidecar starts the same way; :func:`~.runner.run_controller` do
 
 1. load the Kubernetes client configuration (fail fast on a bad ``--kubeconfig``);
 2. connect to the driver (``--csi-address``; a lost connection exits 1, as in Go), probe until
-   it is ready (each probe bounded by ``--timeout``), read its name and capabilities;
+   it is ready (each probe bounded by ``--timeout``), read its name and capabilities (skipped
+   for a role that makes no CSI calls: ``ControllerOptions(needs_driver=False)``);
 3. set the ``driver_name`` of the CSI metrics;
 4. build the Kubernetes client, a second client for events (its own QPS budget, so events never
    delay the role's writes) with an event recorder on it, and call the role's ``setup(ctx)``

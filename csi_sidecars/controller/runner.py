@@ -66,6 +66,10 @@ class ControllerOptions:
         connect_timeout: how long to wait for the driver socket (None: forever).
         drain_timeout: on SIGTERM, how long workers may finish the keys they hold.
         metrics_with_migration: give ``csi_sidecar_operations_seconds`` the ``migrated`` label.
+        needs_driver: False for a role that makes no CSI calls (the snapshot-controller): no
+            ``--csi-address`` connection, no probe; ``ctx.driver`` is ``DriverInfo("")`` and
+            ``ctx.conn`` raises. Everything else (client, events, HTTP, leader election,
+            informers, drain) is the same.
     """
 
     role: str
@@ -79,6 +83,7 @@ class ControllerOptions:
     connect_timeout: float | None = DEFAULT_TIMEOUT
     drain_timeout: float = 30.0
     metrics_with_migration: bool = False
+    needs_driver: bool = True
 
     @property
     def http_address(self) -> str:
@@ -131,7 +136,8 @@ class ControllerContext:
     Attributes:
         options: the common options.
         driver: the driver's name and capabilities.
-        conn: the driver connection (CSI metrics and logging installed).
+        conn: the driver connection (CSI metrics and logging installed); raises
+            ``RuntimeError`` for a role run with ``needs_driver=False``.
         port: the Kubernetes port (throttled by ``--kube-api-qps`` / ``--kube-api-burst``).
         metrics: the CSI metrics; ``metrics.registry`` also holds the work-queue metrics.
         recorder: the event recorder (component ``options.event_component``). It writes through
@@ -150,7 +156,7 @@ class ControllerContext:
         self,
         options: ControllerOptions,
         driver: DriverInfo,
-        conn: Connection,
+        conn: Connection | None,
         port: KubePort,
         metrics: CSIMetrics,
         recorder: EventRecorder,
@@ -160,7 +166,7 @@ class ControllerContext:
         """Create the context (done by :func:`run_controller`)."""
         self.options = options
         self.driver = driver
-        self.conn = conn
+        self._conn = conn
         self.port = port
         self.metrics = metrics
         self.recorder = recorder
@@ -171,6 +177,13 @@ class ControllerContext:
         self._queues: list[WorkQueue] = []
         self._on_shutdown: list[Callable[[], Awaitable[Any]]] = []
         self.healthz: Handler = _healthz
+
+    @property
+    def conn(self) -> Connection:
+        """The driver connection (not for roles run with ``needs_driver=False``)."""
+        if self._conn is None:
+            raise RuntimeError(f"{self.options.role}: this role has no driver connection")
+        return self._conn
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -335,7 +348,8 @@ async def run_controller(
         options: the common flags.
         kube: the Kubernetes flags (client, QPS, leader election).
         stop: set on SIGTERM/SIGINT.
-        lock_name: the Lease name for the driver (sanitised by the elector).
+        lock_name: the Lease name for the driver (sanitised by the elector); it gets
+            ``DriverInfo("")`` when ``options.needs_driver`` is False.
         setup: declares informers and queues on the context and returns ``lead`` (may be
             async); raise :class:`StartupError` to exit 1 with a message.
         port: a Kubernetes port instead of a client built from ``kube`` (tests).
@@ -349,6 +363,9 @@ async def run_controller(
             log.error("Failed to load the Kubernetes client configuration", error=str(exc))
             return 1
     metrics = metrics or CSIMetrics(with_migration=options.metrics_with_migration)
+    if not options.needs_driver:
+        nobody = DriverInfo("")
+        return await _serve(options, kube, stop, nobody, None, metrics, lock_name, setup, port)
     own_conn = conn is None
     if conn is None:
         try:
@@ -388,7 +405,7 @@ async def _serve(
     kube: KubeOptions,
     stop: asyncio.Event,
     info: DriverInfo,
-    conn: Connection,
+    conn: Connection | None,
     metrics: CSIMetrics,
     lock_name: Callable[[DriverInfo], str],
     setup: Setup,

@@ -110,6 +110,8 @@ class Tour:
         await self.show("get", "storageclass,pvc,pv")
         self.echo(f"volume handle in the driver: {await self._volume_handle(pvc)}")
 
+        await self._expansion()
+
         self.heading("WaitForFirstConsumer + a Pod: the scheduler picks the node, then attach")
         attacher = await self.ensure_role("attacher")
         await api.ensure(
@@ -154,6 +156,34 @@ class Tour:
         self.echo(f"PVs: 0, VolumeAttachments: 0, volumes left in the driver: {volumes}")
         if volumes:
             raise RuntimeError(f"volumes left in the driver: {volumes}")
+
+    async def _expansion(self) -> None:
+        """Grow demo-pvc to 2Gi: the resizer expands the volume; the node step is pending."""
+        self.heading("Volume expansion: demo-pvc requests 2Gi")
+        if "resizer" not in self.pg.roles:
+            self.echo("skipped: csi-sidecars resizer is not running")
+            return
+        path = f"/api/v1/namespaces/{NS}/persistentvolumeclaims/demo-pvc"
+        await self.cp.kubectl(
+            "patch", "pvc", "demo-pvc", "-n", NS, "--type=merge",
+            "-p", '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}',
+        )  # fmt: skip
+        pvc = await self.cp.admin.wait_for(
+            path,
+            lambda o: (
+                (o.get("status", {}).get("allocatedResourceStatuses") or {}).get("storage")
+                == "NodeResizePending"
+            ),
+            timeout=60,
+            what="demo-pvc to wait for the node step of its expansion",
+        )
+        pv = await self.cp.admin.get(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
+        self.echo(
+            f"PV capacity {pv['spec']['capacity']['storage']}, PVC allocated "
+            f"{pvc['status']['allocatedResources']['storage']}, conditions "
+            f"{[c['type'] for c in pvc['status'].get('conditions', [])]}"
+        )
+        await self.show("get", "pvc", "demo-pvc", "-n", NS)
 
     async def _volume_handle(self, pvc: dict[str, Any]) -> str:
         pv = await self.cp.admin.get(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
