@@ -38,6 +38,7 @@ from csi_sidecars.kube.objects import (
     uid,
 )
 from csi_sidecars.kube.quantity import QuantityError, quantity_to_bytes
+from csi_sidecars.kube.snapshots import VOLUME_SNAPSHOTS
 from csi_sidecars.provisioner.decide import strings
 from csi_sidecars.provisioner.decide.sources import DataSource, source_error
 from csi_sidecars.provisioner.decide.states import ProvisionError, ProvisioningState
@@ -247,7 +248,7 @@ def protect_snapshot(snapshot: Mapping[str, Any]) -> Plan:
     permission, Retry for anything else (the provisioning attempt fails, NoChange).
     """
     return update_object(
-        strings.VOLUME_SNAPSHOTS,
+        VOLUME_SNAPSHOTS,
         snapshot,
         with_snapshot_protection,
         forbidden=ProtectionForbidden("no permission to update volumesnapshots"),
@@ -264,7 +265,7 @@ def protect_snapshot_source(source: DataSource) -> Plan:
             return (a.Retry(f'volumesnapshots "{source.name}" not found'),)
         return protect_snapshot(snapshot)
 
-    return (a.Read(strings.VOLUME_SNAPSHOTS, source.name, source.namespace, then=then),)
+    return (a.Read(VOLUME_SNAPSHOTS, source.name, source.namespace, then=then),)
 
 
 def needs_snapshot(pvc: Mapping[str, Any]) -> bool:
@@ -300,7 +301,7 @@ def release_snapshot(
     if pending:
         return (SnapshotInUse(f"still the source of {len(pending)} pending claim(s)"),)
     return update_object(
-        strings.VOLUME_SNAPSHOTS,
+        VOLUME_SNAPSHOTS,
         snapshot,
         without_snapshot_protection,
         missing_ok=True,

@@ -15,7 +15,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from csi_sidecars.kube.resources import ApiError, Resource
+from csi_sidecars.kube.resources import ApiError
+from csi_sidecars.kube.snapshots import SNAPSHOT_GROUP
 
 # PVC annotations set by kube-controller-manager / the scheduler.
 ANN_STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
@@ -53,14 +54,7 @@ PARAM_PV_NAME = "csi.storage.k8s.io/pv/name"
 # Data source kinds and groups.
 KIND_PVC = "PersistentVolumeClaim"
 KIND_SNAPSHOT = "VolumeSnapshot"
-SNAPSHOT_API_GROUP = "snapshot.storage.k8s.io"
-
-# The snapshot API (external-snapshotter v8 CRDs) as far as a restore reads it. Defined here
-# until the snapshot roles' shared ``csi_sidecars.kube.snapshots`` lands (same names there).
-VOLUME_SNAPSHOTS = Resource(SNAPSHOT_API_GROUP, "v1", "volumesnapshots", True, "VolumeSnapshot")
-VOLUME_SNAPSHOT_CONTENTS = Resource(
-    SNAPSHOT_API_GROUP, "v1", "volumesnapshotcontents", False, "VolumeSnapshotContent"
-)
+SNAPSHOT_API_GROUP = SNAPSHOT_GROUP
 #: On a VolumeSnapshotContent: "true" lets a restore change the volume mode of the source.
 ANN_ALLOW_VOLUME_MODE_CHANGE = "snapshot.storage.kubernetes.io/allow-volume-mode-change"
 

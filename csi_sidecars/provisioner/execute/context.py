@@ -42,6 +42,7 @@ from csi_sidecars.kube.resources import (
     ApiError,
     Resource,
 )
+from csi_sidecars.kube.snapshots import VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS
 from csi_sidecars.kube.workqueue import Result
 from csi_sidecars.kube.written import WrittenCache
 from csi_sidecars.provisioner.decide.claims import selected_node
@@ -68,11 +69,7 @@ from csi_sidecars.provisioner.decide.states import (
     ProvisioningState,
     delete_volume_succeeded,
 )
-from csi_sidecars.provisioner.decide.strings import (
-    VOLUME_SNAPSHOT_CONTENTS,
-    VOLUME_SNAPSHOTS,
-    api_message,
-)
+from csi_sidecars.provisioner.decide.strings import api_message
 from csi_sidecars.provisioner.decide.topology import (
     TopologyPins,
     TopologyRequirement,

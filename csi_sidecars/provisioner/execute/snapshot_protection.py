@@ -21,8 +21,8 @@ from csi_sidecars.controller import actions as a
 from csi_sidecars.controller.perform import to_result
 from csi_sidecars.kube.objects import JsonDict, finalizers
 from csi_sidecars.kube.resources import ApiError, object_key, split_key
+from csi_sidecars.kube.snapshots import VOLUME_SNAPSHOTS
 from csi_sidecars.kube.workqueue import Result
-from csi_sidecars.provisioner.decide import strings
 from csi_sidecars.provisioner.decide.snapshots import FINALIZER, SnapshotInUse, release_snapshot
 from csi_sidecars.provisioner.execute.context import Context
 from csi_sidecars.runtime import logging as rlog
@@ -43,7 +43,7 @@ class SnapshotProtection:
         def then(snapshot: JsonDict | None) -> a.Plan:
             return release_snapshot(snapshot, restoring, self.ctx.claim_provisioned)
 
-        return (a.Read(strings.VOLUME_SNAPSHOTS, snapshot_name, ns, then=then),)
+        return (a.Read(VOLUME_SNAPSHOTS, snapshot_name, ns, then=then),)
 
     async def sync(self, key: str) -> Result:
         """Process the VolumeSnapshot ``namespace/name`` once."""
@@ -66,7 +66,7 @@ class SnapshotProtection:
         port = self.ctx.port
         token: str | None = None
         while True:
-            page = await port.list(strings.VOLUME_SNAPSHOTS, limit=500, continue_token=token)
+            page = await port.list(VOLUME_SNAPSHOTS, limit=500, continue_token=token)
             for item in page.get("items") or []:
                 if FINALIZER in finalizers(item):
                     enqueue(object_key(item))

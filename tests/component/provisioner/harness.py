@@ -30,11 +30,11 @@ from csi_sidecars.kube.resources import (
     ApiError,
     JsonDict,
 )
+from csi_sidecars.kube.snapshots import VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS
 from csi_sidecars.playground.driver import Driver, run_driver
 from csi_sidecars.playground.driver.options import TOPOLOGY_KEY
 from csi_sidecars.provisioner.command import run_provisioner
 from csi_sidecars.provisioner.controller import ProvisionerController
-from csi_sidecars.provisioner.decide.strings import VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS
 from csi_sidecars.provisioner.flags import ProvisionerConfig
 from csi_sidecars.runtime.options import CsiOptions, RetryOptions
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import grpc
 
 from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS
+from csi_sidecars.kube.snapshots import VOLUME_SNAPSHOTS
 from csi_sidecars.provisioner.decide import strings
 from tests.component.provisioner.harness import NS, environment, poll
 
@@ -64,7 +65,7 @@ async def test_unready_snapshot_waits_with_an_event_then_restores(tmp_path: Path
         assert failed[0][3] == f"{PREFIX} snap: snapshot snap is not Ready"
         assert not env.driver.calls_of("CreateVolume")
         await env.kube.patch(
-            strings.VOLUME_SNAPSHOTS, "snap", {"status": {"readyToUse": True}}, NS,
+            VOLUME_SNAPSHOTS, "snap", {"status": {"readyToUse": True}}, NS,
             subresource="status",
         )  # fmt: skip
         await poll(lambda: env.pv_of(pvc), what="PV once the snapshot is ready")
@@ -92,7 +93,7 @@ async def test_unusable_snapshots_are_clear_events_and_no_create(tmp_path: Path)
             assert failed[0][3] == message
             assert env.events.of(claim)[0][2] == "Provisioning"
         assert not env.driver.calls_of("CreateVolume")
-        assert not env.kube.actions_of("replace", strings.VOLUME_SNAPSHOTS)
+        assert not env.kube.actions_of("replace", VOLUME_SNAPSHOTS)
 
 
 async def test_protection_lasts_while_another_claim_still_restores(tmp_path: Path) -> None:
@@ -121,7 +122,7 @@ async def test_sweep_releases_an_orphaned_protection(tmp_path: Path) -> None:
     async with environment(tmp_path) as env:
         vs, _ = await env.add_snapshot("snap")
         vs["metadata"]["finalizers"] = ["keep", FIN]
-        await env.kube.replace(strings.VOLUME_SNAPSHOTS, vs, NS)
+        await env.kube.replace(VOLUME_SNAPSHOTS, vs, NS)
         await env.start(snapshot_orphan_sweep_interval=0.2)
 
         def swept() -> list[str] | None:
@@ -136,10 +137,10 @@ async def test_no_sweep_when_the_interval_is_zero(tmp_path: Path) -> None:
     async with environment(tmp_path) as env:
         vs, _ = await env.add_snapshot("snap")
         vs["metadata"]["finalizers"] = [FIN]
-        await env.kube.replace(strings.VOLUME_SNAPSHOTS, vs, NS)
+        await env.kube.replace(VOLUME_SNAPSHOTS, vs, NS)
         ctrl = await env.start(snapshot_orphan_sweep_interval=0.0)
         await env.idle()
         assert ctrl.snapshot_protection is not None
-        assert not env.kube.actions_of("list", strings.VOLUME_SNAPSHOTS)
+        assert not env.kube.actions_of("list", VOLUME_SNAPSHOTS)
         cur = env.snapshot("snap")
         assert cur is not None and cur["metadata"]["finalizers"] == [FIN]

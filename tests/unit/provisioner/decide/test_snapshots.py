@@ -10,6 +10,7 @@ import pytest
 from csi_sidecars.controller import actions as a
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.resources import ApiError
+from csi_sidecars.kube.snapshots import VOLUME_SNAPSHOTS
 from csi_sidecars.provisioner.decide import snapshots as sn
 from csi_sidecars.provisioner.decide import strings
 from csi_sidecars.provisioner.decide.request import ProvisionPlan, plan_provision
@@ -225,11 +226,11 @@ def test_protect_reads_fresh_then_updates_tolerating_forbidden() -> None:
     source = restore_plan().data_source
     assert source is not None
     (read,) = sn.protect_snapshot_source(source)
-    assert isinstance(read, a.Read) and read.resource == strings.VOLUME_SNAPSHOTS
+    assert isinstance(read, a.Read) and read.resource == VOLUME_SNAPSHOTS
     assert (read.name, read.namespace) == ("snap", "default")
     assert isinstance(read.then(None)[0], a.Retry)
     (replace,) = read.then(snapshot())
-    assert isinstance(replace, a.Replace) and replace.resource == strings.VOLUME_SNAPSHOTS
+    assert isinstance(replace, a.Replace) and replace.resource == VOLUME_SNAPSHOTS
     assert replace.body["metadata"]["finalizers"] == [FIN]
     assert replace.on_error is not None
     (forbidden,) = replace.on_error(ApiError(403, "Forbidden", "no"))
