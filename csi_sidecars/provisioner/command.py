@@ -11,11 +11,12 @@ written into every PV is ``<unix-ms>-<0..9999>-<driver>`` as in Go; events come 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import click
 
@@ -32,6 +33,7 @@ from csi_sidecars.csi.metrics import CSIMetrics
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.provisioner.controller import ProvisionerController
 from csi_sidecars.provisioner.flags import ROLE, ProvisionerConfig, provisioner_options
+from csi_sidecars.provisioner.startup import capacity_start
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.runtime.flags import GoCommand
@@ -67,25 +69,41 @@ def make_setup(
     config: ProvisionerConfig,
     *,
     on_setup: Callable[[ProvisionerController], object] | None = None,
+    env: Mapping[str, str] | None = None,
+    port: KubePort | None = None,
 ) -> Setup:
     """The ``setup(ctx)`` of the controller runner for ``config``.
 
     Args:
         config: the provisioner's flags.
         on_setup: called with the controller once it is declared (tests watch it).
+        env: the environment (default ``os.environ``): ``NAMESPACE``, ``POD_NAME``.
+        port: the API client injected instead of the runner's (tests): capacity tracking
+            writes through it instead of a client of its own.
     """
+    environ = os.environ if env is None else env
 
-    def setup(ctx: ControllerContext) -> Lead:
+    async def setup(ctx: ControllerContext) -> Lead:
         info = ctx.driver
         # sig-storage-lib's event source: <provisioner>_<hostname>_<uuid>.
         ctx.recorder.component = f"{info.name}_{socket.gethostname()}_{uuid.uuid4()}"
-        controller = ProvisionerController(ctx, config, identity=make_identity(info.name))
+        capacity = None
+        if config.enable_capacity:
+            capacity = await capacity_start(ctx, config, environ, port=port)
+        controller = ProvisionerController(
+            ctx,
+            config,
+            identity=make_identity(info.name),
+            capacity=capacity.settings if capacity else None,
+            capacity_port=capacity.port if capacity else None,
+        )
         log.info(
             "Provisioner configured",
             driver=info.name,
             identity=controller.identity,
             topology=controller.shared.opts.supports_topology,
             workers=config.worker_threads,
+            capacity=config.enable_capacity,
         )
         if on_setup is not None:
             on_setup(controller)
@@ -102,6 +120,7 @@ async def run_provisioner(
     conn: Connection | None = None,
     metrics: CSIMetrics | None = None,
     on_setup: Callable[[ProvisionerController], object] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> int:
     """Run the provisioner until ``stop``; returns the exit code.
 
@@ -112,6 +131,7 @@ async def run_provisioner(
         conn: a driver connection instead of dialling ``--csi-address`` (tests).
         metrics: CSI metrics to use (tests).
         on_setup: called with the controller once it is declared (tests).
+        env: the environment (default ``os.environ``).
     """
     for warning in config.warnings:
         log.warning(warning)
@@ -120,7 +140,7 @@ async def run_provisioner(
         config.kube,
         stop,
         lock_name=lock_name,
-        setup=make_setup(config, on_setup=on_setup),
+        setup=make_setup(config, on_setup=on_setup, env=env, port=port),
         port=port,
         conn=conn,
         metrics=metrics,

@@ -28,6 +28,7 @@ from csi_sidecars.controller.perform import Performer
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.leaderelection import lease_namespace
 from csi_sidecars.kube.objects import annotations_of, dig, is_deleting, spec, uid
+from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import (
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
@@ -40,7 +41,9 @@ from csi_sidecars.provisioner.decide.claims import storage_provisioner
 from csi_sidecars.provisioner.decide.request import ProvisionerOptions
 from csi_sidecars.provisioner.decide.snapshots import needs_snapshot, snapshot_source_key
 from csi_sidecars.provisioner.decide.sources import needs_release_check
+from csi_sidecars.provisioner.execute import capacity as capacity_tracking
 from csi_sidecars.provisioner.execute.caches import RESYNC_PERIOD, Caches, clone_source_key
+from csi_sidecars.provisioner.execute.capacity import CapacitySettings
 from csi_sidecars.provisioner.execute.clone_protection import CloneProtection
 from csi_sidecars.provisioner.execute.context import Context, Settings
 from csi_sidecars.provisioner.execute.provision import ClaimSync
@@ -68,6 +71,8 @@ class ProvisionerController:
         config: the provisioner's flags.
         identity: the provisioner identity written into every PV.
         resync_period: PVC/PV informer resync (seconds; 0 disables).
+        capacity: capacity tracking's settings (None: ``--enable-capacity`` is off).
+        capacity_port: the client capacity tracking writes with.
     """
 
     def __init__(
@@ -77,6 +82,8 @@ class ProvisionerController:
         *,
         identity: str,
         resync_period: float = RESYNC_PERIOD,
+        capacity: CapacitySettings | None = None,
+        capacity_port: KubePort | None = None,
     ) -> None:
         self.ctx = ctx
         self.identity = identity
@@ -99,9 +106,10 @@ class ProvisionerController:
             prevent_volume_mode_conversion=config.prevent_volume_mode_conversion,
         )
         attachments = opts.has(_Cap.PUBLISH_UNPUBLISH_VOLUME)
+        node_segments = capacity is not None and capacity.fixed_segment is None
         self.caches = Caches(
             ctx,
-            topology=opts.supports_topology,
+            topology=opts.supports_topology or node_segments,
             attachments=attachments,
             resync_period=resync_period,
         )
@@ -123,6 +131,21 @@ class ProvisionerController:
             settings=settings,
             metrics=ProvisionerMetrics(ctx.registry),
         )
+        self.capacity = (
+            capacity_tracking.declare(
+                ctx,
+                self.caches,
+                capacity,
+                capacity_port or ctx.port,
+                retry_start=config.retry.start,
+                retry_max=config.retry.maximum,
+                timeout=config.csi.timeout,
+            )
+            if capacity is not None
+            else None
+        )
+        if self.capacity is not None:
+            self.shared.volume_changed = self.capacity.refresh
         self._claims_written = self.shared.written(PERSISTENT_VOLUME_CLAIMS)
         self._volumes_written = self.shared.written(PERSISTENT_VOLUMES)
         start, maximum = config.retry.start, config.retry.maximum
@@ -270,6 +293,8 @@ class ProvisionerController:
                 tg.create_task(
                     self.clone_queue.run(self.clone_protection.sync, self.cloning_threads)
                 )
+            if self.capacity is not None:
+                tg.create_task(self.capacity.run(self.ctx.stopping))
             protection = self.snapshot_protection
             if protection is not None:
                 tg.create_task(self.snapshot_queue.run(protection.sync, 1))
@@ -282,6 +307,8 @@ class ProvisionerController:
 
     def idle(self) -> bool:
         """Whether no key is queued or being processed (for tests and benchmarks)."""
+        if self.capacity is not None and not self.capacity.idle():
+            return False
         return self.journal.idle() and all(
             len(q) == 0 and not q.processing
             for q in (self.claim_queue, self.volume_queue, self.clone_queue, self.snapshot_queue)

@@ -8,8 +8,8 @@ gates), the Kubernetes and leader-election flags with ``--master``
 ``--version``. This module adds the provisioner's own flags and :func:`provisioner_options`
 hands the command one validated :class:`ProvisionerConfig` as ``config``.
 
-Flags of features csi-sidecars does not implement yet (capacity tracking, node deployment,
-cross-namespace data sources) are accepted only with their default value;
+Flags of features csi-sidecars does not implement yet (node deployment, cross-namespace data
+sources) are accepted only with their default value;
 anything else fails with ``flag --X is not supported yet by csi-sidecars provisioner``, so a
 manifest never silently loses a behaviour it asked for.
 """
@@ -63,13 +63,6 @@ UNSUPPORTED_GATE_VALUES: dict[str, bool] = {GATE_CROSS_NAMESPACE: True}
 
 #: Flags of features not built yet: option parameter name -> default (a non-default is refused).
 UNSUPPORTED_FLAGS: dict[str, Any] = {
-    "enable_capacity": False,
-    "capacity_for_immediate_binding": False,
-    "capacity_poll_interval": 60.0,
-    "capacity_ownerref_level": 1,
-    "capacity_threads": 1,
-    "kube_api_capacity_qps": 1.0,
-    "kube_api_capacity_burst": 5,
     "node_deployment": False,
     "node_deployment_immediate_binding": True,
     "node_deployment_base_delay": 20.0,
@@ -94,7 +87,7 @@ _OWN: list[Callable[[Any], Any]] = [
          help="Workers removing the clone-source finalizer."),
     _opt("--snapshot-orphan-sweep-interval", type=DURATION, default="5m",
          help="Period of the snapshot source-protection finalizer sweep (0 disables it)."),
-    _opt("--capacity-threads", type=int, default=1, help="(not supported yet) Capacity workers."),
+    _opt("--capacity-threads", type=int, default=1, help="Workers of the capacity controller."),
     bool_flag("--strict-topology", help="Late binding: only the selected node's topology."),
     bool_flag("--immediate-topology", default=True,
               help="Immediate binding: pass the aggregated cluster topology."),
@@ -102,16 +95,17 @@ _OWN: list[Callable[[Any], Any]] = [
     bool_flag("--enable-pprof", help="Accepted for compatibility; Python has no pprof."),
     _opt("--default-fstype", default="", help="fsType when the StorageClass sets none."),
     _opt("--kube-api-capacity-qps", type=float, default=1.0,
-         help="(not supported yet) QPS of the capacity client."),
+         help="QPS of the client writing CSIStorageCapacity objects."),
     _opt("--kube-api-capacity-burst", type=int, default=5,
-         help="(not supported yet) Burst of the capacity client."),
-    bool_flag("--enable-capacity", help="(not supported yet) Produce CSIStorageCapacity objects."),
+         help="Burst of the client writing CSIStorageCapacity objects."),
+    bool_flag("--enable-capacity", help="Produce CSIStorageCapacity objects from GetCapacity."),
     bool_flag("--capacity-for-immediate-binding",
-              help="(not supported yet) Capacity for Immediate classes too."),
+              help="Capacity for StorageClasses with Immediate binding too."),
     _opt("--capacity-poll-interval", type=DURATION, default="1m",
-         help="(not supported yet) Capacity poll period."),
+         help="How often every capacity object is checked against GetCapacity."),
     _opt("--capacity-ownerref-level", type=int, default=1,
-         help="(not supported yet) Owner of CSIStorageCapacity objects."),
+         help="Owner of CSIStorageCapacity objects: -1 none, 0 the pod (POD_NAME), 1 its "
+              "controller (StatefulSet, DaemonSet, ReplicaSet), 2 a Deployment, ..."),
     bool_flag("--node-deployment", help="(not supported yet) One provisioner per node."),
     bool_flag("--node-deployment-immediate-binding", default=True,
               help="(not supported yet) Node mode: race for Immediate PVCs."),
@@ -147,6 +141,13 @@ class ProvisionerConfig:
     default_fstype: str = ""
     controller_publish_readonly: bool = False
     snapshot_orphan_sweep_interval: float = 300.0
+    enable_capacity: bool = False
+    capacity_for_immediate_binding: bool = False
+    capacity_poll_interval: float = 60.0
+    capacity_ownerref_level: int = 1
+    capacity_threads: int = 1
+    kube_api_capacity_qps: float = 1.0
+    kube_api_capacity_burst: int = 5
     prevent_volume_mode_conversion: bool = True
     v: int = 0
     logging_format: str = "text"
@@ -196,9 +197,15 @@ def build_config(**values: Any) -> ProvisionerConfig:
             f"--volume-name-prefix {prefix!r} does not give valid PersistentVolume names "
             "(lowercase letters, digits, '-' and '.'; at most 216 characters)"
         )
-    for flag in ("worker_threads", "cloning_protection_threads"):
+    for flag in ("worker_threads", "cloning_protection_threads", "capacity_threads"):
         if values[flag] < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
+    if values["capacity_poll_interval"] <= 0:
+        raise ConfigError("--capacity-poll-interval must be positive")
+    if values["kube_api_capacity_qps"] <= 0 or values["kube_api_capacity_burst"] < 1:
+        raise ConfigError(
+            "--kube-api-capacity-qps must be positive, --kube-api-capacity-burst >= 1"
+        )
     if values["snapshot_orphan_sweep_interval"] < 0:
         raise ConfigError("--snapshot-orphan-sweep-interval must not be negative")
     csi: CsiOptions = values["csi"]

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class ProvDriver:
     node: str
     base: Path
     process: ManagedProcess
+    #: the nodes it stands in for (registered in their CSINodes)
+    nodes: list[str] = field(default_factory=list)
 
     @property
     def socket(self) -> Path:
@@ -69,10 +71,21 @@ class ProvDriver:
         return {v.name for v in self.volumes().values()}
 
 
-async def start_driver(cp: ControlPlane, *args: str, prefix: str = "prov") -> ProvDriver:
-    """Start a playground driver with a unique name on the first node, register it."""
+async def start_driver(
+    cp: ControlPlane,
+    *args: str,
+    prefix: str = "prov",
+    nodes: list[str] | None = None,
+    storage_capacity: bool = False,
+) -> ProvDriver:
+    """Start a playground driver with a unique name on the first node, register it.
+
+    With ``nodes``, it stands in for each of them (``--known-node``) and is registered in each
+    CSINode; ``storage_capacity`` sets the CSIDriver's ``storageCapacity``.
+    """
     name = f"{prefix}-{uuid.uuid4().hex[:6]}.csi.test"
     node = cp.node_names[0]
+    extra = [f"--known-node={n}" for n in nodes or [] if n != node]
     base = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
     (base / "state").mkdir()
     write_faults_file(base / "faults.json", [])
@@ -85,6 +98,7 @@ async def start_driver(cp: ControlPlane, *args: str, prefix: str = "prov") -> Pr
         f"--drivername={name}",
         f"--statedir={base / 'state'}",
         f"--faults-file={base / 'faults.json'}",
+        *extra,
         *args,
     ]
     process = await cp.start_process(f"driver-{name}", argv)
@@ -95,8 +109,13 @@ async def start_driver(cp: ControlPlane, *args: str, prefix: str = "prov") -> Pr
         return drv.socket.exists()
 
     await poll_until(listening, 30, "the driver socket", fatal=(AssertionError,))
-    await cp.admin.ensure(CSIDRIVERS, objects.csidriver(name, attach_required=False))
-    await cp.register_driver(node, driver_name=name)
+    await cp.admin.ensure(
+        CSIDRIVERS,
+        objects.csidriver(name, attach_required=False, storage_capacity=storage_capacity),
+    )
+    for each in nodes or [node]:
+        await cp.register_driver(each, driver_name=name)
+    drv.nodes = list(nodes or [node])
     return drv
 
 
@@ -104,17 +123,18 @@ async def stop_driver(cp: ControlPlane, drv: ProvDriver) -> None:
     """Stop the driver and remove its registration and files."""
     await drv.process.stop(timeout=5)
     await cp.admin.delete(f"{CSIDRIVERS}/{drv.name}")
-    path = f"{CSINODES}/{drv.node}"
-    for _ in range(10):
-        current = await cp.admin.get(path)
-        drivers = [d for d in current["spec"].get("drivers") or [] if d["name"] != drv.name]
-        current["spec"]["drivers"] = drivers
-        try:
-            await cp.admin.replace(path, current)
-            break
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
+    for node in drv.nodes or [drv.node]:
+        path = f"{CSINODES}/{node}"
+        for _ in range(10):
+            current = await cp.admin.get(path)
+            drivers = [d for d in current["spec"].get("drivers") or [] if d["name"] != drv.name]
+            current["spec"]["drivers"] = drivers
+            try:
+                await cp.admin.replace(path, current)
+                break
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
     shutil.rmtree(drv.base, ignore_errors=True)
 
 

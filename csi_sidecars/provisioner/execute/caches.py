@@ -57,6 +57,7 @@ PV_FIELDS = (
     "spec.claimRef.namespace",
     "spec.persistentVolumeReclaimPolicy",
     "spec.storageClassName",
+    "spec.nodeAffinity",
     "status.phase",
 )
 CSINODE_FIELDS = ("spec.drivers",)

@@ -154,6 +154,14 @@ class Context:
     metrics: ProvisionerMetrics
     pins: TopologyPins = field(default_factory=TopologyPins)
     monotonic: Callable[[], float] = time.monotonic
+    #: capacity tracking: told of each created / deleted PV (or None and the class of a
+    #: failed attempt) so the capacity of its segments is refreshed at once
+    volume_changed: Callable[[Mapping[str, Any] | None, str], None] | None = None
+
+    def changed(self, pv: Mapping[str, Any] | None, storage_class: str) -> None:
+        """Tell capacity tracking (when on) that volumes of a segment or class changed."""
+        if self.volume_changed is not None:
+            self.volume_changed(pv, storage_class)
 
     @property
     def port(self) -> KubePort:

@@ -207,6 +207,7 @@ class ClaimSync:
             )
             return RETRY
         log.info("Provisioned volume", claim=_ref(pvc), pv=plan.name)
+        ctx.changed(pv, claim_class(pvc))
         ctx.metrics.provisioned(claim_class(pvc), claim_source(pvc), ctx.monotonic() - started)
         ctx.pins.drop(uid(pvc))
         self._slow.pop(uid(pvc), None)
@@ -285,6 +286,8 @@ class ClaimSync:
         outcome = await ctx.perform(handling.actions, _ref(pvc))
         if not isinstance(err, IgnoredError):
             ctx.metrics.provision_failed(claim_class(pvc), claim_source(pvc))
+            if err.state != ProvisioningState.NO_CHANGE:
+                ctx.changed(None, claim_class(pvc))  # the driver may have used some space
             log.info("Provisioning failed", claim=_ref(pvc), state=err.state.value, error=str(err))
         if handling.state == ProvisioningState.FINISHED:
             ctx.pins.drop(uid(pvc))

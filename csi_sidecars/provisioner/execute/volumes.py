@@ -68,6 +68,8 @@ class VolumeSync:
         )
         outcome = await ctx.perform(plan, pv_name)
         self._account(pv_name, outcome, started)
+        if isinstance(outcome, deletion.VolumeDeleted):
+            ctx.changed(cached, deletion.pv_class(cached))
         return to_result(outcome)
 
     def _account(self, pv_name: str, outcome: a.Outcome, started: float) -> None:

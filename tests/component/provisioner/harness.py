@@ -138,13 +138,19 @@ class Env:
 
     async def start(self, **overrides: Any) -> ProvisionerController:
         """Start a provisioner (a fresh one, as after a restart) with its own connection."""
+        environ = overrides.pop("environ", {})
         config = provisioner_config(**overrides)
         self.conn = await connect(self.driver.endpoint, timeout=5, on_lost=LossPolicy.RECONNECT)
         self._stop = asyncio.Event()
         declared: list[ProvisionerController] = []
         task = asyncio.create_task(
             run_provisioner(
-                config, self._stop, port=self.kube, conn=self.conn, on_setup=declared.append
+                config,
+                self._stop,
+                port=self.kube,
+                conn=self.conn,
+                on_setup=declared.append,
+                env=environ,
             )
         )
         self._task = task

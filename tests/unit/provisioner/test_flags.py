@@ -108,13 +108,6 @@ def test_distributed_hostpath_manifest_is_refused_clearly() -> None:
 
 
 NON_DEFAULT = {
-    "enable_capacity": "--enable-capacity",
-    "capacity_for_immediate_binding": "--capacity-for-immediate-binding",
-    "capacity_poll_interval": "--capacity-poll-interval=2m",
-    "capacity_ownerref_level": "--capacity-ownerref-level=0",
-    "capacity_threads": "--capacity-threads=2",
-    "kube_api_capacity_qps": "--kube-api-capacity-qps=3",
-    "kube_api_capacity_burst": "--kube-api-capacity-burst=7",
     "node_deployment": "--node-deployment",
     "node_deployment_immediate_binding": "--node-deployment-immediate-binding=false",
     "node_deployment_base_delay": "--node-deployment-base-delay=5s",
@@ -137,10 +130,7 @@ def test_unsupported_flag_with_other_value_is_refused(param: str) -> None:
 @pytest.mark.parametrize(
     "arg",
     [
-        "--enable-capacity=false",
         "--node-deployment=false",
-        "--capacity-poll-interval=1m",
-        "--capacity-ownerref-level=1",
         "--node-deployment-base-delay=20s",
     ],
 )
@@ -188,6 +178,39 @@ def test_http_endpoint_and_metrics_address_conflict() -> None:
 def test_unknown_flag_is_refused() -> None:
     with pytest.raises(click.UsageError, match="flag provided but not defined: -no-such"):
         parse_args(["--no-such-flag"])
+
+
+def test_capacity_flags() -> None:
+    cfg = parse_args([])
+    assert (cfg.enable_capacity, cfg.capacity_for_immediate_binding) == (False, False)
+    assert (cfg.capacity_poll_interval, cfg.capacity_ownerref_level) == (60.0, 1)
+    assert (cfg.capacity_threads, cfg.kube_api_capacity_qps, cfg.kube_api_capacity_burst) == (
+        1, 1.0, 5
+    )  # fmt: skip
+    cfg = parse_args(
+        ["--enable-capacity", "--capacity-for-immediate-binding", "--capacity-poll-interval=2m",
+         "--capacity-ownerref-level=-1", "--capacity-threads=3", "--kube-api-capacity-qps=7",
+         "--kube-api-capacity-burst=9"]
+    )  # fmt: skip
+    assert (cfg.enable_capacity, cfg.capacity_for_immediate_binding) == (True, True)
+    assert (cfg.capacity_poll_interval, cfg.capacity_ownerref_level) == (120.0, -1)
+    assert (cfg.capacity_threads, cfg.kube_api_capacity_qps, cfg.kube_api_capacity_burst) == (
+        3, 7.0, 9
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("--capacity-threads=0", "--capacity-threads must be at least 1"),
+        ("--capacity-poll-interval=0s", "--capacity-poll-interval must be positive"),
+        ("--kube-api-capacity-qps=0", "--kube-api-capacity-qps must be positive"),
+        ("--snapshot-orphan-sweep-interval=-1s", "invalid duration|must not be negative"),
+    ],
+)
+def test_invalid_capacity_values(arg: str, message: str) -> None:
+    with pytest.raises(click.UsageError, match=message):
+        parse_args([arg])
 
 
 def test_snapshot_restore_flags() -> None:
