@@ -38,6 +38,7 @@ from csi_sidecars.kube.resources import (
 )
 from csi_sidecars.provisioner.decide import deletion, strings
 from csi_sidecars.provisioner.decide.claims import storage_provisioner
+from csi_sidecars.provisioner.decide.nodes import static_topology
 from csi_sidecars.provisioner.decide.request import ProvisionerOptions
 from csi_sidecars.provisioner.decide.snapshots import needs_snapshot, snapshot_source_key
 from csi_sidecars.provisioner.decide.sources import needs_release_check
@@ -46,6 +47,7 @@ from csi_sidecars.provisioner.execute.caches import RESYNC_PERIOD, Caches, clone
 from csi_sidecars.provisioner.execute.capacity import CapacitySettings
 from csi_sidecars.provisioner.execute.clone_protection import CloneProtection
 from csi_sidecars.provisioner.execute.context import Context, Settings
+from csi_sidecars.provisioner.execute.nodes import NodeOwnership, NodeSettings
 from csi_sidecars.provisioner.execute.provision import ClaimSync
 from csi_sidecars.provisioner.execute.snapshot_protection import SnapshotProtection
 from csi_sidecars.provisioner.execute.volumes import VolumeSync
@@ -73,6 +75,7 @@ class ProvisionerController:
         resync_period: PVC/PV informer resync (seconds; 0 disables).
         capacity: capacity tracking's settings (None: ``--enable-capacity`` is off).
         capacity_port: the client capacity tracking writes with.
+        node: node deployment: this node (None: ``--node-deployment`` is off).
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class ProvisionerController:
         resync_period: float = RESYNC_PERIOD,
         capacity: CapacitySettings | None = None,
         capacity_port: KubePort | None = None,
+        node: NodeSettings | None = None,
     ) -> None:
         self.ctx = ctx
         self.identity = identity
@@ -107,11 +111,15 @@ class ProvisionerController:
         )
         attachments = opts.has(_Cap.PUBLISH_UNPUBLISH_VOLUME)
         node_segments = capacity is not None and capacity.fixed_segment is None
+        static = None
+        if node is not None:
+            static = static_topology(ctx.driver.name, node.name, node.node_id, node.segments or {})
         self.caches = Caches(
             ctx,
             topology=opts.supports_topology or node_segments,
             attachments=attachments,
             resync_period=resync_period,
+            static_topology=static,
         )
         self.performer = Performer(
             ctx.port, ctx.conn, ctx.recorder, timeout=config.csi.timeout, role="provisioner"
@@ -119,7 +127,7 @@ class ProvisionerController:
         self.journal = Journal(
             ctx.port,
             lease_namespace(config.kube.leader_election_namespace),
-            journal_name(ctx.driver.name),
+            journal_name(ctx.driver.name, node.name if node is not None else ""),
             on_adopt=self._record_adopted,
         )
         self.shared = Context(
@@ -160,8 +168,14 @@ class ProvisionerController:
         self.claim_sync = ClaimSync(
             self.shared,
             on_restored=self.snapshot_queue.add if self.snapshot_protection else None,
+            node=NodeOwnership(self.shared, node) if node is not None else None,
         )
-        self.volume_sync = VolumeSync(self.shared, check_attachments=attachments)
+        self.volume_sync = VolumeSync(
+            self.shared,
+            check_attachments=attachments,
+            node_deployment=node is not None,
+            node_topology=node.segments if node is not None else None,
+        )
         self.clone_protection = (
             CloneProtection(self.shared) if opts.has(_Cap.CLONE_VOLUME) else None
         )

@@ -8,10 +8,9 @@ gates), the Kubernetes and leader-election flags with ``--master``
 ``--version``. This module adds the provisioner's own flags and :func:`provisioner_options`
 hands the command one validated :class:`ProvisionerConfig` as ``config``.
 
-Flags of features csi-sidecars does not implement yet (node deployment, cross-namespace data
-sources) are accepted only with their default value;
-anything else fails with ``flag --X is not supported yet by csi-sidecars provisioner``, so a
-manifest never silently loses a behaviour it asked for.
+Every Go flag works. The one feature not built yet, cross-namespace data sources, is a feature
+gate: ``CrossNamespaceVolumeDataSource=true`` fails with ``... is not supported yet by
+csi-sidecars provisioner``, so a manifest never silently loses a behaviour it asked for.
 """
 
 from __future__ import annotations
@@ -61,13 +60,6 @@ FEATURE_GATES: dict[str, Gate] = {
 #: Gates whose value needs a feature we do not have yet.
 UNSUPPORTED_GATE_VALUES: dict[str, bool] = {GATE_CROSS_NAMESPACE: True}
 
-#: Flags of features not built yet: option parameter name -> default (a non-default is refused).
-UNSUPPORTED_FLAGS: dict[str, Any] = {
-    "node_deployment": False,
-    "node_deployment_immediate_binding": True,
-    "node_deployment_base_delay": 20.0,
-    "node_deployment_max_delay": 60.0,
-}
 
 #: external-provisioner's message for ``--metrics-address`` together with ``--http-endpoint``.
 HTTP_EXCLUSIVE = "only one of `--metrics-address` and `--http-endpoint` can be set."
@@ -106,13 +98,13 @@ _OWN: list[Callable[[Any], Any]] = [
     _opt("--capacity-ownerref-level", type=int, default=1,
          help="Owner of CSIStorageCapacity objects: -1 none, 0 the pod (POD_NAME), 1 its "
               "controller (StatefulSet, DaemonSet, ReplicaSet), 2 a Deployment, ..."),
-    bool_flag("--node-deployment", help="(not supported yet) One provisioner per node."),
+    bool_flag("--node-deployment", help="One provisioner per node, next to the node's driver."),
     bool_flag("--node-deployment-immediate-binding", default=True,
-              help="(not supported yet) Node mode: race for Immediate PVCs."),
+              help="Node deployment: node provisioners race for Immediate claims."),
     _opt("--node-deployment-base-delay", type=DURATION, default="20s",
-         help="(not supported yet) Node mode: initial ownership delay."),
+         help="Node deployment: first (jittered) wait before owning an Immediate claim."),
     _opt("--node-deployment-max-delay", type=DURATION, default="60s",
-         help="(not supported yet) Node mode: maximum ownership delay."),
+         help="Node deployment: longest wait before owning an Immediate claim."),
     bool_flag("--controller-publish-readonly",
               help="Mark single-ROX PVs readOnly for ControllerPublish."),
     bool_flag("--prevent-volume-mode-conversion", default=True,
@@ -148,6 +140,10 @@ class ProvisionerConfig:
     capacity_threads: int = 1
     kube_api_capacity_qps: float = 1.0
     kube_api_capacity_burst: int = 5
+    node_deployment: bool = False
+    node_deployment_immediate_binding: bool = True
+    node_deployment_base_delay: float = 20.0
+    node_deployment_max_delay: float = 60.0
     prevent_volume_mode_conversion: bool = True
     v: int = 0
     logging_format: str = "text"
@@ -174,15 +170,10 @@ def build_config(**values: Any) -> ProvisionerConfig:
     gate (:func:`csi_sidecars.controller.release_on_exit`).
 
     Raises:
-        ConfigError: an unsupported feature flag or gate value, an invalid
+        ConfigError: an unsupported gate value, an invalid
             ``--volume-name-uuid-length`` or prefix, non-positive worker counts or durations,
             or both ``--http-endpoint`` and ``--metrics-address``.
     """
-    for flag, default in UNSUPPORTED_FLAGS.items():
-        if values.pop(flag) != default:
-            raise ConfigError(
-                f"flag --{flag.replace('_', '-')} is not supported yet by csi-sidecars {ROLE}"
-            )
     warnings: list[str] = []
     if values.pop("enable_pprof"):
         warnings.append("--enable-pprof is accepted but ignored: Python has no pprof")
@@ -200,6 +191,10 @@ def build_config(**values: Any) -> ProvisionerConfig:
     for flag in ("worker_threads", "cloning_protection_threads", "capacity_threads"):
         if values[flag] < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
+    if values["node_deployment_base_delay"] <= 0 or values["node_deployment_max_delay"] <= 0:
+        raise ConfigError(
+            "--node-deployment-base-delay and --node-deployment-max-delay must be positive"
+        )
     if values["capacity_poll_interval"] <= 0:
         raise ConfigError("--capacity-poll-interval must be positive")
     if values["kube_api_capacity_qps"] <= 0 or values["kube_api_capacity_burst"] < 1:
@@ -269,7 +264,6 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Pro
 __all__ = [
     "FEATURE_GATES",
     "HTTP_EXCLUSIVE",
-    "UNSUPPORTED_FLAGS",
     "UNSUPPORTED_GATE_VALUES",
     "ConfigError",
     "ProvisionerConfig",

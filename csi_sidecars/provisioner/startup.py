@@ -1,5 +1,6 @@
 """Start-up steps of the provisioner that read the environment and the cluster, as Go's
-``main`` does before leading: capacity tracking's namespace, owner and client.
+``main`` does before leading: capacity tracking's namespace, owner and client; the node of a
+node deployment.
 
 Each failure is a :class:`~csi_sidecars.controller.StartupError` with Go's message (the role
 exits 1, as ``klog.Fatal`` would).
@@ -12,10 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from csi_sidecars.controller import ControllerContext, StartupError
+from csi_sidecars.csi.codes import format_error
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.client import KubeClient, user_agent
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.provisioner.decide import capacity as cap
 from csi_sidecars.provisioner.execute.capacity import CapacitySettings
+from csi_sidecars.provisioner.execute.nodes import NodeSettings
 from csi_sidecars.provisioner.execute.owner import OwnerError, lookup_owner
 from csi_sidecars.provisioner.flags import ROLE, ProvisionerConfig
 from csi_sidecars.runtime import logging as rlog
@@ -95,3 +99,38 @@ async def capacity_start(
         fixed_segment=fixed_segment,
     )
     return CapacityStart(settings, port)
+
+
+async def node_start(
+    ctx: ControllerContext, config: ProvisionerConfig, env: Mapping[str, str]
+) -> NodeSettings:
+    """Node deployment: ``NODE_NAME`` and the driver's ``NodeGetInfo``.
+
+    Raises:
+        StartupError: no ``NODE_NAME``, or NodeGetInfo failed.
+    """
+    node = env.get("NODE_NAME", "")
+    if not node:
+        raise StartupError(
+            "The NODE_NAME environment variable must be set when using --enable-node-deployment."
+        )
+    try:
+        info = await ctx.conn.node.NodeGetInfo(
+            csi_pb2.NodeGetInfoRequest(), timeout=config.csi.timeout
+        )
+    except Exception as exc:
+        raise StartupError(
+            f"Failed to get node info from CSI driver: {format_error(exc)}"
+        ) from None
+    segments = (
+        dict(info.accessible_topology.segments) if info.HasField("accessible_topology") else None
+    )
+    log.info("using local topology", node=node, node_id=info.node_id, segments=segments)
+    return NodeSettings(
+        name=node,
+        node_id=info.node_id,
+        segments=segments,
+        immediate_binding=config.node_deployment_immediate_binding,
+        base_delay=config.node_deployment_base_delay,
+        max_delay=config.node_deployment_max_delay,
+    )

@@ -77,14 +77,17 @@ async def start_driver(
     prefix: str = "prov",
     nodes: list[str] | None = None,
     storage_capacity: bool = False,
+    node: str | None = None,
+    name: str | None = None,
 ) -> ProvDriver:
     """Start a playground driver with a unique name on the first node, register it.
 
     With ``nodes``, it stands in for each of them (``--known-node``) and is registered in each
-    CSINode; ``storage_capacity`` sets the CSIDriver's ``storageCapacity``.
+    CSINode; ``storage_capacity`` sets the CSIDriver's ``storageCapacity``. ``node`` and
+    ``name`` start it on another node under a given name (one driver per node).
     """
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}.csi.test"
-    node = cp.node_names[0]
+    name = name or f"{prefix}-{uuid.uuid4().hex[:6]}.csi.test"
+    node = node or cp.node_names[0]
     extra = [f"--known-node={n}" for n in nodes or [] if n != node]
     base = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
     (base / "state").mkdir()
@@ -101,7 +104,7 @@ async def start_driver(
         *extra,
         *args,
     ]
-    process = await cp.start_process(f"driver-{name}", argv)
+    process = await cp.start_process(f"driver-{name}-{node}", argv)
     drv = ProvDriver(name, node, base, process)
 
     async def listening() -> bool:

@@ -20,4 +20,6 @@ without a cluster or a driver.
 * :mod:`.states`: failure classification and follow-up (sig-storage-lib's states).
 * :mod:`.events`: Go's event reasons and texts.
 * :mod:`.deletion`: which PVs to delete; the plans that delete them and keep their finalizer.
+* :mod:`.capacity`: capacity tracking's items (segment x StorageClass) and object writes.
+* :mod:`.nodes`: node deployment: this node's claims and volumes, the owner delay.
 """

@@ -10,4 +10,7 @@
 * :mod:`.clone_protection`: releasing a clone source once no clone needs it.
 * :mod:`.snapshot_protection`: releasing a restored VolumeSnapshot once no restore needs it,
   and the orphan sweep.
+* :mod:`.capacity`: the CSIStorageCapacity objects (``--enable-capacity``); :mod:`.owner`
+  their owner reference.
+* :mod:`.nodes`: node deployment: which claims are this node's, the race for Immediate ones.
 """

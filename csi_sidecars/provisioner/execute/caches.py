@@ -120,6 +120,8 @@ class Caches:
         topology: cache CSINodes and Nodes (driver supports topology).
         attachments: cache VolumeAttachments (driver has PUBLISH_UNPUBLISH_VOLUME).
         resync_period: resync of the PVC and PV informers (0 disables).
+        static_topology: node deployment: this node's CSINode and Node (by name), never
+            watched (Go's fake objects from NodeGetInfo).
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class Caches:
         topology: bool,
         attachments: bool,
         resync_period: float = RESYNC_PERIOD,
+        static_topology: tuple[dict[str, JsonDict], dict[str, JsonDict]] | None = None,
     ) -> None:
         self.claims = ctx.informer(
             PERSISTENT_VOLUME_CLAIMS,
@@ -141,15 +144,20 @@ class Caches:
         )
         self.volumes = ctx.informer(PERSISTENT_VOLUMES, fields=PV_FIELDS, resync=resync_period)
         self.classes = ctx.informer(STORAGE_CLASSES)
-        self.csinodes = ctx.informer(CSI_NODES, fields=CSINODE_FIELDS) if topology else None
-        self.nodes = ctx.informer(NODES, fields=NODE_FIELDS) if topology else None
+        watch = topology and static_topology is None
+        self.csinodes = ctx.informer(CSI_NODES, fields=CSINODE_FIELDS) if watch else None
+        self.nodes = ctx.informer(NODES, fields=NODE_FIELDS) if watch else None
         self.attachments = (
             ctx.informer(VOLUME_ATTACHMENTS, fields=VA_FIELDS, indexers={PV_INDEX: _by_pv})
             if attachments
             else None
         )
-        self.csinode_map = StoreMapping(self.csinodes.store) if self.csinodes else {}
-        self.node_map = StoreMapping(self.nodes.store) if self.nodes else {}
+        self.csinode_map: Mapping[str, JsonDict] = (
+            StoreMapping(self.csinodes.store) if self.csinodes else {}
+        )
+        self.node_map: Mapping[str, JsonDict] = StoreMapping(self.nodes.store) if self.nodes else {}
+        if static_topology is not None:
+            self.csinode_map, self.node_map = static_topology
 
     @property
     def informers(self) -> list[Informer]:

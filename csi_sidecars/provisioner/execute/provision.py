@@ -58,6 +58,7 @@ from csi_sidecars.provisioner.decide.states import (
 )
 from csi_sidecars.provisioner.execute.cleanup import run_cleanup
 from csi_sidecars.provisioner.execute.context import DONE, RETRY, Context
+from csi_sidecars.provisioner.execute.nodes import NodeOwnership
 from csi_sidecars.provisioner.journal import intent
 from csi_sidecars.provisioner.journal.intent import CleanupAction, IntentAction
 from csi_sidecars.provisioner.journal.lease import JournalError
@@ -76,8 +77,15 @@ def _ref(pvc: Mapping[str, Any]) -> str:
 class ClaimSync:
     """Provisioning of claims; one instance per provisioner."""
 
-    def __init__(self, ctx: Context, on_restored: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        on_restored: Callable[[str], None] | None = None,
+        node: NodeOwnership | None = None,
+    ) -> None:
         self.ctx = ctx
+        #: node deployment: which claims are this node's
+        self.node = node
         #: told the ``namespace/name`` of a VolumeSnapshot once a claim restored from it
         self.on_restored = on_restored
         #: infeasible claims: uid -> (retry not before, StorageClass uid)
@@ -115,6 +123,10 @@ class ClaimSync:
             if rlog.v(4):
                 log.info("Claim waits", claim=key, reason=decision.reason)
             return RETRY
+        if self.node is not None:
+            handled = await self.node.claim(pvc, sc)
+            if handled is not None:
+                return handled
         wait = self._slow_wait(pvc, sc)
         if wait > 0:
             return After(wait)
@@ -313,3 +325,5 @@ class ClaimSync:
         """Drop in-memory state of a claim that is gone."""
         self.ctx.pins.drop(pvc_uid)
         self._slow.pop(pvc_uid, None)
+        if self.node is not None:
+            self.node.forget(pvc_uid)

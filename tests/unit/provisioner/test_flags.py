@@ -6,7 +6,7 @@ import click
 import pytest
 
 from csi_sidecars.provisioner.command import command
-from csi_sidecars.provisioner.flags import FEATURE_GATES, UNSUPPORTED_FLAGS, parse_args
+from csi_sidecars.provisioner.flags import FEATURE_GATES, parse_args
 
 
 def test_defaults_match_go() -> None:
@@ -90,52 +90,41 @@ def test_manifest_values_land_in_config() -> None:
     assert cfg.gates.explicit == {"VolumeAttributesClass"}
 
 
-def test_distributed_hostpath_manifest_is_refused_clearly() -> None:
+def test_distributed_hostpath_manifest_parses() -> None:
     # csi-driver-host-path deploy/kubernetes-distributed: capacity + node deployment
-    argv = [
-        "-v=5",
-        "--csi-address=/csi/csi.sock",
-        "--feature-gates=Topology=true",
-        "--enable-capacity",
-        "--capacity-ownerref-level=0",
-        "--node-deployment=true",
-        "--strict-topology=true",
-        "--immediate-topology=false",
-        "--worker-threads=5",
-    ]
-    with pytest.raises(click.UsageError, match="not supported yet by csi-sidecars provisioner"):
-        parse_args(argv)
+    cfg = parse_args(
+        [
+            "-v=5",
+            "--csi-address=/csi/csi.sock",
+            "--feature-gates=Topology=true",
+            "--enable-capacity",
+            "--capacity-ownerref-level=0",
+            "--node-deployment=true",
+            "--strict-topology=true",
+            "--immediate-topology=false",
+            "--worker-threads=5",
+        ]
+    )
+    assert (cfg.node_deployment, cfg.enable_capacity, cfg.capacity_ownerref_level) == (
+        True,
+        True,
+        0,
+    )
+    assert (cfg.strict_topology, cfg.immediate_topology, cfg.worker_threads) == (True, False, 5)
 
 
-NON_DEFAULT = {
-    "node_deployment": "--node-deployment",
-    "node_deployment_immediate_binding": "--node-deployment-immediate-binding=false",
-    "node_deployment_base_delay": "--node-deployment-base-delay=5s",
-    "node_deployment_max_delay": "--node-deployment-max-delay=5s",
-}
-
-
-def test_every_unsupported_flag_has_a_case() -> None:
-    assert set(NON_DEFAULT) == set(UNSUPPORTED_FLAGS)
-
-
-@pytest.mark.parametrize("param", sorted(NON_DEFAULT))
-def test_unsupported_flag_with_other_value_is_refused(param: str) -> None:
-    flag = "--" + param.replace("_", "-")
-    with pytest.raises(click.UsageError) as exc:
-        parse_args([NON_DEFAULT[param]])
-    assert str(exc.value.message) == f"flag {flag} is not supported yet by csi-sidecars provisioner"
-
-
-@pytest.mark.parametrize(
-    "arg",
-    [
-        "--node-deployment=false",
-        "--node-deployment-base-delay=20s",
-    ],
-)
-def test_unsupported_flag_at_default_is_accepted(arg: str) -> None:
-    parse_args([arg])
+def test_node_deployment_flags() -> None:
+    cfg = parse_args([])
+    assert (cfg.node_deployment, cfg.node_deployment_immediate_binding) == (False, True)
+    assert (cfg.node_deployment_base_delay, cfg.node_deployment_max_delay) == (20.0, 60.0)
+    cfg = parse_args(
+        ["--node-deployment", "--node-deployment-immediate-binding=false",
+         "--node-deployment-base-delay=5s", "--node-deployment-max-delay=30s"]
+    )  # fmt: skip
+    assert (cfg.node_deployment, cfg.node_deployment_immediate_binding) == (True, False)
+    assert (cfg.node_deployment_base_delay, cfg.node_deployment_max_delay) == (5.0, 30.0)
+    with pytest.raises(click.UsageError, match="must be positive"):
+        parse_args(["--node-deployment-base-delay=0s"])
 
 
 @pytest.mark.parametrize(
