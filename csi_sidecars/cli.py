@@ -25,6 +25,7 @@ ROLES: dict[str, str] = {
     "provisioner": "csi_sidecars.provisioner.command:command",
     "resizer": "csi_sidecars.resizer.command:command",
     "snapshot-controller": "csi_sidecars.snapshotcontroller.command:command",
+    "snapshotter": "csi_sidecars.snapshotter.command:command",
 }
 
 

@@ -37,18 +37,18 @@ Usage in a role::
     code = await run_controller(options, kube, stop, lock_name=lambda d: "...", setup=setup)
 
 Public API: ``ControllerOptions``, ``ControllerContext``, ``Lead``, ``run_controller``,
-``release_on_exit(kube, gate)`` (:mod:`.runner`); ``DriverInfo``, ``StartupError``,
+``release_on_exit(kube, gate)`` (:mod:`.context`); ``DriverInfo``, ``StartupError``,
 ``read_driver_info`` (:mod:`.driver`).
 """
 
-from csi_sidecars.controller.driver import DriverInfo, StartupError, read_driver_info
-from csi_sidecars.controller.runner import (
+from csi_sidecars.controller.context import (
     ControllerContext,
     ControllerOptions,
     Lead,
     release_on_exit,
-    run_controller,
 )
+from csi_sidecars.controller.driver import DriverInfo, StartupError, read_driver_info
+from csi_sidecars.controller.runner import run_controller
 
 __all__ = [
     "ControllerContext",
