@@ -23,9 +23,15 @@ def test_expand_is_strict_and_go_shaped() -> None:
 @pytest.mark.parametrize(
     ("fn", "template", "lookup", "message"),
     [
-        (resolve_namespace, "${ns}", {"ns": "Bad_NS"}, '"${ns}" resolved to "Bad_NS" which is not a valid namespace name'),
+        (
+            resolve_namespace, "${ns}", {"ns": "Bad_NS"},
+            '"${ns}" resolved to "Bad_NS" which is not a valid namespace name',
+        ),
         (resolve_namespace, "Bad_NS", {}, '"Bad_NS" is not a valid namespace name'),
-        (resolve_name, "${n}", {"n": "a/b"}, '"${n}" resolved to "a/b" which is not a valid secret name'),
+        (
+            resolve_name, "${n}", {"n": "a/b"},
+            '"${n}" resolved to "a/b" which is not a valid secret name',
+        ),
         (resolve_name, "${x}", {}, 'error resolving value "${x}": invalid tokens: ["x"]'),
     ],
 )  # fmt: skip
