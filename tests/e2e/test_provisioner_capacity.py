@@ -133,13 +133,16 @@ async def test_a_claim_bigger_than_any_node_stays_pending(bed: Bed) -> None:
     await _claim_and_pod(bed, NS, "huge", sc, "100Mi")
 
     async def unschedulable() -> str | None:
+        # The scheduler may first report the claim as not found (its informer has not seen
+        # it yet) and retries; wait for the verdict on storage.
         pod = await api.get(f"/api/v1/namespaces/{NS}/pods/huge-pod")
         for cond in pod.get("status", {}).get("conditions") or []:
             if cond["type"] == "PodScheduled" and cond.get("reason") == "Unschedulable":
-                return str(cond.get("message", ""))
+                message = str(cond.get("message", ""))
+                return message if "did not have enough free storage" in message else None
         return None
 
-    message = await poll_until(unschedulable, 60, "the scheduler to give up", interval=0.5)
+    message = await poll_until(unschedulable, 90, "the scheduler's storage verdict", interval=0.5)
     assert "did not have enough free storage" in message
     pvc = await api.get(f"{claims_path(NS)}/huge")
     assert pvc["status"]["phase"] == "Pending"
