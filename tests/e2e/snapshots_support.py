@@ -165,9 +165,10 @@ class SnapshotBed:
         assert not leaked, f"backend snapshots without a content: {sorted(leaked)}"
 
 
-async def start_bed(cp: ControlPlane, prefix: str) -> SnapshotBed:
-    """A driver, its StorageClass and our provisioner (the snapshot roles are started later)."""
-    drv = await start_driver(cp, prefix=prefix)
+async def start_bed(cp: ControlPlane, prefix: str, *driver_args: str) -> SnapshotBed:
+    """A driver (``driver_args`` are its flags), its StorageClass and our provisioner; the
+    snapshot roles are started later."""
+    drv = await start_driver(cp, *driver_args, prefix=prefix)
     lease_ns = f"{prefix}-leases-{uuid.uuid4().hex[:6]}"
     await cp.create_namespace(lease_ns)
     bed = SnapshotBed(cp, drv, lease_ns)
