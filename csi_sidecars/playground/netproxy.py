@@ -93,9 +93,10 @@ class TcpProxy:
 
     def heal(self) -> None:
         """Forward traffic again."""
+        if self.mode != PASS:
+            log.info("Proxy partition healed", port=self.port)
         self.mode = PASS
         self._open.set()
-        log.info("Proxy partition healed", port=self.port)
 
     def _reset_all(self) -> None:
         for writer in list(self._writers):
