@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +27,9 @@ from .model import (
     VSC_PATH,
     VSCLASS_PATH,
     Process,
+    Tracked,
     World,
     collection,
-    meta,
     spec,
 )
 from .testbed import Testbed
@@ -186,6 +188,20 @@ async def gather(tb: Testbed, values: list[str], *, scan_logs: bool = True) -> W
     return world
 
 
-def names_of(objs: list[dict[str, Any]]) -> list[str]:
-    """``namespace/name`` of each object (for messages)."""
-    return [f"{meta(o).get('namespace', '')}/{meta(o).get('name')}" for o in objs]
+def dump_world(path: Path, world: World, ledger: list[Tracked]) -> None:
+    """Write the end state and the ledger as JSON, for reading a failed run afterwards."""
+    doc = {
+        "ledger": [dataclasses.asdict(t) for t in ledger],
+        "pvcs": world.pvcs,
+        "pods": world.pods,
+        "snapshots": world.snapshots,
+        "pvs": world.pvs,
+        "volumeattachments": world.vas,
+        "contents": world.contents,
+        "warnings": world.events,
+        "volumes": world.volumes,
+        "driver_snapshots": world.driver_snapshots,
+        "publications": sorted(world.publications),
+        "processes": [dataclasses.asdict(p) for p in world.processes],
+    }
+    path.write_text(json.dumps(doc, indent=1, default=str))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import invariants
 from .faults import WEIGHTS, Injector
-from .gather import gather, prepare, secret_values
+from .gather import dump_world, gather, prepare, secret_values
 from .model import Result
 from .report import Outcome, replay_command
 from .roles import cast
@@ -131,6 +131,7 @@ async def run(cfg: Config) -> Outcome:
             grace=cfg.grace,
             log_files=len(tb.log_files()),
         )
+        dump_world(work / "world.json", world, workload.ledger)
         history = [f"t+{h.at - began:6.1f}s {h.kind}: {h.what}" for h in injector.history]
         (work / "faults.txt").write_text("\n".join(history) + "\n")
         outcome = Outcome(

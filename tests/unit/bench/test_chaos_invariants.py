@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bench.chaos import invariants as inv
-from bench.chaos.model import PVC, POD, SNAPSHOT, Process, Tracked, World
+from bench.chaos.model import POD, PVC, SNAPSHOT, Process, Tracked, World
 from csi_sidecars.playground.driver.requestlog import LoggedCall
 
 DRIVER = "hostpath.csi.k8s.io"
@@ -102,7 +102,9 @@ def test_a_volume_without_pv_is_a_leak_named_after_its_claim() -> None:
     world.volumes["vol2"] = "pvc-u2"
     result = inv.no_leaked_volumes(world, ledger)
     assert not result.held and result.violations == 1
-    assert "vol2" in result.examples[0] and "pvc ns/gone (deleted, early-delete)" in result.examples[0]
+    assert (
+        "vol2" in result.examples[0] and "pvc ns/gone (deleted, early-delete)" in result.examples[0]
+    )
 
 
 def test_two_pvs_for_one_volume_break_exactly_one() -> None:
@@ -139,13 +141,13 @@ def test_snapshot_leak_and_loss() -> None:
 @pytest.mark.parametrize(
     ("change", "expect"),
     [
-        (lambda w, l: w.pvcs.__setitem__(0, pvc("c1", "u1", phase="Pending")), "phase Pending"),
-        (lambda w, l: w.vas.__setitem__(0, va("pv1", attached=False)), "not attached"),
-        (lambda w, l: w.pods.clear(), "gone"),
-        (lambda w, l: l[0].want.__setitem__("size", 2 << 20), "capacity"),
-        (lambda w, l: l[0].want.__setitem__("vac", "gold"), "volumeAttributesClass"),
-        (lambda w, l: w.pvcs.append(pvc("gone", "u2")), "still exists"),
-        (lambda w, l: w.pvs.append(pv("pv-old", "vol1", "u2", "Released")), "PV pv-old remains"),
+        (lambda w, led: w.pvcs.__setitem__(0, pvc("c1", "u1", phase="Pending")), "phase Pending"),
+        (lambda w, led: w.vas.__setitem__(0, va("pv1", attached=False)), "not attached"),
+        (lambda w, led: w.pods.clear(), "gone"),
+        (lambda w, led: led[0].want.__setitem__("size", 2 << 20), "capacity"),
+        (lambda w, led: led[0].want.__setitem__("vac", "gold"), "volumeAttributesClass"),
+        (lambda w, led: w.pvcs.append(pvc("gone", "u2")), "still exists"),
+        (lambda w, led: w.pvs.append(pv("pv-old", "vol1", "u2", "Released")), "PV pv-old remains"),
     ],
 )
 def test_expected_states_break(change: Any, expect: str) -> None:
@@ -164,8 +166,9 @@ def test_an_unreached_state_with_a_recent_error_is_visible_not_a_violation() -> 
     world.events.append(event("u1", "2025-01-01T00:02:00Z"))
     result = inv.expected_states(world, ledger, SINCE)
     assert result.held and "1 not reached" in result.note
-    assert result.examples[0].startswith("visible error:") and "ProvisioningFailed" in (
-        result.examples[0]
+    assert (
+        result.examples[0].startswith("visible error:")
+        and "ProvisioningFailed" in (result.examples[0])
     )
 
 
