@@ -7,7 +7,7 @@ without snapshots).
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -54,15 +54,44 @@ def _owner(name: str, tracked: dict[str, Tracked]) -> str:
     return f"{t.key} ({state}{', ' + t.note if t.note else ''})"
 
 
+def _outlived(kind: str, obj: dict[str, Any], owner: str) -> str:
+    phase = status(obj).get("phase")
+    deleting = "deleting" if meta(obj).get("deletionTimestamp") else ""
+    state = ", ".join(x for x in (phase, deleting) if x)
+    return f"its {kind} {meta(obj).get('name')} outlived its {owner}" + (
+        f" ({state})" if state else ""
+    )
+
+
+def _claim_uids(world: World) -> set[str]:
+    return {str(meta(c).get("uid")) for c in world.pvcs}
+
+
+def _dead_pv(pv: dict[str, Any], claims: set[str]) -> bool:
+    """A PV whose claim is gone and whose volume should have been deleted with it."""
+    ref = spec(pv).get("claimRef") or {}
+    reclaim = spec(pv).get("persistentVolumeReclaimPolicy", "Delete")
+    return bool(ref.get("uid")) and ref["uid"] not in claims and reclaim == "Delete"
+
+
 def no_leaked_volumes(world: World, ledger: list[Tracked]) -> Result:
-    """Every driver volume belongs to exactly one PV."""
-    handles = Counter(spec(pv).get("csi", {}).get("volumeHandle") for pv in world.pvs)
-    claims = _by_uid(ledger, PVC)
-    bad = [
-        f"volume {vid} ({name}) has {handles[vid]} PVs; claim {_owner(name, claims)}"
-        for vid, name in sorted(world.volumes.items())
-        if handles[vid] != 1
-    ]
+    """Every driver volume belongs to exactly one live PV.
+
+    A PV left behind by its deleted claim (reclaim policy Delete) is not live: its volume is
+    leaked as surely as one without any PV.
+    """
+    claims = _claim_uids(world)
+    pvs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for pv in world.pvs:
+        pvs[spec(pv).get("csi", {}).get("volumeHandle", "")].append(pv)
+    tracked = _by_uid(ledger, PVC)
+    bad = []
+    for vid, name in sorted(world.volumes.items()):
+        mine = pvs.get(vid, [])
+        if len(mine) == 1 and not _dead_pv(mine[0], claims):
+            continue
+        why = f"{len(mine)} PVs" if len(mine) != 1 else _outlived("PV", mine[0], "claim")
+        bad.append(f"volume {vid} ({name}): {why}; claim {_owner(name, tracked)}")
     return _result(len(world.volumes), bad, f"{len(world.volumes)} volumes, {len(world.pvs)} PVs")
 
 
@@ -83,15 +112,32 @@ def _content_handle(vsc: dict[str, Any]) -> str | None:
     return str(handle) if handle else None
 
 
+def _dead_content(vsc: dict[str, Any], snapshots: set[str]) -> bool:
+    """A content whose VolumeSnapshot is gone and whose snapshot should have gone with it."""
+    ref = spec(vsc).get("volumeSnapshotRef") or {}
+    delete = spec(vsc).get("deletionPolicy", "Delete") == "Delete"
+    return bool(ref.get("uid")) and ref["uid"] not in snapshots and delete
+
+
 def no_leaked_snapshots(world: World, ledger: list[Tracked]) -> Result:
-    """Every driver snapshot belongs to exactly one VolumeSnapshotContent."""
-    handles = Counter(_content_handle(c) for c in world.contents)
-    snaps = _by_uid(ledger, SNAPSHOT)
-    bad = [
-        f"snapshot {sid} ({name}) has {handles[sid]} contents; VolumeSnapshot {_owner(name, snaps)}"
-        for sid, name in sorted(world.driver_snapshots.items())
-        if handles[sid] != 1
-    ]
+    """Every driver snapshot belongs to exactly one live VolumeSnapshotContent.
+
+    A content left behind by its deleted VolumeSnapshot (deletion policy Delete) is not live.
+    """
+    alive = {str(meta(s).get("uid")) for s in world.snapshots}
+    contents: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    for c in world.contents:
+        contents[_content_handle(c)].append(c)
+    tracked = _by_uid(ledger, SNAPSHOT)
+    bad = []
+    for sid, name in sorted(world.driver_snapshots.items()):
+        mine = contents.get(sid, [])
+        if len(mine) == 1 and not _dead_content(mine[0], alive):
+            continue
+        why = (
+            f"{len(mine)} contents" if len(mine) != 1 else _outlived("content", mine[0], "snapshot")
+        )
+        bad.append(f"snapshot {sid} ({name}): {why}; VolumeSnapshot {_owner(name, tracked)}")
     note = f"{len(world.driver_snapshots)} snapshots, {len(world.contents)} contents"
     return _result(len(world.driver_snapshots), bad, note)
 

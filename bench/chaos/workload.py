@@ -83,7 +83,8 @@ class Plan:
             snap=r.random() < 0.45,
             snap_fate=r.choices(["early", "keep", "delete", "restore"], weights=[2, 3, 2, 3])[0],
             snap_early=r.uniform(0.0, 1.0),
-            restore_pod=r.random() < 0.5,
+            # A WaitForFirstConsumer restore binds only for a pod, like its source.
+            restore_pod=r.random() < 0.5 or sc.wffc,
             claim_first=r.random() < 0.5,
             gaps=tuple(r.uniform(0.5, 6.0) for _ in range(6)),
         )

@@ -113,6 +113,17 @@ def test_two_pvs_for_one_volume_break_exactly_one() -> None:
     assert inv.no_leaked_volumes(world, ledger).violations == 1
 
 
+def test_a_pv_left_by_its_deleted_claim_leaks_its_volume() -> None:
+    world, ledger = healthy_world()
+    world.pvcs.clear()
+    world.pvs[0]["status"]["phase"] = "Released"
+    result = inv.no_leaked_volumes(world, ledger)
+    assert result.violations == 1
+    assert "its PV pv1 outlived its claim (Released)" in result.examples[0]
+    world.pvs[0]["spec"]["persistentVolumeReclaimPolicy"] = "Retain"
+    assert inv.no_leaked_volumes(world, ledger).held
+
+
 def test_a_bound_pv_without_volume_is_lost() -> None:
     world, _ = healthy_world()
     world.pvs.append(pv("pv2", "vol-missing", "u3"))
@@ -129,11 +140,17 @@ def test_snapshot_leak_and_loss() -> None:
         "status": {"snapshotHandle": "snap-1", "readyToUse": True},
     }
     world.contents = [content]
+    world.snapshots = [{"metadata": {"namespace": "ns", "name": "s1", "uid": "s1"}}]
     world.driver_snapshots = {"snap-1": "snapshot-s1", "snap-2": "snapshot-s2"}
     ledger = [Tracked(SNAPSHOT, "ns", "s2", "s2", deleted_at=5.0, note="snapshot-early")]
     leaked = inv.no_leaked_snapshots(world, ledger)
     assert leaked.violations == 1 and "snapshot-early" in leaked.examples[0]
     assert inv.no_lost_snapshots(world).held
+    # The VolumeSnapshot gone, its content left behind: the snapshot is leaked too.
+    world.snapshots = []
+    orphan = inv.no_leaked_snapshots(world, ledger)
+    assert orphan.violations == 2
+    assert "its content snapcontent-1 outlived its snapshot" in orphan.examples[0]
     world.driver_snapshots = {}
     assert inv.no_lost_snapshots(world).violations == 1
 
