@@ -207,6 +207,15 @@ def _visible_error(t: Tracked, obj: dict[str, Any] | None, views: _Views, since:
     if recent:
         last = max(recent, key=_event_time)
         return f"event {last.get('reason')}: {str(last.get('message', ''))[:160]}"
+    if t.kind == POD:
+        # A pod waits for its claims: the error on a claim is the one the user reads.
+        for claim in t.claims:
+            pvc = views.pvcs.get((t.namespace, claim))
+            if pvc is not None and status(pvc).get("phase") != "Bound":
+                ref = Tracked(PVC, t.namespace, claim, str(meta(pvc).get("uid", "")))
+                shown = _visible_error(ref, pvc, views, since)
+                if shown:
+                    return f"claim {claim} shows {shown}"
     return ""
 
 

@@ -29,6 +29,8 @@ from .workload import Workload
 
 #: Invariants polled during the settle window: the end state is reached when they hold.
 CONVERGENCE = ("no-leaked-volumes", "expected-states", "nothing-stuck", "attachments-match")
+#: How long into the settle window an object may only show an error before the run ends.
+VISIBLE_ERROR_WAIT = 30.0
 
 
 @dataclass
@@ -64,6 +66,16 @@ class Config:
             "replicas": self.replicas if self.replicas != 2 else None,
             "faults": ",".join(self.faults) if self.faults else None,
         }
+
+
+def _converged(results: dict[str, Result], elapsed: float) -> bool:
+    """Whether the end state is reached: the convergence invariants hold, and an object that
+    only shows an error has shown it for a while (a retry may still succeed)."""
+    if not all(r.held for k, r in results.items() if k in CONVERGENCE):
+        return False
+    states = results.get("expected-states")
+    erring = states is not None and any(e.startswith("visible error") for e in states.examples)
+    return not erring or elapsed >= VISIBLE_ERROR_WAIT
 
 
 def _rfc3339(t: float) -> str:
@@ -114,7 +126,7 @@ async def run(cfg: Config) -> Outcome:
             results = invariants.check_all(
                 world, workload.ledger, features, since=since, grace=cfg.grace, log_files=0
             )
-            if all(r.held for k, r in results.items() if k in CONVERGENCE):
+            if _converged(results, time.time() - settle_began):
                 break
             if time.time() >= deadline:
                 break

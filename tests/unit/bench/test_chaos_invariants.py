@@ -189,6 +189,17 @@ def test_an_unreached_state_with_a_recent_error_is_visible_not_a_violation() -> 
     )
 
 
+def test_a_pod_waiting_for_a_failing_claim_shows_the_claims_error() -> None:
+    world, ledger = healthy_world()
+    world.pvcs[0] = pvc("c1", "u1", phase="Pending")
+    world.pods[0]["spec"].pop("nodeName")
+    assert inv.expected_states(world, ledger, SINCE).violations == 2
+    world.events = [event("u1", "2025-01-01T00:02:00Z")]
+    result = inv.expected_states(world, ledger, SINCE)
+    assert result.held and "2 not reached" in result.note
+    assert any("claim c1 shows event ProvisioningFailed" in e for e in result.examples)
+
+
 def test_reached_size_and_class() -> None:
     world, ledger = healthy_world()
     world.pvcs[0] = pvc(
