@@ -48,8 +48,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--grace",
         type=float,
-        default=1.0,
-        help="seconds a create may follow its object's delete (watch latency) (1)",
+        default=2.0,
+        help="seconds a create may follow its object's delete (watch latency) (2)",
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     p.add_argument("--bin-dir", type=Path, default=None, help="the testbed binaries")

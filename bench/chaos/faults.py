@@ -98,13 +98,19 @@ class Injector:
         rng = random.Random(f"{self.seed}:faults")
         kinds = [k for k in WEIGHTS if k in self.kinds]
         weights = [WEIGHTS[k] for k in kinds]
+        # Moments are offsets from the start, whatever the injections take, so every target
+        # gets the same faults (a fault that falls due during a slow one follows it at once).
+        moment = time.time()
         while True:
-            end = min(until, time.time() + rng.expovariate(1 / self.interval))
-            while time.time() < end:
-                self._expire()
-                await asyncio.sleep(min(0.5, max(0.0, end - time.time())))
-            if time.time() >= until:
+            moment += rng.expovariate(1 / self.interval)
+            if moment >= until:
+                while time.time() < until:
+                    self._expire()
+                    await asyncio.sleep(min(0.5, max(0.0, until - time.time())))
                 return
+            while time.time() < moment:
+                self._expire()
+                await asyncio.sleep(min(0.5, max(0.0, moment - time.time())))
             kind = rng.choices(kinds, weights)[0]
             # Each fault draws its target and parameters from a stream of its own, so the
             # kinds and moments of the faults stay the same whatever roles take part.

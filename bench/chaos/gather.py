@@ -176,7 +176,7 @@ async def gather(tb: Testbed, values: list[str], *, scan_logs: bool = True) -> W
     world.calls = read_request_log(tb.request_log)
     health = await asyncio.gather(*(tb.healthy(r) for r in tb.replicas))
     world.processes = [
-        Process(r.name, r.role, r.impl, r.process.running, ok, why, r.restarts)
+        Process(r.name, r.role, r.impl, r.process.running, ok, why, r.restarts, list(r.exits))
         for r, (ok, why) in zip(tb.replicas, health, strict=True)
     ]
     drv = tb.driver.process

@@ -7,7 +7,7 @@ without snapshots).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -197,16 +197,49 @@ def _event_time(ev: dict[str, Any]) -> str:
     return str(ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp") or "")
 
 
+#: Words of errors that the faults cause (injected driver errors, lost connections, timeouts).
+TRANSIENT_MARKERS = (
+    "injected",
+    "chaos",
+    "deadline",
+    "unavailable",
+    "connection",
+    "eof",
+    "timeout",
+    "timed out",
+    "canceled",
+    "cancelled",
+    "aborted",
+    "resource_exhausted",
+    "resourceexhausted",
+    "internal",
+    "the object has been modified",
+    "not found",
+)
+
+
+def _transient(message: str) -> bool:
+    low = message.lower()
+    return any(m in low for m in TRANSIENT_MARKERS)
+
+
 def _visible_error(t: Tracked, obj: dict[str, Any] | None, views: _Views, since: str) -> str:
-    """The error a user sees on the object now: a recent Warning event or a status error."""
+    """The error a user sees on the object now: a status error, or its latest Warning event.
+
+    Only Warning events are listed (``World.events``); the latest one counts when it came
+    during the settle window or does not look like an echo of an injected fault.
+    """
     if obj is not None:
         err = status(obj).get("error") or {}
         if err.get("message"):
             return f"status.error: {err['message']}"
-    recent = [e for e in views.events.get(t.uid, []) if _event_time(e) >= since]
-    if recent:
-        last = max(recent, key=_event_time)
-        return f"event {last.get('reason')}: {str(last.get('message', ''))[:160]}"
+    events = views.events.get(t.uid, [])
+    if events:
+        last = max(events, key=_event_time)
+        # The latest Warning counts when it is recent, or when it is not an echo of a fault
+        # of the chaos window (those are transient: a sidecar that still retries repeats them).
+        if _event_time(last) >= since or not _transient(str(last.get("message", ""))):
+            return f"event {last.get('reason')}: {str(last.get('message', ''))[:160]}"
     if t.kind == POD:
         # A pod waits for its claims: the error on a claim is the one the user reads.
         for claim in t.claims:
@@ -331,17 +364,19 @@ def no_create_after_delete(calls: list[LoggedCall], ledger: list[Tracked], grace
         if call.method in owners and name:
             first.setdefault((call.method, str(name)), call.started)
     bad: list[str] = []
-    raced = 0
+    raced: list[float] = []
     for (method, name), started in sorted(first.items(), key=lambda kv: kv[1]):
         t = owners[method].get(uid_of_name(name))
         if t is None or t.deleted_at is None or started <= t.deleted_at:
             continue
         late = started - t.deleted_at
         if late <= grace:
-            raced += 1
+            raced.append(late)
             continue
         bad.append(f"{method} {name} for {t.key} first sent {late:.1f}s after its delete")
-    note = f"{len(first)} objects created; {raced} within the {grace:g}s grace"
+    note = f"{len(first)} objects created; {len(raced)} within the {grace:g}s grace"
+    if raced:
+        note += f" (latest {max(raced):.2f}s after its delete)"
     return _result(len(first), bad, note)
 
 
@@ -424,7 +459,10 @@ def processes_healthy(world: World) -> Result:
         if not (p.running and p.healthy)
     ]
     restarts = sum(p.restarts for p in world.processes)
-    return _result(len(world.processes), bad, f"{restarts} restarts by the supervisor")
+    codes = Counter(code for p in world.processes for code in p.exits)
+    exits = ", ".join(f"{n}x {code}" for code, n in sorted(codes.items()))
+    note = f"{restarts} restarts by the supervisor" + (f" (exit codes: {exits})" if exits else "")
+    return _result(len(world.processes), bad, note)
 
 
 def check_all(

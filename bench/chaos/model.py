@@ -89,6 +89,7 @@ class Process:
     healthy: bool
     detail: str = ""
     restarts: int = 0
+    exits: list[int] = field(default_factory=list)
 
 
 @dataclass

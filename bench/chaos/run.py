@@ -46,7 +46,7 @@ class Config:
     roles: list[str] | None = None
     mixed: bool = False
     replicas: int = 2
-    grace: float = 1.0
+    grace: float = 2.0
     faults: list[str] | None = None
     keep: bool = False
     verbose: bool = False
@@ -65,6 +65,7 @@ class Config:
             "mixed": self.mixed,
             "replicas": self.replicas if self.replicas != 2 else None,
             "faults": ",".join(self.faults) if self.faults else None,
+            "grace": f"{self.grace:g}" if self.grace != 2.0 else None,
         }
 
 
