@@ -2,10 +2,11 @@
 
 The flags are those of the Go hostpath driver (``hostpathplugin``), parsed the way Go's ``flag``
 package accepts them (``-endpoint=x``, ``--enable-attach``, ``--enable-topology=false``), plus a
-few test-only ones: ``--offline-expansion``, ``--faults-file``, ``--known-node``,
-``--add-capability`` / ``--remove-capability``, ``--snapshot-ready-delay``, ``--node-capacity``
-(the capacity of one node, when one driver stands in for several: ``--capacity`` then applies
-per node) and the ``--controller-service`` / ``--node-service`` modes.
+few test-only ones: ``--offline-expansion``, ``--faults-file``, ``--request-log``,
+``--known-node``, ``--add-capability`` / ``--remove-capability``, ``--snapshot-ready-delay``,
+``--node-capacity`` (the capacity of one node, when one driver stands in for several:
+``--capacity`` then applies per node) and the ``--controller-service`` / ``--node-service``
+modes.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class DriverOptions:
     remove_capabilities: list[str] = field(default_factory=list)
     snapshot_ready_delay: float = 0.0
     faults_file: str | None = None
+    request_log: str | None = None
     manifest: dict[str, str] = field(default_factory=dict)
     v: int = 0
 
@@ -208,6 +210,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--remove-capability", dest="remove_capabilities", action="append", default=[])
     p.add_argument("--snapshot-ready-delay", type=float, default=0.0, metavar="SECONDS")
     p.add_argument("--faults-file", default=None, help="JSON fault rules, re-read on change")
+    p.add_argument(
+        "--request-log", default=None, help="append every call (JSON lines, wall times) to FILE"
+    )
     p.add_argument("--v", "-v", dest="v", type=int, default=0)
     for ignored in ("--enable-list-snapshots", "--automaxprocs", "--logtostderr"):
         flag(ignored, True, argparse.SUPPRESS)
@@ -277,5 +282,6 @@ def parse_args(argv: Sequence[str]) -> DriverOptions:
         remove_capabilities=ns.remove_capabilities,
         snapshot_ready_delay=ns.snapshot_ready_delay,
         faults_file=ns.faults_file,
+        request_log=ns.request_log,
         v=ns.v,
     )

@@ -34,6 +34,7 @@ from csi_sidecars.csi.sanitize import strip_secrets
 from csi_sidecars.playground.driver.faults import Faults, Patch
 from csi_sidecars.playground.driver.model import CsiError
 from csi_sidecars.playground.driver.options import DriverOptions
+from csi_sidecars.playground.driver.requestlog import RequestLog
 from csi_sidecars.playground.driver.services import SERVICES, CsiHandlers
 from csi_sidecars.playground.driver.state import DriverState
 from csi_sidecars.playground.driver.store import StateStore
@@ -85,6 +86,7 @@ class Driver:
         self.clock = clock
         self.faults = faults if faults is not None else Faults(options.faults_file)
         self.calls: list[CallRecord] = []
+        self.request_log = RequestLog(options.request_log) if options.request_log else None
         self.state = self._load_state()
         self._server: grpc.aio.Server | None = None
 
@@ -147,6 +149,7 @@ class Driver:
     ) -> Any:
         record = CallRecord(method, request, started=time.monotonic())
         self.calls.append(record)
+        logged = self.request_log.started(method, request) if self.request_log else ""
         if rlog.v(5) or (rlog.v(3) and method != "Probe"):
             log.info("GRPC call", method=method, request=strip_secrets(request))
         self.faults.refresh()
@@ -154,6 +157,7 @@ class Driver:
             method,
             lambda: json_format.MessageToDict(request, preserving_proto_field_name=True),
         )
+        response: Any = None
         try:
             if decision.delay > 0:
                 await asyncio.sleep(decision.delay)
@@ -171,20 +175,29 @@ class Driver:
         except CsiError as err:
             record.code = err.code
             record.finished = time.monotonic()
+            if self.request_log is not None:
+                # An error after acting still names what was made: a lost reply, logged as such.
+                self.request_log.finished(logged, err.code.name, response)
             if rlog.v(3):
                 log.info("GRPC error", method=method, code=err.code.name, error=err.message)
             await context.abort(err.code, err.message)
         except asyncio.CancelledError:
             record.code = grpc.StatusCode.CANCELLED
             record.finished = time.monotonic()
+            if self.request_log is not None:
+                self.request_log.finished(logged, record.code.name)
             raise
         except Exception as err:
             record.code = grpc.StatusCode.INTERNAL
             record.finished = time.monotonic()
+            if self.request_log is not None:
+                self.request_log.finished(logged, record.code.name)
             log.error("Driver error", method=method, error=repr(err))
             await context.abort(grpc.StatusCode.INTERNAL, f"{method}: {err}")
         record.code = grpc.StatusCode.OK
         record.finished = time.monotonic()
+        if self.request_log is not None:
+            self.request_log.finished(logged, record.code.name, response)
         if rlog.v(5):
             log.info("GRPC response", method=method, response=strip_secrets(response))
         return response
