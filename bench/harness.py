@@ -2,9 +2,12 @@
 
 A benchmark describes how to start each implementation (argv) and an async workload that runs
 against the started process and returns its own numbers (throughput, latencies, ...). The harness
-alternates the two implementations for several runs, measures each process exactly with
-``os.wait4`` (CPU seconds, peak RSS) plus wall time of the workload, and prints medians and
-ratios (ours / Go). Benchmarks are not tests: they do not run in CI.
+alternates the two implementations for several runs, measures each process (CPU seconds from
+``os.wait4``; resident set size at the end of the workload and its peak, from
+``/proc/<pid>/status``) plus wall time of the workload, and prints medians and ratios (ours / Go).
+The peak is the process's own high-water mark (``VmHWM``): ``ru_maxrss`` would also count the
+benchmark's own memory, which the child inherits until it execs. Benchmarks are not tests: they
+do not run in CI.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class Run:
     wall: float
     cpu: float
     peak_rss_mib: float
+    rss_mib: float = float("nan")
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -63,9 +67,21 @@ def go_binary(env_var: str, default_name: str) -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
-def _rusage_of(pid: int) -> tuple[float, float]:
+def _cpu_of(pid: int) -> float:
     _, _, usage = os.wait4(pid, 0)
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
+    return usage.ru_utime + usage.ru_stime
+
+
+def proc_status_mib(pid: int, field: str) -> float:
+    """A memory field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``) in MiB; NaN if gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
 
 
 async def measure(impl: Impl, workload: Workload, log_dir: Path) -> Run:
@@ -85,11 +101,13 @@ async def measure(impl: Impl, workload: Workload, log_dir: Path) -> Run:
             os.wait4(proc.pid, 0)
             raise
         wall = time.monotonic() - start
+        rss = proc_status_mib(proc.pid, "VmRSS")
+        peak = proc_status_mib(proc.pid, "VmHWM")
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        cpu, rss = await asyncio.to_thread(_rusage_of, proc.pid)
+        cpu = await asyncio.to_thread(_cpu_of, proc.pid)
         proc.returncode = 0
-    return Run(wall=wall, cpu=cpu, peak_rss_mib=rss, extra=extra)
+    return Run(wall=wall, cpu=cpu, peak_rss_mib=peak, rss_mib=rss, extra=extra)
 
 
 def _median(values: list[float]) -> float:
@@ -102,6 +120,7 @@ def report(title: str, results: dict[str, list[Run]], ours_name: str, go_name: s
         ("wall s", lambda r: r.wall),
         ("cpu s", lambda r: r.cpu),
         ("peak RSS MiB", lambda r: r.peak_rss_mib),
+        ("RSS MiB", lambda r: r.rss_mib),
     ]
     extra_keys: list[str] = []
     for runs in results.values():
