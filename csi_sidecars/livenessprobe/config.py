@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from csi_sidecars.csi.lean.address import parse_target
 from csi_sidecars.runtime.errors import ConfigError
 from csi_sidecars.runtime.options import HttpOptions
 
@@ -62,6 +63,10 @@ def build_config(
     HttpOptions(http_endpoint, metrics_address, metrics_path).validate(
         "Only one of `--metrics-address` and `--http-endpoint` can be explicitly set"
     )
+    try:
+        parse_target(csi_address)
+    except ConfigError as err:
+        raise ConfigError(f"--csi-address: {err}") from None
     if probe_timeout <= 0:
         raise ConfigError(f"--probe-timeout must be positive, got {probe_timeout}s")
     if max_concurrent_probes < 0:

@@ -13,6 +13,9 @@ socket and exit 0; a failed registration (exit 1) also removes the socket so kub
 dead endpoint at once; ``/healthz/registration`` reports whether kubelet confirmed the
 registration; a port that cannot be bound exits 1 before the socket is published.
 ``--enable-pprof`` is accepted but only warns: Python has no pprof.
+
+Both the driver calls and the Registration server use the lean gRPC stack
+(:mod:`csi_sidecars.csi.lean`: grpclib with the generated messages), not grpcio.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import click
-import grpc
 
-from csi_sidecars.csi import rpc
-from csi_sidecars.csi.codes import format_error
-from csi_sidecars.csi.connection import Connection, ConnectTimeoutError, LossPolicy, connect
-from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
+from csi_sidecars.csi.lean import identity
+from csi_sidecars.csi.lean.client import DialTimeoutError, LeanConnection
+from csi_sidecars.csi.lean.link import DriverLink
+from csi_sidecars.csi.lean.server import UnaryServer
+from csi_sidecars.csi.lean.status import RpcError
 from csi_sidecars.registrar.node_health import healthz_handler, registration_handler
 from csi_sidecars.registrar.node_service import RegistrationServicer, RegistrationState
 from csi_sidecars.registrar.node_socket import (
@@ -42,7 +45,8 @@ from csi_sidecars.registrar.node_socket import (
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.runtime.flags import DURATION, GoCommand, bool_flag
-from csi_sidecars.runtime.http import HttpBindError, HttpServer
+from csi_sidecars.runtime.http import HttpBindError
+from csi_sidecars.runtime.httphost import HttpHost, Route, Servers
 from csi_sidecars.runtime.options import CsiOptions, csi_options
 
 log = rlog.get_logger("node-register")
@@ -192,53 +196,71 @@ async def _unless_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
     return None if task.cancelled() else task.result()
 
 
-async def run_node_registrar(config: NodeConfig, stop: asyncio.Event) -> int:
+async def run_node_registrar(
+    config: NodeConfig,
+    stop: asyncio.Event,
+    *,
+    link: DriverLink | None = None,
+    http: HttpHost | None = None,
+) -> int:
     """Run the registrar until a signal (exit 0) or a failed registration (exit 1).
+
+    Args:
+        config: the validated flags.
+        stop: set on SIGTERM / SIGINT.
+        link: the driver connection to use (the bundle shares one); by default the role dials
+            its own and, as Go does, keeps it until it exits.
+        http: where to serve ``/healthz`` (the bundle's shared host); by default an own server.
 
     Returns:
         The process exit code.
     """
     log.info("Attempting to open a gRPC connection", csi_address=config.csi_address)
+    own_link = link is None
+    link = DriverLink(config.csi_address) if link is None else link
     try:
-        conn = await _unless_stopped(
-            connect(config.csi_address, timeout=CONNECT_TIMEOUT, on_lost=LossPolicy.RECONNECT),
-            stop,
-        )
-    except ConnectTimeoutError as err:
-        log.error("Error connecting to CSI driver", error=str(err))
-        return 1
-    if conn is None:
-        return 0
-    try:
-        return await _serve(config, conn, stop)
+        try:
+            conn = await _unless_stopped(link.connect(CONNECT_TIMEOUT), stop)
+        except DialTimeoutError as err:
+            log.error("Error connecting to CSI driver", error=str(err))
+            return 1
+        if conn is None:
+            return 0
+        servers = Servers()  # used only when no host was given
+        try:
+            return await _serve(config, conn, stop, servers if http is None else http)
+        finally:
+            await servers.close()
     finally:
-        await conn.close()
+        if own_link:
+            await link.close()
 
 
-async def _serve(config: NodeConfig, conn: Connection, stop: asyncio.Event) -> int:
+async def _serve(
+    config: NodeConfig, conn: LeanConnection, stop: asyncio.Event, host: HttpHost
+) -> int:
     log.info("Calling CSI driver to discover driver name")
     try:
-        driver_name = await rpc.get_driver_name(conn, timeout=config.timeout)
-    except (grpc.RpcError, rpc.CSIError) as err:
-        log.error("Error retrieving CSI driver name", error=format_error(err))
+        driver_name = await identity.get_driver_name(conn, timeout=config.timeout)
+    except (RpcError, identity.DriverError) as err:
+        log.error("Error retrieving CSI driver name", error=str(err))
         return 1
     log.info("CSI driver name", driver=driver_name)
 
     socket_path = registration_socket_path(config.plugin_registration_path, driver_name)
     state = RegistrationState(driver_name=driver_name, endpoint=config.kubelet_registration_path)
-    http: HttpServer | None = None
-    server = grpc.aio.server()
-    pr_grpc.add_RegistrationServicer_to_server(RegistrationServicer(state), server)
+    server = UnaryServer(RegistrationServicer(state).service())
     published = False
     code = 1
     try:
         if remove_stale_socket(socket_path):
             log.info("Removed stale registration socket", socket=socket_path)
         if config.http_address:
-            http = HttpServer(config.http_address)
-            http.add("/healthz", healthz_handler(socket_path, state, config.timeout), ("*",))
-            http.add("/healthz/registration", registration_handler(state), ("*",))
-            await http.start()
+            routes = {
+                "/healthz": Route(healthz_handler(socket_path, state, config.timeout), ("*",)),
+                "/healthz/registration": Route(registration_handler(state), ("*",)),
+            }
+            await host.serve(config.http_address, routes)
         log.info("Starting Registration Server", socket=socket_path)
         await publish(server, socket_path)
         published = True
@@ -256,6 +278,4 @@ async def _serve(config: NodeConfig, conn: Connection, stop: asyncio.Event) -> i
                 log.error("Failed to remove socket", socket=socket_path, error=str(err))
                 code = 1
         await server.stop(0 if state.failed.is_set() else STOP_GRACE)
-        if http is not None:
-            await http.stop()
     return code
