@@ -55,6 +55,17 @@ def ours(role: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "csi_sidecars", role, *args]
 
 
+def precompile() -> None:
+    """Write the package's bytecode, as installing it does (pip compiles on install).
+
+    Without it every start would compile the package from source: this checkout may run with
+    ``PYTHONDONTWRITEBYTECODE`` set, and a start-up benchmark would then measure the compiler.
+    """
+    import compileall
+
+    compileall.compile_dir(str(REPO / "csi_sidecars"), quiet=1)
+
+
 def go_binary(env_var: str, default_name: str) -> str | None:
     """Path of a Go sidecar binary: ``$env_var``, else ``$CSI_SIDECARS_BIN_DIR/default_name``."""
     path = os.environ.get(env_var)

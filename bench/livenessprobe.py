@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Impl, compare, go_binary, ours, proc_status_mib, wait_until
+from harness import Impl, compare, go_binary, ours, precompile, proc_status_mib, wait_until
 
 
 def free_port() -> int:
@@ -96,6 +96,7 @@ async def main() -> None:
     go = go_binary("GO_LIVENESSPROBE", "livenessprobe")
     if go is None:
         sys.exit("no Go livenessprobe: set GO_LIVENESSPROBE to its path")
+    precompile()
     with tempfile.TemporaryDirectory(prefix="bench-lp-") as tmp:
         sock = Path(tmp) / "csi.sock"
         driver = subprocess.Popen(

@@ -24,7 +24,7 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Impl, compare, go_binary, ours, wait_until
+from harness import Impl, compare, go_binary, ours, precompile, wait_until
 
 from csi_sidecars.csi.messages import pluginregistration_pb2, pluginregistration_pb2_grpc
 
@@ -66,6 +66,7 @@ async def main() -> None:
     go = go_binary("GO_NODE_DRIVER_REGISTRAR", "csi-node-driver-registrar")
     if go is None:
         sys.exit("no Go node-driver-registrar: set GO_NODE_DRIVER_REGISTRAR to its path")
+    precompile()
     with tempfile.TemporaryDirectory(prefix="bench-reg-") as tmp:
         sock = Path(tmp) / "csi.sock"
         reg_dir = Path(tmp) / "registry"

@@ -2,8 +2,9 @@
 
 Each role module exposes a ``command`` built on :class:`csi_sidecars.runtime.flags.GoCommand`, so
 Go-style argv (``-csi-address=/x``, ``-v=5``, ``--leader-election=true``) works unchanged.
-Only roles that work are registered here. The node roles never speak TLS, so before their module
-is imported the process gives ``ssl`` up (:mod:`csi_sidecars.runtime.notls`, 4.4 MiB less).
+Only roles that work are registered here. The node roles never speak TLS: before their module is
+imported the process gives ``ssl`` up and pauses the garbage collector until its event loop runs
+(:mod:`csi_sidecars.runtime.startup`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import importlib
 import click
 
 from csi_sidecars import __version__
-from csi_sidecars.runtime.notls import forgo_tls
+from csi_sidecars.runtime import startup
 
 # subcommand name -> "module:attribute" of its click command
 ROLES: dict[str, str] = {
@@ -41,8 +42,8 @@ class _LazyGroup(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         # Only for the command that runs: --help imports every role, TLS ones included.
-        if args and args[0] in NO_TLS_ROLES:
-            forgo_tls()
+        if args and args[0] in NO_TLS_ROLES and startup.forgo_tls():
+            startup.pause_gc()
         return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:

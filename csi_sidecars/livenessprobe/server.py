@@ -45,6 +45,7 @@ from csi_sidecars.livenessprobe.config import (
     probe_answer,
 )
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime import startup
 from csi_sidecars.runtime.http import HttpBindError, Request, Response
 from csi_sidecars.runtime.httphost import HttpHost, Route, Servers
 
@@ -216,6 +217,7 @@ async def run_livenessprobe(
             await host.serve(config.metrics_address, separate)
         server = await host.serve(config.health_address, health)
         log.info("ServeMux listening", address=server.endpoint)
+        startup.settle()
         await stop.wait()
         return 0
     except HttpBindError as err:

@@ -42,7 +42,7 @@ from csi_sidecars.registrar.node_socket import (
     remove_socket,
     remove_stale_socket,
 )
-from csi_sidecars.runtime import app
+from csi_sidecars.runtime import app, startup
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.runtime.flags import DURATION, GoCommand, bool_flag
 from csi_sidecars.runtime.http import HttpBindError
@@ -265,6 +265,7 @@ async def _serve(
         await publish(server, socket_path)
         published = True
         log.info("Registration Server started", socket=socket_path)
+        startup.settle()
         await _wait_any(stop, state.failed)
         code = 1 if state.failed.is_set() else 0
     except (SocketFileError, HttpBindError) as err:

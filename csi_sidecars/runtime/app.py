@@ -17,6 +17,7 @@ import click
 
 from csi_sidecars import __version__
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime import startup
 from csi_sidecars.runtime.flags import bool_flag
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> NoReturn:
     SIGTERM and SIGINT set ``stop``; a second signal cancels ``main`` outright.
     """
     import asyncio
+
+    startup.resume_gc()
 
     async def wrapper() -> int:
         loop = asyncio.get_running_loop()
