@@ -1,4 +1,4 @@
-"""A lean unary gRPC client for the node roles: grpclib over one HTTP/2 connection, no grpcio.
+"""A lean unary gRPC client for the node roles: plain asyncio sockets and our HTTP/2 framing.
 
 :func:`dial` connects the way csi-lib-utils' blocking ``Connect`` does: it retries refused or
 missing sockets with back-off (0.1 s growing to 1 s), logs ``Still connecting`` every 10 s and
@@ -12,8 +12,9 @@ into :class:`~csi_sidecars.csi.lean.status.RpcError` carrying the status a grpc-
 * a deadline that ran out on our side: ``DeadlineExceeded`` / ``context deadline exceeded``;
 * a connection that closed or failed during the call: ``Unavailable``.
 
-The connection is not watched or redialled in the background: node roles either open one per
-check (livenessprobe, as Go) or use it once at start-up (node-driver-registrar).
+The HTTP/2 side is :mod:`csi_sidecars.csi.lean.wire`. A connection is not watched in the
+background: node roles either open one per check (livenessprobe, as Go) or use it at start-up
+only; after a failed call it is dialled again, once, by the next call.
 """
 
 from __future__ import annotations
@@ -23,29 +24,29 @@ import time
 from types import TracebackType
 from typing import TypeVar
 
-from google.protobuf.message import Message
-from grpclib.client import Channel, UnaryUnaryMethod
-from grpclib.encoding.proto import ProtoCodec
-from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+from google.protobuf.message import DecodeError, Message
 
+from csi_sidecars import __version__
 from csi_sidecars.csi.lean.address import Target, parse_target
 from csi_sidecars.csi.lean.metrics import OperationMetrics
 from csi_sidecars.csi.lean.status import (
     CANCELLED,
     DEADLINE_EXCEEDED,
     GO_DEADLINE,
-    GO_EOF,
     OK,
     UNAVAILABLE,
     RpcError,
     go_name,
 )
-from csi_sidecars.csi.sanitize import strip_secrets
+from csi_sidecars.csi.lean.wire import INTERNAL, Http2Connection
 from csi_sidecars.runtime import logging as rlog
 
 log = rlog.get_logger("connection")
 
 R = TypeVar("R", bound=Message)
+
+USER_AGENT = f"csi-sidecars/{__version__} (lean grpc)"
+CLOSING = "grpc: the client connection is closing"
 
 DEFAULT_TIMEOUT = 30.0
 STILL_CONNECTING_INTERVAL = 10.0
@@ -64,13 +65,45 @@ def _cap(text: str, max_length: int) -> str:
     return text[:max_length] + f" [response body too large, log capped to {max_length} chars]"
 
 
-def _transport_error(exc: BaseException) -> RpcError:
-    if isinstance(exc, OSError) and not isinstance(exc, ConnectionResetError | BrokenPipeError):
-        reason = exc.strerror or str(exc)
-        return RpcError(
-            UNAVAILABLE, f'connection error: desc = "transport: Error while dialing: {reason}"'
-        )
-    return RpcError(UNAVAILABLE, GO_EOF)
+def _dial_error(err: OSError) -> RpcError:
+    reason = err.strerror or str(err) or type(err).__name__
+    return RpcError(
+        UNAVAILABLE, f'connection error: desc = "transport: Error while dialing: {reason}"'
+    )
+
+
+async def _open(target: Target) -> Http2Connection:
+    """Open a socket to ``target`` (raises OSError)."""
+    if target.path is not None:
+        reader, writer = await asyncio.open_unix_connection(target.path)
+        authority = "localhost"  # what grpc-go sends for unix sockets
+    else:
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        authority = str(target)
+    return Http2Connection(reader, writer, authority=authority, user_agent=USER_AGENT)
+
+
+class _Socket:
+    """The connection's current HTTP/2 connection, dialled again after it broke."""
+
+    def __init__(self, target: Target, conn: Http2Connection) -> None:
+        self.target = target
+        self.conn = conn
+        self.closed = False
+
+    async def get(self) -> Http2Connection:
+        if self.closed:
+            raise RpcError(CANCELLED, CLOSING)
+        if self.conn.closed:
+            try:
+                self.conn = await _open(self.target)
+            except OSError as err:
+                raise _dial_error(err) from None
+        return self.conn
+
+    def close(self) -> None:
+        self.closed = True
+        self.conn.close()
 
 
 class LeanConnection:
@@ -85,15 +118,15 @@ class LeanConnection:
         self,
         address: str,
         target: Target,
-        channel: Channel,
+        socket: _Socket,
         *,
         metrics: OperationMetrics | None,
         max_log_length: int,
     ) -> None:
-        """Wrap a connected channel; use :func:`dial` instead."""
+        """Wrap a connected socket; use :func:`dial` instead."""
         self.address = address
         self.target = target
-        self._channel = channel
+        self._socket = socket
         self._metrics = metrics
         self._max_log_length = max_log_length
 
@@ -113,22 +146,25 @@ class LeanConnection:
         """
         verbose = rlog.v(5)
         if verbose:
+            from csi_sidecars.csi.sanitize import strip_secrets
+
             log.info("GRPC call", method=method, request=strip_secrets(request))
-        stub: UnaryUnaryMethod[Message, R] = UnaryUnaryMethod(
-            self._channel, method, type(request), reply_type
-        )
         start = time.monotonic()
         reply: R | None = None
         error: RpcError | None = None
         code = OK
         try:
-            reply = await stub(request, timeout=timeout)
-        except GRPCError as exc:
-            error = RpcError(int(exc.status.value), exc.message or "")
+            async with asyncio.timeout(timeout):
+                conn = await self._socket.get()
+            remaining = None if timeout is None else max(timeout - (time.monotonic() - start), 0)
+            data = await conn.unary(method, request.SerializeToString(), remaining)
+            reply = reply_type.FromString(data)
+        except RpcError as exc:
+            error = exc
         except TimeoutError:
             error = RpcError(DEADLINE_EXCEEDED, GO_DEADLINE)
-        except (StreamTerminatedError, ProtocolError, OSError) as exc:
-            error = _transport_error(exc)
+        except DecodeError as exc:
+            error = RpcError(INTERNAL, f"grpc: failed to unmarshal the received message: {exc}")
         except asyncio.CancelledError:
             code = CANCELLED
             raise
@@ -138,6 +174,8 @@ class LeanConnection:
             if self._metrics is not None:
                 self._metrics.record(method, go_name(code), time.monotonic() - start)
         if verbose:
+            from csi_sidecars.csi.sanitize import strip_secrets
+
             shown = "" if reply is None else strip_secrets(reply)
             log.info(
                 "GRPC response",
@@ -154,14 +192,14 @@ class LeanConnection:
         return LeanConnection(
             self.address,
             self.target,
-            self._channel,
+            self._socket,
             metrics=metrics,
             max_log_length=self._max_log_length,
         )
 
     def close(self) -> None:
         """Close the connection (also for every :meth:`with_metrics` view). Safe to call twice."""
-        self._channel.close()
+        self._socket.close()
 
     async def __aenter__(self) -> LeanConnection:
         """Use as ``async with await dial(...) as conn``."""
@@ -175,13 +213,6 @@ class LeanConnection:
     ) -> None:
         """Close on leaving the block."""
         self.close()
-
-
-def _channel(target: Target) -> Channel:
-    # An explicit codec also keeps grpclib from importing googleapis' status protos.
-    if target.path is not None:
-        return Channel(path=target.path, codec=ProtoCodec())
-    return Channel(target.host, target.port, codec=ProtoCodec())
 
 
 async def dial(
@@ -212,12 +243,10 @@ async def dial(
     if rlog.v(5):
         log.info("Connecting", address=str(target))
     while True:
-        channel = _channel(target)
         try:
             remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
-            await asyncio.wait_for(channel.__connect__(), remaining)
+            conn = await asyncio.wait_for(_open(target), remaining)
         except (OSError, TimeoutError) as exc:
-            channel.close()
             now = loop.time()
             if isinstance(exc, TimeoutError) or (deadline is not None and now >= deadline):
                 raise DialTimeoutError(
@@ -232,5 +261,5 @@ async def dial(
         if rlog.v(4):
             log.info("Connected", address=str(target))
         return LeanConnection(
-            address, target, channel, metrics=metrics, max_log_length=max_log_length
+            address, target, _Socket(target, conn), metrics=metrics, max_log_length=max_log_length
         )
