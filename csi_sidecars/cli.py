@@ -26,6 +26,7 @@ ROLES: dict[str, str] = {
     "node-driver-registrar": "csi_sidecars.registrar.node:command",
     "playground": "csi_sidecars.playground.cli:command",
     "provisioner": "csi_sidecars.provisioner.command:command",
+    "run": "csi_sidecars.run.command:command",
 }
 
 #: Roles that talk only to unix sockets and plain HTTP: their processes load no ssl.

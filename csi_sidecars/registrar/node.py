@@ -24,11 +24,12 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from csi_sidecars.csi.lean import identity
+from csi_sidecars.csi.lean.address import parse_target
 from csi_sidecars.csi.lean.client import DialTimeoutError, LeanConnection
 from csi_sidecars.csi.lean.link import DriverLink
 from csi_sidecars.csi.lean.server import UnaryServer
@@ -44,10 +45,11 @@ from csi_sidecars.registrar.node_socket import (
 )
 from csi_sidecars.runtime import app, startup
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime.errors import ConfigError
 from csi_sidecars.runtime.flags import DURATION, GoCommand, bool_flag
 from csi_sidecars.runtime.http import HttpBindError
 from csi_sidecars.runtime.httphost import HttpHost, Route, Servers
-from csi_sidecars.runtime.options import CsiOptions, csi_options
+from csi_sidecars.runtime.options import CsiOptions, compose, csi_options, params_of
 
 log = rlog.get_logger("node-register")
 
@@ -87,51 +89,51 @@ def resolve_http_address(health_port: int, http_endpoint: str) -> str:
     return http_endpoint
 
 
-@click.command(
-    "node-driver-registrar",
-    cls=GoCommand,
-    help="Register a CSI driver with kubelet's plugin watcher (replaces node-driver-registrar).",
+FLAGS = compose(
+    csi_options(
+        timeout="1s",
+        timeout_help="Timeout of the start-up GetPluginInfo call and of the /healthz self-check.",
+    ),
+    click.option(
+        "--kubelet-registration-path",
+        default="",
+        help="Path of the CSI driver socket on the host, as kubelet must dial it. Required.",
+    ),
+    click.option(
+        "--plugin-registration-path",
+        default="/registration",
+        show_default=True,
+        help="Directory of kubelet's plugin registry (host /var/lib/kubelet/plugins_registry).",
+    ),
+    click.option(
+        "--connection-timeout",
+        type=DURATION,
+        default="0",
+        help="(deprecated) No effect.",
+    ),
+    click.option(
+        "--http-endpoint",
+        default="",
+        help="TCP address (host:port) for /healthz. Empty disables the HTTP server.",
+    ),
+    click.option(
+        "--health-port",
+        type=int,
+        default=0,
+        help="(deprecated) TCP port for /healthz on every interface. Conflicts with "
+        "--http-endpoint.",
+    ),
+    bool_flag("--enable-pprof", help="Accepted for compatibility; Python has no pprof endpoints."),
+    click.option(
+        "--mode",
+        default="",
+        help="(deprecated) kubelet-registration-probe: exit 0 at once (a no-op, as in Go).",
+    ),
 )
-@csi_options(
-    timeout="1s",
-    timeout_help="Timeout of the start-up GetPluginInfo call and of the /healthz self-check.",
-)
-@click.option(
-    "--kubelet-registration-path",
-    default="",
-    help="Path of the CSI driver socket on the host, as kubelet must dial it. Required.",
-)
-@click.option(
-    "--plugin-registration-path",
-    default="/registration",
-    show_default=True,
-    help="Directory of kubelet's plugin registry (host /var/lib/kubelet/plugins_registry).",
-)
-@click.option(
-    "--connection-timeout",
-    type=DURATION,
-    default="0",
-    help="(deprecated) No effect.",
-)
-@click.option(
-    "--http-endpoint",
-    default="",
-    help="TCP address (host:port) for /healthz. Empty disables the HTTP server.",
-)
-@click.option(
-    "--health-port",
-    type=int,
-    default=0,
-    help="(deprecated) TCP port for /healthz on every interface. Conflicts with --http-endpoint.",
-)
-@bool_flag("--enable-pprof", help="Accepted for compatibility; Python has no pprof endpoints.")
-@click.option(
-    "--mode",
-    default="",
-    help="(deprecated) kubelet-registration-probe: exit 0 at once (a no-op, as in Go).",
-)
-@app.common_options
-def command(
+
+
+@FLAGS
+def configure(
     csi: CsiOptions,
     kubelet_registration_path: str,
     plugin_registration_path: str,
@@ -140,12 +142,13 @@ def command(
     health_port: int,
     enable_pprof: bool,
     mode: str,
-    v: int,
-    logging_format: str,
-    version: bool,
-) -> None:
-    """Run the node-driver-registrar role."""
-    app.start("node-driver-registrar", v, logging_format, version)
+) -> NodeConfig:
+    """The role's flags (as click parses them) -> the validated configuration, in Go's order.
+
+    Raises:
+        SystemExit: 1 without ``--kubelet-registration-path`` or for conflicting flags, 0 for
+            ``--mode=kubelet-registration-probe``; the reason is logged first.
+    """
     if not kubelet_registration_path:
         log.error("kubelet-registration-path is a required parameter")
         raise SystemExit(1)
@@ -155,20 +158,34 @@ def command(
     log.info("Running node-driver-registrar", mode=mode)
     try:
         http_address = resolve_http_address(health_port, http_endpoint)
-    except StartupError as err:
-        log.error(str(err))
+        parse_target(csi.address)
+    except (StartupError, ConfigError) as err:
+        log.error(str(err) if isinstance(err, StartupError) else f"--csi-address: {err}")
         raise SystemExit(1) from None
     if connection_timeout:
         log.info("--connection-timeout is deprecated and will have no effect")
     if enable_pprof:
         log.warning("--enable-pprof has no effect: Python has no pprof; /debug/pprof is not served")
-    config = NodeConfig(
+    return NodeConfig(
         csi_address=csi.address,
         kubelet_registration_path=kubelet_registration_path,
         plugin_registration_path=plugin_registration_path,
         timeout=csi.timeout,
         http_address=http_address,
     )
+
+
+@click.command(
+    "node-driver-registrar",
+    cls=GoCommand,
+    params=params_of(configure),
+    help="Register a CSI driver with kubelet's plugin watcher (replaces node-driver-registrar).",
+)
+@app.common_options
+def command(v: int, logging_format: str, version: bool, **flags: Any) -> None:
+    """Run the node-driver-registrar role."""
+    app.start("node-driver-registrar", v, logging_format, version)
+    config = configure(**flags)
     app.run(lambda stop: run_node_registrar(config, stop))
 
 

@@ -59,6 +59,16 @@ def _group(name: str, build: Callable[[dict[str, Any]], Any], *options: Decorato
     return decorator
 
 
+def params_of(func: Callable[..., Any]) -> list[click.Parameter]:
+    """The click parameters declared on ``func`` by option decorators, in declaration order.
+
+    A role declares its flags once, on a function that turns them into its configuration; its
+    command takes them from here (``click.command(params=params_of(configure))``), and so can
+    the node bundle (``csi-sidecars run``), which prefixes them with the role's name.
+    """
+    return list(reversed(getattr(func, "__click_params__", [])))
+
+
 @dataclass(frozen=True, slots=True)
 class CsiOptions:
     """``--csi-address`` and the role's ``--timeout`` (0 when the role has none)."""
@@ -248,6 +258,7 @@ __all__ = [
     "csi_options",
     "feature_gates",
     "http_options",
+    "params_of",
     "retry_options",
     "worker_threads",
 ]
