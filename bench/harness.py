@@ -83,6 +83,19 @@ def _cpu_of(pid: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far; NaN if gone.
+
+    Unlike wall time it does not grow when other processes load the machine, so "CPU seconds
+    until ready" compares start-up cost fairly on a shared machine.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_status_mib(pid: int, field: str) -> float:
     """A memory field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``) in MiB; NaN if gone."""
     try:

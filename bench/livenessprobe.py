@@ -26,7 +26,16 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Impl, compare, go_binary, ours, precompile, proc_status_mib, wait_until
+from harness import (
+    Impl,
+    compare,
+    go_binary,
+    ours,
+    precompile,
+    proc_cpu_s,
+    proc_status_mib,
+    wait_until,
+)
 
 
 def free_port() -> int:
@@ -53,6 +62,7 @@ def make_workload(  # type: ignore[no-untyped-def]
                     return False
 
             ready = await wait_until(healthy, 60, "healthz 200")
+            ready_cpu = proc_cpu_s(proc.pid)
             await asyncio.sleep(settle)  # idle RSS is measured after start-up has settled
             idle_rss = proc_status_mib(proc.pid, "VmRSS")
             latencies: list[float] = []
@@ -76,6 +86,7 @@ def make_workload(  # type: ignore[no-untyped-def]
         latencies.sort()
         return {
             "ready s": ready,
+            "ready CPU s": ready_cpu,
             "idle RSS MiB": idle_rss,
             "probes/s": len(latencies) / elapsed,
             "p50 ms": latencies[len(latencies) // 2] * 1000,

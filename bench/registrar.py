@@ -24,7 +24,7 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Impl, compare, go_binary, ours, precompile, wait_until
+from harness import Impl, compare, go_binary, ours, precompile, proc_cpu_s, wait_until
 
 from csi_sidecars.csi.messages import pluginregistration_pb2, pluginregistration_pb2_grpc
 
@@ -52,8 +52,9 @@ def make_workload(reg_dir: Path, settle: float):  # type: ignore[no-untyped-def]
 
         await wait_until(answers, 60, "registration socket")
         ready = time.monotonic() - t0
+        ready_cpu = proc_cpu_s(proc.pid)
         await asyncio.sleep(settle)  # steady-state RSS (read by the harness) is the point
-        return {"ready s": ready}
+        return {"ready s": ready, "ready CPU s": ready_cpu}
 
     return workload
 
