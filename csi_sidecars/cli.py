@@ -26,7 +26,10 @@ ROLES: dict[str, str] = {
     "node-driver-registrar": "csi_sidecars.registrar.node:command",
     "playground": "csi_sidecars.playground.cli:command",
     "provisioner": "csi_sidecars.provisioner.command:command",
+    "resizer": "csi_sidecars.resizer.command:command",
     "run": "csi_sidecars.run.command:command",
+    "snapshot-controller": "csi_sidecars.snapshotcontroller.command:command",
+    "snapshotter": "csi_sidecars.snapshotter.command:command",
 }
 
 #: Roles that talk only to unix sockets and plain HTTP: their processes load no ssl.

@@ -4,7 +4,8 @@ It behaves like the API server where roles depend on it: a global, increasing re
 optimistic concurrency on replace (and on patches that carry a resourceVersion); finalizers
 block deletion (``deletionTimestamp`` is set instead, and the object goes once the last finalizer
 is removed); merge and JSON patches, with a failed ``test`` answered 422; the ``status``
-subresource (main-endpoint writes keep the old status, status writes change only status);
+subresource (main-endpoint writes keep the old status, status writes change only status, and the
+metadata of a PersistentVolumeClaim, as its status strategy allows);
 paged lists; watches from a resourceVersion that replay history, with 410 Gone after
 :meth:`FakeKube.compact`. Every call is recorded in :attr:`FakeKube.actions`, and
 :meth:`FakeKube.inject` makes the next matching calls fail.
@@ -23,11 +24,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from csi_sidecars.kube.jsonpatch import apply_json_patch
+from csi_sidecars.kube.labels import query_matches
 from csi_sidecars.kube.patch import apply_merge_patch
 from csi_sidecars.kube.port import ADDED, BOOKMARK, DELETED, MODIFIED, PatchType, WatchEvent
 from csi_sidecars.kube.resources import ApiError, JsonDict, Resource
 
 _RKey = tuple[str, str]  # (group, plural)
+
+#: Resources whose status strategy keeps metadata changes (annotations, labels) made through the
+#: ``status`` subresource, as the API server's PersistentVolumeClaim status strategy does (it
+#: resets only the spec); for every other resource a status write changes only ``status``.
+STATUS_WRITES_METADATA: frozenset[_RKey] = frozenset({("", "persistentvolumeclaims")})
 
 
 @dataclass(slots=True)
@@ -62,30 +69,6 @@ class _Watcher:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def match_labels(selector: str | None, labels: dict[str, str]) -> bool:
-    """Evaluate an equality-based label selector (``a=b,c!=d,e,!f``)."""
-    if not selector:
-        return True
-    for raw in selector.split(","):
-        term = raw.strip()
-        if not term:
-            continue
-        if "!=" in term:
-            k, v = term.split("!=", 1)
-            if labels.get(k.strip()) == v.strip():
-                return False
-        elif "=" in term:
-            k, v = term.replace("==", "=").split("=", 1)
-            if labels.get(k.strip()) != v.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
 
 
 def _match_fields(selector: str | None, obj: JsonDict) -> bool:
@@ -214,7 +197,7 @@ class FakeKube:
         meta = obj.get("metadata") or {}
         if w.namespace and meta.get("namespace") != w.namespace:
             return False
-        return match_labels(w.label_selector, meta.get("labels") or {}) and _match_fields(
+        return query_matches(w.label_selector, meta.get("labels") or {}) and _match_fields(
             w.field_selector, obj
         )
 
@@ -235,6 +218,13 @@ class FakeKube:
                 merged["status"] = new["status"]
             else:
                 merged.pop("status", None)
+            if (resource.group, resource.plural) in STATUS_WRITES_METADATA:
+                for key in ("annotations", "labels"):
+                    value = (new.get("metadata") or {}).get(key)
+                    if value:
+                        merged["metadata"][key] = value
+                    else:
+                        merged["metadata"].pop(key, None)
             new = merged
         else:
             if "status" in old:
@@ -297,7 +287,7 @@ class FakeKube:
             o
             for (ns, _), o in sorted(self._store(resource).items())
             if (not namespace or ns == namespace)
-            and match_labels(label_selector, o["metadata"].get("labels") or {})
+            and query_matches(label_selector, o["metadata"].get("labels") or {})
             and _match_fields(field_selector, o)
         ]
         start = int(continue_token or 0)

@@ -2,41 +2,24 @@
 
 The flags are those of the Go hostpath driver (``hostpathplugin``), parsed the way Go's ``flag``
 package accepts them (``-endpoint=x``, ``--enable-attach``, ``--enable-topology=false``), plus a
-few test-only ones: ``--faults-file``, ``--known-node``, ``--add-capability`` /
-``--remove-capability``, ``--snapshot-ready-delay`` and the ``--controller-service`` /
-``--node-service`` modes.
+few test-only ones: ``--offline-expansion``, ``--faults-file``, ``--known-node``,
+``--add-capability`` / ``--remove-capability``, ``--snapshot-ready-delay`` and the
+``--controller-service`` / ``--node-service`` modes.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from csi_sidecars import __version__
+from csi_sidecars.kube.quantity import QuantityError, quantity_to_bytes
 from csi_sidecars.runtime.flags import parse_go_bool
 
 DEFAULT_DRIVER_NAME = "hostpath.csi.k8s.io"
 TOPOLOGY_KEY = "topology.hostpath.csi/node"
 TIB = 1 << 40
-
-_SUFFIX = {
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 1 << 10,
-    "Mi": 1 << 20,
-    "Gi": 1 << 30,
-    "Ti": 1 << 40,
-    "Pi": 1 << 50,
-    "Ei": 1 << 60,
-}
-_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|)\s*$")
 
 
 def parse_quantity(text: str) -> int:
@@ -45,12 +28,13 @@ def parse_quantity(text: str) -> int:
     Raises:
         ValueError: for anything else.
     """
-    match = _QUANTITY.match(text)
-    if match is None or match.group(2) not in _SUFFIX:
-        raise ValueError(f"invalid quantity {text!r}")
-    number, suffix = match.groups()
-    scaled = float(number) * _SUFFIX[suffix] if "." in number else int(number) * _SUFFIX[suffix]
-    return int(-(-scaled // 1))  # round fractions up, like Kubernetes does
+    try:
+        value = quantity_to_bytes(text)
+    except QuantityError:
+        raise ValueError(f"invalid quantity {text!r}") from None
+    if value < 0:
+        raise ValueError(f"invalid quantity {text!r}: negative")
+    return value
 
 
 @dataclass
@@ -81,6 +65,7 @@ class DriverOptions:
     disable_node_expansion: bool = False
     enable_controller_modify_volume: bool = False
     accepted_mutable_parameter_names: list[str] = field(default_factory=list)
+    offline_expansion: bool = False
     check_volume_lifecycle: bool = False
     controller_service: bool = True
     node_service: bool = True
@@ -180,6 +165,12 @@ def _parser() -> argparse.ArgumentParser:
     flag("--disable-controller-expansion", False, "no controller EXPAND_VOLUME")
     flag("--disable-node-expansion", False, "no node EXPAND_VOLUME")
     flag("--enable-controller-modify-volume", False, "advertise MODIFY_VOLUME")
+    flag(
+        "--offline-expansion",
+        False,
+        "advertise OFFLINE volume expansion: ControllerExpandVolume of a volume in use (published "
+        "or staged) fails with FAILED_PRECONDITION",
+    )
     p.add_argument("--accepted-mutable-parameter-names", default="")
     flag("--check-volume-lifecycle", False, "refuse to delete or detach volumes in use")
     flag("--controller-service", None, "serve the Controller service")  # type: ignore[arg-type]
@@ -247,6 +238,7 @@ def parse_args(argv: Sequence[str]) -> DriverOptions:
         disable_node_expansion=ns.disable_node_expansion,
         enable_controller_modify_volume=ns.enable_controller_modify_volume,
         accepted_mutable_parameter_names=mutable,
+        offline_expansion=ns.offline_expansion,
         check_volume_lifecycle=ns.check_volume_lifecycle,
         controller_service=bool(controller),
         node_service=bool(node),

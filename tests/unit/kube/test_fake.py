@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from csi_sidecars.kube.fake import FakeKube, match_labels
+from csi_sidecars.kube.fake import FakeKube
+from csi_sidecars.kube.labels import query_matches
 from csi_sidecars.kube.patch import add_finalizer_patch, is_conflict, remove_finalizer_patch
 from csi_sidecars.kube.resources import (
     PERSISTENT_VOLUME_CLAIMS,
@@ -176,7 +177,7 @@ async def test_selectors_and_injection() -> None:
     assert [o["metadata"]["name"] for o in page["items"]] == ["a"]
     page = await fake.list(PERSISTENT_VOLUMES, field_selector="metadata.name=b")
     assert [o["metadata"]["name"] for o in page["items"]] == ["b"]
-    assert match_labels("!k", {}) and not match_labels("k!=v", {"k": "v"})
+    assert query_matches("!k", {}) and not query_matches("k!=v", {"k": "v"})
     fake.inject("get", ApiError(500, "InternalError", "x"), resource=PERSISTENT_VOLUMES, name="a")
     with pytest.raises(ApiError):
         await fake.get(PERSISTENT_VOLUMES, "a")
@@ -196,3 +197,29 @@ async def test_apply_creates_then_merges() -> None:
     body["spec"] = {"y": 2}
     await fake.patch(PERSISTENT_VOLUMES, "a", body, patch_type="apply", field_manager="m")
     assert fake.peek(PERSISTENT_VOLUMES, "a")["spec"] == {"x": 1, "y": 2}  # type: ignore[index]
+
+
+async def test_pvc_status_writes_keep_annotation_changes_other_kinds_do_not() -> None:
+    fake = FakeKube()
+    pvc = {"metadata": {"name": "c", "annotations": {"a": "1"}}, "spec": {"x": 1}}
+    await fake.create(PERSISTENT_VOLUME_CLAIMS, pvc, "ns")
+    await fake.patch(
+        PERSISTENT_VOLUME_CLAIMS,
+        "c",
+        {"metadata": {"annotations": {"a": None, "b": "2"}}, "spec": {"x": 2}, "status": {"p": 1}},
+        "ns",
+        subresource="status",
+    )
+    got = fake.peek(PERSISTENT_VOLUME_CLAIMS, "c", "ns")
+    assert got is not None
+    assert got["metadata"]["annotations"] == {"b": "2"}
+    assert got["spec"] == {"x": 1} and got["status"] == {"p": 1}
+    await fake.create(PERSISTENT_VOLUMES, {"metadata": {"name": "v", "annotations": {"a": "1"}}})
+    await fake.patch(
+        PERSISTENT_VOLUMES,
+        "v",
+        {"metadata": {"annotations": {"a": "9"}}, "status": {"phase": "Bound"}},
+        subresource="status",
+    )
+    pv = fake.peek(PERSISTENT_VOLUMES, "v")
+    assert pv is not None and pv["metadata"]["annotations"] == {"a": "1"}
