@@ -16,6 +16,7 @@ share one server:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from csi_sidecars.runtime.errors import ConfigError
@@ -57,6 +58,7 @@ class SharedHttp:
         self._servers: dict[Key, HttpServer] = {}
         self._expected: dict[Key, dict[str, list[str]]] = {}
         self._claimed: dict[Key, dict[str, dict[str, Route]]] = {}
+        self._binding = asyncio.Lock()  # two roles starting at once must not both bind
 
     def expect(self, role: str, address: str, path: str) -> None:
         """Announce that ``role`` will serve ``path`` on ``address``.
@@ -91,11 +93,12 @@ class SharedHttp:
             key = _key(address)
         except ValueError as err:
             raise HttpBindError(str(err)) from None
-        server = self._servers.get(key)
-        if server is None:
-            server = HttpServer(address)
-            await server.start()
-            self._servers[key] = server
+        async with self._binding:
+            server = self._servers.get(key)
+            if server is None:
+                server = HttpServer(address)
+                await server.start()
+                self._servers[key] = server
         expected = self._expected.setdefault(key, {})
         claimed = self._claimed.setdefault(key, {})
         for path, route in routes.items():

@@ -76,10 +76,13 @@ async def kubelet_notify(sock: Path, registered: bool, error: str = "") -> None:
 
 
 async def started(role: Role, url: str) -> tuple[int, str]:
+    """Poll ``url`` until it answers 200: on a shared endpoint a starting role answers 503."""
+
     async def up() -> tuple[int, str] | None:
         if role.proc is not None and role.proc.returncode is not None:
             raise AssertionError(f"bundle exited {role.proc.returncode}:\n{role.output}")
-        return await http_get(url)
+        result = await http_get(url)
+        return result if result is not None and result[0] == 200 else None
 
     result: tuple[int, str] = await poll(up, 20, url)
     return result
@@ -156,12 +159,20 @@ async def test_one_endpoint_for_both_roles_checks_both(
     short: Path, driver: FakeDriver, roles: list[Role]
 ) -> None:
     port = free_port()
+    driver.identity.probe_delay = 0.5  # the livenessprobe answers late: the server is up before
     role = await Role(
         bundle_args(short, f"--http-endpoint=127.0.0.1:{port}"), short / "run.log"
     ).start()
     roles.append(role)
     base = f"http://127.0.0.1:{port}"
+    first = await poll(lambda: http_get(base + "/healthz"), 20, "the shared endpoint")
+    assert first in (
+        (503, "livenessprobe: not serving yet"),
+        (503, "node-driver-registrar: not serving yet"),
+        (200, "ok"),
+    )
     assert await started(role, base + "/healthz") == (200, "ok")
+    driver.identity.probe_delay = 0
     driver.identity.ready = False
     assert await http_get(base + "/healthz") == (
         500,
