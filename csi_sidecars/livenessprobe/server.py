@@ -11,8 +11,10 @@ even when an old connection would still work. Bodies and codes are Go's: 200 ``o
 ``driver responded but is not ready``, ``rpc error: code = <Code> desc = <msg>`` or
 ``context deadline exceeded``.
 
-The calls go through the lean gRPC stack (:mod:`csi_sidecars.csi.lean`: grpclib, no grpcio) and
-the metrics through its prometheus-free histogram; both render what the Go sidecar renders.
+The calls go through the node roles' lean gRPC client (:mod:`csi_sidecars.csi.lean`: our HTTP/2
+framing, no grpcio) and the metrics through its prometheus-free histogram; both render what the
+Go sidecar renders. In the node bundle (``csi-sidecars run``) the start-up connection and the HTTP
+servers may be shared with the registrar (``link``, ``http``).
 
 Better than Go:
 

@@ -14,8 +14,9 @@ dead endpoint at once; ``/healthz/registration`` reports whether kubelet confirm
 registration; a port that cannot be bound exits 1 before the socket is published.
 ``--enable-pprof`` is accepted but only warns: Python has no pprof.
 
-Both the driver calls and the Registration server use the lean gRPC stack
-(:mod:`csi_sidecars.csi.lean`: grpclib with the generated messages), not grpcio.
+The driver calls use the node roles' lean gRPC client and the Registration server runs on grpclib
+(:mod:`csi_sidecars.csi.lean`, the same generated messages), not grpcio. The flags are declared
+once, on :func:`configure`, which the subcommand and the node bundle (``csi-sidecars run``) use.
 """
 
 from __future__ import annotations

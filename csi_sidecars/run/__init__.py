@@ -8,7 +8,7 @@ one HTTP server when both roles name the same endpoint. How it is put together:
   ``controller``), the :class:`~csi_sidecars.run.registry.BundledRole` interface a role's
   adapter implements, and the kind's runner. Roles of different kinds never share a process.
 * :mod:`~csi_sidecars.run.flags`: every role keeps its own flags, as ``--<role>.<flag>``; a flag
-  given without the prefix goes to every selected role that has it (docs/cli.md, "run").
+  given without the prefix goes to every selected role that has it (docs/run.md).
 * :mod:`~csi_sidecars.run.command`: the click command; it peeks at ``--roles`` before parsing, so
   ``--help`` shows exactly the selected roles' flags.
 * :mod:`~csi_sidecars.run.supervise`: crash-only supervision shared by every kind: the first role
