@@ -12,8 +12,9 @@ a grpc-go client speaks for a unary call:
 * headers ``:method POST``, ``:scheme http``, ``:path``, ``:authority`` (``localhost`` for unix
   sockets), ``content-type: application/grpc``, ``te: trailers``, ``user-agent`` and
   ``grpc-timeout`` (the smallest unit that fits eight digits, rounded up);
-* the server's SETTINGS and PINGs are acknowledged, DATA is given back as WINDOW_UPDATEs, GOAWAY
-  and RST_STREAM end the call with grpc-go's codes; unknown frame types are ignored (RFC 9113);
+* the server's SETTINGS and PINGs are acknowledged, DATA is given back as WINDOW_UPDATEs (these
+  control frames share one write: at the call's end, or 20 ms after the first if it still runs),
+  GOAWAY and RST_STREAM end the call with grpc-go's codes; unknown frame types are ignored;
 * statuses: ``grpc-status`` / ``grpc-message`` (percent-decoded) from trailers or a trailers-only
   reply; a non-200 ``:status`` maps as grpc-go maps it (404 Unimplemented, 503 Unavailable...).
 
@@ -55,6 +56,8 @@ MAX_FRAME = 16384
 NO_PUSH = b"\x00\x02\x00\x00\x00\x00"
 #: Received bytes after which a WINDOW_UPDATE gives them back (a quarter of the 65535 window).
 WINDOW_UPDATE_AT = 65535 // 4
+#: Longest a control frame waits to share a write with the next one (see ``_reply``).
+REPLY_DELAY = 0.02
 INTERNAL = 13
 UNKNOWN = 2
 
@@ -200,10 +203,15 @@ class Http2Connection:
         self._lock = asyncio.Lock()
         self._unacked = 0
         self._stream_unacked = 0
+        self._replies = bytearray()  # acknowledgements not written yet
+        self._flush_soon: asyncio.TimerHandle | None = None
         self.closed = False
 
     def close(self) -> None:
         """Close the socket. Safe to call twice."""
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
         self.closed = True
         with contextlib.suppress(Exception):
             self._writer.close()
@@ -247,6 +255,7 @@ class Http2Connection:
         reply = _Reply()
         while not reply.ended:
             await self._read_frame(stream, reply)
+        self._flush()
         failure = _status_of(reply)
         if failure is not None:
             raise failure
@@ -271,10 +280,10 @@ class Http2Connection:
                     reply.ended = True
         elif kind == SETTINGS:
             if not flags & ACK:
-                self._writer.write(frame(SETTINGS, ACK, 0))
+                self._reply(frame(SETTINGS, ACK, 0))
         elif kind == PING:
             if not flags & ACK:
-                self._writer.write(frame(PING, ACK, 0, payload))
+                self._reply(frame(PING, ACK, 0, payload))
         elif kind == RST_STREAM and sid == stream:
             code = int.from_bytes(payload[:4], "big")
             raise RpcError(
@@ -289,6 +298,26 @@ class Http2Connection:
         elif kind == PUSH_PROMISE:
             raise self._broken("http2: server sent PUSH_PROMISE, which we disabled")
         # WINDOW_UPDATE, PRIORITY, CONTINUATION outside a header block and unknown types: ignored.
+
+    def _reply(self, data: bytes) -> None:
+        """Queue a control frame (an ACK, a WINDOW_UPDATE) to write with the others.
+
+        The queue is written when the call ends, or :data:`REPLY_DELAY` after the first queued
+        frame if the call is still waiting: a short call answers the server's SETTINGS and PING
+        in one write instead of two, a long one still acknowledges them at once.
+        """
+        self._replies += data
+        if self._flush_soon is None:
+            loop = asyncio.get_running_loop()
+            self._flush_soon = loop.call_later(REPLY_DELAY, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
+        if self._replies and not self.closed:
+            self._writer.write(bytes(self._replies))
+        self._replies.clear()
 
     def _broken(self, message: str) -> RpcError:
         """A protocol violation: the connection cannot go on; close it and fail the call."""
@@ -308,7 +337,7 @@ class Http2Connection:
             updates += frame(WINDOW_UPDATE, 0, stream, self._stream_unacked.to_bytes(4, "big"))
             self._stream_unacked = 0
         if updates:
-            self._writer.write(updates)
+            self._reply(updates)
 
     async def _headers(
         self, sid: int, flags: int, payload: bytes, stream: int, reply: _Reply

@@ -118,6 +118,23 @@ async def test_settings_and_pings_are_acknowledged_and_padding_removed(
     await poll(lambda: (wire.PING, wire.ACK, 0, b"12345678") in sent, 5, "the PING ack")
 
 
+async def test_a_server_waiting_for_its_ping_ack_gets_it_while_the_call_runs(
+    serve: Callable[[Script], Awaitable[Server]], socket_path: str
+) -> None:
+    async def script(peer: Peer, sid: int) -> None:
+        async def answer_after_the_ack() -> None:
+            await poll(lambda: (wire.PING, wire.ACK, 0, b"abcdefgh") in peer.frames, 5, "ack")
+            peer.ok_reply(sid)
+
+        peer.send(wire.PING, 0, 0, b"abcdefgh")
+        tasks.append(asyncio.ensure_future(answer_after_the_ack()))
+
+    tasks: list[asyncio.Future[None]] = []
+    await serve(script)
+    assert await call(socket_path, timeout=5) == REPLY
+    await asyncio.gather(*tasks)
+
+
 @pytest.mark.parametrize(
     ("fields", "text"),
     [
