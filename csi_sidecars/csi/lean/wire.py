@@ -205,6 +205,7 @@ class Http2Connection:
         self._stream_unacked = 0
         self._replies = bytearray()  # acknowledgements not written yet
         self._flush_soon: asyncio.TimerHandle | None = None
+        self._draining = False
         self.closed = False
 
     def close(self) -> None:
@@ -223,13 +224,16 @@ class Http2Connection:
             RpcError: the call's status; for a deadline ``DeadlineExceeded`` (the connection is
                 then closed), for a broken connection ``Unavailable``.
         """
+        running = False  # past the lock: a failure from here on leaves frames half read
         try:
             async with asyncio.timeout(timeout), self._lock:
+                running = True
                 return await self._call(path, request, timeout)
         except RpcError:
             raise  # a status; where the connection cannot go on, the raiser closed it
         except TimeoutError:
-            self.close()
+            if running:  # a call that timed out waiting for another one leaves it alone
+                self.close()
             raise RpcError(DEADLINE_EXCEEDED, GO_DEADLINE) from None
         except (OSError, asyncio.IncompleteReadError, HPACKError, ValueError):
             self.close()
@@ -256,6 +260,8 @@ class Http2Connection:
         while not reply.ended:
             await self._read_frame(stream, reply)
         self._flush()
+        if self._draining:
+            self.close()  # the server takes no new streams: the next call dials again
         failure = _status_of(reply)
         if failure is not None:
             raise failure
@@ -292,6 +298,7 @@ class Http2Connection:
             )
         elif kind == GOAWAY:
             last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+            self._draining = True
             if last < stream:
                 self.close()
                 raise RpcError(UNAVAILABLE, "the connection is draining")

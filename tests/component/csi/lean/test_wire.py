@@ -279,6 +279,52 @@ async def test_calls_share_a_connection_and_its_header_table(
     assert len(server.peers) == 1
 
 
+async def test_after_a_graceful_goaway_the_call_ends_and_the_next_one_dials_again(
+    serve: Callable[[Script], Awaitable[Server]], socket_path: str
+) -> None:
+    async def script(peer: Peer, sid: int) -> None:
+        peer.send(wire.GOAWAY, 0, 0, sid.to_bytes(4, "big") + bytes(4))  # finishes stream sid
+        peer.ok_reply(sid)
+
+    server = await serve(script)
+    async with await dial(socket_path, timeout=5) as conn:
+        for _ in range(2):
+            reply = await conn.call(
+                INFO, csi_pb2.GetPluginInfoRequest(), csi_pb2.GetPluginInfoResponse, timeout=2
+            )
+            assert reply == REPLY
+    assert len(server.peers) == 2
+
+
+async def test_a_call_timing_out_behind_another_leaves_the_other_alone(
+    serve: Callable[[Script], Awaitable[Server]], socket_path: str
+) -> None:
+    release = asyncio.Event()
+
+    async def script(peer: Peer, sid: int) -> None:
+        async def later() -> None:
+            await release.wait()
+            peer.ok_reply(sid)
+
+        tasks.append(asyncio.ensure_future(later()))
+
+    tasks: list[asyncio.Future[None]] = []
+    await serve(script)
+    async with await dial(socket_path, timeout=5) as conn:
+
+        def info(timeout: float) -> Awaitable[csi_pb2.GetPluginInfoResponse]:
+            return conn.call(
+                INFO, csi_pb2.GetPluginInfoRequest(), csi_pb2.GetPluginInfoResponse, timeout=timeout
+            )
+
+        first = asyncio.ensure_future(info(5))
+        await poll(lambda: bool(tasks), 5, "the first call to reach the server")
+        with pytest.raises(status.RpcError, match="DeadlineExceeded"):
+            await info(0.1)  # waits behind the first, then gives up
+        release.set()
+        assert await first == REPLY
+
+
 async def test_big_replies_give_flow_control_credit_back(
     serve: Callable[[Script], Awaitable[Server]], socket_path: str
 ) -> None:
