@@ -246,9 +246,9 @@ async def dial(
         try:
             remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
             conn = await asyncio.wait_for(_open(target), remaining)
-        except (OSError, TimeoutError) as exc:
+        except OSError as exc:  # TimeoutError included: ours (wait_for) or the kernel's
             now = loop.time()
-            if isinstance(exc, TimeoutError) or (deadline is not None and now >= deadline):
+            if deadline is not None and (now >= deadline or isinstance(exc, TimeoutError)):
                 raise DialTimeoutError(
                     f"{GO_DEADLINE}: {address} accepted no connection within {limit:g}s"
                 ) from None
