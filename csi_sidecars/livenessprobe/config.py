@@ -9,7 +9,7 @@ probe into the exact status and body the Go livenessprobe returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from csi_sidecars.csi.lean.address import parse_target
 from csi_sidecars.runtime.errors import ConfigError
@@ -26,8 +26,7 @@ TOO_MANY_BODY = "too many concurrent probes"
 DEADLINE_BODY = "context deadline exceeded"
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """What the livenessprobe does, derived from its flags."""
 
     csi_address: str
@@ -89,8 +88,7 @@ def build_config(
     )
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """An HTTP status and body for /healthz."""
 
     status: int

@@ -24,8 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import click
 
@@ -65,8 +64,7 @@ class StartupError(Exception):
     """A start-up step failed; the message says which and why. The role exits 1."""
 
 
-@dataclass(frozen=True)
-class NodeConfig:
+class NodeConfig(NamedTuple):
     """The validated flags of the node-driver-registrar."""
 
     csi_address: str

@@ -13,7 +13,7 @@ as a readiness or startup probe to notice a registrar that kubelet never calls (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from csi_sidecars.csi.lean.client import DialTimeoutError, dial
 from csi_sidecars.csi.lean.status import RpcError
@@ -29,8 +29,7 @@ NO_SOCKET_BODY = "registration socket does not exist"
 NOT_CONFIRMED_BODY = "kubelet has not confirmed the registration yet"
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     """An HTTP status and body."""
 
     status: int

@@ -19,7 +19,7 @@ declarations disagree on being a boolean has no unprefixed form; its prefixed fo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 from click.core import ParameterSource
@@ -42,8 +42,7 @@ def _is_bool(param: click.Option) -> bool:
     return isinstance(param.type, GoBoolType | click.types.BoolParamType) or param.is_flag
 
 
-@dataclass(frozen=True)
-class RoleFlag:
+class RoleFlag(NamedTuple):
     """One flag of one role: the role's own option and the bundle's prefixed copy."""
 
     role: str

@@ -12,8 +12,7 @@ know about bundles.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import click
 
@@ -44,8 +43,7 @@ class BundledRole(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Kind:
+class Kind(NamedTuple):
     """A family of roles that can share a process."""
 
     name: str
@@ -55,8 +53,7 @@ class Kind:
     tls: bool
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """A role ``run`` knows."""
 
     name: str

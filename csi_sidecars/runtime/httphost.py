@@ -10,14 +10,12 @@ that name the same address on one server; the role code is the same either way.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from csi_sidecars.runtime.http import Handler, HttpBindError, HttpServer
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(NamedTuple):
     """A handler and the methods it answers (``*`` for any)."""
 
     handler: Handler

@@ -16,13 +16,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from csi_sidecars.runtime.errors import ConfigError
-from csi_sidecars.runtime.featuregates import FeatureGates, GateSpec, describe, parse_gates
 from csi_sidecars.runtime.flags import DURATION
+
+if TYPE_CHECKING:
+    # Imported by feature_gates() itself: roles without gates (the node roles) skip the module.
+    from csi_sidecars.runtime.featuregates import FeatureGates, GateSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[Any], Any]
@@ -226,6 +229,8 @@ def feature_gates(
     Malformed values and unknown gates raise :class:`ConfigError` when the command runs; with
     ``defer_unknown``, unknown gates wait for ``gates.check_known()`` (see :func:`parse_gates`).
     """
+
+    from csi_sidecars.runtime.featuregates import describe, parse_gates
 
     def build(kwargs: dict[str, Any]) -> FeatureGates:
         return parse_gates(

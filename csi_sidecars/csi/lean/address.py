@@ -7,13 +7,12 @@ else is refused at start-up with a message that names the value, instead of dial
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from csi_sidecars.runtime.errors import ConfigError
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """A parsed address: ``path`` for a unix socket, else ``host`` and ``port``."""
 
     path: str | None = None
