@@ -114,6 +114,22 @@ class Create:
 
 
 @dataclass(frozen=True, slots=True)
+class Replace:
+    """PUT one object (an Update: ``body`` is the whole object with its resourceVersion).
+
+    For objects a role may update but not patch (the provisioner's PVCs under the Go RBAC). A
+    stale resourceVersion gives 409: by default :class:`Redecide`; ``on_error`` may re-read
+    and re-apply instead.
+    """
+
+    resource: Resource
+    body: JsonDict
+    namespace: str | None = None
+    then: Callable[[JsonDict], Plan] | None = field(default=None, repr=False, compare=False)
+    on_error: Callable[[ApiError], Plan] | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Delete:
     """DELETE one object (``uid`` as a precondition when given); 404 counts as success."""
 
@@ -174,7 +190,7 @@ class Call:
     timeout: float | None = None
 
 
-Action = Emit | Patch | Create | Delete | Read | List | Call | Outcome
+Action = Emit | Patch | Create | Replace | Delete | Read | List | Call | Outcome
 Plan = Sequence[Action]
 """A decision: actions in the order they must happen."""
 
@@ -202,6 +218,7 @@ __all__ = [
     "Plan",
     "Read",
     "Redecide",
+    "Replace",
     "Retry",
     "RetryAfter",
     "done",

@@ -168,6 +168,10 @@ class Performer:
                 )
             self.written[action.resource.plural].remember(object_key(obj), obj)
             return action.then(obj) if action.then is not None else None
+        if isinstance(action, a.Replace):
+            obj = await self.port.replace(action.resource, action.body, action.namespace)
+            self.written[action.resource.plural].remember(object_key(obj), obj)
+            return action.then(obj) if action.then is not None else None
         if isinstance(action, a.Delete):
             try:
                 await self.port.delete(

@@ -18,11 +18,14 @@ Syntax, shared by all commands:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from csi_sidecars.kube.quantity import INT64_MAX, QuantityError, format_binary_si, parse_quantity
 
 ACCESS_MODES = (
     "UNKNOWN",
@@ -38,23 +41,6 @@ ACCESS_MODES = (
 #: The capability a command uses when it needs one and none was given.
 DEFAULT_CAPABILITY = "SINGLE_NODE_WRITER,mount"
 
-_SUFFIX = {
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 1 << 10,
-    "Mi": 1 << 20,
-    "Gi": 1 << 30,
-    "Ti": 1 << 40,
-    "Pi": 1 << 50,
-    "Ei": 1 << 60,
-}
-_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?B?$")
-_INT64_MAX = 2**63 - 1
 _SECRET_KEY = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
@@ -71,34 +57,25 @@ def parse_size(text: str) -> int:
     Raises:
         ArgumentError: for anything else, negative sizes and sizes beyond int64.
     """
-    match = _QUANTITY.match(text.strip())
-    if match is None:
+    body = text.strip()
+    body = body[:-1] if body.endswith("B") else body
+    try:
+        value = parse_quantity(body)
+    except QuantityError:
         raise ArgumentError(
             f"invalid size {text!r}: use bytes or a quantity such as 512Mi, 5Gi, 100G"
-        )
-    number, suffix = match.group(1), match.group(2) or ""
-    if "." in number:
-        whole, _, frac = number.partition(".")
-        scale = _SUFFIX[suffix]
-        denominator: int = 10 ** len(frac)
-        numerator = int(whole or "0") * denominator + int(frac)
-        value: int = -(-numerator * scale // denominator)
-    else:
-        value = int(number) * _SUFFIX[suffix]
-    if value > _INT64_MAX:
+        ) from None
+    if value < 0:
+        raise ArgumentError(f"invalid size {text!r}: sizes cannot be negative")
+    whole = math.ceil(value)
+    if whole > INT64_MAX:
         raise ArgumentError(f"size {text!r} does not fit in 64 bits")
-    return value
+    return whole
 
 
 def format_size(value: int) -> str:
     """Bytes as the largest exact binary unit (``5Gi``), or the plain number when none fits."""
-    if value <= 0:
-        return str(value)
-    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
-        unit = _SUFFIX[suffix]
-        if value % unit == 0:
-            return f"{value // unit}{suffix}"
-    return str(value)
+    return str(value) if value <= 0 else format_binary_si(value)
 
 
 def _mode_name(text: str) -> str:

@@ -37,7 +37,6 @@ CLONE_SOURCE_FINALIZER = "provisioner.storage.kubernetes.io/cloning-protection"
 PROVISIONER_SNAPSHOT_SOURCE = (
     "provisioner.storage.kubernetes.io/volumesnapshot-as-source-protection"
 )
-INTENT_FINALIZER = "provisioner.csi-sidecars.io/volume-in-flight"
 ATTACHER_FINALIZER_PREFIX = "external-attacher/"
 SNAPSHOT_AS_SOURCE = "snapshot.storage.kubernetes.io/volumesnapshot-as-source-protection"
 SNAPSHOT_BOUND = "snapshot.storage.kubernetes.io/volumesnapshot-bound-protection"
@@ -117,9 +116,6 @@ _OWNERS = {
     ),
     PROVISIONER_SNAPSHOT_SOURCE: FinalizerOwner(
         PROVISIONER, "once no Pending claim restores from this snapshot"
-    ),
-    INTENT_FINALIZER: FinalizerOwner(
-        PROVISIONER, "once the in-flight CreateVolume record is moved to its journal"
     ),
     SNAPSHOT_AS_SOURCE: FinalizerOwner(
         SNAPSHOT_CONTROLLER, "once no Pending claim restores from this snapshot"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from csi_sidecars.kube.jsonpatch import apply_json_patch
+from csi_sidecars.kube.labels import query_matches
 from csi_sidecars.kube.patch import apply_merge_patch
 from csi_sidecars.kube.port import ADDED, BOOKMARK, DELETED, MODIFIED, PatchType, WatchEvent
 from csi_sidecars.kube.resources import ApiError, JsonDict, Resource
@@ -62,30 +63,6 @@ class _Watcher:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def match_labels(selector: str | None, labels: dict[str, str]) -> bool:
-    """Evaluate an equality-based label selector (``a=b,c!=d,e,!f``)."""
-    if not selector:
-        return True
-    for raw in selector.split(","):
-        term = raw.strip()
-        if not term:
-            continue
-        if "!=" in term:
-            k, v = term.split("!=", 1)
-            if labels.get(k.strip()) == v.strip():
-                return False
-        elif "=" in term:
-            k, v = term.replace("==", "=").split("=", 1)
-            if labels.get(k.strip()) != v.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
 
 
 def _match_fields(selector: str | None, obj: JsonDict) -> bool:
@@ -214,7 +191,7 @@ class FakeKube:
         meta = obj.get("metadata") or {}
         if w.namespace and meta.get("namespace") != w.namespace:
             return False
-        return match_labels(w.label_selector, meta.get("labels") or {}) and _match_fields(
+        return query_matches(w.label_selector, meta.get("labels") or {}) and _match_fields(
             w.field_selector, obj
         )
 
@@ -297,7 +274,7 @@ class FakeKube:
             o
             for (ns, _), o in sorted(self._store(resource).items())
             if (not namespace or ns == namespace)
-            and match_labels(label_selector, o["metadata"].get("labels") or {})
+            and query_matches(label_selector, o["metadata"].get("labels") or {})
             and _match_fields(field_selector, o)
         ]
         start = int(continue_token or 0)

@@ -100,3 +100,72 @@ def selector_query(selector: Mapping[str, Any] | None) -> str:
         else:
             parts.append(f"!{key}")
     return ",".join(parts)
+
+
+def _split_terms(text: str) -> list[str]:
+    """Split a selector string at commas outside ``(...)``."""
+    terms: list[str] = []
+    depth = 0
+    current = ""
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        if char == "," and depth == 0:
+            terms.append(current)
+            current = ""
+        else:
+            current += char
+    terms.append(current)
+    return [t.strip() for t in terms if t.strip()]
+
+
+def parse_query(text: str | None) -> dict[str, Any]:
+    """The selector a ``labelSelector`` query string means (the inverse of :func:`selector_query`).
+
+    Accepts ``k=v``, ``k==v``, ``k!=v``, ``k in (a,b)``, ``k notin (a)``, ``k`` and ``!k``.
+
+    Raises:
+        SelectorError: a term it cannot read.
+    """
+    labels: dict[str, str] = {}
+    exprs: list[dict[str, Any]] = []
+    for term in _split_terms(text or ""):
+        words = term.split(None, 1)
+        if len(words) == 2 and words[1].split(None, 1)[0] in ("in", "notin"):
+            op, _, rest = words[1].partition(" ")
+            rest = rest.strip()
+            if not (rest.startswith("(") and rest.endswith(")")):
+                raise SelectorError(f"invalid label selector term {term!r}")
+            values = [v.strip() for v in rest[1:-1].split(",") if v.strip()]
+            exprs.append(
+                {"key": words[0], "operator": "In" if op == "in" else "NotIn", "values": values}
+            )
+        elif "!=" in term:
+            key, _, value = term.partition("!=")
+            exprs.append({"key": key.strip(), "operator": "NotIn", "values": [value.strip()]})
+        elif "=" in term:
+            key, _, value = term.replace("==", "=", 1).partition("=")
+            labels[key.strip()] = value.strip()
+        elif term.startswith("!"):
+            exprs.append({"key": term[1:].strip(), "operator": "DoesNotExist"})
+        elif " " not in term:
+            exprs.append({"key": term, "operator": "Exists"})
+        else:
+            raise SelectorError(f"invalid label selector term {term!r}")
+    out: dict[str, Any] = {}
+    if labels:
+        out["matchLabels"] = labels
+    if exprs:
+        out["matchExpressions"] = exprs
+    return out
+
+
+def query_matches(text: str | None, labels: Mapping[str, str]) -> bool:
+    """Whether ``labels`` satisfy the ``labelSelector`` query string ``text``.
+
+    Raises:
+        SelectorError: a malformed selector.
+    """
+    return selector_matches(parse_query(text), labels)

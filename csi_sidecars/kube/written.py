@@ -58,6 +58,14 @@ class WrittenCache:
         """``cached``, unless our last write of ``key`` is newer than it (then that object)."""
         return self._newer(key, cached) or cached
 
+    def get(self, key: str) -> JsonDict | None:
+        """The object our last write of ``key`` returned, if still held (no cache comparison).
+
+        For objects we created that the cache may not list yet: :meth:`newest` takes a cache
+        miss for a deletion, this does not.
+        """
+        return self._objects.get(key)
+
     def stale(self, key: str, cached: Mapping[str, Any] | None) -> bool:
         """Whether ``cached`` is older than our last write of ``key`` (wait for the watch)."""
         return self._newer(key, cached) is not None

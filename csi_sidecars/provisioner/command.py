@@ -15,7 +15,7 @@ import random
 import socket
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
 
 import click
 
@@ -24,24 +24,19 @@ from csi_sidecars.controller import (
     ControllerOptions,
     DriverInfo,
     Lead,
-    release_on_exit,
     run_controller,
 )
-from csi_sidecars.kube.leaderelection import lease_namespace
-from csi_sidecars.kube.options import KubeOptions
-from csi_sidecars.kube.resources import Resource
-from csi_sidecars.provisioner.context import Settings
+from csi_sidecars.controller.runner import Setup
+from csi_sidecars.csi.connection import Connection
+from csi_sidecars.csi.metrics import CSIMetrics
+from csi_sidecars.kube.port import KubePort
 from csi_sidecars.provisioner.controller import ProvisionerController
-from csi_sidecars.provisioner.events import Event
-from csi_sidecars.provisioner.flags import ProvisionerConfig, build_config, provisioner_options
-from csi_sidecars.provisioner.request import ProvisionerOptions
+from csi_sidecars.provisioner.flags import ROLE, ProvisionerConfig, provisioner_options
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.runtime.flags import GoCommand
 
 log = rlog.get_logger("provisioner")
-
-ROLE = "provisioner"
 
 
 def make_identity(driver: str, now_ms: int | None = None) -> str:
@@ -55,110 +50,80 @@ def lock_name(info: DriverInfo) -> str:
     return info.name.replace("/", "-")
 
 
-def kube_options(config: ProvisionerConfig) -> KubeOptions:
-    """The Kubernetes client and leader election settings of ``config``."""
-    kube = KubeOptions(
-        kubeconfig=config.kubeconfig,
-        qps=config.kube_api_qps,
-        burst=config.kube_api_burst,
-        leader_election=config.leader_election,
-        leader_election_namespace=config.leader_election_namespace,
-        lease_duration=config.leader_election_lease_duration,
-        renew_deadline=config.leader_election_renew_deadline,
-        retry_period=config.leader_election_retry_period,
-        leader_election_labels=dict(config.leader_election_labels),
-        # As every csi-sidecars role: release the Lease on SIGTERM unless turned off (Go does
-        # only with the ReleaseLeaderElectionOnExit gate, which release_on_exit adds below).
-        release_on_stop=config.leader_election_release_on_stop,
-    )
-    release_on_exit(kube, config.feature_gates.get("ReleaseLeaderElectionOnExit", False))
-    return kube
-
-
 def controller_options(config: ProvisionerConfig) -> ControllerOptions:
     """The shared controller options of ``config``."""
     return ControllerOptions(
         role=ROLE,
         event_component="external-provisioner",
-        csi_address=config.csi_address,
-        timeout=config.timeout,
-        http_endpoint=config.http_endpoint,
-        metrics_address=config.metrics_address,
-        metrics_path=config.metrics_path,
+        csi_address=config.csi.address,
+        timeout=config.csi.timeout,
+        http_endpoint=config.http.endpoint,
+        metrics_address=config.http.metrics_address,
+        metrics_path=config.http.metrics_path,
     )
 
 
-def make_setup(config: ProvisionerConfig) -> Any:
-    """The ``setup(ctx)`` of the controller runner for ``config``."""
+def make_setup(
+    config: ProvisionerConfig,
+    *,
+    on_setup: Callable[[ProvisionerController], object] | None = None,
+) -> Setup:
+    """The ``setup(ctx)`` of the controller runner for ``config``.
+
+    Args:
+        config: the provisioner's flags.
+        on_setup: called with the controller once it is declared (tests watch it).
+    """
 
     def setup(ctx: ControllerContext) -> Lead:
         info = ctx.driver
-        gates = config.feature_gates
-        opts = ProvisionerOptions(
-            driver=info.name,
-            volume_name_prefix=config.volume_name_prefix,
-            volume_name_uuid_length=config.volume_name_uuid_length,
-            default_fstype=config.default_fstype,
-            extra_create_metadata=config.extra_create_metadata,
-            plugin_capabilities=info.plugin_capabilities,
-            controller_capabilities=info.controller_capabilities,
-            topology_gate=gates.get("Topology", True),
-            vac_gate=gates.get("VolumeAttributesClass", True),
-        )
-        settings = Settings(
-            identity=make_identity(info.name),
-            timeout=config.timeout,
-            strict_topology=config.strict_topology,
-            immediate_topology=config.immediate_topology,
-            retry_interval_max=config.retry_interval_max,
-            controller_publish_readonly=config.controller_publish_readonly,
-        )
-        recorder = ctx.recorder
         # sig-storage-lib's event source: <provisioner>_<hostname>_<uuid>.
-        recorder.component = f"{info.name}_{socket.gethostname()}_{uuid.uuid4()}"
-
-        def emit(obj: Any, resource: Resource, event: Event) -> None:
-            recorder.event(obj, event.type, event.reason, event.message, resource=resource)
-
-        controller = ProvisionerController(
-            ctx.port,
-            ctx.conn.controller,
-            opts,
-            settings,
-            emit=emit,
-            registry=ctx.registry,
-            worker_threads=config.worker_threads,
-            cloning_threads=config.cloning_protection_threads,
-            retry_start=config.retry_interval_start,
-            retry_max=config.retry_interval_max,
-            make_informer=lambda res, fields, resync, idx: ctx.informer(
-                res, fields=fields, resync=resync, indexers=idx
-            ),
-            make_queue=lambda name, start, maximum: ctx.queue(name, start=start, maximum=maximum),
-            journal_namespace=lease_namespace(config.leader_election_namespace),
-        )
+        ctx.recorder.component = f"{info.name}_{socket.gethostname()}_{uuid.uuid4()}"
+        controller = ProvisionerController(ctx, config, identity=make_identity(info.name))
         log.info(
             "Provisioner configured",
             driver=info.name,
-            identity=settings.identity,
-            topology=opts.supports_topology,
+            identity=controller.identity,
+            topology=controller.shared.opts.supports_topology,
             workers=config.worker_threads,
         )
+        if on_setup is not None:
+            on_setup(controller)
         return controller.lead
 
     return setup
 
 
-async def run_provisioner(config: ProvisionerConfig, stop: asyncio.Event) -> int:
-    """Run the provisioner until ``stop``; returns the exit code."""
+async def run_provisioner(
+    config: ProvisionerConfig,
+    stop: asyncio.Event,
+    *,
+    port: KubePort | None = None,
+    conn: Connection | None = None,
+    metrics: CSIMetrics | None = None,
+    on_setup: Callable[[ProvisionerController], object] | None = None,
+) -> int:
+    """Run the provisioner until ``stop``; returns the exit code.
+
+    Args:
+        config: the provisioner's flags.
+        stop: set on SIGTERM/SIGINT.
+        port: a Kubernetes port instead of a client from ``--kubeconfig`` (tests).
+        conn: a driver connection instead of dialling ``--csi-address`` (tests).
+        metrics: CSI metrics to use (tests).
+        on_setup: called with the controller once it is declared (tests).
+    """
     for warning in config.warnings:
         log.warning(warning)
     return await run_controller(
         controller_options(config),
-        kube_options(config),
+        config.kube,
         stop,
         lock_name=lock_name,
-        setup=make_setup(config),
+        setup=make_setup(config, on_setup=on_setup),
+        port=port,
+        conn=conn,
+        metrics=metrics,
     )
 
 
@@ -168,9 +133,7 @@ async def run_provisioner(config: ProvisionerConfig, stop: asyncio.Event) -> int
     help="Create and delete volumes for PersistentVolumeClaims (external-provisioner).",
 )
 @provisioner_options
-@app.common_options
-def command(*, v: int, logging_format: str, version: bool, **values: Any) -> None:
+def command(*, config: ProvisionerConfig) -> None:
     """Run the provisioner role."""
-    app.start(ROLE, v, logging_format, version)
-    config = build_config(**values)
+    app.start(ROLE, config.v, config.logging_format, config.version)
     app.run(lambda stop: run_provisioner(config, stop))

@@ -1,146 +1,138 @@
 """The provisioner's controller: informers, work queues and the executors wired together.
 
-Three queues, as in Go: ``claims`` (key ``namespace/name`` of a PVC, :class:`~.provision.
-ClaimSync`), ``volumes`` (PV name, :class:`~.delete.VolumeSync`; the two share one back-off, as
-sig-storage-lib's share one rate limiter) and ``cloning-protection`` (source PVC key, only when
-the driver can clone). Informer handlers only enqueue keys, and only for objects that may need
-work: claims that ask for our driver and are not bound yet, or have a journal record (or a
-legacy record on the PVC); PVs we own. Workers start once every informer has listed and the
-journal (:mod:`.journal`) is loaded; its writer runs beside them, and the claims of every
-record it holds are synced first thing (that is how a restart finishes in-flight CreateVolumes).
+Three queues, as in Go: ``claims`` (key ``namespace/name`` of a PVC,
+:class:`~.execute.provision.ClaimSync`), ``volumes`` (PV name,
+:class:`~.execute.volumes.VolumeSync`; the two share one back-off, as sig-storage-lib's share
+one rate limiter) and ``cloning-protection`` (source PVC key, only when the driver can clone).
+Informer handlers only enqueue keys, and only for objects that may need work: claims that ask
+for our driver and are not bound yet, or have a journal record; PVs we own. They also tell the
+read-your-writes caches what the informers have caught up with.
+
+Informers and queues are declared on the controller runner's context
+(:class:`csi_sidecars.controller.ControllerContext`), which starts them and waits for the sync.
+:meth:`ProvisionerController.lead` then loads the journal (:mod:`.journal`), runs its writer
+beside the workers, and syncs the claims of every record it holds first thing (that is how a
+restart finishes in-flight CreateVolumes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
-from csi_sidecars.csi.messages import csi_pb2, csi_pb2_grpc
-from csi_sidecars.kube.port import KubePort
-from csi_sidecars.kube.resources import ApiError, JsonDict, object_key
-from csi_sidecars.kube.workqueue import ExponentialBackoff, WorkQueue
-from csi_sidecars.provisioner import deletion, keys
-from csi_sidecars.provisioner.caches import (
-    RESYNC_PERIOD,
-    Caches,
-    InformerFactory,
-    clone_source_key,
-    informer_factory,
+from csi_sidecars.controller import ControllerContext
+from csi_sidecars.controller.perform import Performer
+from csi_sidecars.csi.messages import csi_pb2
+from csi_sidecars.kube.leaderelection import lease_namespace
+from csi_sidecars.kube.objects import annotations_of, dig, is_deleting, spec, uid
+from csi_sidecars.kube.resources import (
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    ApiError,
+    JsonDict,
+    object_key,
 )
-from csi_sidecars.provisioner.claims import storage_provisioner
-from csi_sidecars.provisioner.clone_protection import CloneProtection, needs_check
-from csi_sidecars.provisioner.context import Context, Emit, Outcome, Settings
-from csi_sidecars.provisioner.delete import VolumeSync
-from csi_sidecars.provisioner.intent import Intent
-from csi_sidecars.provisioner.journal import Journal, journal_name
-from csi_sidecars.provisioner.kubeio import KubeIO
-from csi_sidecars.provisioner.legacy import legacy_tracked
+from csi_sidecars.provisioner.decide import deletion, strings
+from csi_sidecars.provisioner.decide.claims import storage_provisioner
+from csi_sidecars.provisioner.decide.request import ProvisionerOptions
+from csi_sidecars.provisioner.decide.sources import needs_release_check
+from csi_sidecars.provisioner.execute.caches import RESYNC_PERIOD, Caches, clone_source_key
+from csi_sidecars.provisioner.execute.clone_protection import CloneProtection
+from csi_sidecars.provisioner.execute.context import Context, Settings
+from csi_sidecars.provisioner.execute.provision import ClaimSync
+from csi_sidecars.provisioner.execute.volumes import VolumeSync
+from csi_sidecars.provisioner.flags import GATE_TOPOLOGY, GATE_VAC, ProvisionerConfig
+from csi_sidecars.provisioner.journal import Intent, Journal, journal_name
 from csi_sidecars.provisioner.metrics import ProvisionerMetrics
-from csi_sidecars.provisioner.objects import annotations_of, is_deleting, spec, uid
-from csi_sidecars.provisioner.provision import ClaimSync
-from csi_sidecars.provisioner.request import ProvisionerOptions
 from csi_sidecars.runtime import logging as rlog
 
 log = rlog.get_logger("provisioner")
 
 _Cap = csi_pb2.ControllerServiceCapability.RPC
-Sync = Callable[[str], Awaitable[Outcome]]
-#: ``make(name, start, maximum)``: a work queue factory (the controller runner's).
-QueueFactory = Callable[[str, float, float], WorkQueue]
-
-
-def _handler(queue: WorkQueue, sync: Sync) -> Callable[[str], Awaitable[bool]]:
-    async def handle(key: str) -> bool:
-        outcome = await sync(key)
-        if outcome.after is not None:
-            queue.add_after(key, outcome.after)
-            return True
-        return not outcome.retry
-
-    return handle
 
 
 class ProvisionerController:
-    """Everything the provisioner runs while it leads.
+    """Everything the provisioner runs while it leads, declared on the runner's context.
+
+    Informers and queues are the runner's (:meth:`ControllerContext.informer` /
+    :meth:`ControllerContext.queue`): it starts the informers, waits for their sync, runs
+    :meth:`lead` and drains the queues on SIGTERM. Capabilities are read from ``ctx.driver``.
 
     Args:
-        port: the Kubernetes port.
-        csi: the driver's Controller service stub.
-        opts: driver facts and request flags.
-        settings: executor flags (identity, timeout, topology, ...).
-        emit: records an event on an object.
-        registry: where the workqueue and ``controller_*`` metrics go.
-        worker_threads: ``--worker-threads`` (claim workers and, as many, volume workers).
-        cloning_threads: ``--cloning-protection-threads``.
-        retry_start: ``--retry-interval-start``.
-        retry_max: ``--retry-interval-max``.
+        ctx: the controller runner's context (driver, port, connection, recorder, registry).
+        config: the provisioner's flags.
+        identity: the provisioner identity written into every PV.
         resync_period: PVC/PV informer resync (seconds; 0 disables).
-        make_informer: informer factory (default: plain informers on ``port``, run by
-            :meth:`run`; the controller runner passes its own and runs them itself).
-        make_queue: work queue factory (default: queues with metrics in ``registry``).
-        journal_namespace: namespace of the journal Lease (the leader election namespace).
     """
 
     def __init__(
         self,
-        port: KubePort,
-        csi: csi_pb2_grpc.ControllerAsyncStub,
-        opts: ProvisionerOptions,
-        settings: Settings,
+        ctx: ControllerContext,
+        config: ProvisionerConfig,
         *,
-        emit: Emit,
-        registry: CollectorRegistry,
-        worker_threads: int = 100,
-        cloning_threads: int = 1,
-        retry_start: float = 1.0,
-        retry_max: float = 300.0,
+        identity: str,
         resync_period: float = RESYNC_PERIOD,
-        make_informer: InformerFactory | None = None,
-        make_queue: QueueFactory | None = None,
-        journal_namespace: str = "default",
     ) -> None:
-        if make_queue is None:
-
-            def make_queue(name: str, start: float, maximum: float) -> WorkQueue:
-                return WorkQueue(
-                    name, backoff=ExponentialBackoff(start, maximum), registry=registry
-                )
-
+        self.ctx = ctx
+        self.identity = identity
+        opts = ProvisionerOptions(
+            driver=ctx.driver,
+            volume_name_prefix=config.volume_name_prefix,
+            volume_name_uuid_length=config.volume_name_uuid_length,
+            default_fstype=config.default_fstype,
+            extra_create_metadata=config.extra_create_metadata,
+            topology_gate=config.gates[GATE_TOPOLOGY],
+            vac_gate=config.gates[GATE_VAC],
+        )
+        settings = Settings(
+            identity=identity,
+            timeout=config.csi.timeout,
+            strict_topology=config.strict_topology,
+            immediate_topology=config.immediate_topology,
+            retry_interval_max=config.retry.maximum,
+            controller_publish_readonly=config.controller_publish_readonly,
+        )
+        attachments = opts.has(_Cap.PUBLISH_UNPUBLISH_VOLUME)
         self.caches = Caches(
-            make_informer or informer_factory(port),
+            ctx,
             topology=opts.supports_topology,
-            attachments=opts.has(_Cap.PUBLISH_UNPUBLISH_VOLUME),
+            attachments=attachments,
             resync_period=resync_period,
         )
-        self.io = KubeIO(port)
-        self.journal = Journal(
-            port, journal_namespace, journal_name(opts.driver), on_adopt=self._record_adopted
+        self.performer = Performer(
+            ctx.port, ctx.conn, ctx.recorder, timeout=config.csi.timeout, role="provisioner"
         )
-        self.ctx = Context(
-            io=self.io,
+        self.journal = Journal(
+            ctx.port,
+            lease_namespace(config.kube.leader_election_namespace),
+            journal_name(ctx.driver.name),
+            on_adopt=self._record_adopted,
+        )
+        self.shared = Context(
+            performer=self.performer,
             journal=self.journal,
             caches=self.caches,
-            csi=csi,
+            csi=ctx.conn.controller,
             opts=opts,
             settings=settings,
-            emit=emit,
-            metrics=ProvisionerMetrics(registry),
+            metrics=ProvisionerMetrics(ctx.registry),
         )
-        self.claim_sync = ClaimSync(self.ctx)
-        self.volume_sync = VolumeSync(
-            self.ctx, check_attachments=opts.has(_Cap.PUBLISH_UNPUBLISH_VOLUME)
+        self._claims_written = self.shared.written(PERSISTENT_VOLUME_CLAIMS)
+        self._volumes_written = self.shared.written(PERSISTENT_VOLUMES)
+        self.claim_sync = ClaimSync(self.shared)
+        self.volume_sync = VolumeSync(self.shared, check_attachments=attachments)
+        self.clone_protection = (
+            CloneProtection(self.shared) if opts.has(_Cap.CLONE_VOLUME) else None
         )
-        self.clone_protection = CloneProtection(self.ctx) if opts.has(_Cap.CLONE_VOLUME) else None
-        self.claim_queue = make_queue("claims", retry_start, retry_max)
-        self.volume_queue = make_queue("volumes", retry_start, retry_max)
-        self.clone_queue = make_queue("cloning-protection", retry_start, retry_max)
-        self.worker_threads = worker_threads
-        self.cloning_threads = cloning_threads
-        self._known = self.ctx.known_names
+        start, maximum = config.retry.start, config.retry.maximum
+        self.claim_queue = ctx.queue("claims", start=start, maximum=maximum)
+        self.volume_queue = ctx.queue("volumes", start=start, maximum=maximum)
+        self.clone_queue = ctx.queue("cloning-protection", start=start, maximum=maximum)
+        self.worker_threads = config.worker_threads
+        self.cloning_threads = config.cloning_protection_threads
+        self._known = self.shared.known_names
         self.caches.claims.add_handlers(self._claim_added, self._claim_updated, self._claim_deleted)
         self.caches.volumes.add_handlers(
             self._volume_added, self._volume_updated, self._volume_deleted
@@ -154,22 +146,22 @@ class ProvisionerController:
         self.claim_queue.add(record.claim_key)
 
     def _wants_claim(self, pvc: Mapping[str, Any]) -> bool:
-        if legacy_tracked(pvc) or self.journal.knows_claim(object_key(dict(pvc))):
+        if self.journal.knows_claim(object_key(dict(pvc))):
             return True
         if spec(pvc).get("volumeName") or is_deleting(pvc):
             return False
         return (
             storage_provisioner(pvc) in self._known
-            or annotations_of(pvc).get(keys.ANN_MIGRATED_TO) in self._known
+            or annotations_of(pvc).get(strings.ANN_MIGRATED_TO) in self._known
         )
 
     def _claim_added(self, pvc: JsonDict) -> None:
         key = object_key(pvc)
-        self.io.stale(key, pvc)  # drops the read-your-writes entry once the cache caught up
+        self._claims_written.observe(key, pvc)  # drops our copy once the cache caught up
         if self._wants_claim(pvc):
             self.claim_queue.add(key)
         if self.clone_protection is not None:
-            if needs_check(pvc):
+            if needs_release_check(pvc):
                 self.clone_queue.add(key)
             source = clone_source_key(pvc)
             if source is not None:
@@ -180,7 +172,7 @@ class ProvisionerController:
 
     def _claim_deleted(self, pvc: JsonDict) -> None:
         self.claim_sync.forget(uid(pvc))
-        self.io.forget(object_key(pvc))
+        self._claims_written.forget(object_key(pvc))
         if self.journal.knows_claim(object_key(pvc)):
             self.claim_queue.add(object_key(pvc))
         if self.clone_protection is not None:
@@ -190,35 +182,31 @@ class ProvisionerController:
 
     def _volume_added(self, pv: JsonDict) -> None:
         name = object_key(pv)
-        self.io.saved_volumes.pop(name, None)
+        self._volumes_written.observe(name, pv)
         if deletion.owns_volume(pv, self._known):
             self.volume_queue.add(name)
         ref = spec(pv).get("claimRef")
         if isinstance(ref, dict) and ref.get("namespace") and ref.get("name"):
-            claim_key = f"{ref['namespace']}/{ref['name']}"
             record = self.journal.get(str(ref.get("uid") or ""))
             if record is not None and record.volume_name == object_key(pv):
                 self.journal.drop(record.pvc_uid)  # the PV exists: nothing is in flight
-            claim = self.caches.claim(claim_key)
-            if claim is not None and legacy_tracked(claim):
-                self.claim_queue.add(claim_key)
 
     def _volume_updated(self, old: JsonDict, new: JsonDict) -> None:
         self._volume_added(new)
 
     def _volume_deleted(self, pv: JsonDict) -> None:
-        self.io.saved_volumes.pop(object_key(pv), None)
         self.volume_sync.forget(object_key(pv))
-        self.io.forget(object_key(pv))
+        self._volumes_written.forget(object_key(pv))
 
     def _attachment_deleted(self, va: JsonDict) -> None:
-        pv_name = ((spec(va).get("source") or {}) or {}).get("persistentVolumeName")
-        if pv_name:
-            self.volume_queue.add(str(pv_name))
+        pv_name = dig(va, "spec", "source", "persistentVolumeName")
+        if isinstance(pv_name, str) and pv_name:
+            self.volume_queue.add(pv_name)
 
     # -- running ----------------------------------------------------------------------------
 
-    async def _load_journal(self) -> None:
+    async def _load_journal(self) -> bool:
+        """Read the journal, retrying with back-off; False when the role stops meanwhile."""
         failures = 0
         while True:
             try:
@@ -231,13 +219,18 @@ class ProvisionerController:
                     journal=f"{self.journal.namespace}/{self.journal.name}",
                     error=exc.message or str(exc),
                 )
-                await asyncio.sleep(min(0.5 * 2**failures, 30.0))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.ctx.stopping.wait(), min(0.5 * 2**failures, 30.0))
+                if self.ctx.stopping.is_set():
+                    return False
         for record in records:
             self.claim_queue.add(record.claim_key)
+        return True
 
     async def lead(self) -> None:
         """Run the workers until the queues shut down (informers must be running and synced)."""
-        await self._load_journal()
+        if not await self._load_journal():
+            return
         writer = asyncio.create_task(self.journal.run(), name="provisioner journal")
         try:
             await self._work()
@@ -248,38 +241,12 @@ class ProvisionerController:
 
     async def _work(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(
-                self.claim_queue.run(
-                    _handler(self.claim_queue, self.claim_sync.sync), self.worker_threads
-                )
-            )
-            tg.create_task(
-                self.volume_queue.run(
-                    _handler(self.volume_queue, self.volume_sync.sync), self.worker_threads
-                )
-            )
+            tg.create_task(self.claim_queue.run(self.claim_sync.sync, self.worker_threads))
+            tg.create_task(self.volume_queue.run(self.volume_sync.sync, self.worker_threads))
             if self.clone_protection is not None:
                 tg.create_task(
-                    self.clone_queue.run(
-                        _handler(self.clone_queue, self.clone_protection.sync),
-                        self.cloning_threads,
-                    )
+                    self.clone_queue.run(self.clone_protection.sync, self.cloning_threads)
                 )
-
-    async def run(self) -> None:
-        """Run informers and workers until cancelled (without the controller runner)."""
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for informer in self.caches.informers:
-                    tg.create_task(informer.run(), name=f"informer {informer.resource.plural}")
-                for informer in self.caches.informers:
-                    await informer.wait_for_sync()
-                log.info("Caches synced, starting workers", workers=self.worker_threads)
-                tg.create_task(self.lead())
-        finally:
-            for queue in (self.claim_queue, self.volume_queue, self.clone_queue):
-                with contextlib.suppress(Exception):
-                    await queue.close()
 
     def idle(self) -> bool:
         """Whether no key is queued or being processed (for tests and benchmarks)."""

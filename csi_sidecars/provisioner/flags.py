@@ -1,37 +1,65 @@
 """The flags of ``csi-sidecars provisioner``: every flag and default of external-provisioner v6.3.
 
-:func:`provisioner_options` declares them as click options (Go-style argv is normalised by
-:class:`csi_sidecars.runtime.flags.GoCommand`); :func:`build_config` validates the values into a
-:class:`ProvisionerConfig`. Flags of features csi-sidecars does not implement yet (capacity
-tracking, node deployment, snapshot restore, cross-namespace data sources) are accepted only
-with their default value; anything else fails with
-``flag --X is not supported yet by csi-sidecars provisioner``, so a manifest never silently
-loses a behaviour it asked for. The role command (wired later) adds ``app.common_options``.
+The flags every role shares are the shared groups, declared once (:mod:`csi_sidecars.runtime.
+options`): ``--csi-address`` and ``--timeout`` (10s), the HTTP flags, ``--retry-interval-start``
+/ ``--retry-interval-max``, ``--worker-threads`` (100), ``--feature-gates`` (the provisioner's
+gates), the Kubernetes and leader-election flags with ``--master``
+(:func:`csi_sidecars.kube.options.kube_options`) and ``-v`` / ``--logging-format`` /
+``--version``. This module adds the provisioner's own flags and :func:`provisioner_options`
+hands the command one validated :class:`ProvisionerConfig` as ``config``.
+
+Flags of features csi-sidecars does not implement yet (capacity tracking, node deployment,
+snapshot restore, cross-namespace data sources) are accepted only with their default value;
+anything else fails with ``flag --X is not supported yet by csi-sidecars provisioner``, so a
+manifest never silently loses a behaviour it asked for.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
 
-from csi_sidecars.provisioner.secrets import is_dns1123_subdomain
+from csi_sidecars.controller import release_on_exit
+from csi_sidecars.kube.options import KubeOptions, kube_options
+from csi_sidecars.provisioner.decide.secrets import is_dns1123_subdomain
 from csi_sidecars.runtime import app
-from csi_sidecars.runtime.flags import DURATION, GoCommand, bool_flag, parse_go_bool
+from csi_sidecars.runtime.errors import ConfigError
+from csi_sidecars.runtime.featuregates import ALL_ALPHA, ALL_BETA, FeatureGates, Gate
+from csi_sidecars.runtime.flags import DURATION, GoCommand, bool_flag
+from csi_sidecars.runtime.options import (
+    CsiOptions,
+    HttpOptions,
+    RetryOptions,
+    compose,
+    csi_options,
+    feature_gates,
+    http_options,
+    retry_options,
+    worker_threads,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Feature gates of external-provisioner v6.3 and their defaults.
-FEATURE_GATES: dict[str, bool] = {
-    "Topology": True,
-    "CrossNamespaceVolumeDataSource": False,
-    "VolumeAttributesClass": True,
-    "ReleaseLeaderElectionOnExit": False,
+ROLE = "provisioner"
+
+GATE_TOPOLOGY = "Topology"
+GATE_CROSS_NAMESPACE = "CrossNamespaceVolumeDataSource"
+GATE_VAC = "VolumeAttributesClass"
+GATE_RELEASE_ON_EXIT = "ReleaseLeaderElectionOnExit"
+
+#: Feature gates of external-provisioner v6.3: defaults and maturity.
+FEATURE_GATES: dict[str, Gate] = {
+    GATE_TOPOLOGY: Gate(True, "ga"),
+    GATE_CROSS_NAMESPACE: Gate(False, "alpha"),
+    GATE_VAC: Gate(True, "ga"),
+    GATE_RELEASE_ON_EXIT: Gate(False, "alpha"),
 }
-#: Gates whose non-default value needs a feature we do not have yet.
-UNSUPPORTED_GATE_VALUES: dict[str, bool] = {"CrossNamespaceVolumeDataSource": True}
+#: Gates whose value needs a feature we do not have yet.
+UNSUPPORTED_GATE_VALUES: dict[str, bool] = {GATE_CROSS_NAMESPACE: True}
 
 #: Flags of features not built yet: option parameter name -> default (a non-default is refused).
 UNSUPPORTED_FLAGS: dict[str, Any] = {
@@ -50,9 +78,8 @@ UNSUPPORTED_FLAGS: dict[str, Any] = {
     "prevent_volume_mode_conversion": True,
 }
 
-
-class ConfigError(click.UsageError):
-    """A flag value that cannot work; click prints it and exits 2."""
+#: external-provisioner's message for ``--metrics-address`` together with ``--http-endpoint``.
+HTTP_EXCLUSIVE = "only one of `--metrics-address` and `--http-endpoint` can be set."
 
 
 def _opt(*decls: str, **kwargs: Any) -> Callable[[F], F]:
@@ -60,40 +87,16 @@ def _opt(*decls: str, **kwargs: Any) -> Callable[[F], F]:
     return click.option(*decls, **kwargs)
 
 
-_OPTIONS: list[Callable[[Any], Any]] = [
-    # common sidecar flags (csi-lib-utils standardflags)
-    _opt("--kubeconfig", default="", help="Kubeconfig path (env KUBECONFIG wins)."),
-    _opt("--master", default="", help="API server URL; used with --kubeconfig when set."),
-    _opt("--csi-address", default="/run/csi/socket", help="Address of the CSI driver socket."),
-    bool_flag("--leader-election", help="Enable Lease-based leader election."),
-    _opt("--leader-election-namespace", default="", help="Namespace of the leader Lease."),
-    _opt("--leader-election-lease-duration", type=DURATION, default="15s", help="Lease duration."),
-    _opt("--leader-election-renew-deadline", type=DURATION, default="10s", help="Renew deadline."),
-    _opt("--leader-election-retry-period", type=DURATION, default="5s", help="Retry period."),
-    _opt("--leader-election-labels", default="", help="k:v,k2:v2 labels put on the Lease."),
-    bool_flag(
-        "--leader-election-release-on-stop",
-        default=True,
-        help="Release the Lease on SIGTERM so a standby takes over at once (as every role).",
-    ),
-    _opt("--kube-api-qps", type=float, default=5.0, help="QPS of the main API client."),
-    _opt("--kube-api-burst", type=int, default=10, help="Burst of the main API client."),
-    _opt("--http-endpoint", default="", help="host:port of the metrics and health server."),
-    _opt("--metrics-address", default="", help="(deprecated) metrics host:port."),
-    _opt("--metrics-path", default="/metrics", help="HTTP path of the metrics."),
-    # external-provisioner flags
+#: The provisioner's own flags (the shared ones are composed in :func:`provisioner_options`).
+_OWN: list[Callable[[Any], Any]] = [
     _opt("--volume-name-prefix", default="pvc", help="Prefix of PV and volume names."),
     _opt("--volume-name-uuid-length", type=int, default=-1,
          help="Cut the dashless PVC UID in volume names to this length (-1: full UID)."),
-    _opt("--retry-interval-start", type=DURATION, default="1s", help="Initial retry interval."),
-    _opt("--retry-interval-max", type=DURATION, default="5m", help="Maximum retry interval."),
-    _opt("--worker-threads", type=int, default=100, help="Simultaneous provision/delete workers."),
     _opt("--cloning-protection-threads", type=int, default=1,
          help="Workers removing the clone-source finalizer."),
     _opt("--snapshot-orphan-sweep-interval", type=DURATION, default="5m",
          help="(not supported yet) Snapshot source-protection finalizer sweep period."),
     _opt("--capacity-threads", type=int, default=1, help="(not supported yet) Capacity workers."),
-    _opt("--timeout", type=DURATION, default="10s", help="Timeout of each CSI call."),
     bool_flag("--strict-topology", help="Late binding: only the selected node's topology."),
     bool_flag("--immediate-topology", default=True,
               help="Immediate binding: pass the aggregated cluster topology."),
@@ -122,115 +125,62 @@ _OPTIONS: list[Callable[[Any], Any]] = [
               help="Mark single-ROX PVs readOnly for ControllerPublish."),
     bool_flag("--prevent-volume-mode-conversion", default=True,
               help="(snapshot restore, not supported yet) Refuse volume mode changes."),
-    _opt("--feature-gates", default="", help="key=bool,... feature gates."),
 ]  # fmt: skip
-
-
-def provisioner_options(func: F) -> F:
-    """Add every provisioner flag (not ``-v``/``--logging-format``/``--version``) to a command."""
-    for option in reversed(_OPTIONS):
-        func = option(func)
-    return func
 
 
 @dataclass(frozen=True)
 class ProvisionerConfig:
     """The validated flags of the provisioner role."""
 
-    kubeconfig: str
-    master: str
-    csi_address: str
-    leader_election: bool
-    leader_election_namespace: str
-    leader_election_lease_duration: float
-    leader_election_renew_deadline: float
-    leader_election_retry_period: float
-    leader_election_labels: dict[str, str]
-    leader_election_release_on_stop: bool
-    kube_api_qps: float
-    kube_api_burst: int
-    http_endpoint: str
-    metrics_address: str
-    metrics_path: str
-    volume_name_prefix: str
-    volume_name_uuid_length: int
-    retry_interval_start: float
-    retry_interval_max: float
-    worker_threads: int
-    cloning_protection_threads: int
-    timeout: float
-    strict_topology: bool
-    immediate_topology: bool
-    extra_create_metadata: bool
-    default_fstype: str
-    controller_publish_readonly: bool
-    feature_gates: dict[str, bool]
-    #: gates given explicitly on the command line (VolumeAttributesClass auto-detection
-    #: applies only when it was not)
-    explicit_gates: frozenset[str] = frozenset()
+    csi: CsiOptions = field(default_factory=lambda: CsiOptions(timeout=10.0))
+    http: HttpOptions = field(default_factory=HttpOptions)
+    retry: RetryOptions = field(default_factory=RetryOptions)
+    gates: FeatureGates = field(
+        default_factory=lambda: FeatureGates({k: g.default for k, g in FEATURE_GATES.items()})
+    )
+    kube: KubeOptions = field(default_factory=KubeOptions)
+    worker_threads: int = 100
+    volume_name_prefix: str = "pvc"
+    volume_name_uuid_length: int = -1
+    cloning_protection_threads: int = 1
+    strict_topology: bool = False
+    immediate_topology: bool = True
+    extra_create_metadata: bool = False
+    default_fstype: str = ""
+    controller_publish_readonly: bool = False
+    v: int = 0
+    logging_format: str = "text"
+    version: bool = False
     #: non-fatal notes to log once at start-up
-    warnings: tuple[str, ...] = field(default_factory=tuple)
+    warnings: tuple[str, ...] = ()
 
 
-def parse_labels(text: str) -> dict[str, str]:
-    """Parse ``--leader-election-labels`` (``k:v,k2:v2``).
-
-    Raises:
-        ConfigError: for an item without ``:`` or with an empty key.
-    """
-    out: dict[str, str] = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = item.partition(":")
-        if not sep or not key.strip():
+def _check_gates(gates: FeatureGates) -> None:
+    """Refuse unsupported gate values, also when ``AllAlpha`` / ``AllBeta`` set them."""
+    for key, refused in UNSUPPORTED_GATE_VALUES.items():
+        if gates[key] == refused:
+            origin = "" if gates.set_explicitly(key) else f" (set by {ALL_ALPHA} or {ALL_BETA})"
             raise ConfigError(
-                f'invalid argument "{text}" for "--leader-election-labels" flag: '
-                f"{item} must be formatted as key:value"
+                f"feature gate {key}={str(refused).lower()}{origin} is not supported yet by "
+                f"csi-sidecars {ROLE}"
             )
-        out[key.strip()] = value.strip()
-    return out
-
-
-def parse_feature_gates(text: str) -> tuple[dict[str, bool], frozenset[str]]:
-    """Parse ``--feature-gates`` (``Key=true,Key2=false``) over the defaults.
-
-    Raises:
-        ConfigError: malformed item, unknown gate, or a gate value needing an unsupported feature.
-    """
-    gates = dict(FEATURE_GATES)
-    explicit: set[str] = set()
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep:
-            raise ConfigError(f"missing bool value for {key}")
-        try:
-            enabled = parse_go_bool(value.strip())
-        except ValueError:
-            raise ConfigError(f"invalid value of {key}: {value.strip()}") from None
-        if key not in FEATURE_GATES:
-            raise ConfigError(f"unrecognized feature gate: {key}")
-        if UNSUPPORTED_GATE_VALUES.get(key) == enabled:
-            raise ConfigError(
-                f"feature gate {key}={str(enabled).lower()} is not supported yet by "
-                "csi-sidecars provisioner"
-            )
-        gates[key] = enabled
-        explicit.add(key)
-    return gates, frozenset(explicit)
 
 
 def build_config(**values: Any) -> ProvisionerConfig:
-    """Validate the option values of :func:`provisioner_options`.
+    """Validate the option values of :func:`provisioner_options` into a config.
+
+    Also combines ``--leader-election-release-on-stop`` with the ``ReleaseLeaderElectionOnExit``
+    gate (:func:`csi_sidecars.controller.release_on_exit`).
 
     Raises:
-        ConfigError: an unsupported feature flag with a non-default value, an invalid
+        ConfigError: an unsupported feature flag or gate value, an invalid
             ``--volume-name-uuid-length`` or prefix, non-positive worker counts or durations,
             or both ``--http-endpoint`` and ``--metrics-address``.
     """
     for flag, default in UNSUPPORTED_FLAGS.items():
         if values.pop(flag) != default:
             raise ConfigError(
-                f"flag --{flag.replace('_', '-')} is not supported yet by csi-sidecars provisioner"
+                f"flag --{flag.replace('_', '-')} is not supported yet by csi-sidecars {ROLE}"
             )
     warnings: list[str] = []
     if values.pop("enable_pprof"):
@@ -249,31 +199,45 @@ def build_config(**values: Any) -> ProvisionerConfig:
     for flag in ("worker_threads", "cloning_protection_threads"):
         if values[flag] < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
-    for flag in ("timeout", "retry_interval_start", "retry_interval_max"):
-        if values[flag] <= 0:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be positive")
-    if values["retry_interval_max"] < values["retry_interval_start"]:
-        raise ConfigError("--retry-interval-max must not be shorter than --retry-interval-start")
-    if values["http_endpoint"] and values["metrics_address"]:
-        raise ConfigError("only one of `--metrics-address` and `--http-endpoint` can be set.")
-    gates, explicit = parse_feature_gates(values.pop("feature_gates"))
-    labels = parse_labels(values.pop("leader_election_labels"))
-    return ProvisionerConfig(
-        **values,
-        leader_election_labels=labels,
-        feature_gates=gates,
-        explicit_gates=explicit,
-        warnings=tuple(warnings),
+    csi: CsiOptions = values["csi"]
+    if csi.timeout <= 0:
+        raise ConfigError("--timeout must be positive")
+    values["retry"].validate()
+    values["http"].validate(HTTP_EXCLUSIVE)
+    gates: FeatureGates = values["gates"]
+    _check_gates(gates)
+    release_on_exit(values["kube"], gates[GATE_RELEASE_ON_EXIT])
+    return ProvisionerConfig(**values, warnings=tuple(warnings))
+
+
+def provisioner_options(func: F) -> F:
+    """Add every provisioner flag; the command receives ``config: ProvisionerConfig``.
+
+    An invalid value raises :class:`~csi_sidecars.runtime.errors.ConfigError` (a
+    :class:`click.UsageError`: ``Error: <message>``, exit 2) before the command body runs.
+    """
+
+    @functools.wraps(func)
+    def wrapper(**values: Any) -> Any:
+        return func(config=build_config(**values))
+
+    options: Callable[[Any], F] = compose(
+        csi_options(timeout="10s", timeout_help="Timeout of each CSI call."),
+        http_options(),
+        retry_options(),
+        worker_threads(100, help="Simultaneous provision/delete workers."),
+        feature_gates(FEATURE_GATES, role=ROLE, unsupported=UNSUPPORTED_GATE_VALUES),
+        kube_options(master=True),
+        app.common_options,
+        *_OWN,
     )
+    return options(wrapper)
 
 
-@click.command("provisioner", cls=GoCommand)
+@click.command(ROLE, cls=GoCommand)
 @provisioner_options
-@app.common_options
-def _parse_command(**values: Any) -> ProvisionerConfig:
-    for common in ("v", "logging_format", "version"):
-        values.pop(common)
-    return build_config(**values)
+def _parse_command(*, config: ProvisionerConfig) -> ProvisionerConfig:
+    return config
 
 
 def parse_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ProvisionerConfig:
@@ -291,3 +255,16 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Pro
     if not isinstance(result, ProvisionerConfig):
         raise click.UsageError("no configuration parsed")
     return result
+
+
+__all__ = [
+    "FEATURE_GATES",
+    "HTTP_EXCLUSIVE",
+    "UNSUPPORTED_FLAGS",
+    "UNSUPPORTED_GATE_VALUES",
+    "ConfigError",
+    "ProvisionerConfig",
+    "build_config",
+    "parse_args",
+    "provisioner_options",
+]

@@ -20,7 +20,7 @@ from csi_sidecars.playground import objects
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.controlplane import ControlPlane
 from csi_sidecars.playground.process import poll_until
-from csi_sidecars.provisioner import keys
+from csi_sidecars.provisioner.decide import strings
 from tests.e2e.conftest import require
 from tests.e2e.provisioner_support import (
     PV,
@@ -162,7 +162,7 @@ def normalise(pv: dict[str, Any], namespace: str) -> dict[str, Any]:
         ref.pop(key, None)
     csi = out["spec"]["csi"]
     csi.pop("volumeHandle", None)
-    csi.get("volumeAttributes", {}).pop(keys.PROVISIONER_IDENTITY_KEY, None)
+    csi.get("volumeAttributes", {}).pop(strings.PROVISIONER_IDENTITY_KEY, None)
     out["status"].pop("lastPhaseTransitionTime", None)
     return out
 

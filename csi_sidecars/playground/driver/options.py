@@ -10,33 +10,16 @@ few test-only ones: ``--faults-file``, ``--known-node``, ``--add-capability`` /
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from csi_sidecars import __version__
+from csi_sidecars.kube.quantity import QuantityError, quantity_to_bytes
 from csi_sidecars.runtime.flags import parse_go_bool
 
 DEFAULT_DRIVER_NAME = "hostpath.csi.k8s.io"
 TOPOLOGY_KEY = "topology.hostpath.csi/node"
 TIB = 1 << 40
-
-_SUFFIX = {
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 1 << 10,
-    "Mi": 1 << 20,
-    "Gi": 1 << 30,
-    "Ti": 1 << 40,
-    "Pi": 1 << 50,
-    "Ei": 1 << 60,
-}
-_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|)\s*$")
 
 
 def parse_quantity(text: str) -> int:
@@ -45,12 +28,13 @@ def parse_quantity(text: str) -> int:
     Raises:
         ValueError: for anything else.
     """
-    match = _QUANTITY.match(text)
-    if match is None or match.group(2) not in _SUFFIX:
-        raise ValueError(f"invalid quantity {text!r}")
-    number, suffix = match.groups()
-    scaled = float(number) * _SUFFIX[suffix] if "." in number else int(number) * _SUFFIX[suffix]
-    return int(-(-scaled // 1))  # round fractions up, like Kubernetes does
+    try:
+        value = quantity_to_bytes(text)
+    except QuantityError:
+        raise ValueError(f"invalid quantity {text!r}") from None
+    if value < 0:
+        raise ValueError(f"invalid quantity {text!r}: negative")
+    return value
 
 
 @dataclass

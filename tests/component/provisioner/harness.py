@@ -1,8 +1,11 @@
-"""The provisioner controller against the in-memory kube fake and the in-process playground driver.
+"""The provisioner, wired as in production, against the in-memory kube fake and the playground
+driver.
 
-:class:`Env` runs a :class:`ProvisionerController` in a task and plays the parts of the cluster
-the fake does not: it creates StorageClasses, claims (annotated as kube-controller-manager does),
-nodes and CSINodes, and marks PVs Released the way the PV controller would.
+:class:`Env` runs :func:`~csi_sidecars.provisioner.command.run_provisioner` (the shared
+controller runner with ``port=`` the fake and ``conn=`` a connection to the in-process driver)
+in a task, and plays the parts of the cluster the fake does not: it creates StorageClasses,
+claims (annotated as kube-controller-manager does), nodes and CSINodes, and marks PVs Released
+the way the PV controller would. Events are read back from the fake, as the recorder wrote them.
 """
 
 from __future__ import annotations
@@ -11,47 +14,51 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
-from csi_sidecars.csi import rpc
 from csi_sidecars.csi.connection import Connection, LossPolicy, connect
 from csi_sidecars.kube.fake import FakeKube
+from csi_sidecars.kube.options import KubeOptions
 from csi_sidecars.kube.resources import (
     CSI_NODES,
+    EVENTS,
     NODES,
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
     STORAGE_CLASSES,
     ApiError,
     JsonDict,
-    Resource,
 )
 from csi_sidecars.playground.driver import Driver, run_driver
 from csi_sidecars.playground.driver.options import TOPOLOGY_KEY
-from csi_sidecars.provisioner.context import Settings
+from csi_sidecars.provisioner.command import run_provisioner
 from csi_sidecars.provisioner.controller import ProvisionerController
-from csi_sidecars.provisioner.events import Event
-from csi_sidecars.provisioner.request import ProvisionerOptions
+from csi_sidecars.provisioner.flags import ProvisionerConfig
+from csi_sidecars.runtime.options import CsiOptions, RetryOptions
 
 DRIVER = "hostpath.csi.k8s.io"
 NS = "default"
-IDENTITY = "1700000000000-1234-hostpath.csi.k8s.io"
+
+Recorded = tuple[str, str, str, str]
+"""An event as (object name, type, reason, message)."""
 
 
-@dataclass
-class Recorded:
-    """Events recorded by the controller: (object name, type, reason, message)."""
+class Events:
+    """The events the provisioner recorded, read from the fake (a repeated event once per count)."""
 
-    items: list[tuple[str, str, str, str]] = field(default_factory=list)
+    def __init__(self, kube: FakeKube) -> None:
+        self.kube = kube
 
-    def __call__(self, obj: Any, resource: Resource, event: Event) -> None:
-        self.items.append((obj["metadata"]["name"], event.type, event.reason, event.message))
+    @property
+    def items(self) -> list[Recorded]:
+        out: list[Recorded] = []
+        for ev in self.kube.objects(EVENTS):
+            item = (ev["involvedObject"]["name"], ev["type"], ev["reason"], ev["message"])
+            out.extend([item] * int(ev.get("count") or 1))
+        return out
 
-    def of(self, name: str, reason: str | None = None) -> list[tuple[str, str, str, str]]:
+    def of(self, name: str, reason: str | None = None) -> list[Recorded]:
         return [e for e in self.items if e[0] == name and (reason is None or e[2] == reason)]
 
 
@@ -99,58 +106,83 @@ def claim(name: str, storage: str = "1Gi", sc: str = "fast", **spec: Any) -> Jso
     }
 
 
-class Env:
-    """A running controller and handles on everything around it."""
+def provisioner_config(**overrides: Any) -> ProvisionerConfig:
+    """Flags for the tests: fast retries, few workers; ``retry_max`` is --retry-interval-max."""
+    return ProvisionerConfig(
+        csi=CsiOptions(timeout=overrides.pop("timeout", 5.0)),
+        retry=RetryOptions(0.02, overrides.pop("retry_max", 0.2)),
+        kube=KubeOptions(leader_election_namespace=NS),
+        worker_threads=overrides.pop("workers", 4),
+        **overrides,
+    )
 
-    def __init__(self, kube: FakeKube, driver: Driver, conn: Connection, **settings: Any) -> None:
+
+class Env:
+    """A running provisioner and handles on everything around it."""
+
+    def __init__(self, kube: FakeKube, driver: Driver) -> None:
         self.kube = kube
         self.driver = driver
-        self.conn = conn
-        self.events = Recorded()
-        self.settings = settings
+        self.events = Events(kube)
         self.ctrl: ProvisionerController | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.conn: Connection | None = None
+        self._task: asyncio.Task[int] | None = None
+        self._stop = asyncio.Event()
+
+    @property
+    def identity(self) -> str:
+        """The provisioner identity of the running controller."""
+        assert self.ctrl is not None
+        return self.ctrl.identity
 
     async def start(self, **overrides: Any) -> ProvisionerController:
-        """Start a controller (a fresh one, as after a restart)."""
-        plugin = await rpc.get_plugin_capabilities(self.conn, 5)
-        controller_caps = await rpc.get_controller_capabilities(self.conn, 5)
-        args = {**self.settings, **overrides}
-        opts = ProvisionerOptions(
-            driver=DRIVER,
-            plugin_capabilities=frozenset(plugin),
-            controller_capabilities=frozenset(controller_caps),
-            volume_name_uuid_length=args.pop("volume_name_uuid_length", -1),
+        """Start a provisioner (a fresh one, as after a restart) with its own connection."""
+        config = provisioner_config(**overrides)
+        self.conn = await connect(self.driver.endpoint, timeout=5, on_lost=LossPolicy.RECONNECT)
+        self._stop = asyncio.Event()
+        declared: list[ProvisionerController] = []
+        task = asyncio.create_task(
+            run_provisioner(
+                config, self._stop, port=self.kube, conn=self.conn, on_setup=declared.append
+            )
         )
-        settings = Settings(
-            identity=IDENTITY,
-            timeout=args.pop("timeout", 5.0),
-            strict_topology=args.pop("strict_topology", False),
-            immediate_topology=args.pop("immediate_topology", True),
-            retry_interval_max=args.pop("retry_max", 1.0),
-        )
-        self.ctrl = ProvisionerController(
-            self.kube,
-            self.conn.controller,
-            opts,
-            settings,
-            emit=self.events,
-            registry=CollectorRegistry(),
-            retry_start=0.02,
-            retry_max=args.pop("retry_max_backoff", 0.2),
-            worker_threads=args.pop("workers", 4),
-            resync_period=0,
-        )
-        self._task = asyncio.create_task(self.ctrl.run())
+        self._task = task
+
+        def ready() -> ProvisionerController | None:
+            assert not task.done(), f"the provisioner exited with {task.result()}"
+            return declared[0] if declared else None
+
+        self.ctrl = await poll(ready, what="the provisioner set up")
         return self.ctrl
 
+    async def stop(self) -> None:
+        """SIGTERM: the provisioner finishes what it holds and exits 0."""
+        if self._task is not None:
+            self._stop.set()
+            code = await asyncio.wait_for(self._task, 20)
+            self._task = None
+            assert code == 0
+        await self._close()
+
     async def crash(self) -> None:
-        """Stop the controller abruptly (as a SIGKILL would, minus the process)."""
+        """Stop the provisioner abruptly, as a SIGKILL would (minus the process): the runner is
+        cancelled and its driver connection cut, so an in-flight call never gets its answer."""
         if self._task is not None:
             self._task.cancel()
+            await self._close()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def _close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+            self.conn = None
+
+    async def flush_events(self) -> None:
+        """Wait until every event recorded so far is written to the fake."""
+        assert self.ctrl is not None
+        await asyncio.wait_for(self.ctrl.ctx.recorder.flush(), 5)
 
     # -- objects --------------------------------------------------------------------------
 
@@ -214,22 +246,21 @@ class Env:
         )
 
     async def idle(self, timeout: float = 10.0) -> None:
-        """Wait until the controller has nothing queued or in progress."""
+        """Wait until the controller has nothing queued or in progress (and its events are out)."""
         assert self.ctrl is not None
         ctrl = self.ctrl
         await poll(ctrl.idle, timeout, "controller idle")
+        await self.flush_events()
 
 
 @contextlib.asynccontextmanager
 async def environment(tmp_path: Path, **driver_options: Any) -> AsyncIterator[Env]:
-    """A fake cluster with one node, the playground driver, and (not yet started) a controller."""
+    """A fake cluster with one node, the playground driver, and (not yet started) a provisioner."""
     kube = FakeKube()
     async with run_driver(tmp_path, driver_name=DRIVER, **driver_options) as drv:
-        conn = await connect(drv.endpoint, timeout=5, on_lost=LossPolicy.RECONNECT)
-        env = Env(kube, drv, conn)
+        env = Env(kube, drv)
         try:
             await env.add_node("node-1")
             yield env
         finally:
-            await env.crash()
-            await conn.close()
+            await env.stop()

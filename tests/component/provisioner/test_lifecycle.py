@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import grpc
@@ -10,10 +11,11 @@ from csi_sidecars.kube.resources import (
     LEASES,
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
+    SECRETS,
     VOLUME_ATTACHMENTS,
     JsonDict,
 )
-from csi_sidecars.provisioner import keys
+from csi_sidecars.provisioner.decide import strings
 from csi_sidecars.provisioner.journal import decode_records, journal_name
 from tests.component.provisioner.harness import DRIVER, NS, Env, environment, poll
 
@@ -27,6 +29,7 @@ async def test_delete_not_found_counts_as_deleted(tmp_path: Path) -> None:
         env.driver.faults.add("DeleteVolume", code=grpc.StatusCode.NOT_FOUND, times=1)
         await env.release(pv["metadata"]["name"])
         await poll(lambda: env.pv_of(pvc) is None, what="PV deleted")
+        await env.flush_events()
         assert not env.events.of(pv["metadata"]["name"], "VolumeFailedDelete")
 
 
@@ -41,6 +44,7 @@ async def test_delete_failure_is_an_event_and_a_retry(tmp_path: Path) -> None:
         )
         await env.release(pv["metadata"]["name"])
         await poll(lambda: env.pv_of(pvc) is None, what="PV deleted")
+        await env.flush_events()
         failed = env.events.of(pv["metadata"]["name"], "VolumeFailedDelete")
         assert [e[3] for e in failed] == ["rpc error: code = Internal desc = busy"]
         assert not env.volumes()
@@ -71,8 +75,8 @@ async def test_attachment_blocks_deletion_until_it_is_gone(tmp_path: Path) -> No
 async def test_retain_policy_drops_our_finalizer(tmp_path: Path) -> None:
     async with environment(tmp_path) as env:
         pv = {
-            "metadata": {"name": "static", "finalizers": [keys.PV_FINALIZER, "other/keep"],
-                         "annotations": {keys.ANN_PROVISIONED_BY: DRIVER}},
+            "metadata": {"name": "static", "finalizers": [strings.PV_FINALIZER, "other/keep"],
+                         "annotations": {strings.ANN_PROVISIONED_BY: DRIVER}},
             "spec": {"csi": {"driver": DRIVER, "volumeHandle": "v1"},
                      "persistentVolumeReclaimPolicy": "Retain", "capacity": {"storage": "1Gi"}},
         }  # fmt: skip
@@ -104,7 +108,7 @@ async def test_clone_protection_lasts_while_a_clone_is_pending(tmp_path: Path) -
         )
         origin = env.pvc("origin")
         assert origin is not None
-        assert keys.CLONE_SOURCE_FINALIZER in origin["metadata"]["finalizers"]
+        assert strings.CLONE_SOURCE_FINALIZER in origin["metadata"]["finalizers"]
         await env.kube.delete(PERSISTENT_VOLUME_CLAIMS, "origin", NS)
         # The clone is still Pending: the source stays.
         await env.idle()
@@ -152,3 +156,36 @@ async def test_retained_volume_of_a_deleted_claim_is_adopted(tmp_path: Path) -> 
         assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
         assert list(env.volumes()) == [pv["spec"]["csi"]["volumeHandle"]]
         assert not env.driver.calls_of("DeleteVolume")
+
+
+async def test_malformed_deletion_secret_blocks_delete_volume_with_an_event(
+    tmp_path: Path,
+) -> None:
+    async with environment(tmp_path) as env:
+        good = base64.b64encode(b"admin").decode()
+        secret = {"metadata": {"name": "creds", "namespace": NS}, "data": {"user": good}}
+        await env.kube.create(SECRETS, secret, NS)
+        await env.add_class(
+            parameters={
+                "csi.storage.k8s.io/provisioner-secret-name": "creds",
+                "csi.storage.k8s.io/provisioner-secret-namespace": NS,
+            }
+        )
+        pvc = await env.add_claim("data")
+        await env.start()
+        pv = await env.bind("data")
+        pv_name = pv["metadata"]["name"]
+        stored = env.kube.peek(SECRETS, "creds", NS)
+        assert stored is not None
+        stored["data"]["user"] = "???"
+        await env.kube.replace(SECRETS, stored, NS)
+        await env.release(pv_name)
+        failed = await poll(lambda: env.events.of(pv_name, "VolumeFailedDelete"), what="event")
+        assert f"{NS}/creds" in failed[0][3] and "admin" not in failed[0][3]
+        assert not env.driver.calls_of("DeleteVolume")
+        fixed = env.kube.peek(SECRETS, "creds", NS)
+        assert fixed is not None
+        fixed["data"]["user"] = good
+        await env.kube.replace(SECRETS, fixed, NS)
+        await poll(lambda: env.pv_of(pvc) is None, what="PV deleted")
+        assert dict(env.driver.calls_of("DeleteVolume")[0].secrets) == {"user": "admin"}

@@ -10,14 +10,11 @@ import grpc
 from csi_sidecars.kube.resources import (
     LEASES,
     PERSISTENT_VOLUME_CLAIMS,
-    PERSISTENT_VOLUMES,
     SECRETS,
-    STORAGE_CLASSES,
 )
-from csi_sidecars.provisioner import keys
+from csi_sidecars.provisioner.decide import strings
 from csi_sidecars.provisioner.journal import journal_name
-from csi_sidecars.provisioner.legacy import legacy_tracked, with_intent
-from tests.component.provisioner.harness import DRIVER, IDENTITY, NS, environment, poll
+from tests.component.provisioner.harness import DRIVER, NS, environment, poll
 
 
 async def test_immediate_claim_gets_its_pv_and_the_record_is_dropped(tmp_path: Path) -> None:
@@ -28,13 +25,13 @@ async def test_immediate_claim_gets_its_pv_and_the_record_is_dropped(tmp_path: P
         pv = await poll(lambda: env.pv_of(pvc), what="PV")
         uid = pvc["metadata"]["uid"]
         assert pv["metadata"]["name"] == f"pvc-{uid}"
-        assert pv["metadata"]["finalizers"] == [keys.PV_FINALIZER]
-        assert pv["metadata"]["annotations"][keys.ANN_PROVISIONED_BY] == DRIVER
+        assert pv["metadata"]["finalizers"] == [strings.PV_FINALIZER]
+        assert pv["metadata"]["annotations"][strings.ANN_PROVISIONED_BY] == DRIVER
         assert pv["spec"]["capacity"] == {"storage": "2Gi"}
         assert pv["spec"]["claimRef"]["uid"] == uid
         assert pv["spec"]["csi"]["driver"] == DRIVER
         attrs = pv["spec"]["csi"]["volumeAttributes"]
-        assert attrs[keys.PROVISIONER_IDENTITY_KEY] == IDENTITY
+        assert attrs[strings.PROVISIONER_IDENTITY_KEY] == env.identity
         assert pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
         volumes = env.volumes()
         assert [v.name for v in volumes.values()] == [f"pvc-{uid}"]
@@ -49,7 +46,9 @@ async def test_immediate_claim_gets_its_pv_and_the_record_is_dropped(tmp_path: P
         # ... and no PVC write was needed for it.
         assert not env.kube.actions_of("replace", PERSISTENT_VOLUME_CLAIMS)
         current = env.pvc("data")
-        assert current is not None and not legacy_tracked(current)
+        assert current is not None
+        ours = [f for f in current["metadata"].get("finalizers") or [] if "csi-sidecars" in f]
+        assert not ours and not any("csi-sidecars" in a for a in current["metadata"]["annotations"])
         reasons = [e[2] for e in env.events.of("data")]
         assert reasons == ["Provisioning", "ProvisioningSucceeded"]
         assert len(env.driver.calls_of("CreateVolume")) == 1
@@ -64,6 +63,7 @@ async def test_driver_failing_then_succeeding(tmp_path: Path) -> None:
         pvc = await env.add_claim("data")
         await env.start()
         await poll(lambda: env.pv_of(pvc), what="PV")
+        await env.flush_events()
         failed = env.events.of("data", "ProvisioningFailed")
         assert [e[3] for e in failed] == ["rpc error: code = Internal desc = disk on fire"] * 2
         assert len(env.driver.calls_of("CreateVolume")) == 3
@@ -73,14 +73,17 @@ async def test_resource_exhausted_on_the_selected_node_gives_the_node_back(tmp_p
     async with environment(tmp_path) as env:
         env.driver.faults.add("CreateVolume", code=grpc.StatusCode.RESOURCE_EXHAUSTED, times=1)
         await env.add_class(volumeBindingMode="WaitForFirstConsumer")
-        await env.add_claim("late", annotations={keys.ANN_SELECTED_NODE: "node-1"})
+        await env.add_claim("late", annotations={strings.ANN_SELECTED_NODE: "node-1"})
         await env.start()
 
         def node_dropped() -> bool:
             cur = env.pvc("late")
-            return cur is not None and keys.ANN_SELECTED_NODE not in cur["metadata"]["annotations"]
+            return (
+                cur is not None and strings.ANN_SELECTED_NODE not in cur["metadata"]["annotations"]
+            )
 
         await poll(node_dropped, what="selected-node removed")
+        await env.flush_events()
         failed = env.events.of("late", "ProvisioningFailed")
         assert failed[0][3].startswith("rpc error: code = ResourceExhausted")
         request = env.driver.calls_of("CreateVolume")[0]
@@ -94,7 +97,7 @@ async def test_invalid_argument_is_retried_slowly(tmp_path: Path) -> None:
         rule = env.driver.faults.add("CreateVolume", code=grpc.StatusCode.INVALID_ARGUMENT)
         await env.add_class()
         pvc = await env.add_claim("odd")
-        await env.start(retry_max=1.5)  # back-off is capped at 0.2 s, the slow retry is 1.5 s
+        await env.start(retry_max=1.5)  # the slow retry waits --retry-interval-max
         failed = await poll(lambda: env.events.of("odd", "ProvisioningFailed"), what="failure")
         assert failed[0][3] == (
             "Volume provisioning failed with infeasible error. Retries will be delayed. "
@@ -114,6 +117,7 @@ async def test_short_capacity_is_cleaned_up_and_retried(tmp_path: Path) -> None:
         pvc = await env.add_claim("small", storage="1Mi")
         await env.start()
         pv = await poll(lambda: env.pv_of(pvc), what="PV")
+        await env.flush_events()
         failed = env.events.of("small", "ProvisioningFailed")
         assert failed[0][3] == "created volume capacity 1024 less than requested capacity 1048576"
         deleted = env.driver.calls_of("DeleteVolume")
@@ -129,6 +133,7 @@ async def test_empty_volume_id_is_an_event_not_a_crash(tmp_path: Path) -> None:
         pvc = await env.add_claim("odd")
         await env.start()
         await poll(lambda: env.pv_of(pvc), what="PV")
+        await env.flush_events()
         failed = env.events.of("odd", "ProvisioningFailed")
         assert failed[0][3].endswith("succeeded but returned an empty volume_id")
 
@@ -141,6 +146,7 @@ async def test_claim_with_selector_fails_and_unknown_class_waits(tmp_path: Path)
         await env.start()
         failed = await poll(lambda: env.events.of("picky", "ProvisioningFailed"), what="event")
         assert failed[0][3] == "claim Selector is not supported"
+        await env.flush_events()
         assert not env.events.of("early")
         await env.add_class("later")
         await poll(lambda: env.pv_of(late), what="PV once the class exists")
@@ -192,33 +198,36 @@ async def test_retries_send_the_same_topology_even_when_nodes_change(tmp_path: P
         assert len(fresh.accessibility_requirements.requisite) == 2
 
 
-async def test_claim_of_the_previous_version_is_migrated(tmp_path: Path) -> None:
-    """A claim recorded on the PVC (previous version), deleted while no provisioner ran: the
-    record moves into the journal, the claim is released, the volume is cleaned up."""
+async def test_malformed_secret_is_an_event_naming_it_not_a_silent_replacement(
+    tmp_path: Path,
+) -> None:
     async with environment(tmp_path) as env:
-        await env.add_class()
-        pvc = await env.add_claim("old")
+        good = base64.b64encode(b"admin").decode()
+        await env.kube.create(
+            SECRETS,
+            {"metadata": {"name": "creds", "namespace": "default"},
+             "data": {"user": good, "password": "not base64!"}},
+        )  # fmt: skip
+        await env.add_class(
+            parameters={
+                "csi.storage.k8s.io/provisioner-secret-name": "creds",
+                "csi.storage.k8s.io/provisioner-secret-namespace": "default",
+            }
+        )
+        pvc = await env.add_claim("data")
         await env.start()
-        await poll(lambda: env.pv_of(pvc), what="PV")  # a volume exists ...
-        await env.crash()
-        pv = env.pv_of(pvc)
-        assert pv is not None
-        pv_name = pv["metadata"]["name"]
-        await env.kube.patch(PERSISTENT_VOLUMES, pv_name, {"metadata": {"finalizers": None}})
-        await env.kube.delete(PERSISTENT_VOLUMES, pv_name)  # ... without a PV
-        assert env.pv(pv_name) is None
-        current = env.pvc("old")
-        assert current is not None
-        request = env.driver.calls_of("CreateVolume")[0]
-        request.ClearField("secrets")
-        sc_obj = env.kube.peek(STORAGE_CLASSES, "fast")
-        await env.kube.replace(PERSISTENT_VOLUME_CLAIMS, with_intent(current, request, sc_obj), NS)
-        await env.kube.delete(PERSISTENT_VOLUME_CLAIMS, "old", NS)
-        held = env.pvc("old")
-        assert held is not None and legacy_tracked(held)  # held by the old finalizer
-        ctrl = await env.start()
-        await poll(lambda: env.pvc("old") is None, what="claim released")
-        await poll(lambda: not env.volumes(), what="volume cleaned up")
-        await env.idle()
-        assert ctrl.journal.records() == []  # dropped (written with a later write)
-        assert len(env.driver.calls_of("DeleteVolume")) == 1
+        failed = await poll(lambda: env.events.of("data", "ProvisioningFailed"), what="event")
+        message = failed[0][3]
+        assert "default/creds" in message and "'password'" in message
+        assert "admin" not in message and "not base64" not in message
+        assert not env.driver.calls_of("CreateVolume")  # nothing sent with half the secrets
+        # Fixed Secret: the back-off retry provisions with the right data.
+        secret = env.kube.peek(SECRETS, "creds", "default")
+        assert secret is not None
+        secret["data"]["password"] = base64.b64encode(b"pw").decode()
+        await env.kube.replace(SECRETS, secret, "default")
+        await poll(lambda: env.pv_of(pvc), what="PV")
+        assert dict(env.driver.calls_of("CreateVolume")[0].secrets) == {
+            "user": "admin",
+            "password": "pw",
+        }

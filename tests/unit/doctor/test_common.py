@@ -19,11 +19,10 @@ from csi_sidecars.doctor.leases import (
     lease_state,
 )
 from csi_sidecars.kube.leaderelection import sanitize_name
-from csi_sidecars.provisioner import keys
 from csi_sidecars.provisioner.command import lock_name
-from csi_sidecars.provisioner.intent import Intent
-from csi_sidecars.provisioner.journal import encode_records, journal_name
-from csi_sidecars.provisioner.request import request_digest
+from csi_sidecars.provisioner.decide import strings as keys
+from csi_sidecars.provisioner.decide.request import request_digest
+from csi_sidecars.provisioner.journal import Intent, encode_records, journal_name
 from tests.unit.doctor import objs
 from tests.unit.doctor.objs import DRIVER, NS, snapshot
 
@@ -90,7 +89,6 @@ def test_strings_match_the_provisioner() -> None:
     assert names.PROVISIONER_PV_FINALIZER == keys.PV_FINALIZER
     assert names.CLONE_SOURCE_FINALIZER == keys.CLONE_SOURCE_FINALIZER
     assert names.PROVISIONER_SNAPSHOT_SOURCE == keys.SNAPSHOT_SOURCE_FINALIZER
-    assert names.INTENT_FINALIZER == keys.INTENT_FINALIZER
     assert names.ANN_JOURNAL == keys.ANN_JOURNAL
     assert names.ANN_SELECTED_NODE == keys.ANN_SELECTED_NODE
     assert names.ANN_STORAGE_PROVISIONER == keys.ANN_STORAGE_PROVISIONER
@@ -104,7 +102,6 @@ def test_every_known_finalizer_has_an_owner() -> None:
         names.PROVISIONER_PV_FINALIZER,
         names.CLONE_SOURCE_FINALIZER,
         names.PROVISIONER_SNAPSHOT_SOURCE,
-        names.INTENT_FINALIZER,
         names.SNAPSHOT_AS_SOURCE,
         names.SNAPSHOT_BOUND,
         names.SNAPSHOT_IN_GROUP,

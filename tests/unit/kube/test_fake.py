@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from csi_sidecars.kube.fake import FakeKube, match_labels
+from csi_sidecars.kube.fake import FakeKube
+from csi_sidecars.kube.labels import query_matches
 from csi_sidecars.kube.patch import add_finalizer_patch, is_conflict, remove_finalizer_patch
 from csi_sidecars.kube.resources import (
     PERSISTENT_VOLUME_CLAIMS,
@@ -176,7 +177,7 @@ async def test_selectors_and_injection() -> None:
     assert [o["metadata"]["name"] for o in page["items"]] == ["a"]
     page = await fake.list(PERSISTENT_VOLUMES, field_selector="metadata.name=b")
     assert [o["metadata"]["name"] for o in page["items"]] == ["b"]
-    assert match_labels("!k", {}) and not match_labels("k!=v", {"k": "v"})
+    assert query_matches("!k", {}) and not query_matches("k!=v", {"k": "v"})
     fake.inject("get", ApiError(500, "InternalError", "x"), resource=PERSISTENT_VOLUMES, name="a")
     with pytest.raises(ApiError):
         await fake.get(PERSISTENT_VOLUMES, "a")

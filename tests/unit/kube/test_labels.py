@@ -7,6 +7,8 @@ import pytest
 from csi_sidecars.kube.labels import (
     SelectorError,
     parse_pairs,
+    parse_query,
+    query_matches,
     selector_matches,
     selector_query,
     validate_selector,
@@ -67,3 +69,26 @@ def test_empty_selector_matches_everything_and_query() -> None:
 def test_bad_selectors(expr: dict[str, object]) -> None:
     with pytest.raises(SelectorError):
         validate_selector({"matchExpressions": [expr]})
+
+
+@pytest.mark.parametrize(
+    ("query", "labels", "want"),
+    [
+        ("a=b", {"a": "b"}, True),
+        ("a==b,c", {"a": "b"}, False),
+        ("a!=b", {}, True),
+        ("a!=b", {"a": "b"}, False),
+        ("!a", {"a": ""}, False),
+        ("t in (x, y),z notin (q)", {"t": "y", "z": "r"}, True),
+        ("t in (x,y)", {"t": "w"}, False),
+        ("", {"any": "thing"}, True),
+    ],
+)
+def test_query_strings(query: str, labels: dict[str, str], want: bool) -> None:
+    assert query_matches(query, labels) is want
+
+
+def test_query_round_trips_selector_query() -> None:
+    assert selector_query(parse_query(selector_query(SEL))) == selector_query(SEL)
+    with pytest.raises(SelectorError):
+        parse_query("a in x")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from csi_sidecars.controller import DriverInfo
 from csi_sidecars.csi.messages import csi_pb2
-from csi_sidecars.provisioner.request import ProvisionerOptions
+from csi_sidecars.provisioner.decide.request import ProvisionerOptions
 
 DRIVER = "hostpath.csi.k8s.io"
 UID = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
@@ -69,9 +70,10 @@ def sc(
 
 
 def options(**kw: Any) -> ProvisionerOptions:
-    kw.setdefault("plugin_capabilities", {Plugin.CONTROLLER_SERVICE})
-    kw.setdefault("controller_capabilities", {Cap.CREATE_DELETE_VOLUME})
-    return ProvisionerOptions(driver=DRIVER, **kw)
+    """Options for a driver with ``plugin_capabilities`` / ``controller_capabilities``."""
+    plugin = frozenset(kw.pop("plugin_capabilities", {Plugin.CONTROLLER_SERVICE}))
+    controller = frozenset(kw.pop("controller_capabilities", {Cap.CREATE_DELETE_VOLUME}))
+    return ProvisionerOptions(DriverInfo(DRIVER, plugin, controller), **kw)
 
 
 def csinode(name: str, keys: list[str] | None, driver: str = DRIVER) -> dict[str, Any]:

@@ -5,39 +5,35 @@ from __future__ import annotations
 import click
 import pytest
 
-from csi_sidecars.provisioner.flags import (
-    FEATURE_GATES,
-    UNSUPPORTED_FLAGS,
-    parse_args,
-    parse_feature_gates,
-    parse_labels,
-)
+from csi_sidecars.provisioner.command import command
+from csi_sidecars.provisioner.flags import FEATURE_GATES, UNSUPPORTED_FLAGS, parse_args
 
 
 def test_defaults_match_go() -> None:
     cfg = parse_args([])
-    assert cfg.csi_address == "/run/csi/socket"
+    assert cfg.csi.address == "/run/csi/socket"
     assert cfg.volume_name_prefix == "pvc"
     assert cfg.volume_name_uuid_length == -1
-    assert cfg.retry_interval_start == 1.0
-    assert cfg.retry_interval_max == 300.0
+    assert cfg.retry.start == 1.0
+    assert cfg.retry.maximum == 300.0
     assert cfg.worker_threads == 100
     assert cfg.cloning_protection_threads == 1
-    assert cfg.timeout == 10.0
+    assert cfg.csi.timeout == 10.0
     assert cfg.strict_topology is False
     assert cfg.immediate_topology is True
     assert cfg.extra_create_metadata is False
     assert cfg.default_fstype == ""
     assert cfg.controller_publish_readonly is False
-    assert cfg.kube_api_qps == 5.0
-    assert cfg.kube_api_burst == 10
-    assert cfg.leader_election is False
-    assert cfg.leader_election_lease_duration == 15.0
-    assert cfg.leader_election_renew_deadline == 10.0
-    assert cfg.leader_election_retry_period == 5.0
-    assert cfg.metrics_path == "/metrics"
-    assert cfg.feature_gates == FEATURE_GATES
-    assert cfg.explicit_gates == frozenset()
+    assert cfg.kube.qps == 5.0
+    assert cfg.kube.burst == 10
+    assert cfg.kube.master == ""
+    assert cfg.kube.leader_election is False
+    assert cfg.kube.lease_duration == 15.0
+    assert cfg.kube.renew_deadline == 10.0
+    assert cfg.kube.retry_period == 5.0
+    assert cfg.http.metrics_path == "/metrics"
+    assert dict(cfg.gates) == {name: gate.default for name, gate in FEATURE_GATES.items()}
+    assert cfg.gates.explicit == frozenset()
 
 
 @pytest.mark.parametrize(
@@ -62,7 +58,7 @@ def test_upstream_manifest_args_parse(argv: list[str]) -> None:
         if any(a.startswith("--csi-address=") for a in argv)
         else argv[argv.index("-csi-address") + 1]
     )
-    assert cfg.csi_address == address
+    assert cfg.csi.address == address
 
 
 def test_manifest_values_land_in_config() -> None:
@@ -82,16 +78,16 @@ def test_manifest_values_land_in_config() -> None:
             "--feature-gates=VolumeAttributesClass=false",
         ]
     )
-    assert cfg.leader_election is True
-    assert cfg.http_endpoint == ":8080"
-    assert cfg.timeout == 15.0
+    assert cfg.kube.leader_election is True
+    assert cfg.http.endpoint == ":8080"
+    assert cfg.csi.timeout == 15.0
     assert (cfg.strict_topology, cfg.immediate_topology) == (True, False)
     assert cfg.extra_create_metadata is True
     assert cfg.default_fstype == "ext4"
     assert (cfg.volume_name_prefix, cfg.volume_name_uuid_length) == ("vol", 16)
-    assert cfg.leader_election_labels == {"a": "b", "c": "d"}
-    assert cfg.feature_gates["VolumeAttributesClass"] is False
-    assert cfg.explicit_gates == {"VolumeAttributesClass"}
+    assert cfg.kube.leader_election_labels == {"a": "b", "c": "d"}
+    assert cfg.gates["VolumeAttributesClass"] is False
+    assert cfg.gates.explicit == {"VolumeAttributesClass"}
 
 
 def test_distributed_hostpath_manifest_is_refused_clearly() -> None:
@@ -167,11 +163,14 @@ def test_unsupported_flag_at_default_is_accepted(arg: str) -> None:
         ("--worker-threads=0", "--worker-threads must be at least 1"),
         ("--timeout=0s", "--timeout must be positive"),
         ("--retry-interval-max=100ms", "must not be shorter than --retry-interval-start"),
-        ("--leader-election-labels=novalue", "must be formatted as key:value"),
+        ("--leader-election-labels=novalue", "'novalue', expected key:value"),
         ("--feature-gates=Nope=true", "unrecognized feature gate: Nope"),
         ("--feature-gates=Topology", "missing bool value for Topology"),
-        ("--feature-gates=Topology=maybe", "invalid value of Topology: maybe"),
+        ("--feature-gates=Topology=maybe", "invalid value of Topology=maybe"),
         ("--feature-gates=CrossNamespaceVolumeDataSource=true", "not supported yet"),
+        ("--feature-gates=AllAlpha=true", "CrossNamespaceVolumeDataSource=true .*not supported"),
+        ("--retry-interval-start=0s", "must be positive"),
+        ("--metrics-path=metrics", "--metrics-path must start with '/'"),
         ("--timeout=ten", "invalid duration"),
     ],
 )
@@ -200,10 +199,29 @@ def test_pprof_is_accepted_with_a_warning() -> None:
     assert cfg.warnings and "pprof" in cfg.warnings[0]
 
 
-def test_parse_helpers() -> None:
-    assert parse_labels("") == {}
-    assert parse_labels("a:b, c:") == {"a": "b", "c": ""}
-    gates, explicit = parse_feature_gates("Topology=false,ReleaseLeaderElectionOnExit=true")
-    assert gates["Topology"] is False
-    assert gates["ReleaseLeaderElectionOnExit"] is True
-    assert explicit == {"Topology", "ReleaseLeaderElectionOnExit"}
+def test_labels_and_gates_parse_with_the_shared_parsers() -> None:
+    assert parse_args([]).kube.leader_election_labels == {}
+    cfg = parse_args(
+        [
+            "--leader-election-labels=a:b,c:",
+            "--feature-gates=Topology=false,ReleaseLeaderElectionOnExit=true",
+        ]
+    )
+    assert cfg.kube.leader_election_labels == {"a": "b", "c": ""}
+    assert cfg.gates["Topology"] is False
+    assert cfg.gates["ReleaseLeaderElectionOnExit"] is True
+    assert cfg.gates.explicit == {"Topology", "ReleaseLeaderElectionOnExit"}
+    # Repeated flags merge, later values win, as Go's --feature-gates.
+    repeated = parse_args(["--feature-gates=Topology=false", "--feature-gates=Topology=true"])
+    assert repeated.gates["Topology"] is True
+    # AllAlpha reaches the alpha gates the provisioner supports... and only those.
+    with pytest.raises(click.UsageError, match="CrossNamespaceVolumeDataSource"):
+        parse_args(["--feature-gates=AllAlpha=true"])
+    ok = parse_args(["--feature-gates=AllAlpha=true,CrossNamespaceVolumeDataSource=false"])
+    assert ok.gates["ReleaseLeaderElectionOnExit"] is True
+
+
+def test_kubeconfig_and_master_help_is_the_shared_one() -> None:
+    text = " ".join(command.get_help(click.Context(command)).split())
+    assert "empty means KUBECONFIG, then in-cluster config" in text
+    assert "overrides the kubeconfig's server" in text
