@@ -235,7 +235,8 @@ def busybox_spec(busybox: Path = BUSYBOX_BINARY) -> ImageSpec:
     """A busybox image: the static binary at /bin/busybox and a symlink per applet."""
     if not busybox.is_file():
         raise FileNotFoundError(
-            f"{busybox} is missing: install Debian's busybox-static (apt-get install busybox-static)"
+            f"{busybox} is missing: install Debian's busybox-static "
+            "(apt-get install busybox-static)"
         )
     entries = [*base_files(), Entry("bin/busybox", source=busybox, mode=0o755)]
     dirs = {"bin"}
@@ -258,7 +259,14 @@ class BuiltImage:
     tar: Path
 
 
-def ensure_small_images(bin_dir: Path | None = None, out_dir: Path | None = None) -> list[BuiltImage]:
+def _fresh_tar(tar: Path, source: Path) -> bool:
+    name = tar.with_suffix(".name")
+    return tar.exists() and name.exists() and tar.stat().st_mtime >= source.stat().st_mtime
+
+
+def ensure_small_images(
+    bin_dir: Path | None = None, out_dir: Path | None = None
+) -> list[BuiltImage]:
     """Build the pause and busybox image tars when missing or stale; return both.
 
     A tar is rebuilt when its source binary is newer; both take well under a second.
@@ -268,25 +276,15 @@ def ensure_small_images(bin_dir: Path | None = None, out_dir: Path | None = None
             them).
     """
     out_dir = out_dir or images_dir()
+    pause = binaries.binary("pause", bin_dir)
     built = []
-    for spec_of, source in (
-        (lambda: pause_spec(bin_dir), binaries.binary("pause", bin_dir)),
-        (lambda: busybox_spec(), BUSYBOX_BINARY),
-    ):
-        if not source.exists():
-            spec_of()  # raises with the right message
-        name_stem = source.name
-        tar = out_dir / f"{name_stem}.tar"
-        name_file = out_dir / f"{name_stem}.name"
-        if (
-            not tar.exists()
-            or tar.stat().st_mtime < source.stat().st_mtime
-            or not name_file.exists()
-        ):
-            spec = spec_of()
+    for stem, source in (("pause", pause), ("busybox", BUSYBOX_BINARY)):
+        tar = out_dir / f"{stem}.tar"
+        if not _fresh_tar(tar, source):
+            spec = pause_spec(bin_dir) if stem == "pause" else busybox_spec()
             write_image(spec, tar)
-            name_file.write_text(spec.name + "\n")
-        built.append(BuiltImage(name_file.read_text().strip(), tar))
+            tar.with_suffix(".name").write_text(spec.name + "\n")
+        built.append(BuiltImage(tar.with_suffix(".name").read_text().strip(), tar))
     return built
 
 

@@ -9,9 +9,14 @@ and cgroup root are the node's own; kubelet's two hard-coded host paths (the leg
 ``/var/log/containers`` symlinks and the kernel sysctls it would set) are dealt with at build
 time by ``build_testbed.sh``.
 
-kubelet registers the Node itself; it is created with the ``node.kubernetes.io/not-ready``
-taint, which the node lifecycle controller (not run by the testbed) would remove once the Node
-is Ready, so :meth:`Kubelet.wait_ready` removes it.
+kubelet registers the Node itself; :meth:`Kubelet.wait_ready` then does two things the
+testbed's loopback-only setting needs. The Node is created with the
+``node.kubernetes.io/not-ready`` taint, which the node lifecycle controller (not run by the
+testbed) would remove once the Node is Ready, so it removes it. And kubelet refuses a loopback
+``--node-ip`` ("nodeIP can't be loopback address"), so it publishes no address at all; the API
+server, which reaches kubelets by InternalIP for logs and exec, gets ``127.0.0.1`` written into
+the Node status instead. kubelet keeps it: its address setter stops at the same validation
+error on every status update, before touching the addresses, and the other fields are patched.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from csi_sidecars.playground.apiclient import RawApi
+from csi_sidecars.playground.apiclient import ApiError, RawApi
 from csi_sidecars.playground.process import ManagedProcess, poll_until
 
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
@@ -140,6 +145,20 @@ def is_ready(node: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def has_internal_ip(node: dict[str, Any]) -> bool:
+    """Whether the Node publishes an InternalIP address."""
+    addresses = node.get("status", {}).get("addresses") or []
+    return any(a.get("type") == "InternalIP" for a in addresses)
+
+
+def node_addresses(node: str) -> list[dict[str, str]]:
+    """The addresses a testbed Node publishes: its kubelet on 127.0.0.1, and its name."""
+    return [
+        {"type": "InternalIP", "address": "127.0.0.1"},
+        {"type": "Hostname", "address": node},
+    ]
+
+
 def without_not_ready_taint(node: dict[str, Any]) -> list[dict[str, Any]] | None:
     """The Node's taints minus the not-ready one, or None when it has no such taint."""
     taints = node.get("spec", {}).get("taints") or []
@@ -199,7 +218,13 @@ class Kubelet:
                     + self.process.log_tail(40)
                 )
             node = await api.get_or_none(path)
-            return node if node is not None and is_ready(node) else None
+            if node is None:
+                return None
+            if not has_internal_ip(node):
+                addresses = {"status": {"addresses": node_addresses(self.node)}}
+                await api.patch(f"{path}/status", addresses)
+                return None
+            return node if is_ready(node) else None
 
         node = await poll_until(
             ready, timeout, f"Node {self.node} to be Ready", fatal=(RuntimeError,)
@@ -209,14 +234,20 @@ class Kubelet:
             if taints is None:
                 return node
             patch = [
-                {"op": "test", "path": "/metadata/resourceVersion",
-                 "value": node["metadata"]["resourceVersion"]},
-                {"op": "replace" if "taints" in node["spec"] else "add",
-                 "path": "/spec/taints", "value": taints},
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": node["metadata"]["resourceVersion"],
+                },
+                {
+                    "op": "replace" if "taints" in node["spec"] else "add",
+                    "path": "/spec/taints",
+                    "value": taints,
+                },
             ]
             try:
                 return dict(await api.patch(path, patch, kind="json"))
-            except Exception:
+            except ApiError:
                 node = await api.get(path)
         raise RuntimeError(f"could not remove the {NOT_READY_TAINT} taint from {self.node}")
 

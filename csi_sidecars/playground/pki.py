@@ -1,7 +1,8 @@
 """Throw-away keys and certificates for one testbed run.
 
 The API server needs a serving certificate that clients can verify, a key pair to sign and
-verify service-account tokens, and a client certificate to reach real kubelets with. Both are made fresh at every start, with ECDSA P-256 keys because
+verify service-account tokens, and a client certificate to reach real kubelets with. All are
+made fresh at every start, with ECDSA P-256 keys because
 they take milliseconds to generate where RSA takes noticeably longer on a busy machine.
 """
 

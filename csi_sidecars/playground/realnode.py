@@ -26,8 +26,14 @@ from typing import Any
 
 from csi_sidecars.playground import binaries, hostops, images
 from csi_sidecars.playground.apiclient import RawApi
-from csi_sidecars.playground.containerd import CNI_BIN_DIR, Containerd, ContainerdPaths
-from csi_sidecars.playground.containerd import pick_subnet, used_networks
+from csi_sidecars.playground.containerd import (
+    CNI_BIN_DIR,
+    Containerd,
+    ContainerdPaths,
+    pick_subnet,
+    used_networks,
+)
+from csi_sidecars.playground.images import BuiltImage
 from csi_sidecars.playground.kubelet import Kubelet, KubeletPaths, kubelet_config
 from csi_sidecars.playground.process import free_port
 from csi_sidecars.runtime.logging import get_logger
@@ -53,7 +59,7 @@ REAL_NODE_CONTROLLERS = (
     "deployment-controller",
     "replicaset-controller",
     "daemonset-controller",
-    "podgc-controller",
+    "pod-garbage-collector-controller",
 )
 
 
@@ -78,14 +84,12 @@ def requirements(bin_dir: Path) -> list[Requirement]:
             (CNI_BIN_DIR / "bridge").exists() and (CNI_BIN_DIR / "host-local").exists(),
             "apt-get install containernetworking-plugins",
         ),
-        Requirement(
-            "busybox", images.BUSYBOX_BINARY.exists(), "apt-get install busybox-static"
-        ),
+        Requirement("busybox", images.BUSYBOX_BINARY.exists(), "apt-get install busybox-static"),
         Requirement(
             "kubelet", not binaries.missing(["kubelet"], bin_dir), "testbed/build.sh kubelet"
         ),
         Requirement("pause", not binaries.missing(["pause"], bin_dir), "testbed/build.sh pause"),
-        Requirement("mount", which("ip") is not None, "apt-get install iproute2"),
+        Requirement("ip", which("ip") is not None, "apt-get install iproute2"),
     ]
 
 
@@ -167,7 +171,8 @@ class RealNode:
         bin_dir: where kubelet is.
         kubeconfig: the kubelet's kubeconfig (identity ``system:node:<name>``).
         client_ca: the CA kubelet trusts for client certificates (the API server's).
-        images: image tars to import into containerd before kubelet starts.
+        built: image tars to import into containerd before kubelet starts (with the pause
+            image, which is never pulled).
         log_dir: where containerd's and kubelet's logs go.
     """
 
@@ -180,17 +185,19 @@ class RealNode:
         bin_dir: Path,
         kubeconfig: Path,
         client_ca: Path,
-        images: list[images.BuiltImage],
+        built: list[BuiltImage],
         log_dir: Path,
         verbosity: int = 1,
     ) -> None:
         self.name = name
         self.base = base
         self.record = record
-        self.images = images
+        if not any(image.name == images.PAUSE_IMAGE for image in built):
+            raise ValueError(f"the sandbox image {images.PAUSE_IMAGE} must be among the images")
+        self.images = built
         self.containerd = Containerd(
             ContainerdPaths(base / "containerd"),
-            sandbox_image=images_by_name(images, images_pause()),
+            sandbox_image=images.PAUSE_IMAGE,
             network=record.network,
             bridge=record.bridge,
             subnet=record.subnet,
@@ -261,22 +268,6 @@ class RealNode:
         hostops.remove_cgroup(self.record.cgroup_root)
         hostops.unmount_all(self.base)
         release_host_objects(self.record)
-
-
-def images_pause() -> str:
-    """The sandbox image name."""
-    return images.PAUSE_IMAGE
-
-
-def images_by_name(built: list[images.BuiltImage], name: str) -> str:
-    """``name`` if it is among ``built``.
-
-    Raises:
-        ValueError: it is not (the sandbox image must be imported, it is never pulled).
-    """
-    if not any(b.name == name for b in built):
-        raise ValueError(f"image {name} is not among the images to import")
-    return name
 
 
 def plan_nodes(work_dir: Path, names: list[str]) -> list[NodeRecord]:
