@@ -1,0 +1,157 @@
+"""e2e on real nodes: kubelet registers our registrar's driver and mounts volumes through it.
+
+The playground driver runs with real mounts and node-driver-registrar next to it as host
+processes, exactly where a node DaemonSet would put them (the driver socket in kubelet's
+``plugins/<driver>/``, the registration socket in ``plugins_registry``); kubelet, containerd and
+busybox pods are real.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from csi_sidecars.playground import hostops, objects
+from csi_sidecars.playground.controlplane import ControlPlane
+from csi_sidecars.playground.process import poll_until
+from tests.e2e.real_node_support import (
+    NODE_CALLS,
+    SC,
+    busybox_pod,
+    claim_volume,
+    delete_pod,
+    node_plugin,
+    unique,
+    wait_calls,
+    wait_pod_phase,
+)
+
+CSINODE = "/apis/storage.k8s.io/v1/csinodes/node-1"
+
+
+async def test_registrar_registers_with_kubelet_and_again_after_a_restart(
+    real_control_plane: ControlPlane,
+) -> None:
+    cp = real_control_plane
+    async with node_plugin(cp) as plugin:
+        # The socket in plugins_registry was picked up: kubelet wrote the CSINode entry.
+        csinode = await cp.admin.get(CSINODE)
+        entry = next(d for d in csinode["spec"]["drivers"] if d["name"] == cp.driver_name)
+        assert entry["nodeID"] == "node-1"
+        assert entry["topologyKeys"] == [objects.TOPOLOGY_KEY]
+        assert csinode["metadata"]["ownerReferences"][0]["kind"] == "Node"
+        node = await cp.admin.get("/api/v1/nodes/node-1")
+        assert node["metadata"]["labels"][objects.TOPOLOGY_KEY] == "node-1"
+
+        # kubelet confirmed with NotifyRegistrationStatus(registered=true).
+        async def confirmed() -> bool:
+            status, _ = await plugin.registration_health()
+            return status == 200
+
+        await poll_until(confirmed, 30, "the registrar to report kubelet's confirmation")
+
+        # The registrar removes its socket on SIGTERM; kubelet deregisters the driver.
+        await plugin.registrar.stop(timeout=10)
+
+        def unlisted(obj: dict[str, object]) -> bool:
+            drivers = obj["spec"].get("drivers") or []  # type: ignore[attr-defined]
+            return all(d["name"] != cp.driver_name for d in drivers)
+
+        await cp.admin.wait_for(CSINODE, unlisted, 60, "kubelet to deregister the driver")
+
+        await plugin.registrar.start()
+        await cp.wait_csinode_driver("node-1")
+        await poll_until(confirmed, 30, "the restarted registrar to be confirmed again")
+
+
+async def test_a_claims_data_outlives_its_pods_and_node_calls_come_in_order(
+    real_control_plane: ControlPlane, real_namespace: str
+) -> None:
+    cp, ns = real_control_plane, real_namespace
+    api = cp.admin
+    async with node_plugin(cp) as plugin:
+        provisioner = await cp.start_sidecar("provisioner", driver=plugin.driver)
+        try:
+            sc = unique("rn-sc")
+            await api.create(
+                SC,
+                objects.storage_class(sc, cp.driver_name, binding_mode="WaitForFirstConsumer"),
+            )
+            await api.create(
+                f"/api/v1/namespaces/{ns}/persistentvolumeclaims", objects.pvc("data", sc, "1Mi")
+            )
+            payload = f"payload-{uuid.uuid4().hex}"
+            pods = f"/api/v1/namespaces/{ns}/pods"
+            writer = busybox_pod(
+                "writer",
+                f"echo {payload} > /data/file && sync && sleep 3600",
+                volumes=[claim_volume("data")],
+                mounts=[{"name": "data", "mountPath": "/data"}],
+            )
+            await api.create(pods, writer)
+            running = await wait_pod_phase(api, ns, "writer")
+            assert running["spec"]["nodeName"] == "node-1"
+
+            # The volume is really mounted where kubelet asked, and the file is on it.
+            published = (await wait_calls(plugin, "NodePublishVolume"))[0]
+            assert hostops.mounts_under(Path(published["target_path"]))
+            out = await cp.kubectl("exec", "-n", ns, "writer", "--", "cat", "/data/file")
+            assert out.strip() == payload
+            volume_id = published["volume_id"]
+            assert plugin.driver.state_dir is not None
+            stored = plugin.driver.state_dir / "volumes" / volume_id / "file"
+            assert stored.read_text().strip() == payload
+
+            # kubelet removes the Pod object first and tears its volumes down after.
+            await delete_pod(api, ns, "writer")
+            await wait_calls(plugin, "NodeUnpublishVolume", 1)
+            reader = busybox_pod(
+                "reader",
+                "cat /data/file && sleep 3600",
+                volumes=[claim_volume("data")],
+                mounts=[{"name": "data", "mountPath": "/data", "readOnly": True}],
+            )
+            await api.create(pods, reader)
+            await wait_pod_phase(api, ns, "reader")
+
+            async def logged() -> str | None:
+                text = await cp.kubectl("logs", "-n", ns, "reader")
+                return text if text.strip() else None
+
+            assert (await poll_until(logged, 30, "the reader's output")).strip() == payload
+
+            await delete_pod(api, ns, "reader")
+            await wait_calls(plugin, "NodeUnpublishVolume", 2)
+            # With no pod left on the node, kubelet unstages; only then is the claim deleted
+            # (without an attacher nothing else orders DeleteVolume after the unstage).
+            await wait_calls(plugin, "NodeUnstageVolume", 1)
+            pvc = await api.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")
+            await api.delete(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")
+            await api.wait_deleted(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}", 60)
+            await wait_calls(plugin, "DeleteVolume")
+
+            calls = [
+                c
+                for c in plugin.calls(*NODE_CALLS, "DeleteVolume")
+                if c.get("volume_id") == volume_id and c["code"] == "OK"
+            ]
+            order = [c["method"] for c in calls]
+            # Two pods one after the other: the volume is staged before each publish (kubelet
+            # may keep it staged in between or unstage and stage again), each publish is
+            # undone before the next, and the last unstage comes before DeleteVolume.
+            assert order.count("NodePublishVolume") == 2, order
+            assert order.count("NodeUnpublishVolume") == 2, order
+            assert order[-2:] == ["NodeUnstageVolume", "DeleteVolume"], order
+            staged = False
+            for i, method in enumerate(order[:-1]):
+                if method == "NodeStageVolume":
+                    assert not staged, order
+                    staged = True
+                elif method == "NodeUnstageVolume":
+                    assert staged and order[i - 1] == "NodeUnpublishVolume", order
+                    staged = False
+                elif method == "NodePublishVolume":
+                    assert staged and order[i + 1] == "NodeUnpublishVolume", order
+            assert not hostops.mounts_under(cp.real_nodes["node-1"].paths.root / "pods")
+        finally:
+            await provisioner.stop(timeout=10)
