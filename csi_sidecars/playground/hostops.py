@@ -2,7 +2,8 @@
 
 A node with a real kubelet and containerd leaves kernel state behind that deleting its work
 directory does not remove: bind mounts (kubelet's rshared root, the CSI driver's staging and
-publish mounts, containerd's overlay and shm mounts), the cgroup tree the node's pods ran in, a
+publish mounts, containerd's overlay and shm mounts), loop devices of block volumes, the cgroup
+tree the node's pods ran in, a
 CNI bridge, and containerd shims, which outlive containerd on purpose. These helpers find and
 remove exactly what belongs to one testbed, by path prefix or recorded name, so that a clean
 stop leaves nothing and a crashed run can be swept by the next one. Read-only queries
@@ -15,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import signal
+import struct
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -185,6 +188,68 @@ def remove_cgroup(name: str) -> None:
                     _kill_cgroup_members(path)
                     # The kernel frees a cgroup a moment after its last process exits.
                     os.sched_yield()
+
+
+# -- loop devices ------------------------------------------------------------------------------
+
+_LOOP_CLR_FD = 0x4C01
+_LOOP_GET_STATUS64 = 0x4C05
+_LOOP_INFO64_SIZE = 232
+
+
+def _loop_backing(device: str) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the file behind loop ``device`` (None when it is unbound)."""
+    try:
+        fd = os.open(device, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        info = fcntl.ioctl(fd, _LOOP_GET_STATUS64, bytes(_LOOP_INFO64_SIZE))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    lo_device, lo_inode = struct.unpack_from("=QQ", info)
+    return lo_device, lo_inode
+
+
+def _detach(device: str) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(device, os.O_RDONLY)
+        try:
+            fcntl.ioctl(fd, _LOOP_CLR_FD, 0)
+        finally:
+            os.close(fd)
+
+
+def release_loop_devices(root: Path, sys_block: Path = Path("/sys/block")) -> int:
+    """Detach loop devices backed by files under ``root`` and those stacked on them.
+
+    The playground driver backs block volumes with a loop device on a file in its state
+    directory; kubelet puts a second loop device on top of the published device to pin it.
+    Stopping pods behind kubelet's back leaves both; returns how many were detached.
+    """
+    prefix = str(root).rstrip("/") + "/"
+    ours = []
+    for entry in sorted(sys_block.glob("loop*")):
+        with contextlib.suppress(OSError):
+            if (entry / "loop" / "backing_file").read_text().strip().startswith(prefix):
+                ours.append(f"/dev/{entry.name}")
+    if not ours:
+        return 0
+    keys = set()
+    for device in ours:
+        with contextlib.suppress(OSError):
+            st = os.stat(device)
+            keys.add((st.st_dev, st.st_ino))
+    stacked = [
+        f"/dev/{e.name}"
+        for e in sorted(sys_block.glob("loop*"))
+        if f"/dev/{e.name}" not in ours and _loop_backing(f"/dev/{e.name}") in keys
+    ]
+    for device in [*stacked, *ours]:
+        _detach(device)
+    return len(stacked) + len(ours)
 
 
 # -- network links and processes -------------------------------------------------------------

@@ -142,7 +142,8 @@ def sweep(work_dir: Path) -> int:
     """Undo what crashed real nodes of ``work_dir`` left; returns how many nodes were swept.
 
     Kills processes that name the directory (containerd shims outlive their parent), removes
-    every mount below it, then each recorded cgroup, bridge and CNI cache entry.
+    every mount below it and the loop devices of its block volumes, then each recorded cgroup,
+    bridge and CNI cache entry.
     """
     records = [
         r
@@ -156,6 +157,7 @@ def sweep(work_dir: Path) -> int:
         # Containers are in the node's cgroup, not children of anything we can name.
         hostops.remove_cgroup(record.cgroup_root)
     hostops.unmount_all(work_dir)
+    hostops.release_loop_devices(work_dir)
     for record in records:
         release_host_objects(record)
     return len(records)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from csi_sidecars.playground import images, pki, realnode
+from csi_sidecars.playground import hostops, images, pki, realnode
 from csi_sidecars.playground.process import ManagedProcess, poll_until
 from csi_sidecars.playground.realnode import RealNode
 from csi_sidecars.playground.workloads import Driver, Workloads
@@ -92,6 +92,9 @@ class RealNodes(Workloads):
     async def stop_real_nodes(self) -> None:
         """Stop every real node (pods, kubelet, containerd, mounts, cgroups, bridges)."""
         await realnode.stop_all(list(self.real_nodes.values()))
+        if self.real_nodes:
+            # Block volumes' loop devices: their files are in the drivers' state directories.
+            hostops.release_loop_devices(self.work_dir)
         self.real_nodes.clear()
 
     async def import_image(self, tar: Path) -> None:

@@ -50,6 +50,8 @@ class NodePlugin:
     driver: Driver
     registrar: ManagedProcess
     registrar_port: int
+    #: calls logged before this plugin started (the log file is the node's, kept across tests)
+    skip: int = 0
 
     @property
     def call_log(self) -> Path:
@@ -58,7 +60,8 @@ class NodePlugin:
 
     def calls(self, *methods: str) -> list[dict[str, Any]]:
         """The driver's logged calls of ``methods`` (all when none are given), in order."""
-        return [c for c in read_call_log(self.call_log) if not methods or c["method"] in methods]
+        logged = read_call_log(self.call_log)[self.skip :]
+        return [c for c in logged if not methods or c["method"] in methods]
 
     async def registration_health(self) -> tuple[int, str]:
         """GET the registrar's ``/healthz/registration``."""
@@ -79,10 +82,12 @@ async def node_plugin(
 ) -> AsyncIterator[NodePlugin]:
     """Run the driver (real mounts) and a registered node-driver-registrar on ``node``."""
     await recreate_csidriver(cp.admin, cp.driver_name)
+    log = cp.work_dir / "drivers" / node / "calls.jsonl"
+    skip = len(read_call_log(log))
     driver = await cp.start_driver(node, list(driver_args), attach=attach)
     port = free_port()
     registrar = await cp.start_registrar(driver, f"--http-endpoint=127.0.0.1:{port}")
-    plugin = NodePlugin(driver, registrar, port)
+    plugin = NodePlugin(driver, registrar, port, skip)
     try:
         await cp.wait_csinode_driver(node)
         yield plugin

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 from csi_sidecars.playground import hostops, objects
 from csi_sidecars.playground.controlplane import ControlPlane
-from csi_sidecars.playground.process import poll_until
+from csi_sidecars.playground.process import ManagedProcess, poll_until
 from tests.e2e.real_node_support import (
     NODE_CALLS,
     SC,
@@ -27,6 +28,7 @@ from tests.e2e.real_node_support import (
 )
 
 CSINODE = "/apis/storage.k8s.io/v1/csinodes/node-1"
+VA = "/apis/storage.k8s.io/v1/volumeattachments"
 
 
 async def test_registrar_registers_with_kubelet_and_again_after_a_restart(
@@ -153,5 +155,167 @@ async def test_a_claims_data_outlives_its_pods_and_node_calls_come_in_order(
                 elif method == "NodePublishVolume":
                     assert staged and order[i + 1] == "NodeUnpublishVolume", order
             assert not hostops.mounts_under(cp.real_nodes["node-1"].paths.root / "pods")
+        finally:
+            await provisioner.stop(timeout=10)
+
+
+async def test_kubelet_waits_for_our_attacher_before_staging(
+    real_control_plane: ControlPlane, real_namespace: str
+) -> None:
+    cp, ns = real_control_plane, real_namespace
+    api = cp.admin
+    async with node_plugin(cp, attach=True) as plugin:
+        provisioner = await cp.start_sidecar("provisioner", driver=plugin.driver)
+        attacher: ManagedProcess | None = None
+        try:
+            sc = unique("rn-attach")
+            await api.create(SC, objects.storage_class(sc, cp.driver_name))
+            await api.create(
+                f"/api/v1/namespaces/{ns}/persistentvolumeclaims", objects.pvc("data", sc, "1Mi")
+            )
+            pvc = await api.wait_for(
+                f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data",
+                lambda o: o.get("status", {}).get("phase") == "Bound",
+                60,
+                "the claim to be bound",
+            )
+            pv_name = pvc["spec"]["volumeName"]
+            pod = busybox_pod(
+                "app",
+                "echo attached > /data/file && sleep 3600",
+                volumes=[claim_volume("data")],
+                mounts=[{"name": "data", "mountPath": "/data"}],
+            )
+            await api.create(f"/api/v1/namespaces/{ns}/pods", pod)
+
+            # No attacher yet: the attach/detach controller made a VolumeAttachment that nobody
+            # attaches, and kubelet has not staged (it waits for volumesAttached in the Node).
+            async def pending_attachment() -> dict[str, Any] | None:
+                listed = await api.get(VA)
+                mine = [
+                    va
+                    for va in listed["items"]
+                    if va["spec"]["source"].get("persistentVolumeName") == pv_name
+                ]
+                return mine[0] if mine else None
+
+            va = await poll_until(pending_attachment, 60, "a VolumeAttachment for the volume")
+            assert not va.get("status", {}).get("attached")
+            assert va["spec"]["nodeName"] == "node-1"
+            assert plugin.calls("NodeStageVolume") == []
+            current = await api.get(f"/api/v1/namespaces/{ns}/pods/app")
+            assert current["status"].get("phase") == "Pending"
+
+            attacher = await cp.start_sidecar("attacher", driver=plugin.driver)
+            await wait_pod_phase(api, ns, "app")
+            attached = await api.get(f"{VA}/{va['metadata']['name']}")
+            assert attached["status"]["attached"] is True
+            node = await api.get("/api/v1/nodes/node-1")
+            in_use = [v["name"] for v in node["status"].get("volumesAttached") or []]
+            pv = await api.get(f"/api/v1/persistentvolumes/{pv_name}")
+            assert f"kubernetes.io/csi/{cp.driver_name}^{pv['spec']['csi']['volumeHandle']}" in (
+                in_use
+            )
+
+            methods = [c["method"] for c in plugin.calls() if c["code"] == "OK"]
+            assert methods.index("ControllerPublishVolume") < methods.index("NodeStageVolume")
+            # The driver refuses NodeStage of an unattached volume: kubelet never tried one.
+            assert all(c["code"] == "OK" for c in plugin.calls("NodeStageVolume"))
+
+            await delete_pod(api, ns, "app")
+            await wait_calls(plugin, "NodeUnstageVolume")
+            await api.wait_deleted(f"{VA}/{va['metadata']['name']}", 120)
+            methods = [c["method"] for c in plugin.calls() if c["code"] == "OK"]
+            assert methods.index("NodeUnstageVolume") < methods.index("ControllerUnpublishVolume")
+            await api.delete(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/data")
+            await api.wait_deleted(f"/api/v1/persistentvolumes/{pv_name}", 60)
+        finally:
+            if attacher is not None:
+                await attacher.stop(timeout=10)
+            await provisioner.stop(timeout=10)
+
+
+async def test_a_csi_ephemeral_inline_volume_lives_and_dies_with_its_pod(
+    real_control_plane: ControlPlane, real_namespace: str
+) -> None:
+    cp, ns = real_control_plane, real_namespace
+    api = cp.admin
+    async with node_plugin(cp) as plugin:
+        volume = {"name": "scratch", "csi": {"driver": cp.driver_name, "volumeAttributes": {}}}
+        pod = busybox_pod(
+            "inline",
+            "echo inline > /scratch/file && sleep 3600",
+            volumes=[volume],
+            mounts=[{"name": "scratch", "mountPath": "/scratch"}],
+        )
+        await api.create(f"/api/v1/namespaces/{ns}/pods", pod)
+        await wait_pod_phase(api, ns, "inline")
+        published = (await wait_calls(plugin, "NodePublishVolume"))[0]
+        out = await cp.kubectl("exec", "-n", ns, "inline", "--", "cat", "/scratch/file")
+        assert out.strip() == "inline"
+        assert plugin.driver.state_dir is not None
+        stored = plugin.driver.state_dir / "volumes" / published["volume_id"]
+        assert (stored / "file").read_text().strip() == "inline"
+        # No PV, no staging, no CreateVolume: the volume is the pod's.
+        assert plugin.calls("NodeStageVolume", "CreateVolume") == []
+
+        await delete_pod(api, ns, "inline")
+        await wait_calls(plugin, "NodeUnpublishVolume")
+
+        async def gone() -> bool:
+            return not stored.exists()
+
+        await poll_until(gone, 30, "the inline volume's data to be removed")
+        assert not hostops.mounts_under(Path(published["target_path"]))
+
+
+async def test_a_raw_block_volume_carries_bytes_between_pods(
+    real_control_plane: ControlPlane, real_namespace: str
+) -> None:
+    cp, ns = real_control_plane, real_namespace
+    api = cp.admin
+    async with node_plugin(cp) as plugin:
+        provisioner = await cp.start_sidecar("provisioner", driver=plugin.driver)
+        try:
+            sc = unique("rn-block")
+            await api.create(SC, objects.storage_class(sc, cp.driver_name))
+            claim = objects.pvc("raw", sc, "4Mi", volume_mode="Block")
+            await api.create(f"/api/v1/namespaces/{ns}/persistentvolumeclaims", claim)
+            payload = uuid.uuid4().hex
+            devices = [{"name": "data", "devicePath": "/dev/xvda"}]
+            writer = busybox_pod(
+                "writer",
+                f"printf {payload} | dd of=/dev/xvda bs=512 conv=sync,fsync && sleep 3600",
+                volumes=[claim_volume("raw")],
+                devices=devices,
+            )
+            await api.create(f"/api/v1/namespaces/{ns}/pods", writer)
+            await wait_pod_phase(api, ns, "writer")
+            out = await cp.kubectl(
+                "exec", "-n", ns, "writer", "--", "sh", "-c", "test -b /dev/xvda && echo block"
+            )
+            assert out.strip() == "block"
+            await delete_pod(api, ns, "writer")
+            await wait_calls(plugin, "NodeUnpublishVolume")
+
+            reader = busybox_pod(
+                "reader",
+                # echo: the runtime logs whole lines only.
+                f"dd if=/dev/xvda bs={len(payload)} count=1 2>/dev/null && echo && sleep 3600",
+                volumes=[claim_volume("raw")],
+                devices=devices,
+            )
+            await api.create(f"/api/v1/namespaces/{ns}/pods", reader)
+            await wait_pod_phase(api, ns, "reader")
+
+            async def logged() -> str | None:
+                text = await cp.kubectl("logs", "-n", ns, "reader")
+                return text if text.strip() else None
+
+            assert (await poll_until(logged, 30, "the reader's output")).strip() == payload
+            await delete_pod(api, ns, "reader")
+            await wait_calls(plugin, "NodeUnpublishVolume", 2)
+            await wait_calls(plugin, "NodeUnstageVolume")
+            await api.delete(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/raw")
         finally:
             await provisioner.stop(timeout=10)

@@ -62,6 +62,10 @@ class Mounter(Protocol):
     def expand(self, vol: Volume, capacity: int) -> None:
         """Grow what backs ``vol`` on the node to ``capacity`` bytes."""
 
+    def release(self, path: str) -> bool:
+        """Unmount and remove ``path`` of a volume the driver no longer knows; whether there
+        was anything to release."""
+
 
 def _internal(what: str, err: OSError) -> CsiError:
     return CsiError(Code.INTERNAL, f"{what}: {err}")
@@ -101,6 +105,10 @@ class PathTargets:
 
     def expand(self, vol: Volume, capacity: int) -> None:
         """Nothing backs the volume."""
+
+    def release(self, path: str) -> bool:
+        """Nothing was mounted: an unknown volume stays NOT_FOUND."""
+        return False
 
 
 # -- real mounts ------------------------------------------------------------------------------
@@ -275,6 +283,25 @@ class BindMounts:
                     os.close(fd)
         except OSError as err:
             raise _internal("expand", err) from err
+
+
+    def release(self, path: str) -> bool:
+        """Unmount ``path`` (and remove a publish target) left by a deleted volume.
+
+        kubelet retries NodeUnpublish/NodeUnstage until they succeed; when the volume was
+        deleted under a mounted pod, answering NOT_FOUND would leave the mount forever.
+        """
+        try:
+            found = False
+            while is_mount_point(path):
+                _umount(path)
+                found = True
+            target = Path(path)
+            if found and target.is_file():
+                target.unlink()
+            return found
+        except OSError as err:
+            raise _internal("release", err) from err
 
 
 def make_mounter(mount_volumes: bool, store: StateStore | None) -> Mounter:

@@ -77,6 +77,8 @@ class NodeOps(StateCore):
             raise CsiError(Code.INVALID_ARGUMENT, "Volume ID missing in request")
         if not staging_target_path:
             raise CsiError(Code.INVALID_ARGUMENT, "Staging target path missing in request")
+        if volume_id not in self.data.volumes and self.mounter.release(staging_target_path):
+            return
         vol = self._volume(volume_id)
         if staging_target_path not in vol.staged:
             return
@@ -177,6 +179,8 @@ class NodeOps(StateCore):
             raise CsiError(Code.INVALID_ARGUMENT, "Volume ID missing in request")
         if not target_path:
             raise CsiError(Code.INVALID_ARGUMENT, "Target path missing in request")
+        if volume_id not in self.data.volumes and self.mounter.release(target_path):
+            return
         vol = self._volume(volume_id)
         if target_path not in vol.published:
             return
