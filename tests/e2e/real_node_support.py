@@ -18,13 +18,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from csi_sidecars.playground import images, realnode
+from csi_sidecars.playground import binaries, images, realnode
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.controlplane import ControlPlane, Driver
 from csi_sidecars.playground.driver.server import read_call_log
 from csi_sidecars.playground.process import ManagedProcess, free_port, poll_until
 from tests.e2e.conftest import in_ci, require
-from csi_sidecars.playground import binaries
 
 CSIDRIVERS = "/apis/storage.k8s.io/v1/csidrivers"
 SC = "/apis/storage.k8s.io/v1/storageclasses"

@@ -284,7 +284,6 @@ class BindMounts:
         except OSError as err:
             raise _internal("expand", err) from err
 
-
     def release(self, path: str) -> bool:
         """Unmount ``path`` (and remove a publish target) left by a deleted volume.
 
