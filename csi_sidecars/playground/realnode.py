@@ -260,7 +260,11 @@ class RealNode:
         await self.kubelet.wait_ready(api, timeout)
 
     async def import_image(self, tar: Path) -> None:
-        """Import one more image into the node's containerd."""
+        """Import an image tar into the node's containerd, unless its image is there already
+        (the name is in the ``.name`` file next to the tar)."""
+        name_file = tar.with_suffix(".name")
+        if name_file.exists() and name_file.read_text().strip() in await self.containerd.images():
+            return
         await self.containerd.import_image(tar)
 
     async def stop(self) -> None:

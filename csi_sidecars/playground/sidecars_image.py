@@ -43,7 +43,13 @@ from csi_sidecars.playground.images import Entry, ImageSpec
 VENV = "/opt/csi-sidecars"
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: Left out of the Debian layer: not needed to run Python.
-PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian")
+PRUNE = (
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/lintian",
+)
 #: Debian packages besides the interpreter: libstdc++ (grpcio's extension links it).
 EXTRA_PACKAGES = ("libstdc++6",)
 
@@ -312,8 +318,7 @@ def app_entries(root: Path, python: str, contract: Contract, work: Path) -> list
     venv = VENV.strip("/")
     entries = tree_entries(target, prefix=site_packages(python) + "/", skip=("bin",))
     launcher = (
-        f"#!{VENV}/bin/python3\nimport sys\nfrom csi_sidecars.cli import main\n"
-        "sys.exit(main())\n"
+        f"#!{VENV}/bin/python3\nimport sys\nfrom csi_sidecars.cli import main\nsys.exit(main())\n"
     )
     config = f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {python}\n"
     entries += [
@@ -327,7 +332,9 @@ def app_entries(root: Path, python: str, contract: Contract, work: Path) -> list
         path = root / source
         if path.is_file():
             entries.append(Entry(dest.lstrip("/"), source=path))
-    dirs = {"/".join(e.path.split("/")[:i]) for e in entries for i in range(1, e.path.count("/") + 1)}
+    dirs = {
+        "/".join(e.path.split("/")[:i]) for e in entries for i in range(1, e.path.count("/") + 1)
+    }
     present = {e.path for e in entries}
     entries += [Entry(d, "dir", mode=0o755) for d in sorted(dirs - present)]
     return entries
