@@ -5,11 +5,20 @@ against the started process and returns its own numbers (throughput, latencies, 
 alternates the two implementations for several runs, measures each process exactly with
 ``os.wait4`` (CPU seconds, peak RSS) plus wall time of the workload, and prints medians and
 ratios (ours / Go). Benchmarks are not tests: they do not run in CI.
+
+Every bench script takes ``--json`` (handled here, at import, so each script's own argument
+parser never sees it): at exit the last line printed is one JSON object
+``{"<title>: <metric>": {"ours": x, "go": y, "ratio": r}, ...}`` with every median a report
+showed, so runs can be compared by a program. Scripts with numbers of their own add them with
+:func:`record`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import json
+import math
 import os
 import signal
 import statistics
@@ -22,6 +31,28 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: Every median reported in this process: "title: metric" -> {"ours", "go", "ratio"}.
+RESULTS: dict[str, dict[str, float | None]] = {}
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+
+
+def record(name: str, ours: float, go: float) -> None:
+    """Add one metric to the ``--json`` line."""
+    ratio = ours / go if go else float("nan")
+    RESULTS[name] = {"ours": _number(ours), "go": _number(go), "ratio": _number(ratio)}
+
+
+def _print_json() -> None:
+    print(json.dumps(RESULTS, sort_keys=True), flush=True)
+
+
+if "--json" in sys.argv[1:]:
+    sys.argv = [a for a in sys.argv if a != "--json"]
+    atexit.register(_print_json)
 
 
 @dataclass
@@ -68,6 +99,22 @@ def _rusage_of(pid: int) -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
 
 
+def high_water_mib(pid: int) -> float | None:
+    """The process's own peak RSS (``VmHWM``) in MiB, or None when it cannot be read.
+
+    ``ru_maxrss`` from ``wait4`` also counts the moment between fork and exec, when the child
+    still is a copy of this (possibly large) bench process; ``VmHWM`` starts again at exec.
+    """
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
 async def measure(impl: Impl, workload: Workload, log_dir: Path) -> Run:
     """Start ``impl``, run ``workload`` against it, stop it with SIGTERM and measure it."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -85,11 +132,12 @@ async def measure(impl: Impl, workload: Workload, log_dir: Path) -> Run:
             os.wait4(proc.pid, 0)
             raise
         wall = time.monotonic() - start
+        hwm = high_water_mib(proc.pid)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         cpu, rss = await asyncio.to_thread(_rusage_of, proc.pid)
         proc.returncode = 0
-    return Run(wall=wall, cpu=cpu, peak_rss_mib=rss, extra=extra)
+    return Run(wall=wall, cpu=cpu, peak_rss_mib=hwm if hwm is not None else rss, extra=extra)
 
 
 def _median(values: list[float]) -> float:
@@ -115,6 +163,7 @@ def report(title: str, results: dict[str, list[Run]], ours_name: str, go_name: s
         a = _median([get(r) for r in results.get(ours_name, [])])
         b = _median([get(r) for r in results.get(go_name, [])])
         ratio = a / b if b else float("nan")
+        record(f"{title}: {label}", a, b)
         lines.append(f"| {label} | {a:.3f} | {b:.3f} | {ratio:.2f} |")
     runs = len(results.get(ours_name, []))
     lines.append("")

@@ -23,6 +23,9 @@ ROLES: dict[str, str] = {
     "node-driver-registrar": "csi_sidecars.registrar.node:command",
     "playground": "csi_sidecars.playground.cli:command",
     "provisioner": "csi_sidecars.provisioner.command:command",
+    "resizer": "csi_sidecars.resizer.command:command",
+    "snapshot-controller": "csi_sidecars.snapshotcontroller.command:command",
+    "snapshotter": "csi_sidecars.snapshotter.command:command",
 }
 
 

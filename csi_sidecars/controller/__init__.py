@@ -5,7 +5,8 @@ Every controller sidecar starts the same way; :func:`~.runner.run_controller` do
 
 1. load the Kubernetes client configuration (fail fast on a bad ``--kubeconfig``);
 2. connect to the driver (``--csi-address``; a lost connection exits 1, as in Go), probe until
-   it is ready (each probe bounded by ``--timeout``), read its name and capabilities;
+   it is ready (each probe bounded by ``--timeout``), read its name and capabilities (skipped
+   for a role that makes no CSI calls: ``ControllerOptions(needs_driver=False)``);
 3. set the ``driver_name`` of the CSI metrics;
 4. build the Kubernetes client, a second client for events (its own QPS budget, so events never
    delay the role's writes) with an event recorder on it, and call the role's ``setup(ctx)``
@@ -36,18 +37,18 @@ Usage in a role::
     code = await run_controller(options, kube, stop, lock_name=lambda d: "...", setup=setup)
 
 Public API: ``ControllerOptions``, ``ControllerContext``, ``Lead``, ``run_controller``,
-``release_on_exit(kube, gate)`` (:mod:`.runner`); ``DriverInfo``, ``StartupError``,
+``release_on_exit(kube, gate)`` (:mod:`.context`); ``DriverInfo``, ``StartupError``,
 ``read_driver_info`` (:mod:`.driver`).
 """
 
-from csi_sidecars.controller.driver import DriverInfo, StartupError, read_driver_info
-from csi_sidecars.controller.runner import (
+from csi_sidecars.controller.context import (
     ControllerContext,
     ControllerOptions,
     Lead,
     release_on_exit,
-    run_controller,
 )
+from csi_sidecars.controller.driver import DriverInfo, StartupError, read_driver_info
+from csi_sidecars.controller.runner import run_controller
 
 __all__ = [
     "ControllerContext",

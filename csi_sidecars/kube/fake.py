@@ -4,7 +4,8 @@ It behaves like the API server where roles depend on it: a global, increasing re
 optimistic concurrency on replace (and on patches that carry a resourceVersion); finalizers
 block deletion (``deletionTimestamp`` is set instead, and the object goes once the last finalizer
 is removed); merge and JSON patches, with a failed ``test`` answered 422; the ``status``
-subresource (main-endpoint writes keep the old status, status writes change only status);
+subresource (main-endpoint writes keep the old status, status writes change only status, and the
+metadata of a PersistentVolumeClaim, as its status strategy allows);
 paged lists; watches from a resourceVersion that replay history, with 410 Gone after
 :meth:`FakeKube.compact`. Every call is recorded in :attr:`FakeKube.actions`, and
 :meth:`FakeKube.inject` makes the next matching calls fail.
@@ -29,6 +30,11 @@ from csi_sidecars.kube.port import ADDED, BOOKMARK, DELETED, MODIFIED, PatchType
 from csi_sidecars.kube.resources import ApiError, JsonDict, Resource
 
 _RKey = tuple[str, str]  # (group, plural)
+
+#: Resources whose status strategy keeps metadata changes (annotations, labels) made through the
+#: ``status`` subresource, as the API server's PersistentVolumeClaim status strategy does (it
+#: resets only the spec); for every other resource a status write changes only ``status``.
+STATUS_WRITES_METADATA: frozenset[_RKey] = frozenset({("", "persistentvolumeclaims")})
 
 
 @dataclass(slots=True)
@@ -212,6 +218,13 @@ class FakeKube:
                 merged["status"] = new["status"]
             else:
                 merged.pop("status", None)
+            if (resource.group, resource.plural) in STATUS_WRITES_METADATA:
+                for key in ("annotations", "labels"):
+                    value = (new.get("metadata") or {}).get(key)
+                    if value:
+                        merged["metadata"][key] = value
+                    else:
+                        merged["metadata"].pop(key, None)
             new = merged
         else:
             if "status" in old:

@@ -4,6 +4,7 @@
   Go sidecars build ``createMergePatch(old, new)`` before ``Patch(MergePatchType)``.
 * :func:`apply_merge_patch` applies one (used by the fake and by tests).
 * :func:`add_finalizer_patch` / :func:`remove_finalizer_patch` / :func:`set_annotations_patch`
+  (and :func:`add_finalizers_patch` / :func:`remove_finalizers_patch` for several at once)
   build JSON patches guarded by ``test`` operations, so an edit computed from a stale copy fails
   (422 or 409) instead of overwriting another writer's change. Every role uses these.
 * :func:`retry_on_conflict` re-runs a read-modify-write step on 409, with back-off.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from csi_sidecars.kube.objects import annotations_of, finalizers, has_field
@@ -102,6 +103,53 @@ def remove_finalizer_patch(obj: Mapping[str, Any], finalizer: str) -> list[JsonD
         return None
     path = f"/metadata/finalizers/{current.index(finalizer)}"
     return [{"op": "test", "path": path, "value": finalizer}, {"op": "remove", "path": path}]
+
+
+def add_finalizers_patch(obj: Mapping[str, Any], wanted: Sequence[str]) -> list[JsonDict] | None:
+    """Like :func:`add_finalizer_patch` for several finalizers in one patch (in ``wanted`` order).
+
+    None when all are there already; the list as the caller saw it is guarded by a ``test``.
+    """
+    path = "/metadata/finalizers"
+    current = finalizers(obj)
+    missing = [f for f in dict.fromkeys(wanted) if f not in current]
+    if not missing:
+        return None
+    if not has_field(obj, "finalizers"):
+        return [
+            {"op": "test", "path": path, "value": None},
+            {"op": "add", "path": path, "value": missing},
+        ]
+    if not current:
+        return [
+            {"op": "test", "path": path, "value": []},
+            {"op": "replace", "path": path, "value": missing},
+        ]
+    return [
+        {"op": "test", "path": path, "value": current},
+        *({"op": "add", "path": path + "/-", "value": f} for f in missing),
+    ]
+
+
+def remove_finalizers_patch(
+    obj: Mapping[str, Any], unwanted: Sequence[str]
+) -> list[JsonDict] | None:
+    """A JSON patch removing every entry of ``unwanted``; None when none is there.
+
+    Each removed entry is guarded by its own ``test`` (index and value, highest index first, so
+    earlier removals do not shift later ones): other finalizers may come and go meanwhile unless
+    they move ours.
+    """
+    current = finalizers(obj)
+    indexes = [i for i, f in enumerate(current) if f in set(unwanted)]
+    if not indexes:
+        return None
+    ops: list[JsonDict] = []
+    for i in reversed(indexes):
+        path = f"/metadata/finalizers/{i}"
+        ops.append({"op": "test", "path": path, "value": current[i]})
+        ops.append({"op": "remove", "path": path})
+    return ops
 
 
 def set_annotations_patch(

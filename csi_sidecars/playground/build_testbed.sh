@@ -6,8 +6,9 @@
 # usage: testbed/build.sh (or this file) [ci|all|NAME...]
 #   ci   (default) what CI's tests need: etcd, kube-apiserver, kube-controller-manager,
 #        kube-scheduler, kubectl, kubelet, pause (the sandbox image's binary, built with gcc),
-#        csi-provisioner, csi-attacher, csi-sanity, and the
-#        external-snapshotter client module (snapshot-client: CRDs to compare with, no binary)
+#        csi-provisioner, csi-attacher, csi-resizer, csi-snapshotter, snapshot-controller,
+#        csi-sanity, and the external-snapshotter client module (snapshot-client: CRDs to
+#        compare with, no binary)
 #   all  everything, including the other Go reference sidecars and helm
 #   NAME one of the names below
 #
@@ -215,8 +216,8 @@ build_one() {
 SNAPSHOT_CLIENT=github.com/kubernetes-csi/external-snapshotter/client/v8
 SNAPSHOT_CLIENT_EDIT="-dropreplace=$SNAPSHOT_CLIENT -require=$SNAPSHOT_CLIENT@$SNAPSHOTTER_VERSION"
 
-CI_SET="etcd kube kubelet pause csi-provisioner csi-attacher csi-sanity snapshot-client"
-ALL_SET="$CI_SET csi-snapshotter snapshot-controller csi-resizer helm"
+CI_SET="etcd kube kubelet pause csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller csi-sanity snapshot-client"
+ALL_SET="$CI_SET helm"
 
 command -v go >/dev/null || { say "Go is not installed; install Go or pass --bin-dir with prebuilt binaries"; exit 1; }
 targets=("$@")

@@ -21,6 +21,7 @@ from csi_sidecars.playground.driver import load_state
 from csi_sidecars.playground.session import Playground
 
 NS = "default"
+SNAPSHOT_CONTENTS = "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents"
 Echo = Callable[..., None]
 
 
@@ -110,6 +111,8 @@ class Tour:
         await self.show("get", "storageclass,pvc,pv")
         self.echo(f"volume handle in the driver: {await self._volume_handle(pvc)}")
 
+        await self._expansion()
+
         self.heading("WaitForFirstConsumer + a Pod: the scheduler picks the node, then attach")
         attacher = await self.ensure_role("attacher")
         await api.ensure(
@@ -140,20 +143,98 @@ class Tour:
             self.echo(f"VolumeAttachment {va['metadata']['name']} attached to {node}")
             await self.show("get", "volumeattachments")
 
-        self.heading("Snapshots")
-        self.echo("skipped: csi-sidecars snapshot-controller/snapshotter are not implemented yet")
+        await self._snapshot()
 
         self.heading("Clean-up: delete the Pod and the PVCs; volumes are detached and deleted")
         await self.cp.kubectl(
             "delete", "pod", "demo-pod", "-n", NS, "--grace-period=0", "--force", "--wait=false"
         )
-        await self.cp.kubectl("delete", "pvc", "demo-pvc", "demo-wffc", "-n", NS, "--wait=false")
+        await self.cp.kubectl(
+            "delete", "volumesnapshots", "--all", "-n", NS, "--wait=false", "--ignore-not-found"
+        )
+        await self.cp.kubectl("delete", "pvc", "--all", "-n", NS, "--wait=false")
+        await self._wait_empty(SNAPSHOT_CONTENTS, 120, "VolumeSnapshotContents to be deleted")
         await self._wait_empty("/api/v1/persistentvolumes", 120, "PVs to be deleted")
         await self._wait_empty("/apis/storage.k8s.io/v1/volumeattachments", 120, "detach")
         volumes = self._driver_volumes()
-        self.echo(f"PVs: 0, VolumeAttachments: 0, volumes left in the driver: {volumes}")
-        if volumes:
-            raise RuntimeError(f"volumes left in the driver: {volumes}")
+        snapshots = self._driver_snapshots()
+        self.echo(
+            f"PVs: 0, VolumeAttachments: 0, VolumeSnapshotContents: 0; left in the driver: "
+            f"volumes {volumes}, snapshots {snapshots}"
+        )
+        if volumes or snapshots:
+            raise RuntimeError(f"left in the driver: volumes {volumes}, snapshots {snapshots}")
+
+    async def _snapshot(self) -> None:
+        """Snapshot demo-pvc: the snapshot-controller binds a content, the snapshotter cuts it."""
+        self.heading("Snapshots: a VolumeSnapshot of demo-pvc")
+        if not {"snapshot-controller", "snapshotter"} <= set(self.pg.roles):
+            self.echo("skipped: csi-sidecars snapshot-controller and snapshotter are not running")
+            return
+        api = self.cp.admin
+        await api.ensure(
+            "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses",
+            {
+                "apiVersion": "snapshot.storage.k8s.io/v1",
+                "kind": "VolumeSnapshotClass",
+                "metadata": {"name": "demo-snapclass"},
+                "driver": self.cp.driver_name,
+                "deletionPolicy": "Delete",
+            },
+        )
+        await api.ensure(
+            f"/apis/snapshot.storage.k8s.io/v1/namespaces/{NS}/volumesnapshots",
+            {
+                "apiVersion": "snapshot.storage.k8s.io/v1",
+                "kind": "VolumeSnapshot",
+                "metadata": {"name": "demo-snap"},
+                "spec": {
+                    "volumeSnapshotClassName": "demo-snapclass",
+                    "source": {"persistentVolumeClaimName": "demo-pvc"},
+                },
+            },
+        )
+        vs = await api.wait_for(
+            f"/apis/snapshot.storage.k8s.io/v1/namespaces/{NS}/volumesnapshots/demo-snap",
+            lambda o: bool(o.get("status", {}).get("readyToUse")),
+            timeout=60,
+            what="demo-snap to be ready to use",
+        )
+        await self.show("get", "volumesnapshot,volumesnapshotcontent", "-n", NS)
+        content = vs["status"]["boundVolumeSnapshotContentName"]
+        vsc = await api.get(f"{SNAPSHOT_CONTENTS}/{content}")
+        self.echo(
+            f"snapshot handle in the driver: {vsc['status']['snapshotHandle']}, "
+            f"restore size {vs['status'].get('restoreSize')}"
+        )
+
+    async def _expansion(self) -> None:
+        """Grow demo-pvc to 2Gi: the resizer expands the volume; the node step is pending."""
+        self.heading("Volume expansion: demo-pvc requests 2Gi")
+        if "resizer" not in self.pg.roles:
+            self.echo("skipped: csi-sidecars resizer is not running")
+            return
+        path = f"/api/v1/namespaces/{NS}/persistentvolumeclaims/demo-pvc"
+        await self.cp.kubectl(
+            "patch", "pvc", "demo-pvc", "-n", NS, "--type=merge",
+            "-p", '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}',
+        )  # fmt: skip
+        pvc = await self.cp.admin.wait_for(
+            path,
+            lambda o: (
+                (o.get("status", {}).get("allocatedResourceStatuses") or {}).get("storage")
+                == "NodeResizePending"
+            ),
+            timeout=60,
+            what="demo-pvc to wait for the node step of its expansion",
+        )
+        pv = await self.cp.admin.get(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
+        self.echo(
+            f"PV capacity {pv['spec']['capacity']['storage']}, PVC allocated "
+            f"{pvc['status']['allocatedResources']['storage']}, conditions "
+            f"{[c['type'] for c in pvc['status'].get('conditions', [])]}"
+        )
+        await self.show("get", "pvc", "demo-pvc", "-n", NS)
 
     async def _volume_handle(self, pvc: dict[str, Any]) -> str:
         pv = await self.cp.admin.get(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
@@ -178,6 +259,13 @@ class Tour:
                 return
             await asyncio.sleep(0.5)
         raise TimeoutError(f"timed out waiting for {what}")
+
+    def _driver_snapshots(self) -> list[str]:
+        names: list[str] = []
+        for driver in self.cp.drivers:
+            if driver.state_dir is not None:
+                names.extend(load_state(driver.state_dir).snapshots)
+        return names
 
     def _driver_volumes(self) -> list[str]:
         names: list[str] = []

@@ -20,6 +20,8 @@ from csi_sidecars.playground.apiclient import ApiError, RawApi
 from csi_sidecars.playground.process import ManagedProcess, poll_until
 
 ADMIN = "admin"
+#: The mutable parameters the playground driver accepts in ControllerModifyVolume.
+MUTABLE_PARAMETERS = "iops,throughput"
 
 
 class StartupError(RuntimeError):
@@ -214,6 +216,10 @@ class Workloads:
                     *(["--enable-topology"] if topology else []),
                     *(["--mount-volumes"] if real else []),
                     f"--call-log={call_log}",
+                    # ControllerModifyVolume with the parameters a real driver would accept,
+                    # so a VolumeAttributesClass with any other parameter is refused.
+                    "--enable-controller-modify-volume",
+                    f"--accepted-mutable-parameter-names={MUTABLE_PARAMETERS}",
                     *args,
                 ]
             process = ManagedProcess(f"driver-{node}", command, self.log_path(f"driver-{node}"))

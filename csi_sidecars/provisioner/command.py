@@ -26,7 +26,7 @@ from csi_sidecars.controller import (
     Lead,
     run_controller,
 )
-from csi_sidecars.controller.runner import Setup
+from csi_sidecars.controller.context import Setup
 from csi_sidecars.csi.connection import Connection
 from csi_sidecars.csi.metrics import CSIMetrics
 from csi_sidecars.kube.port import KubePort

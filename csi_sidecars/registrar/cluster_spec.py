@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from csi_sidecars.kube.objects import Event
 from csi_sidecars.kube.resources import JsonDict
 
 API_VERSION = "storage.k8s.io/v1"
@@ -320,15 +321,6 @@ class Step(enum.Enum):
     REFUSE = "refuse"
     RECREATE = "recreate"
     WAIT = "wait"
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """An event to record on the CSIDriver."""
-
-    type: str
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,6 +127,9 @@ async def test_demo_tour_reaches_every_state(tmp_path: Path) -> None:
     # Every step runs on our roles, none on a Go sidecar.
     assert "provisioning by csi-sidecars provisioner" in text
     assert "attaching by csi-sidecars attacher" in text
+    assert "PV capacity 2Gi, PVC allocated 2Gi" in text  # the resizer step
     assert "persistentvolumeclaim/demo-pvc   Bound" in text
-    assert "volumes left in the driver: []" in text
+    assert "snapshot handle in the driver: " in text  # the snapshot step
+    assert "skipped" not in text
+    assert "left in the driver: volumes [], snapshots []" in text
     assert "every step reached its state" in text

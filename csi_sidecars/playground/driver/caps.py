@@ -134,7 +134,8 @@ def compute(opts: DriverOptions) -> Capabilities:
         node.add("SINGLE_NODE_MULTI_WRITER")
         if opts.enable_volume_expansion and not opts.disable_node_expansion:
             node.add("EXPAND_VOLUME")
-    expansion: set[str] = set()  # hostpathplugin advertises no VolumeExpansion type
+    # hostpathplugin advertises no VolumeExpansion type; --offline-expansion advertises OFFLINE.
+    expansion: set[str] = {"OFFLINE"} if opts.offline_expansion else set()
     sets = {
         "plugin": plugin,
         "expansion": expansion,

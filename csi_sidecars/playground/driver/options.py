@@ -2,9 +2,9 @@
 
 The flags are those of the Go hostpath driver (``hostpathplugin``), parsed the way Go's ``flag``
 package accepts them (``-endpoint=x``, ``--enable-attach``, ``--enable-topology=false``), plus a
-few test-only ones: ``--faults-file``, ``--known-node``, ``--add-capability`` /
-``--remove-capability``, ``--snapshot-ready-delay`` and the ``--controller-service`` /
-``--node-service`` modes.
+few test-only ones: ``--offline-expansion``, ``--faults-file``, ``--known-node``,
+``--add-capability`` / ``--remove-capability``, ``--snapshot-ready-delay`` and the
+``--controller-service`` / ``--node-service`` modes.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class DriverOptions:
     disable_node_expansion: bool = False
     enable_controller_modify_volume: bool = False
     accepted_mutable_parameter_names: list[str] = field(default_factory=list)
+    offline_expansion: bool = False
     check_volume_lifecycle: bool = False
     controller_service: bool = True
     node_service: bool = True
@@ -167,6 +168,12 @@ def _parser() -> argparse.ArgumentParser:
     flag("--disable-controller-expansion", False, "no controller EXPAND_VOLUME")
     flag("--disable-node-expansion", False, "no node EXPAND_VOLUME")
     flag("--enable-controller-modify-volume", False, "advertise MODIFY_VOLUME")
+    flag(
+        "--offline-expansion",
+        False,
+        "advertise OFFLINE volume expansion: ControllerExpandVolume of a volume in use (published "
+        "or staged) fails with FAILED_PRECONDITION",
+    )
     p.add_argument("--accepted-mutable-parameter-names", default="")
     flag("--check-volume-lifecycle", False, "refuse to delete or detach volumes in use")
     flag("--controller-service", None, "serve the Controller service")  # type: ignore[arg-type]
@@ -243,6 +250,7 @@ def parse_args(argv: Sequence[str]) -> DriverOptions:
         disable_node_expansion=ns.disable_node_expansion,
         enable_controller_modify_volume=ns.enable_controller_modify_volume,
         accepted_mutable_parameter_names=mutable,
+        offline_expansion=ns.offline_expansion,
         check_volume_lifecycle=ns.check_volume_lifecycle,
         controller_service=bool(controller),
         node_service=bool(node),

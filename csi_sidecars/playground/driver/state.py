@@ -289,7 +289,8 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
         """ControllerExpandVolume: ``(capacity_bytes, node_expansion_required)``; never shrinks.
 
         Raises:
-            CsiError: INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, UNIMPLEMENTED.
+            CsiError: INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, UNIMPLEMENTED;
+                FAILED_PRECONDITION for a volume in use under ``offline_expansion``.
         """
         self._require_controller("EXPAND_VOLUME")
         if not volume_id:
@@ -306,6 +307,11 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
                 f"{self.opts.max_volume_size}",
             )
         vol = self._volume(volume_id)
+        if self.opts.offline_expansion and (vol.attached or vol.staged or vol.published):
+            raise CsiError(
+                Code.FAILED_PRECONDITION,
+                f"volume {volume_id} is in use; this driver expands volumes offline only",
+            )
         if limit_bytes and vol.capacity_bytes > limit_bytes:
             raise CsiError(Code.OUT_OF_RANGE, "volume is already larger than the limit")
         if vol.capacity_bytes < capacity:

@@ -197,3 +197,29 @@ async def test_apply_creates_then_merges() -> None:
     body["spec"] = {"y": 2}
     await fake.patch(PERSISTENT_VOLUMES, "a", body, patch_type="apply", field_manager="m")
     assert fake.peek(PERSISTENT_VOLUMES, "a")["spec"] == {"x": 1, "y": 2}  # type: ignore[index]
+
+
+async def test_pvc_status_writes_keep_annotation_changes_other_kinds_do_not() -> None:
+    fake = FakeKube()
+    pvc = {"metadata": {"name": "c", "annotations": {"a": "1"}}, "spec": {"x": 1}}
+    await fake.create(PERSISTENT_VOLUME_CLAIMS, pvc, "ns")
+    await fake.patch(
+        PERSISTENT_VOLUME_CLAIMS,
+        "c",
+        {"metadata": {"annotations": {"a": None, "b": "2"}}, "spec": {"x": 2}, "status": {"p": 1}},
+        "ns",
+        subresource="status",
+    )
+    got = fake.peek(PERSISTENT_VOLUME_CLAIMS, "c", "ns")
+    assert got is not None
+    assert got["metadata"]["annotations"] == {"b": "2"}
+    assert got["spec"] == {"x": 1} and got["status"] == {"p": 1}
+    await fake.create(PERSISTENT_VOLUMES, {"metadata": {"name": "v", "annotations": {"a": "1"}}})
+    await fake.patch(
+        PERSISTENT_VOLUMES,
+        "v",
+        {"metadata": {"annotations": {"a": "9"}}, "status": {"phase": "Bound"}},
+        subresource="status",
+    )
+    pv = fake.peek(PERSISTENT_VOLUMES, "v")
+    assert pv is not None and pv["metadata"]["annotations"] == {"a": "1"}

@@ -251,6 +251,17 @@ def test_expand_volume() -> None:
     )
 
 
+def test_offline_expansion_refuses_volumes_in_use() -> None:
+    st = make(offline_expansion=True, enable_attach=True)
+    assert st.caps.values("expansion") == [2]  # OFFLINE
+    vol = st.create_volume("a", [MOUNT], required_bytes=GIB).volume_id
+    st.data.volumes[vol].attached["node-1"] = False
+    assert code_of(st.expand_volume, vol, 2 * GIB) == Code.FAILED_PRECONDITION
+    st.data.volumes[vol].attached.clear()
+    assert st.expand_volume(vol, 2 * GIB) == (2 * GIB, True)
+    assert make().caps.values("expansion") == []
+
+
 def test_modify_volume() -> None:
     st = make(enable_controller_modify_volume=True, accepted_mutable_parameter_names=["iops"])
     vol = st.create_volume("a", [MOUNT], mutable_parameters={"iops": "1"}).volume_id
