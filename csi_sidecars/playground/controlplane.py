@@ -105,6 +105,17 @@ def remove_stale_work_dirs(base: Path | None = None) -> list[Path]:
     return removed
 
 
+def _owned_by_live_process(work_dir: Path) -> bool:
+    try:
+        pid = int((work_dir / _OWNER_FILE).read_text())
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return pid != os.getpid()
+
+
 class ControlPlane(RealNodes):
     """etcd + kube-apiserver + kube-controller-manager + kube-scheduler, Nodes, drivers, sidecars.
 
@@ -209,6 +220,9 @@ class ControlPlane(RealNodes):
         if self._given_work_dir is not None:
             self.work_dir = self._given_work_dir
             self.work_dir.mkdir(parents=True, exist_ok=True)
+            if not _owned_by_live_process(self.work_dir):
+                # A run that crashed in this directory may have left mounts and containers.
+                realnode.sweep(self.work_dir)
         else:
             self.work_dir = Path(tempfile.mkdtemp(prefix=_DIR_PREFIX, dir=_base_temp_dir()))
         (self.work_dir / _OWNER_FILE).write_text(str(os.getpid()))

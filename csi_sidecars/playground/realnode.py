@@ -124,6 +124,14 @@ class NodeRecord:
             return None
 
 
+def sockets_fit(work_dir: Path, nodes: list[str], driver: str) -> bool:
+    """Whether every node's kubelet sockets below ``work_dir`` fit in a unix socket address."""
+    registries = [KubeletPaths(work_dir / NODES_DIR / n).plugins_registry for n in nodes]
+    return all(
+        len(str(r / REG_SOCKET.format(driver=driver))) <= MAX_SOCKET_PATH for r in registries
+    )
+
+
 def testbed_tag(work_dir: Path) -> str:
     """A short tag naming a testbed's host-level objects (bridges, cgroups, networks)."""
     return hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:6]
@@ -315,9 +323,10 @@ def adjust_apiserver_args(args: list[str], kubelet_cert: Path, kubelet_key: Path
             continue
         else:
             out.append(arg)
+    if "--allow-privileged=true" not in out:
+        out.append("--allow-privileged=true")
     return [
         *out,
-        "--allow-privileged=true",
         "--kubelet-preferred-address-types=InternalIP",
         f"--kubelet-client-certificate={kubelet_cert}",
         f"--kubelet-client-key={kubelet_key}",
