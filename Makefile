@@ -1,7 +1,7 @@
 # Developer entry points. `make demo` is the quick start; `make test` runs everything CI runs.
 PYTHON ?= python3
 
-.PHONY: install testbed lint test demo protos crds
+.PHONY: install testbed images lint test demo protos crds
 
 install:
 	$(PYTHON) -m pip install -q -e '.[dev]'
@@ -10,6 +10,10 @@ install:
 testbed:
 	bash testbed/build.sh ci
 
+# The local images of the testbed's real nodes (pause, busybox, csi-sidecars; no registry).
+images: testbed
+	bash testbed/build-images.sh
+
 lint:
 	ruff check .
 	ruff format --check .
@@ -17,7 +21,7 @@ lint:
 	bash scripts/gen-protos.sh --check
 	$(PYTHON) scripts/gen-crds.py --check
 
-test: install testbed lint
+test: install testbed images lint
 	CSI_SIDECARS_BIN_DIR="$$(bash testbed/build.sh ci | tail -n 1)" $(PYTHON) -m pytest -q -ra
 
 protos:

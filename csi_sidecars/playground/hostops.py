@@ -274,18 +274,18 @@ def delete_link(name: str) -> bool:
 
 
 def processes_using(root: Path, proc: Path = Path("/proc")) -> list[int]:
-    """PIDs whose command line mentions a path under ``root`` (e.g. containerd shims)."""
-    needle = str(root).rstrip("/") + "/"
+    """PIDs with an argument naming ``root`` or a path below it (e.g. containerd shims)."""
+    base = str(root).rstrip("/")
     own = os.getpid()
     pids = []
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == own:
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if needle in cmdline + " " or cmdline.strip() == needle.rstrip("/"):
+        if any(a == base or a.endswith("=" + base) or base + "/" in a for a in args):
             pids.append(int(entry.name))
     return sorted(pids)
 

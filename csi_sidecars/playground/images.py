@@ -219,20 +219,22 @@ def busybox_applets(busybox: Path) -> list[str]:
     return sorted({line.strip() for line in out.splitlines() if line.strip()})
 
 
-def busybox_version(busybox: Path = BUSYBOX_BINARY) -> str:
-    """The version of a busybox binary, e.g. ``1.35.0``."""
+def busybox_version(busybox: Path | None = None) -> str:
+    """The version of a busybox binary (default Debian's), e.g. ``1.35.0``."""
+    busybox = busybox or BUSYBOX_BINARY
     head = subprocess.run([str(busybox)], capture_output=True, text=True, check=False).stdout
     match = re.search(r"BusyBox v(\d+(?:\.\d+)+)", head)
     return match.group(1) if match else "unknown"
 
 
-def busybox_image_name(busybox: Path = BUSYBOX_BINARY) -> str:
-    """The name of the busybox image built from ``busybox``."""
+def busybox_image_name(busybox: Path | None = None) -> str:
+    """The name of the busybox image built from ``busybox`` (default Debian's)."""
     return f"{REPOSITORY}/busybox:{busybox_version(busybox)}"
 
 
-def busybox_spec(busybox: Path = BUSYBOX_BINARY) -> ImageSpec:
+def busybox_spec(busybox: Path | None = None) -> ImageSpec:
     """A busybox image: the static binary at /bin/busybox and a symlink per applet."""
+    busybox = busybox or BUSYBOX_BINARY
     if not busybox.is_file():
         raise FileNotFoundError(
             f"{busybox} is missing: install Debian's busybox-static "
