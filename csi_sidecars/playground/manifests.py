@@ -150,6 +150,13 @@ def node_daemonset(spec: SuiteSpec) -> dict[str, Any]:
         ],
         "env": _api_env(spec),
         "securityContext": {"privileged": True, "runAsUser": 0},
+        # Until the driver and livenessprobe have both started once, the startup probe holds
+        # the liveness probe back (Python takes seconds to start on a busy machine).
+        "startupProbe": {
+            "httpGet": {"host": "127.0.0.1", "path": "/healthz", "port": spec.liveness_port},
+            "periodSeconds": 1,
+            "failureThreshold": 120,
+        },
         "livenessProbe": {
             "httpGet": {"host": "127.0.0.1", "path": "/healthz", "port": spec.liveness_port},
             "periodSeconds": 2,
