@@ -9,7 +9,8 @@
 #        csi-provisioner, csi-attacher, csi-resizer, csi-snapshotter, snapshot-controller,
 #        csi-sanity, helm (the chart's tests), and the external-snapshotter client module
 #        (snapshot-client: CRDs to compare with, no binary)
-#   all  everything
+#   all  everything but e2e
+#   e2e  e2e.test and agnhost (testbed/storage-e2e.sh; not in ci or all)
 #   NAME one of the names below
 #
 # environment: CSI_SIDECARS_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/csi-sidecars)
@@ -141,6 +142,21 @@ build_kubelet() {
   stamp kubelet "$KUBELET_BUILD"
 }
 
+# The Kubernetes end-to-end test binary and agnhost, its test image's program, for
+# testbed/storage-e2e.sh (the External Storage suites against the playground); not in ci.
+build_e2e() {
+  fresh e2e.test "$K8S_VERSION" && fresh agnhost "$K8S_VERSION" && return 0
+  say "building e2e.test and agnhost $K8S_VERSION; a first build takes 10-20 minutes on 2 cores"
+  local dir="$WORK/e2e-$K8S_VERSION"
+  kube_wrapper "$dir" k8s.io/kubernetes/test/e2e k8s.io/kubernetes/test/images/agnhost
+  (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go test -c -trimpath -ldflags "$KUBE_LDFLAGS" \
+    -o "$BIN/e2e.test" k8s.io/kubernetes/test/e2e)
+  (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "-s -w" \
+    -o "$BIN/agnhost" k8s.io/kubernetes/test/images/agnhost)
+  stamp e2e.test "$K8S_VERSION"
+  stamp agnhost "$K8S_VERSION"
+}
+
 # The pause binary of the sandbox (pause) image, from the kubernetes module's own source,
 # statically linked so the image needs nothing else. Needs a C compiler and a static libc.
 build_pause() {
@@ -197,6 +213,7 @@ build_one() {
     kube|kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) build_kube ;;
     kubelet) build_kubelet ;;
     pause) build_pause ;;
+    e2e|e2e.test|agnhost) build_e2e ;;
     etcd) build_etcd ;;
     csi-provisioner) build_module csi-provisioner github.com/kubernetes-csi/external-provisioner/v6 "$PROVISIONER_VERSION" cmd/csi-provisioner ;;
     csi-attacher) build_module csi-attacher github.com/kubernetes-csi/external-attacher/v4 "$ATTACHER_VERSION" cmd/csi-attacher ;;

@@ -64,7 +64,8 @@ class Entry:
 
 @dataclass
 class ImageSpec:
-    """An image to write: its name, layers (entries or prebuilt tars) and config."""
+    """An image to write: its name (and more names for it), layers (entries or prebuilt tars)
+    and config."""
 
     name: str
     layers: list[list[Entry] | Path] = field(default_factory=list)
@@ -74,6 +75,7 @@ class ImageSpec:
     user: str = ""
     workdir: str = "/"
     labels: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
 
 
 def _tarinfo(entry: Entry) -> tarfile.TarInfo:
@@ -157,7 +159,7 @@ def write_image(spec: ImageSpec, out: Path) -> str:
         manifest = [
             {
                 "Config": f"{image_id}.json",
-                "RepoTags": [spec.name],
+                "RepoTags": [spec.name, *spec.aliases],
                 "Layers": [f"{d}/layer.tar" for d in diff_ids],
             }
         ]
