@@ -1,7 +1,7 @@
 # Developer entry points. `make demo` is the quick start; `make test` runs everything CI runs.
 PYTHON ?= python3
 
-.PHONY: install testbed lint test demo protos crds chart image
+.PHONY: install testbed images lint test demo protos crds chart image
 
 install:
 	$(PYTHON) -m pip install -q -e '.[dev]'
@@ -9,6 +9,10 @@ install:
 # Builds the Go testbed binaries (cached outside the repo; a no-op when up to date).
 testbed:
 	bash testbed/build.sh ci
+
+# The local images of the testbed's real nodes (pause, busybox, csi-sidecars; no registry).
+images: testbed
+	bash testbed/build-images.sh
 
 lint:
 	ruff check .
@@ -19,7 +23,7 @@ lint:
 	$(PYTHON) scripts/sync-chart-files.py --check
 	$(PYTHON) scripts/gen-chart-readme.py --check
 
-test: install testbed lint
+test: install testbed images lint
 	CSI_SIDECARS_BIN_DIR="$$(bash testbed/build.sh ci | tail -n 1)" $(PYTHON) -m pytest -q -ra
 
 protos:
@@ -39,7 +43,8 @@ chart:
 	$(PYTHON) scripts/gen-chart-readme.py
 	$(PYTHON) scripts/render-chart.py --update
 
-# The csi-sidecars image (needs podman or docker and a registry for the base image).
+# The csi-sidecars image (needs podman or docker and a registry for the base image; without
+# them `make images` assembles an image with the same contract, see docs/real-nodes.md).
 CONTAINER ?= podman
 image:
 	$(CONTAINER) build -f Containerfile \

@@ -106,6 +106,12 @@ def _options(func: F) -> F:
                 help="Use these Kubernetes binaries instead of building them "
                 "(etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl).",
             ),
+            click.option(
+                "--kubelet/--no-kubelet",
+                default=None,
+                help="Run every Node with a real kubelet and containerd (default: when they "
+                "are installed; see 'real nodes need' in the output otherwise).",
+            ),
             click.option("--v", "-v", "v", type=int, default=0, help="Log verbosity."),
         )
     ):
@@ -143,6 +149,7 @@ def _make(
     driver_socket: Path | None,
     bin_dir: Path | None,
     v: int,
+    kubelet: bool | None = None,
 ) -> Playground:
     rlog.configure(v, "text")
     require_extra()
@@ -157,9 +164,11 @@ def _make(
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     resolved = ensure_binaries(bin_dir)
+    real = decide_kubelet(kubelet, resolved)
     made = directory is None
     if directory is None:
-        directory = Path(tempfile.mkdtemp(prefix="csi-sidecars-playground-"))
+        # Short: kubelet's plugin sockets live below it and unix socket paths are short.
+        directory = Path(tempfile.mkdtemp(prefix="csi-pg-"))
     click.echo(f"playground directory: {directory}", err=True)
     return Playground(
         directory=directory.resolve(),
@@ -169,7 +178,28 @@ def _make(
         driver_cmd=driver_cmd,
         driver_socket=driver_socket,
         remove_directory=made,
+        kubelet=real,
     )
+
+
+def decide_kubelet(wanted: bool | None, bin_dir: Path) -> bool:
+    """Whether to run real nodes: as asked, or (not asked) when every piece is installed.
+
+    Raises:
+        click.ClickException: ``--kubelet`` was given and a piece is missing.
+    """
+    from csi_sidecars.playground import realnode
+
+    if wanted is False:
+        return False
+    missing = realnode.missing_requirements(bin_dir)
+    if not missing:
+        return True
+    message = realnode.explain_missing(missing)
+    if wanted:
+        raise click.ClickException(message)
+    click.echo(f"{message}; starting API-only Nodes (no pods run) instead", err=True)
+    return False
 
 
 @command.command("up")
@@ -181,10 +211,11 @@ def up(
     driver_cmd: str | None,
     driver_socket: Path | None,
     bin_dir: Path | None,
+    kubelet: bool | None,
     v: int,
 ) -> None:
     """Start the playground and keep it running until Ctrl-C or SIGTERM."""
-    pg = _make(directory, roles, nodes, driver_cmd, driver_socket, bin_dir, v)
+    pg = _make(directory, roles, nodes, driver_cmd, driver_socket, bin_dir, v, kubelet)
     from csi_sidecars.playground.session import format_status, kubectl_hint
 
     async def main(stop: asyncio.Event) -> int:
@@ -231,10 +262,11 @@ def demo(
     driver_cmd: str | None,
     driver_socket: Path | None,
     bin_dir: Path | None,
+    kubelet: bool | None,
     v: int,
 ) -> None:
     """Start the playground, run a scripted tour of what works, and stop."""
-    pg = _make(directory, roles, nodes, driver_cmd, driver_socket, bin_dir, v)
+    pg = _make(directory, roles, nodes, driver_cmd, driver_socket, bin_dir, v, kubelet)
     from csi_sidecars.playground.demo import run_tour
 
     async def main(stop: asyncio.Event) -> int:

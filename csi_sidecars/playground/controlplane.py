@@ -35,16 +35,16 @@ from typing import Any
 import aiohttp
 
 from csi_sidecars import crds
-from csi_sidecars.playground import binaries, objects, pki, rbac
+from csi_sidecars.playground import binaries, objects, pki, rbac, realnode
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.process import ManagedProcess, free_port, poll_until
+from csi_sidecars.playground.realnodes import RealNodes
 from csi_sidecars.playground.workloads import (
     ADMIN,
     Driver,
     Identity,
     KubectlError,
     StartupError,
-    Workloads,
     check_alive,
     wait_ready,
 )
@@ -97,6 +97,7 @@ def remove_stale_work_dirs(base: Path | None = None) -> list[Path]:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
+            realnode.sweep(candidate)
             shutil.rmtree(candidate, ignore_errors=True)
             removed.append(candidate)
         except PermissionError:
@@ -104,7 +105,18 @@ def remove_stale_work_dirs(base: Path | None = None) -> list[Path]:
     return removed
 
 
-class ControlPlane(Workloads):
+def _owned_by_live_process(work_dir: Path) -> bool:
+    try:
+        pid = int((work_dir / _OWNER_FILE).read_text())
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return pid != os.getpid()
+
+
+class ControlPlane(RealNodes):
     """etcd + kube-apiserver + kube-controller-manager + kube-scheduler, Nodes, drivers, sidecars.
 
     Args:
@@ -115,6 +127,8 @@ class ControlPlane(Workloads):
         driver_name: the CSI driver name used for CSIDriver, CSINode and the driver's flags.
         keep_work_dir: keep a temporary work directory at stop (for reading logs).
         verbosity: ``-v`` of the Kubernetes components.
+        kubelet: run every Node with a real kubelet and containerd (:mod:`.realnode`) instead
+            of registering API-only Nodes.
     """
 
     def __init__(
@@ -126,6 +140,7 @@ class ControlPlane(Workloads):
         driver_name: str = objects.DEFAULT_DRIVER,
         keep_work_dir: bool = False,
         verbosity: int = 1,
+        kubelet: bool = False,
     ) -> None:
         self.bin_dir = bin_dir or binaries.default_bin_dir()
         self._given_work_dir = work_dir
@@ -134,6 +149,8 @@ class ControlPlane(Workloads):
         self.driver_name = driver_name
         self.keep_work_dir = keep_work_dir
         self.verbosity = verbosity
+        self.kubelet = kubelet
+        self.real_nodes: dict[str, realnode.RealNode] = {}
         self.identities: dict[str, Identity] = {}
         self.drivers: list[Driver] = []
         self.api_port = 0
@@ -198,10 +215,14 @@ class ControlPlane(Workloads):
             raise FileNotFoundError(
                 f"missing in {self.bin_dir}: {', '.join(absent)} (run testbed/build.sh)"
             )
+        self.check_real_node_requirements()
         remove_stale_work_dirs()
         if self._given_work_dir is not None:
             self.work_dir = self._given_work_dir
             self.work_dir.mkdir(parents=True, exist_ok=True)
+            if not _owned_by_live_process(self.work_dir):
+                # A run that crashed in this directory may have left mounts and containers.
+                realnode.sweep(self.work_dir)
         else:
             self.work_dir = Path(tempfile.mkdtemp(prefix=_DIR_PREFIX, dir=_base_temp_dir()))
         (self.work_dir / _OWNER_FILE).write_text(str(os.getpid()))
@@ -221,6 +242,7 @@ class ControlPlane(Workloads):
                 self._start_component("kube-scheduler", self._scheduler_args),
             )
             await self.grant_namespace("default")
+            await self.wait_default_service_account("default")
         except BaseException:
             await self.stop()
             raise
@@ -235,7 +257,9 @@ class ControlPlane(Workloads):
         )
 
     async def stop(self) -> None:
-        """Stop every process (sidecars and drivers first, etcd last) and remove the work dir."""
+        """Stop every process (real nodes, sidecars and drivers first, etcd last) and remove the
+        work dir."""
+        await self.stop_real_nodes()
         for proc in reversed(self._processes):
             await proc.stop(timeout=5)
         for driver in reversed(self.drivers):
@@ -273,6 +297,7 @@ class ControlPlane(Workloads):
             ("kube-scheduler", "system:kube-scheduler", ()),
         ]
         specs += [(name, name, ()) for name in rbac.IDENTITIES]
+        specs += self.node_identity_specs()
         config_dir = self.work_dir / "kubeconfig"
         config_dir.mkdir(exist_ok=True)
         lines = []
@@ -342,7 +367,7 @@ class ControlPlane(Workloads):
 
     def _apiserver_args(self) -> list[str]:
         assert self._pki is not None
-        return [
+        args = [
             str(self.bin_dir / "kube-apiserver"),
             f"--etcd-servers={self.etcd_url}",
             "--bind-address=127.0.0.1",
@@ -369,6 +394,7 @@ class ControlPlane(Workloads):
             "--profiling=false",
             f"-v={self.verbosity}",
         ]
+        return self.real_node_apiserver_args(args)
 
     async def _start_apiserver_process(self) -> None:
         if self._apiserver is None:
@@ -450,7 +476,7 @@ class ControlPlane(Workloads):
             f"--secure-port={port}",
             f"--cert-dir={self.work_dir / 'kube-controller-manager'}",
             "--leader-elect=false",
-            f"--controllers={','.join(CONTROLLERS)}",
+            f"--controllers={','.join(CONTROLLERS + self.real_node_controllers())}",
             "--use-service-account-credentials=false",
             f"--service-account-private-key-file={self._pki.sa_key}",
             f"--root-ca-file={self._pki.ca_cert}",
@@ -534,8 +560,12 @@ class ControlPlane(Workloads):
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
         )
         await self.grant_namespace(name)
+        await self.wait_default_service_account(name)
 
     async def _register_nodes(self) -> None:
+        if self.kubelet:
+            await self.start_real_nodes()
+            return
         for name in self.node_names:
             created = await self.admin.create("/api/v1/nodes", objects.node(name))
             # Creation goes through TaintNodesByCondition, which adds the not-ready taint that

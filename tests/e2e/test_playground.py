@@ -63,7 +63,10 @@ async def test_up_writes_files_serves_kubectl_and_cleans_up(tmp_path: Path) -> N
 
         info = await poll_until(described, 120, "playground.json")
         assert (directory / "kubeconfig").exists()
-        assert info["nodes"] == ["node-1"]
+        nodes = info["nodes"]
+        assert isinstance(nodes, list)
+        assert [n["name"] for n in nodes] == ["node-1"]
+        assert all(isinstance(n["kubelet"], bool) for n in nodes)
         driver = info["driver"]
         assert isinstance(driver, dict)
         assert driver["name"] == "hostpath.csi.k8s.io"

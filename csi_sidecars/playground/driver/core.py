@@ -23,6 +23,7 @@ from csi_sidecars.playground.driver.model import (
     StateData,
     Volume,
 )
+from csi_sidecars.playground.driver.mounter import make_mounter
 from csi_sidecars.playground.driver.options import TOPOLOGY_KEY, DriverOptions
 from csi_sidecars.playground.driver.store import StateStore
 
@@ -95,6 +96,7 @@ class StateCore:
         self.store = store
         self.clock = clock
         self.data = store.load() if store is not None else StateData()
+        self.mounter = make_mounter(opts.mount_volumes, store)
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -80,6 +80,8 @@ class DriverOptions:
     snapshot_ready_delay: float = 0.0
     faults_file: str | None = None
     request_log: str | None = None
+    mount_volumes: bool = False
+    call_log: str | None = None
     manifest: dict[str, str] = field(default_factory=dict)
     v: int = 0
 
@@ -154,7 +156,8 @@ def _size(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m csi_sidecars.playground.driver",
-        description="A hostpath-like CSI driver for tests (bookkeeping only, no mounts).",
+        description="A hostpath-like CSI driver for tests (bookkeeping, or real mounts with "
+        "--mount-volumes).",
     )
     d = DriverOptions()
 
@@ -212,6 +215,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--faults-file", default=None, help="JSON fault rules, re-read on change")
     p.add_argument(
         "--request-log", default=None, help="append every call (JSON lines, wall times) to FILE"
+    )
+    flag(
+        "--mount-volumes",
+        False,
+        "mount for real on a kubelet node: bind mounts of the volume's directory (loop devices "
+        "for block volumes) at the staging and target paths; needs root",
+    )
+    p.add_argument(
+        "--call-log", default=None, help="append every CSI call and its outcome to this file"
     )
     p.add_argument("--v", "-v", dest="v", type=int, default=0)
     for ignored in ("--enable-list-snapshots", "--automaxprocs", "--logtostderr"):
@@ -283,5 +295,7 @@ def parse_args(argv: Sequence[str]) -> DriverOptions:
         snapshot_ready_delay=ns.snapshot_ready_delay,
         faults_file=ns.faults_file,
         request_log=ns.request_log,
+        mount_volumes=ns.mount_volumes,
+        call_log=ns.call_log,
         v=ns.v,
     )

@@ -118,7 +118,7 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
             created_at=self.clock(),
         )
         if self.store is not None:
-            self.store.create_volume(vol.volume_id)
+            self.store.create_volume(vol.volume_id, source)
         self.data.volumes[vol.volume_id] = vol
         self._commit()
         return vol
