@@ -77,9 +77,25 @@ class Impl:
 Workload = Callable[[subprocess.Popen[bytes]], Awaitable[dict[str, float]]]
 
 
+_profiles = 0
+
+
 def ours(role: str, *args: str) -> list[str]:
-    """argv that runs one of our roles as a container would."""
-    return [sys.executable, "-m", "csi_sidecars", role, *args]
+    """argv that runs one of our roles as a container would.
+
+    With ``BENCH_PROFILE=<dir>`` in the environment the role runs under pyinstrument (not a
+    dependency: ``pip install pyinstrument``) and each process writes its profile as text to
+    ``<dir>/<role>-<n>.txt``; CPU numbers of such a run include the profiler's cost.
+    """
+    out = os.environ.get("BENCH_PROFILE")
+    if not out:
+        return [sys.executable, "-m", "csi_sidecars", role, *args]
+    global _profiles
+    _profiles += 1
+    Path(out).mkdir(parents=True, exist_ok=True)
+    target = Path(out) / f"{role}-{_profiles}.txt"
+    profiler = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(target)]
+    return [*profiler, "-m", "csi_sidecars", role, *args]
 
 
 def go_binary(env_var: str, default_name: str) -> str | None:

@@ -115,6 +115,10 @@ class ControlPlane(Workloads):
         driver_name: the CSI driver name used for CSIDriver, CSINode and the driver's flags.
         keep_work_dir: keep a temporary work directory at stop (for reading logs).
         verbosity: ``-v`` of the Kubernetes components.
+        kcm_qps: ``--kube-api-qps`` of kube-controller-manager (None: its default, 20).
+            Benchmarks raise it so that the PV binder, not the sidecar under test, is never
+            what limits the throughput.
+        kcm_burst: ``--kube-api-burst`` of kube-controller-manager (None: its default, 30).
     """
 
     def __init__(
@@ -126,7 +130,11 @@ class ControlPlane(Workloads):
         driver_name: str = objects.DEFAULT_DRIVER,
         keep_work_dir: bool = False,
         verbosity: int = 1,
+        kcm_qps: float | None = None,
+        kcm_burst: int | None = None,
     ) -> None:
+        self.kcm_qps = kcm_qps
+        self.kcm_burst = kcm_burst
         self.bin_dir = bin_dir or binaries.default_bin_dir()
         self._given_work_dir = work_dir
         self.work_dir = Path()
@@ -453,6 +461,8 @@ class ControlPlane(Workloads):
             f"--root-ca-file={self._pki.ca_cert}",
             # Its default is a host directory it would create.
             f"--flex-volume-plugin-dir={self.work_dir / 'flexvolume'}",
+            *([f"--kube-api-qps={self.kcm_qps:g}"] if self.kcm_qps is not None else []),
+            *([f"--kube-api-burst={self.kcm_burst}"] if self.kcm_burst is not None else []),
             f"-v={self.verbosity}",
         ]
 
