@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 
 from csi_sidecars import __version__
 from csi_sidecars.kube.config import ClientConfig
-from csi_sidecars.kube.port import PATCH_CONTENT_TYPES, PatchType, WatchEvent
+from csi_sidecars.kube.port import PATCH_CONTENT_TYPES, Decoder, PatchType, WatchEvent
 from csi_sidecars.kube.ratelimit import TokenBucket
 from csi_sidecars.kube.resources import ApiError, JsonDict, Resource
 
@@ -132,8 +132,12 @@ class KubeClient:
         params: dict[str, str] | None = None,
         body: Any = None,
         content_type: str | None = None,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Any:
         """Send one throttled request and return the decoded JSON answer.
+
+        ``decode`` replaces ``json.loads`` for a successful answer (errors are always decoded
+        whole).
 
         Raises:
             ApiError: for any non-2xx answer.
@@ -156,6 +160,8 @@ class KubeClient:
             server_hostname=self.config.tls_server_name,
         ) as resp:
             raw = await resp.read()
+            if decode is not None and resp.status < 300 and raw:
+                return decode(raw)
             try:
                 decoded = json.loads(raw) if raw else None
             except ValueError:
@@ -186,8 +192,9 @@ class KubeClient:
         limit: int | None = None,
         continue_token: str | None = None,
         resource_version: str | None = None,
+        decoder: Decoder | None = None,
     ) -> JsonDict:
-        """One page of a list."""
+        """One page of a list (items slim when a ``decoder`` is given)."""
         params: dict[str, str] = {}
         if label_selector:
             params["labelSelector"] = label_selector
@@ -199,7 +206,12 @@ class KubeClient:
             params["continue"] = continue_token
         if resource_version is not None:
             params["resourceVersion"] = resource_version
-        out: JsonDict = await self.request("GET", resource.path(namespace), params=params)
+        out: JsonDict = await self.request(
+            "GET",
+            resource.path(namespace),
+            params=params,
+            decode=decoder.page if decoder is not None else None,
+        )
         return out
 
     async def watch(
@@ -212,8 +224,11 @@ class KubeClient:
         field_selector: str | None = None,
         timeout_seconds: int | None = None,
         allow_bookmarks: bool = True,
+        decoder: Decoder | None = None,
     ) -> AsyncIterator[WatchEvent]:
         """Stream watch events; the read timeout is the server timeout plus a margin.
+
+        With ``decoder`` each line is decoded by it (objects slim).
 
         Raises:
             ApiError: for an error answer or an ERROR event (410 when the version is too old).
@@ -233,6 +248,7 @@ class KubeClient:
         headers = await self._headers(None)
         read = (timeout_seconds or 300) + WATCH_READ_MARGIN
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=read)
+        decode: Callable[[bytes], Any] = decoder.event if decoder is not None else json.loads
         async with self._get_watch_session().get(
             self.config.host + resource.path(namespace),
             params=params,
@@ -253,7 +269,7 @@ class KubeClient:
                     return
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                event = decode(line)
                 etype = event.get("type")
                 obj = event.get("object") or {}
                 if etype == "ERROR":

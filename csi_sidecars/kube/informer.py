@@ -164,6 +164,7 @@ class Informer:
                 field_selector=self.field_selector,
                 limit=self.page_size,
                 continue_token=token,
+                decoder=self.store.projection.decoder,
             )
             meta = page.get("metadata") or {}
             rv = str(meta.get("resourceVersion") or rv)
@@ -171,10 +172,9 @@ class Informer:
             for obj in page.get("items") or []:
                 key = object_key(obj)
                 seen.add(key)
-                old = self.store.get(key)
-                if old is None:
+                if key not in self.store:
                     self._apply(ADDED, obj)
-                elif old.get("metadata", {}).get("resourceVersion") != obj.get("metadata", {}).get(
+                elif self.store.resource_version(key) != (obj.get("metadata") or {}).get(
                     "resourceVersion"
                 ):
                     self._apply("MODIFIED", obj)
@@ -200,6 +200,7 @@ class Informer:
             field_selector=self.field_selector,
             timeout_seconds=timeout,
             allow_bookmarks=True,
+            decoder=self.store.projection.decoder,
         ):
             new_rv = (event.object.get("metadata") or {}).get("resourceVersion")
             if event.type != BOOKMARK:

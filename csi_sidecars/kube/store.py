@@ -17,6 +17,7 @@ import builtins
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from csi_sidecars.kube.decode import SlimDecoder
 from csi_sidecars.kube.resources import JsonDict, object_key
 
 ALWAYS_KEPT = ("metadata.name", "metadata.namespace", "metadata.resourceVersion")
@@ -81,6 +82,24 @@ class Projection:
         self._value_pools = [_Pool() for _ in self._paths]
         self._key_pool = _Pool(1024)
         self._whole_pool = _Pool()
+        self._rv_index = (
+            self.fields.index("metadata.resourceVersion") if self.fields is not None else -1
+        )
+        self._decoder: SlimDecoder | None = None
+
+    @property
+    def decoder(self) -> SlimDecoder:
+        """Decoders of API answers straight into this projection's fields (made on first use)."""
+        if self._decoder is None:
+            self._decoder = SlimDecoder(self._paths if self.fields is not None else None)
+        return self._decoder
+
+    def resource_version(self, packed: tuple[Any, ...]) -> Any:
+        """``metadata.resourceVersion`` of a packed object (None when absent)."""
+        if self._rv_index < 0:
+            return (self.unpack(packed).get("metadata") or {}).get("resourceVersion")
+        value = packed[self._rv_index]
+        return None if value is _MISSING else value
 
     # -- freezing ------------------------------------------------------------------------
 
@@ -177,6 +196,11 @@ class Store:
         """A fresh copy of the slim object at ``key``."""
         packed = self._items.get(key)
         return None if packed is None else self.projection.unpack(packed)
+
+    def resource_version(self, key: str) -> Any:
+        """``metadata.resourceVersion`` of the object at ``key`` (None when absent)."""
+        packed = self._items.get(key)
+        return None if packed is None else self.projection.resource_version(packed)
 
     def get_by_name(self, name: str, namespace: str | None = None) -> JsonDict | None:
         """A fresh copy of the slim object ``namespace/name`` (or ``name``)."""
