@@ -78,6 +78,18 @@ Workload = Callable[[subprocess.Popen[bytes]], Awaitable[dict[str, float]]]
 
 
 _profiles = 0
+#: cProfile timed by the main thread's CPU clock: neither waits nor time the process was not
+#: scheduled (the machine is shared) are counted, nor the gRPC threads.
+_CPROFILE = """
+import cProfile, runpy, sys, time
+out = sys.argv.pop(1)
+sys.argv[0] = "csi_sidecars"
+prof = cProfile.Profile(time.thread_time)
+try:
+    prof.runcall(runpy.run_module, "csi_sidecars", run_name="__main__", alter_sys=True)
+finally:
+    prof.dump_stats(out)
+"""
 
 
 def ours(role: str, *args: str) -> list[str]:
@@ -85,7 +97,11 @@ def ours(role: str, *args: str) -> list[str]:
 
     With ``BENCH_PROFILE=<dir>`` in the environment the role runs under pyinstrument (not a
     dependency: ``pip install pyinstrument``) and each process writes its profile as text to
-    ``<dir>/<role>-<n>.txt``; CPU numbers of such a run include the profiler's cost.
+    ``<dir>/<role>-<n>.txt``; with ``BENCH_PROFILER=cprofile`` too, cProfile writes
+    ``<dir>/<role>-<n>.prof`` instead, timed by the main thread's CPU clock (a coroutine's
+    awaits and the time the process was not scheduled do not count, unlike pyinstrument's
+    wall clock). CPU numbers of such a run include
+    the profiler's cost.
     """
     out = os.environ.get("BENCH_PROFILE")
     if not out:
@@ -93,8 +109,12 @@ def ours(role: str, *args: str) -> list[str]:
     global _profiles
     _profiles += 1
     Path(out).mkdir(parents=True, exist_ok=True)
-    target = Path(out) / f"{role}-{_profiles}.txt"
-    profiler = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(target)]
+    if os.environ.get("BENCH_PROFILER") == "cprofile":  # CPU in each function, not waits
+        target = Path(out) / f"{role}-{_profiles}.prof"
+        return [sys.executable, "-c", _CPROFILE, str(target), role, *args]
+    else:
+        target = Path(out) / f"{role}-{_profiles}.txt"
+        profiler = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(target)]
     return [*profiler, "-m", "csi_sidecars", role, *args]
 
 
