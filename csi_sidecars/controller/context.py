@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -219,6 +220,8 @@ class ControllerContext:
         inf = Informer(
             self.port, resource, fields=fields, resync_period=resync, indexers=indexers, **kwargs
         )
+        # A deleted object's event state (aggregation, spam filter) goes with it.
+        inf.observe_deletes(functools.partial(self.recorder.forget, resource=resource))
         self._informers.append(_Registered(inf, wait_for_sync))
         return inf
 
