@@ -79,9 +79,45 @@ class Impl:
 Workload = Callable[[subprocess.Popen[bytes]], Awaitable[dict[str, float]]]
 
 
+_profiles = 0
+#: cProfile timed by the main thread's CPU clock: neither waits nor time the process was not
+#: scheduled (the machine is shared) are counted, nor the gRPC threads.
+_CPROFILE = """
+import cProfile, runpy, sys, time
+out = sys.argv.pop(1)
+sys.argv[0] = "csi_sidecars"
+prof = cProfile.Profile(time.thread_time)
+try:
+    prof.runcall(runpy.run_module, "csi_sidecars", run_name="__main__", alter_sys=True)
+finally:
+    prof.dump_stats(out)
+"""
+
+
 def ours(role: str, *args: str) -> list[str]:
-    """argv that runs one of our roles as a container would."""
-    return [sys.executable, "-m", "csi_sidecars", role, *args]
+    """argv that runs one of our roles as a container would.
+
+    With ``BENCH_PROFILE=<dir>`` in the environment the role runs under pyinstrument (not a
+    dependency: ``pip install pyinstrument``) and each process writes its profile as text to
+    ``<dir>/<role>-<n>.txt``; with ``BENCH_PROFILER=cprofile`` too, cProfile writes
+    ``<dir>/<role>-<n>.prof`` instead, timed by the main thread's CPU clock (a coroutine's
+    awaits and the time the process was not scheduled do not count, unlike pyinstrument's
+    wall clock). CPU numbers of such a run include
+    the profiler's cost.
+    """
+    out = os.environ.get("BENCH_PROFILE")
+    if not out:
+        return [sys.executable, "-m", "csi_sidecars", role, *args]
+    global _profiles
+    _profiles += 1
+    Path(out).mkdir(parents=True, exist_ok=True)
+    if os.environ.get("BENCH_PROFILER") == "cprofile":  # CPU in each function, not waits
+        target = Path(out) / f"{role}-{_profiles}.prof"
+        return [sys.executable, "-c", _CPROFILE, str(target), role, *args]
+    else:
+        target = Path(out) / f"{role}-{_profiles}.txt"
+        profiler = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(target)]
+    return [*profiler, "-m", "csi_sidecars", role, *args]
 
 
 def precompile() -> None:

@@ -51,6 +51,8 @@ class Components(RealNodes):
     """Starting and restarting the control plane's own processes; ControlPlane sets the state."""
 
     api_port: int
+    kcm_qps: float | None
+    kcm_burst: int | None
     etcd_port: int
     identities: dict[str, Identity]
     _etcd: ManagedProcess | None
@@ -225,6 +227,8 @@ class Components(RealNodes):
             f"--root-ca-file={self._pki.ca_cert}",
             # Its default is a host directory it would create.
             f"--flex-volume-plugin-dir={self.work_dir / 'flexvolume'}",
+            *([f"--kube-api-qps={self.kcm_qps:g}"] if self.kcm_qps is not None else []),
+            *([f"--kube-api-burst={self.kcm_burst}"] if self.kcm_burst is not None else []),
             f"-v={self.verbosity}",
         ]
 

@@ -124,6 +124,10 @@ class ControlPlane(Components):
         verbosity: ``-v`` of the Kubernetes components.
         kubelet: run every Node with a real kubelet and containerd (:mod:`.realnode`) instead
             of registering API-only Nodes.
+        kcm_qps: ``--kube-api-qps`` of kube-controller-manager (None: its default, 20).
+            Benchmarks raise it so that the PV binder, not the sidecar under test, is never
+            what limits the throughput.
+        kcm_burst: ``--kube-api-burst`` of kube-controller-manager (None: its default, 30).
     """
 
     def __init__(
@@ -136,7 +140,11 @@ class ControlPlane(Components):
         keep_work_dir: bool = False,
         verbosity: int = 1,
         kubelet: bool = False,
+        kcm_qps: float | None = None,
+        kcm_burst: int | None = None,
     ) -> None:
+        self.kcm_qps = kcm_qps
+        self.kcm_burst = kcm_burst
         self.bin_dir = bin_dir or binaries.default_bin_dir()
         self._given_work_dir = work_dir
         self.work_dir = Path()
