@@ -334,8 +334,8 @@ def adjust_apiserver_args(args: list[str], kubelet_cert: Path, kubelet_key: Path
 
 
 async def start_all(nodes: list[RealNode], api: RawApi) -> None:
-    """Start several nodes at once; if one fails, the others are still started or stopped by
-    the caller's clean-up (every node is stoppable whatever state it reached)."""
+    """Start several nodes at once. When one fails the caller stops them all: a node can be
+    stopped whatever state its start reached."""
     await asyncio.gather(*(node.start(api) for node in nodes))
 
 
