@@ -8,17 +8,21 @@ event the role's main receives, and the integer the main returns is the exit cod
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from csi_sidecars import __version__
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime import startup
 from csi_sidecars.runtime.flags import bool_flag
+
+if TYPE_CHECKING:
+    # Imported where the loop starts: the node roles may block ssl before asyncio loads it.
+    import asyncio
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +75,9 @@ def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> NoReturn:
 
     SIGTERM and SIGINT set ``stop``; a second signal cancels ``main`` outright.
     """
+    import asyncio
+
+    startup.resume_gc()
 
     async def wrapper() -> int:
         loop = asyncio.get_running_loop()

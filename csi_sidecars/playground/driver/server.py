@@ -35,6 +35,7 @@ from csi_sidecars.csi.sanitize import strip_secrets
 from csi_sidecars.playground.driver.faults import Faults, Patch
 from csi_sidecars.playground.driver.model import CsiError
 from csi_sidecars.playground.driver.options import DriverOptions
+from csi_sidecars.playground.driver.requestlog import RequestLog
 from csi_sidecars.playground.driver.services import SERVICES, CsiHandlers
 from csi_sidecars.playground.driver.state import DriverState
 from csi_sidecars.playground.driver.store import StateStore
@@ -113,6 +114,7 @@ class Driver:
         self.clock = clock
         self.faults = faults if faults is not None else Faults(options.faults_file)
         self.calls: list[CallRecord] = []
+        self.request_log = RequestLog(options.request_log) if options.request_log else None
         self.state = self._load_state()
         self._server: grpc.aio.Server | None = None
 
@@ -175,6 +177,7 @@ class Driver:
     ) -> Any:
         record = CallRecord(method, request, started=time.monotonic())
         self.calls.append(record)
+        logged = self.request_log.started(method, request) if self.request_log else ""
         if rlog.v(5) or (rlog.v(3) and method != "Probe"):
             log.info("GRPC call", method=method, request=strip_secrets(request))
         self.faults.refresh()
@@ -182,6 +185,7 @@ class Driver:
             method,
             lambda: json_format.MessageToDict(request, preserving_proto_field_name=True),
         )
+        response: Any = None
         try:
             if decision.delay > 0:
                 await asyncio.sleep(decision.delay)
@@ -197,25 +201,31 @@ class Driver:
             if rule is not None and rule.code is not None:
                 raise CsiError(rule.code, rule.message)
         except CsiError as err:
-            self._finish(record, err.code)
+            # An error after acting still names what was made: a lost reply, logged as such.
+            self._finish(record, err.code, logged, response)
             if rlog.v(3):
                 log.info("GRPC error", method=method, code=err.code.name, error=err.message)
             await context.abort(err.code, err.message)
         except asyncio.CancelledError:
-            self._finish(record, grpc.StatusCode.CANCELLED)
+            self._finish(record, grpc.StatusCode.CANCELLED, logged)
             raise
         except Exception as err:
-            self._finish(record, grpc.StatusCode.INTERNAL)
+            self._finish(record, grpc.StatusCode.INTERNAL, logged)
             log.error("Driver error", method=method, error=repr(err))
             await context.abort(grpc.StatusCode.INTERNAL, f"{method}: {err}")
-        self._finish(record, grpc.StatusCode.OK)
+        self._finish(record, grpc.StatusCode.OK, logged, response)
         if rlog.v(5):
             log.info("GRPC response", method=method, response=strip_secrets(response))
         return response
 
-    def _finish(self, record: CallRecord, code: grpc.StatusCode) -> None:
+    def _finish(
+        self, record: CallRecord, code: grpc.StatusCode, logged: str, response: Any = None
+    ) -> None:
+        """Close the call's record and write it to the request log and the call log."""
         record.code = code
         record.finished = time.monotonic()
+        if self.request_log is not None:
+            self.request_log.finished(logged, code.name, response)
         if self.options.call_log and record.method != "Probe":
             try:
                 with open(self.options.call_log, "a", encoding="utf-8") as f:
