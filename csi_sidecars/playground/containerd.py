@@ -17,6 +17,8 @@ teardown).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import ipaddress
 import json
 import random
@@ -35,6 +37,10 @@ log = get_logger("testbed")
 CNI_BIN_DIR = Path("/usr/lib/cni")
 #: The CRI namespace kubelet's containers live in.
 K8S_NAMESPACE = "k8s.io"
+#: Where containerd 1.6 shims put their sockets, whatever containerd's state directory is.
+SHIM_SOCKET_DIR = Path("/run/containerd/s")
+#: libcni's result cache (hard-coded in containerd 1.6's CNI library).
+CNI_CACHE = Path("/var/lib/cni/results")
 #: Plugins that would probe or write host paths and that the testbed never uses.
 DISABLED_PLUGINS = (
     "io.containerd.snapshotter.v1.aufs",
@@ -219,6 +225,44 @@ def pick_subnet(
     raise RuntimeError("no free /24 in 10.192.0.0/11 for a testbed pod network")
 
 
+def runtime_ids(paths: ContainerdPaths) -> set[str]:
+    """IDs of every sandbox, container and task the node's containerd has on disk."""
+    dirs = (
+        paths.root / "io.containerd.grpc.v1.cri" / "sandboxes",
+        paths.root / "io.containerd.grpc.v1.cri" / "containers",
+        paths.state / "io.containerd.runtime.v2.task" / K8S_NAMESPACE,
+    )
+    ids: set[str] = set()
+    for directory in dirs:
+        with contextlib.suppress(OSError):
+            ids.update(p.name for p in directory.iterdir())
+    return ids
+
+
+def shim_socket(paths: ContainerdPaths, task_id: str) -> Path:
+    """The socket a shim of this containerd serves ``task_id`` on (containerd 1.6's naming:
+    sha256 of the containerd address, namespace and ID)."""
+    digest = hashlib.sha256(f"{paths.socket}/{K8S_NAMESPACE}/{task_id}".encode()).hexdigest()
+    return SHIM_SOCKET_DIR / digest
+
+
+def remove_host_files(paths: ContainerdPaths) -> int:
+    """Remove the shim sockets and CNI cache entries of this containerd's pods (what a shim or
+    CNI teardown would have removed, had they not been killed); returns how many."""
+    ids = runtime_ids(paths)
+    removed = 0
+    for task_id in ids:
+        with contextlib.suppress(FileNotFoundError):
+            shim_socket(paths, task_id).unlink()
+            removed += 1
+    with contextlib.suppress(OSError):
+        for cached in CNI_CACHE.iterdir():
+            if any(f"-{task_id}-" in cached.name for task_id in ids):
+                cached.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 class Containerd:
     """A node's containerd process and its CNI network."""
 
@@ -326,6 +370,7 @@ class Containerd:
                 log.warning("Removing pod sandboxes failed", error=str(err))
         await self.process.stop(timeout=10)
         hostops.kill_all(hostops.processes_using(self.paths.base))
+        remove_host_files(self.paths)
         hostops.delete_link(self.bridge)
 
     def remove_files(self) -> None:

@@ -28,9 +28,11 @@ from csi_sidecars.playground import binaries, hostops, images
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.containerd import (
     CNI_BIN_DIR,
+    CNI_CACHE,
     Containerd,
     ContainerdPaths,
     pick_subnet,
+    remove_host_files,
     used_networks,
 )
 from csi_sidecars.playground.images import BuiltImage
@@ -46,8 +48,6 @@ RECORD_FILE = "node.json"
 MAX_SOCKET_PATH = 107
 #: The registration socket name node-driver-registrar creates for a driver.
 REG_SOCKET = "{driver}-reg.sock"
-#: libcni's result cache (hard-coded in containerd 1.6's CNI library).
-CNI_CACHE = Path("/var/lib/cni/results")
 
 #: kube-controller-manager controllers a cluster with running pods needs on top of the
 #: storage ones: service-account tokens and CA bundles for in-cluster clients, and the
@@ -124,6 +124,11 @@ class NodeRecord:
             return None
 
 
+def containerd_paths(node_dir: Path) -> ContainerdPaths:
+    """Where a node's containerd keeps everything, below the node directory."""
+    return ContainerdPaths(node_dir / "containerd")
+
+
 def sockets_fit(work_dir: Path, nodes: list[str], driver: str) -> bool:
     """Whether every node's kubelet sockets below ``work_dir`` fit in a unix socket address."""
     registries = [KubeletPaths(work_dir / NODES_DIR / n).plugins_registry for n in nodes]
@@ -164,6 +169,7 @@ def sweep(work_dir: Path) -> int:
     for record in records:
         # Containers are in the node's cgroup, not children of anything we can name.
         hostops.remove_cgroup(record.cgroup_root)
+        remove_host_files(containerd_paths(work_dir / NODES_DIR / record.node))
     hostops.unmount_all(work_dir)
     hostops.release_loop_devices(work_dir)
     for record in records:
@@ -206,7 +212,7 @@ class RealNode:
             raise ValueError(f"the sandbox image {images.PAUSE_IMAGE} must be among the images")
         self.images = built
         self.containerd = Containerd(
-            ContainerdPaths(base / "containerd"),
+            containerd_paths(base),
             sandbox_image=images.PAUSE_IMAGE,
             network=record.network,
             bridge=record.bridge,
@@ -334,8 +340,8 @@ def adjust_apiserver_args(args: list[str], kubelet_cert: Path, kubelet_key: Path
 
 
 async def start_all(nodes: list[RealNode], api: RawApi) -> None:
-    """Start several nodes at once; if one fails, the others are still started or stopped by
-    the caller's clean-up (every node is stoppable whatever state it reached)."""
+    """Start several nodes at once. When one fails the caller stops them all: a node can be
+    stopped whatever state its start reached."""
     await asyncio.gather(*(node.start(api) for node in nodes))
 
 

@@ -16,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from csi_sidecars.playground import hostops, realnode
+from csi_sidecars.playground import containerd, hostops, realnode
 from csi_sidecars.playground.controlplane import ControlPlane, remove_stale_work_dirs
 from csi_sidecars.playground.process import poll_until
 from tests.e2e.real_node_support import busybox_pod, require_real_nodes, wait_pod_phase
@@ -73,6 +73,12 @@ def _records(work_dir: Path) -> list[realnode.NodeRecord]:
     return [r for r in found if r is not None]
 
 
+def _cni_cache_entries(ids: set[str]) -> list[Path]:
+    if not containerd.CNI_CACHE.is_dir():
+        return []
+    return [p for p in containerd.CNI_CACHE.iterdir() if any(f"-{i}-" in p.name for i in ids)]
+
+
 def _cgroup_dirs(name: str) -> list[Path]:
     return [Path(mp) / name for mp, _ in hostops.cgroup_mounts() if (Path(mp) / name).exists()]
 
@@ -103,7 +109,7 @@ async def test_a_clean_stop_leaves_nothing_on_the_host() -> None:
     assert not hostops.processes_using(work_dir)
     assert not hostops.link_exists(records[0].bridge)
     assert not _cgroup_dirs(records[0].cgroup_root)
-    assert not list(realnode.CNI_CACHE.glob(f"{records[0].network}-*"))
+    assert not list(containerd.CNI_CACHE.glob(f"{records[0].network}-*"))
     assert _sysctls() == sysctls
     assert [p for p in HOST_PATHS if not Path(p).exists()] == absent
 
@@ -144,6 +150,11 @@ async def test_the_next_testbed_sweeps_what_a_killed_one_left(tmp_path: Path) ->
     assert hostops.mounts_under(work_dir)
     assert hostops.link_exists(records[0].bridge)
     assert _cgroup_dirs(records[0].cgroup_root)
+    # Outside the directory: the shims' sockets and libcni's cache entries of the pods.
+    paths = realnode.containerd_paths(work_dir / "nodes" / "node-1")
+    ids = containerd.runtime_ids(paths)
+    assert any(containerd.shim_socket(paths, i).exists() for i in ids)
+    assert _cni_cache_entries(ids)
 
     removed = remove_stale_work_dirs()
     assert work_dir in removed
@@ -152,3 +163,5 @@ async def test_the_next_testbed_sweeps_what_a_killed_one_left(tmp_path: Path) ->
     assert not hostops.processes_using(work_dir)
     assert not hostops.link_exists(records[0].bridge)
     assert not _cgroup_dirs(records[0].cgroup_root)
+    assert not any(containerd.shim_socket(paths, i).exists() for i in ids)
+    assert not _cni_cache_entries(ids)
