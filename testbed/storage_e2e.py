@@ -95,11 +95,14 @@ def summarize(report_dir: Path) -> tuple[int, int, int, list[str]]:
     names: list[str] = []
     for junit in report_dir.glob("junit*.xml"):
         for case in ET.parse(junit).getroot().iter("testcase"):
+            name = case.get("name", "?")
+            if name.startswith("[") and "Suite]" in name:
+                continue  # BeforeSuite/AfterSuite/report nodes, not specs
             if case.find("skipped") is not None:
                 skipped += 1
             elif case.find("failure") is not None or case.find("error") is not None:
                 failed += 1
-                names.append(case.get("name", "?"))
+                names.append(name)
             else:
                 passed += 1
     return passed, failed, skipped, names
@@ -136,6 +139,7 @@ async def run(args: argparse.Namespace) -> int:
             f"--ginkgo.skip={args.skip}",
             f"--ginkgo.timeout={args.timeout}",
             "--ginkgo.no-color",
+            "--ginkgo.silence-skips",
             f"--report-dir={report}",
             "--allowed-not-ready-nodes=0",
             env={**os.environ, "KUBECONFIG": str(work / "kubeconfig")},
