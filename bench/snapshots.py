@@ -14,7 +14,9 @@ sidecar next to the driver), on one testbed control plane with the playground dr
 
 Wall is the workload's time from the processes' start; CPU is the two processes' CPU seconds
 (``os.wait4``); peak RSS is the sum of the two processes' own high-water marks (``VmHWM``, read
-before they stop); the per-role figures are extra rows.
+before they stop); the per-role figures are extra rows, and so are the API server's request
+counters over the run (``apiserver_request_total``: writes of snapshots, contents and claims,
+their single GETs, event writes and 409 conflicts), which do not depend on the machine's load.
 
     python bench/snapshots.py [--count 200] [--cache-count 10000] [--runs 2]
                               [--workload churn|cache|both] [--config default|fast|both] [--json]
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,7 +38,19 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, Impl, Run, go_binary, high_water_mib, ours, report, wait_until
+from harness import (
+    REPO,
+    Impl,
+    Run,
+    go_binary,
+    high_water_mib,
+    ours,
+    precompile,
+    proc_cpu_s,
+    proc_status_mib,
+    report,
+    wait_until,
+)
 
 from csi_sidecars.csi.connection import connect
 from csi_sidecars.csi.messages import csi_pb2
@@ -88,21 +103,52 @@ async def _list_all(api: RawApi, path: str) -> list[dict[str, Any]]:
             return items
 
 
-def _vmrss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
+COUNTED = ("volumesnapshots", "volumesnapshotcontents", "persistentvolumeclaims", "events")
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+_SAMPLE = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$")
 
 
-async def measure_pair(impls: Sequence[Impl], workload: PairWorkload, log_dir: Path) -> Run:
+async def api_requests(api: RawApi) -> dict[str, float]:
+    """The API server's request counters for the resources the roles touch.
+
+    Keys: ``writes`` (create, update, patch, delete of snapshots, contents and claims, their
+    status included), ``GETs`` (single reads of those; the bench itself only LISTs), ``event
+    writes`` and ``409s`` (conflicts on any of them).
+    """
+    _, text = await api.call("GET", "/metrics")
+    out = {"writes": 0.0, "GETs": 0.0, "event writes": 0.0, "409s": 0.0}
+    for line in str(text).splitlines():
+        m = _SAMPLE.match(line)
+        if m is None:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        resource, verb, value = labels.get("resource"), labels.get("verb"), float(m.group(2))
+        if resource not in COUNTED:
+            continue
+        if labels.get("code") == "409":
+            out["409s"] += value
+        if resource == "events":
+            if verb in WRITES:
+                out["event writes"] += value
+        elif verb in WRITES:
+            out["writes"] += value
+        elif verb == "GET":
+            out["GETs"] += value
+    return out
+
+
+async def measure_pair(
+    impls: Sequence[Impl], workload: PairWorkload, log_dir: Path, api: RawApi
+) -> Run:
     """Start every process of ``impls``, run ``workload`` against them, stop and measure them.
 
     Wall is the workload's time from the start; CPU is the sum over the processes; peak RSS
-    the sum of their own ``VmHWM``. Extras: each role's CPU and peak RSS.
+    the sum of their own ``VmHWM``, RSS the sum of ``VmRSS`` at the end. Extras: each role's
+    CPU and peak RSS, and the API server's request counts during the run (both sides' counts
+    include the bench's own 2 x N writes).
     """
     log_dir.mkdir(parents=True, exist_ok=True)
+    before = await api_requests(api)
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
     start = time.monotonic()
@@ -130,6 +176,7 @@ async def measure_pair(impls: Sequence[Impl], workload: PairWorkload, log_dir: P
             log.close()
     wall = time.monotonic() - start
     hwm = [high_water_mib(p.pid) or float("nan") for p in procs]
+    rss = sum(proc_status_mib(p.pid, "VmRSS") for p in procs)
     cpu = []
     for proc in procs:
         if proc.poll() is None:
@@ -140,7 +187,10 @@ async def measure_pair(impls: Sequence[Impl], workload: PairWorkload, log_dir: P
     for role, c, h in zip(ROLES, cpu, hwm, strict=True):
         extra[f"{role} cpu s"] = c
         extra[f"{role} peak RSS MiB"] = h
-    return Run(wall=wall, cpu=sum(cpu), peak_rss_mib=sum(hwm), extra=extra)
+    after = await api_requests(api)
+    for key, value in after.items():
+        extra[f"API {key}"] = value - before[key]
+    return Run(wall=wall, cpu=sum(cpu), peak_rss_mib=sum(hwm), rss_mib=rss, extra=extra)
 
 
 def _alive(procs: Sequence[subprocess.Popen[bytes]]) -> None:
@@ -346,8 +396,9 @@ class Bench:
 
             await wait_until(ready, 900, "the probe snapshot ready", interval=0.2)
             synced = time.monotonic() - t0
+            ready_cpu = sum(proc_cpu_s(p.pid) for p in procs)
             await asyncio.sleep(settle)
-            idle = [_vmrss_mib(p.pid) for p in procs]
+            idle = [proc_status_mib(p.pid, "VmRSS") for p in procs]
             await self.api.delete(f"{path}/{name}")
 
             async def gone() -> bool:
@@ -355,7 +406,11 @@ class Bench:
                 return await self.api.get_or_none(f"{path}/{name}") is None and not self.backend()
 
             await wait_until(gone, 900, "the probe deleted", interval=0.2)
-            extra = {"synced + probe ready s": synced, "idle RSS MiB": sum(idle)}
+            extra = {
+                "synced + probe ready s": synced,
+                "CPU s until probe ready": ready_cpu,
+                "idle RSS MiB": sum(idle),
+            }
             for role, rss in zip(ROLES, idle, strict=True):
                 extra[f"{role} idle RSS MiB"] = rss
             return extra
@@ -394,6 +449,7 @@ def _pvc(name: str, pv: str) -> dict[str, Any]:
 
 
 async def compare_pairs(
+    api: RawApi,
     title: str,
     sides: dict[str, list[Impl]],
     workload: PairWorkload,
@@ -408,7 +464,7 @@ async def compare_pairs(
         for name in order if i % 2 == 0 else list(reversed(order)):
             if setup is not None:
                 await setup()
-            run = await measure_pair(sides[name], workload, log_dir / f"run{i}-{name}")
+            run = await measure_pair(sides[name], workload, log_dir / f"run{i}-{name}", api)
             print(
                 f"  run {i} {name}: wall {run.wall:.1f}s cpu {run.cpu:.1f}s "
                 f"rss {run.peak_rss_mib:.0f}MiB",
@@ -433,6 +489,7 @@ async def main() -> None:
     if go_controller is None or go_sidecar is None:
         sys.exit("the Go snapshot-controller / csi-snapshotter are not built (testbed/build.sh)")
     configs = list(CONFIGS) if args.config == "both" else [args.config]
+    precompile()
     log_dir = Path(tempfile.mkdtemp(prefix="bench-snapshots-"))
     print(f"logs in {log_dir}", flush=True)
     async with ControlPlane(nodes=1) as cp:
@@ -462,6 +519,7 @@ async def main() -> None:
             for name in configs:
                 flags = CONFIGS[name]
                 table = await compare_pairs(
+                    cp.admin,
                     f"snapshots, {args.count} created and deleted, {name} flags "
                     f"({' '.join(flags) or 'qps 5, burst 10'}; 10 workers)",
                     sides(flags),
@@ -475,6 +533,7 @@ async def main() -> None:
             took = await bench.fill_caches(args.cache_count)
             print(f"{args.cache_count} contents + snapshots written in {took:.1f}s", flush=True)
             table = await compare_pairs(
+                cp.admin,
                 f"snapshot roles idle with {args.cache_count} VolumeSnapshots and contents cached "
                 "(default flags)",
                 sides(()),
