@@ -17,6 +17,9 @@
    claim's change queues its snapshots; snapshots' and claims' changes queue the claim while it
    carries ``pvc-as-source-protection``; the operation metrics follow the transitions.
 
+At start-up, snapshots and contents that look settled go to a backlog (:mod:`.backlog`) fed
+into their queue only while it is short: a new snapshot is not cut after every settled one.
+
 Resyncs (``--resync-period``) re-queue only objects that are not settled: at 30,000 ready
 snapshots Go re-syncs all of them every 15 minutes and lists every snapshot of the namespace for
 each (external-snapshotter #1148); here a settled snapshot costs nothing at resync and every
@@ -62,6 +65,7 @@ from csi_sidecars.kube.workqueue import Result, WorkQueue
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.snapshotcontroller import names
 from csi_sidecars.snapshotcontroller import objects as so
+from csi_sidecars.snapshotcontroller.backlog import Backlog
 from csi_sidecars.snapshotcontroller.content import decide_content, decide_group_content
 from csi_sidecars.snapshotcontroller.group import decide_group_snapshot
 from csi_sidecars.snapshotcontroller.metrics import OperationMetrics
@@ -164,6 +168,8 @@ class SnapshotController:
 
         self.snapshots = queue(names.SNAPSHOT_QUEUE)
         self.contents = queue(names.CONTENT_QUEUE)
+        water = 4 * config.workers
+        self.backlogs = (Backlog(self.snapshots, water), Backlog(self.contents, water))
         self.claims = queue(names.CLAIM_QUEUE)
         self.work: list[tuple[WorkQueue, Callable[[str], Awaitable[Result]]]] = [
             (self.snapshots, self._syncer(VOLUME_SNAPSHOTS, decide_snapshot)),
@@ -207,6 +213,12 @@ class SnapshotController:
         async with asyncio.TaskGroup() as tg:
             for q, handler in self.work:
                 tg.create_task(q.run(handler, workers=self.config.workers))
+            for backlog in self.backlogs:
+                tg.create_task(backlog.feed())
+
+    def backlog_size(self) -> int:
+        """Keys still waiting in the start-up backlogs."""
+        return sum(len(b) for b in self.backlogs)
 
     # -- handlers ----------------------------------------------------------------------------
 
@@ -268,7 +280,10 @@ class SnapshotController:
         self.metrics.observe(old, vs, self._driver_of(vs))
         if old is not None and _resync(old, vs) and _settled_snapshot(vs):
             return
-        self.snapshots.add(so.key(vs))
+        if old is None and _settled_snapshot(vs):
+            self.backlogs[0].defer(so.key(vs))
+        else:
+            self.snapshots.add(so.key(vs))
         self._queue_claim(o.namespace(vs), so.source_claim(vs))
 
     def _snapshot_deleted(self, vs: JsonDict) -> None:
@@ -280,11 +295,10 @@ class SnapshotController:
 
     def _content_changed(self, old: JsonDict | None, content: JsonDict) -> None:
         self.performer.written[VOLUME_SNAPSHOT_CONTENTS.plural].observe(o.name(content), content)
-        if (
-            old is None
-            or not _resync(old, content)
-            or not _settled_content(content, VSC_FINALIZER, "volumeSnapshotRef")
-        ):
+        settled = _settled_content(content, VSC_FINALIZER, "volumeSnapshotRef")
+        if old is None and settled:
+            self.backlogs[1].defer(o.name(content))
+        elif old is None or not _resync(old, content) or not settled:
             self.contents.add(o.name(content))
         ref = so.ref(content)
         vs = self.view.snapshot(str(ref.get("namespace") or ""), str(ref.get("name") or ""))

@@ -62,11 +62,11 @@ class Env:
         ]
 
     def idle(self) -> bool:
-        """Every queue empty and no key being processed."""
+        """Every queue and start-up backlog empty and no key being processed."""
         if not self.controllers:
             return False
         c = self.controller
-        return all(len(q) == 0 and not q.processing for q, _ in c.work)
+        return c.backlog_size() == 0 and all(len(q) == 0 and not q.processing for q, _ in c.work)
 
     async def cut(self, content: str, *, ready: bool = True, size: int = 1024) -> None:
         """The sidecar's CreateSnapshot answer, written to the content's status."""

@@ -90,3 +90,58 @@ async def test_30000_ready_snapshots_start_without_writes_or_resync_churn() -> N
         await asyncio.sleep(0)
     print(f"\n30k start-up: first pass done in {took:.1f}s")
     assert took < DEADLINE
+
+
+BACKLOG = 5_000
+FINALIZERS = [VS_AS_SOURCE_FINALIZER, VS_BOUND_FINALIZER]
+
+
+async def test_a_new_snapshot_is_cut_before_the_settled_ones_are_rechecked() -> None:
+    """At start-up the settled objects are checked after the new work (#1148): a snapshot listed
+    after 5,000 settled ones gets its content while most of them still wait."""
+    kube = FakeKube()
+    await kube.create(VOLUME_SNAPSHOT_CLASSES, vsclass("gold"))
+    await kube.create(PERSISTENT_VOLUME_CLAIMS, pvc("c0", pv="p0"), "default")
+    await kube.create(PERSISTENT_VOLUMES, pv("p0", "c0"))
+    for i in range(BACKLOG):
+        uid = f"u{i}"
+        await kube.create(
+            VOLUME_SNAPSHOT_CONTENTS,
+            vsc(f"snapcontent-{uid}", f"s{i}", uid, handle="vol-p0", cls="gold", ready=True,
+                created=CREATED_NS, size=1024),
+        )  # fmt: skip
+        await kube.create(
+            VOLUME_SNAPSHOTS,
+            vs(f"s{i}", uid, claim="c0", cls="gold", bound=f"snapcontent-{uid}", ready=True,
+               created=CREATED, size="1Ki", finalizers=FINALIZERS),
+            "default",
+        )  # fmt: skip
+    # listed last: Go (and a plain queue) would look at it after every settled snapshot
+    await kube.create(VOLUME_SNAPSHOTS, vs("zz-new", "unew", claim="c0", cls="gold"), "default")
+    kube.actions.clear()
+    kube.compact()
+    async with running(kube, Config(workers=10, groups=False)) as env:
+        c = env.controller
+
+        def adds() -> float:
+            value = c.ctx.registry.get_sample_value(
+                "workqueue_adds_total", {"name": "snapshot-controller-snapshot"}
+            )
+            return value or 0.0
+
+        await poll(
+            lambda: env.get("VolumeSnapshotContent", "snapcontent-unew"), DEADLINE, "the content"
+        )
+        looked_at = adds()
+        await poll(env.idle, DEADLINE, "first pass")
+        # every settled snapshot was still looked at once (the new one at each of its changes),
+        # without a write for the settled ones
+        assert BACKLOG + 1 <= adds() <= BACKLOG + 10
+        written = {
+            a.name
+            for a in kube.actions
+            if a.verb in ("create", "replace", "patch", "delete") and a.resource != "events"
+        }
+        assert written - {None} <= {"snapcontent-unew", "zz-new", "c0"}
+    print(f"\nthe new snapshot was handled after {looked_at:.0f} of {BACKLOG + 1} snapshots")
+    assert looked_at < BACKLOG / 2
