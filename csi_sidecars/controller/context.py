@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import gc
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -219,6 +221,8 @@ class ControllerContext:
         inf = Informer(
             self.port, resource, fields=fields, resync_period=resync, indexers=indexers, **kwargs
         )
+        # A deleted object's event state (aggregation, spam filter) goes with it.
+        inf.observe_deletes(functools.partial(self.recorder.forget, resource=resource))
         self._informers.append(_Registered(inf, wait_for_sync))
         return inf
 
@@ -268,9 +272,19 @@ class ControllerContext:
         (SIGTERM), the queues are shut down and the workers get ``drain_timeout`` seconds to
         finish the keys they hold before ``lead()`` is cancelled. Informers stop last.
         """
+        # The initial lists make no reference cycles, only many long-lived objects: the
+        # collector is paused while they arrive, and what they left is then frozen out of
+        # every later full collection (each would walk the whole cache otherwise).
+        paused = gc.isenabled()
+        gc.disable()
         tasks = [asyncio.create_task(r.informer.run()) for r in self._informers]
         try:
-            await self.wait_for_sync()
+            try:
+                await self.wait_for_sync()
+            finally:
+                if paused:
+                    gc.freeze()
+                    gc.enable()
             if tasks:
                 log.info("Caches synced, starting workers", role=self.options.role)
             inner = asyncio.ensure_future(lead())

@@ -11,6 +11,11 @@ Like client-go's recorder and correlator:
 * :meth:`EventRecorder.event` never blocks: events go through a bounded queue (1000) that
   :meth:`EventRecorder.run` drains; a full queue drops the event.
 
+All of that state is kept per involved object, for at most :data:`CACHE_SIZE` objects (least
+recently used first out), and :meth:`EventRecorder.forget` drops an object's state at once:
+controllers call it when the object is deleted, so a finished claim or attachment leaves
+nothing behind (client-go keeps it until its caches push it out, ~4096 objects later).
+
 Messages are written as given: callers must never put secrets in them.
 """
 
@@ -20,7 +25,6 @@ import asyncio
 import datetime as dt
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 from csi_sidecars.kube.clock import REAL_CLOCK, Clock
 from csi_sidecars.kube.port import KubePort
@@ -63,6 +67,23 @@ class _Seen:
 class _Similar:
     messages: set[str]
     since: float
+
+
+#: Distinct (type, reason, message) Events remembered per object for aggregation.
+SEEN_PER_OBJECT = 64
+
+
+@dataclass(slots=True)
+class _ObjectState:
+    """What the recorder remembers about one involved object."""
+
+    bucket: TokenBucket
+    similar: dict[tuple[str, str], _Similar]
+    seen: OrderedDict[tuple[str, str, str], _Seen]
+
+
+def _object_key(ref: JsonDict) -> tuple[str, str, str, str]:
+    return (ref["kind"], ref.get("namespace", ""), ref["name"], ref.get("uid", ""))
 
 
 def _stamp(seconds: float) -> str:
@@ -115,9 +136,7 @@ class EventRecorder:
         self._burst = burst
         self._qps = qps
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(QUEUE_SIZE)
-        self._seen: OrderedDict[tuple[str, ...], _Seen] = OrderedDict()
-        self._similar: OrderedDict[tuple[str, ...], _Similar] = OrderedDict()
-        self._buckets: OrderedDict[tuple[str, ...], TokenBucket] = OrderedDict()
+        self._objects: OrderedDict[tuple[str, str, str, str], _ObjectState] = OrderedDict()
         self.dropped = 0
         self._last_nanos = 0
 
@@ -153,34 +172,39 @@ class EventRecorder:
         """Wait until every queued event has been handled (needs :meth:`run` running)."""
         await self._queue.join()
 
-    @staticmethod
-    def _lru_put(cache: OrderedDict[tuple[str, ...], Any], key: tuple[str, ...]) -> None:
-        cache.move_to_end(key)
-        while len(cache) > CACHE_SIZE:
-            cache.popitem(last=False)
+    def __len__(self) -> int:
+        """How many involved objects the recorder holds state for."""
+        return len(self._objects)
 
-    def _allow(self, ref: JsonDict) -> bool:
-        key = (ref["kind"], ref.get("namespace", ""), ref["name"], ref.get("uid", ""))
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self._qps, self._burst, self._clock)
-        self._lru_put(self._buckets, key)
-        return bucket.try_take()
+    def forget(self, obj: JsonDict, resource: Resource | None = None) -> None:
+        """Drop what the recorder remembers about ``obj`` (call it when ``obj`` is deleted).
 
-    def _aggregate(self, ref: JsonDict, event_type: str, reason: str, message: str) -> str:
-        key = (
-            ref["kind"],
-            ref.get("namespace", ""),
-            ref["name"],
-            ref.get("uid", ""),
-            event_type,
-            reason,
-        )
+        Events about the object after this start afresh (a new Event, a full token bucket).
+        """
+        ref = object_reference(obj, resource)
+        key = _object_key(ref)
+        self._objects.pop(key, None)
+        if key[3]:
+            self._objects.pop((*key[:3], ""), None)
+
+    def _state(self, ref: JsonDict) -> _ObjectState:
+        key = _object_key(ref)
+        state = self._objects.get(key)
+        if state is None:
+            bucket = TokenBucket(self._qps, self._burst, self._clock)
+            state = self._objects[key] = _ObjectState(bucket, {}, OrderedDict())
+            while len(self._objects) > CACHE_SIZE:
+                self._objects.popitem(last=False)
+        else:
+            self._objects.move_to_end(key)
+        return state
+
+    def _aggregate(self, state: _ObjectState, event_type: str, reason: str, message: str) -> str:
+        key = (event_type, reason)
         now = self._clock.monotonic()
-        similar = self._similar.get(key)
+        similar = state.similar.get(key)
         if similar is None or now - similar.since > AGGREGATE_WINDOW:
-            similar = self._similar[key] = _Similar(set(), now)
-        self._lru_put(self._similar, key)
+            similar = state.similar[key] = _Similar(set(), now)
         similar.messages.add(message)
         if len(similar.messages) > AGGREGATE_MAX:
             return COMBINED_PREFIX + message
@@ -188,36 +212,27 @@ class EventRecorder:
 
     async def record(self, ref: JsonDict, event_type: str, reason: str, message: str) -> None:
         """Correlate and write one event now."""
-        if not self._allow(ref):
+        state = self._state(ref)
+        if not state.bucket.try_take():
             self.dropped += 1
             if rlog.v(4):
                 log.info("Event throttled", reason=reason, object=ref["name"])
             return
-        message = self._aggregate(ref, event_type, reason, message)
-        key = (
-            ref["kind"],
-            ref.get("namespace", ""),
-            ref["name"],
-            ref.get("uid", ""),
-            event_type,
-            reason,
-            message,
-            self.component,
-            self.host,
-        )
+        message = self._aggregate(state, event_type, reason, message)
+        key = (event_type, reason, message)
         now = _stamp(self._clock.wall())
-        seen = self._seen.get(key)
+        seen = state.seen.get(key)
         if seen is not None:
             seen.count += 1
             patch = {"count": seen.count, "lastTimestamp": now, "message": message}
             try:
                 await self.port.patch(EVENTS, seen.name, patch, seen.namespace)
-                self._lru_put(self._seen, key)
+                state.seen.move_to_end(key)
                 return
             except ApiError as exc:
                 if not exc.not_found:
                     raise
-                del self._seen[key]
+                state.seen.pop(key, None)
         namespace = ref.get("namespace") or "default"
         # Unique per recorder even when the clock has not moved.
         self._last_nanos = max(int(self._clock.wall() * 1e9), self._last_nanos + 1)
@@ -238,5 +253,6 @@ class EventRecorder:
             "reportingInstance": self.host,
         }
         created = await self.port.create(EVENTS, body, namespace)
-        self._seen[key] = _Seen(created["metadata"]["name"], namespace, 1, now)
-        self._lru_put(self._seen, key)
+        state.seen[key] = _Seen(created["metadata"]["name"], namespace, 1, now)
+        while len(state.seen) > SEEN_PER_OBJECT:
+            state.seen.popitem(last=False)

@@ -18,15 +18,24 @@ import asyncio
 import copy
 import datetime as dt
 import itertools
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from csi_sidecars.kube.jsonpatch import apply_json_patch
-from csi_sidecars.kube.labels import query_matches
+from csi_sidecars.kube.labels import field_query_matches, query_matches
 from csi_sidecars.kube.patch import apply_merge_patch
-from csi_sidecars.kube.port import ADDED, BOOKMARK, DELETED, MODIFIED, PatchType, WatchEvent
+from csi_sidecars.kube.port import (
+    ADDED,
+    BOOKMARK,
+    DELETED,
+    MODIFIED,
+    Decoder,
+    PatchType,
+    WatchEvent,
+)
 from csi_sidecars.kube.resources import ApiError, JsonDict, Resource
 
 _RKey = tuple[str, str]  # (group, plural)
@@ -69,20 +78,6 @@ class _Watcher:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _match_fields(selector: str | None, obj: JsonDict) -> bool:
-    if not selector:
-        return True
-    for term in selector.split(","):
-        neg = "!=" in term
-        path, _, want = term.replace("!=", "=").replace("==", "=").partition("=")
-        node: Any = obj
-        for part in path.strip().split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if (str(node or "") == want.strip()) == neg:
-            return False
-    return True
 
 
 class FakeKube:
@@ -197,7 +192,7 @@ class FakeKube:
         meta = obj.get("metadata") or {}
         if w.namespace and meta.get("namespace") != w.namespace:
             return False
-        return query_matches(w.label_selector, meta.get("labels") or {}) and _match_fields(
+        return query_matches(w.label_selector, meta.get("labels") or {}) and field_query_matches(
             w.field_selector, obj
         )
 
@@ -279,8 +274,12 @@ class FakeKube:
         limit: int | None = None,
         continue_token: str | None = None,
         resource_version: str | None = None,
+        decoder: Decoder | None = None,
     ) -> JsonDict:
-        """One page of a list; the continue token is an offset."""
+        """One page of a list; the continue token is an offset.
+
+        With ``decoder`` the page goes through JSON and the decoder, as from the API server.
+        """
         self.actions.append(Action("list", resource.plural, namespace, None))
         self._check("list", resource, None)
         items = [
@@ -288,13 +287,15 @@ class FakeKube:
             for (ns, _), o in sorted(self._store(resource).items())
             if (not namespace or ns == namespace)
             and query_matches(label_selector, o["metadata"].get("labels") or {})
-            and _match_fields(field_selector, o)
+            and field_query_matches(field_selector, o)
         ]
         start = int(continue_token or 0)
         end = start + limit if limit else len(items)
         meta: JsonDict = {"resourceVersion": str(self._last_rv)}
         if end < len(items):
             meta["continue"] = str(end)
+        if decoder is not None:
+            return decoder.page(json.dumps({"items": items[start:end], "metadata": meta}).encode())
         return {"items": copy.deepcopy(items[start:end]), "metadata": meta}
 
     async def watch(
@@ -307,9 +308,11 @@ class FakeKube:
         field_selector: str | None = None,
         timeout_seconds: int | None = None,
         allow_bookmarks: bool = True,
+        decoder: Decoder | None = None,
     ) -> AsyncIterator[WatchEvent]:
         """Replay history after ``resource_version`` (or ADDED for all when not given), then
-        stream live events until :meth:`close_watches`."""
+        stream live events until :meth:`close_watches` (through JSON and ``decoder`` when
+        given, as from the API server)."""
         self.actions.append(Action("watch", resource.plural, namespace, None))
         self._check("watch", resource, None)
         w = _Watcher((resource.group, resource.plural), namespace, label_selector, field_selector)
@@ -332,6 +335,10 @@ class FakeKube:
                     return
                 if event.type == BOOKMARK and not allow_bookmarks:
                     continue
+                if decoder is not None:
+                    line = json.dumps({"type": event.type, "object": event.object}).encode()
+                    decoded = decoder.event(line)
+                    event = WatchEvent(str(decoded["type"]), decoded["object"])
                 yield event
         finally:
             self._watchers.remove(w)

@@ -37,6 +37,18 @@ class WatchEvent:
     object: JsonDict
 
 
+class Decoder(Protocol):
+    """Decodes answers straight into slim objects (see :class:`~.decode.SlimDecoder`)."""
+
+    def page(self, raw: bytes) -> JsonDict:
+        """A list answer, its items slim."""
+        ...
+
+    def event(self, line: bytes) -> JsonDict:
+        """One watch line (``{"type", "object"}``), its object slim."""
+        ...
+
+
 class KubePort(Protocol):
     """Raw-dict CRUD, patch, apply and watch on any resource."""
 
@@ -61,8 +73,12 @@ class KubePort(Protocol):
         limit: int | None = None,
         continue_token: str | None = None,
         resource_version: str | None = None,
+        decoder: Decoder | None = None,
     ) -> JsonDict:
-        """One page of a list: ``{"items": [...], "metadata": {"resourceVersion", "continue"}}``."""
+        """One page of a list: ``{"items": [...], "metadata": {"resourceVersion", "continue"}}``.
+
+        With ``decoder`` the items may hold only the fields the decoder keeps.
+        """
         ...
 
     def watch(
@@ -75,10 +91,12 @@ class KubePort(Protocol):
         field_selector: str | None = None,
         timeout_seconds: int | None = None,
         allow_bookmarks: bool = True,
+        decoder: Decoder | None = None,
     ) -> AsyncIterator[WatchEvent]:
         """Stream events after ``resource_version``; ends when the server closes the stream.
 
-        An ERROR event is raised as ApiError (410 when the version is too old).
+        An ERROR event is raised as ApiError (410 when the version is too old). With
+        ``decoder`` the objects may hold only the fields the decoder keeps.
         """
         ...
 

@@ -17,6 +17,7 @@ import builtins
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from csi_sidecars.kube.decode import SlimDecoder
 from csi_sidecars.kube.resources import JsonDict, object_key
 
 ALWAYS_KEPT = ("metadata.name", "metadata.namespace", "metadata.resourceVersion")
@@ -36,6 +37,40 @@ class _FrozenDict(tuple):  # type: ignore[type-arg]
     """A frozen JSON object: keys and values interleaved."""
 
     __slots__ = ()
+
+
+#: Leaves that are never frozen (JSON scalars).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_NUMBERS = frozenset({int, float, bool, type(None)})
+
+
+def _thaw(value: Any) -> Any:
+    """A fresh JSON value from a frozen one."""
+    t = type(value)
+    if t is _FrozenDict:
+        it = iter(value)
+        return {k: v if type(v) in _PLAIN else _thaw(v) for k, v in zip(it, it, strict=False)}
+    if t is tuple:
+        return [v if type(v) in _PLAIN else _thaw(v) for v in value]
+    return value
+
+
+#: How :meth:`Projection.pack` walks an object: (key, index of the leaf or -1, sub-program).
+_Program = list[tuple[str, int, "_Program"]]
+
+
+def _compile(paths: Sequence[tuple[str, ...]]) -> _Program:
+    root: _Program = []
+    for index, path in enumerate(paths):
+        program = root
+        for depth, part in enumerate(path):
+            leaf = depth == len(path) - 1
+            found = next((step for step in program if step[0] == part), None)
+            if found is None:
+                found = (part, index if leaf else -1, [])
+                program.append(found)
+            program = found[2]
+    return root
 
 
 class _Pool:
@@ -78,33 +113,53 @@ class Projection:
             kept = [f for f in wanted if not any(f.startswith(o + ".") for o in wanted if o != f)]
             self.fields = tuple(kept)
             self._paths = [tuple(f.split(".")) for f in kept]
+        self._splits = [(path[:-1], path[-1]) for path in self._paths]
+        self._program = _compile(self._paths)
         self._value_pools = [_Pool() for _ in self._paths]
         self._key_pool = _Pool(1024)
         self._whole_pool = _Pool()
+        self._rv_index = (
+            self.fields.index("metadata.resourceVersion") if self.fields is not None else -1
+        )
+        self._decoder: SlimDecoder | None = None
+
+    @property
+    def decoder(self) -> SlimDecoder:
+        """Decoders of API answers straight into this projection's fields (made on first use)."""
+        if self._decoder is None:
+            self._decoder = SlimDecoder(self._paths if self.fields is not None else None)
+        return self._decoder
+
+    def resource_version(self, packed: tuple[Any, ...]) -> Any:
+        """``metadata.resourceVersion`` of a packed object (None when absent)."""
+        if self._rv_index < 0:
+            return (self.unpack(packed).get("metadata") or {}).get("resourceVersion")
+        value = packed[self._rv_index]
+        return None if value is _MISSING else value
 
     # -- freezing ------------------------------------------------------------------------
 
     def _freeze(self, value: Any, pool: _Pool) -> Any:
-        if isinstance(value, str):
+        t = type(value)
+        if t is str:
             return pool.share(value)
-        if isinstance(value, dict):
+        if t is dict or (t is not list and isinstance(value, dict)):
+            share = self._key_pool.share
+            freeze = self._freeze
             flat: list[Any] = []
             for k, v in value.items():
-                flat.append(self._key_pool.share(k))
-                flat.append(self._freeze(v, pool))
+                flat.append(share(k))
+                flat.append(v if type(v) in _NUMBERS else freeze(v, pool))
             return _FrozenDict(flat)
-        if isinstance(value, list):
-            return tuple(self._freeze(v, pool) for v in value)
+        if t is list or isinstance(value, list):
+            return tuple([self._freeze(v, pool) for v in value])
+        if isinstance(value, str):
+            return pool.share(value)
         return value
 
     @staticmethod
     def _thaw(value: Any) -> Any:
-        if isinstance(value, _FrozenDict):
-            thaw = Projection._thaw
-            return {value[i]: thaw(value[i + 1]) for i in range(0, len(value), 2)}
-        if isinstance(value, tuple):
-            return [Projection._thaw(v) for v in value]
-        return value
+        return _thaw(value)
 
     # -- packing -------------------------------------------------------------------------
 
@@ -112,31 +167,43 @@ class Projection:
         """The packed form of ``obj``."""
         if self.fields is None:
             return (self._freeze(obj, self._whole_pool),)
-        out: list[Any] = []
-        for path, pool in zip(self._paths, self._value_pools, strict=True):
-            node: Any = obj
-            for part in path:
-                if isinstance(node, dict) and part in node:
-                    node = node[part]
-                else:
-                    node = _MISSING
-                    break
-            out.append(node if node is _MISSING else self._freeze(node, pool))
+        out: list[Any] = [_MISSING] * len(self._paths)
+        self._pack_into(obj, self._program, out)
         return tuple(out)
+
+    def _pack_into(self, node: Any, program: _Program, out: list[Any]) -> None:
+        # One lookup per distinct prefix: "metadata" once for all the metadata paths.
+        if type(node) is not dict and not isinstance(node, dict):
+            return
+        for key, index, sub in program:
+            value = node.get(key, _MISSING)
+            if value is _MISSING:
+                continue
+            if index >= 0:
+                out[index] = (
+                    value
+                    if type(value) in _NUMBERS
+                    else self._freeze(value, self._value_pools[index])
+                )
+            else:
+                self._pack_into(value, sub, out)
 
     def unpack(self, packed: tuple[Any, ...]) -> JsonDict:
         """A fresh nested dict from a packed object."""
         if self.fields is None:
-            whole: JsonDict = self._thaw(packed[0])
+            whole: JsonDict = _thaw(packed[0])
             return whole
         out: JsonDict = {}
-        for path, value in zip(self._paths, packed, strict=True):
+        for (parents, last), value in zip(self._splits, packed, strict=True):
             if value is _MISSING:
                 continue
             node = out
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = self._thaw(value)
+            for part in parents:
+                child = node.get(part)
+                if child is None:
+                    child = node[part] = {}
+                node = child
+            node[last] = value if type(value) in _PLAIN else _thaw(value)
         return out
 
     def slim(self, obj: JsonDict) -> JsonDict:
@@ -177,6 +244,11 @@ class Store:
         """A fresh copy of the slim object at ``key``."""
         packed = self._items.get(key)
         return None if packed is None else self.projection.unpack(packed)
+
+    def resource_version(self, key: str) -> Any:
+        """``metadata.resourceVersion`` of the object at ``key`` (None when absent)."""
+        packed = self._items.get(key)
+        return None if packed is None else self.projection.resource_version(packed)
 
     def get_by_name(self, name: str, namespace: str | None = None) -> JsonDict | None:
         """A fresh copy of the slim object ``namespace/name`` (or ``name``)."""

@@ -156,7 +156,9 @@ class WorkQueue:
         self._dirty: set[str] = set()
         self._processing: dict[str, float] = {}
         self._queued_at: dict[str, float] = {}
-        self._not_empty = asyncio.Event()
+        #: workers waiting in :meth:`get`; each queued key wakes exactly one (an Event would wake
+        #: every idle worker for every key: 100 workers made each add cost 100 task switches)
+        self._getters: deque[asyncio.Future[None]] = deque()
         self._idle = asyncio.Event()
         self._idle.set()
         self._shutting_down = False
@@ -190,7 +192,15 @@ class WorkQueue:
         self._queued_at.setdefault(key, self._clock.monotonic())
         if self._m_depth is not None:
             self._m_depth.set(len(self._queue))
-        self._not_empty.set()
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        getters = self._getters
+        while getters:
+            waiter = getters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def add(self, key: str) -> None:
         """Queue ``key`` unless it is already queued."""
@@ -251,8 +261,15 @@ class WorkQueue:
                 self._processing[key] = now
                 self._idle.clear()
                 return key
-            self._not_empty.clear()
-            await self._not_empty.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            self._getters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                # A cancelled worker must not swallow the wake-up meant for a queued key.
+                if waiter.done() and not waiter.cancelled() and self._queue:
+                    self._wake_one()
+                raise
 
     def done(self, key: str) -> None:
         """Mark ``key`` processed; re-queue it when it was added meanwhile."""
@@ -267,7 +284,10 @@ class WorkQueue:
     def shutdown(self) -> None:
         """Stop handing out keys and accepting new ones."""
         self._shutting_down = True
-        self._not_empty.set()
+        while self._getters:
+            waiter = self._getters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
         self._delay_changed.set()
         if self._pump is not None:
             self._pump.cancel()

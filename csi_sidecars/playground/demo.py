@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from csi_sidecars.playground import binaries, objects
+from csi_sidecars.playground.demo_data import busybox_pod, data_step
 from csi_sidecars.playground.driver import load_state
 from csi_sidecars.playground.session import Playground
 
@@ -72,11 +73,15 @@ class Tour:
     async def run(self) -> None:
         """Run every step; raises on the first step that does not reach its state."""
         api = self.cp.admin
-        self.heading("Nodes, CSINodes and the CSIDriver, as kubelet would have registered them")
+        if self.cp.real_nodes:
+            self.heading("Nodes run by kubelet and containerd; kubelet wrote the CSINodes")
+        else:
+            self.heading("Nodes, CSINodes and the CSIDriver, as kubelet would have registered them")
         await self.show("get", "nodes,csinodes,csidrivers")
 
         if "node-driver-registrar" in self.pg.roles:
-            self.heading("node-driver-registrar: registered with (our stand-in for) kubelet")
+            kubelet = "kubelet" if self.cp.real_nodes else "(our stand-in for) kubelet"
+            self.heading(f"node-driver-registrar: registered with {kubelet}")
             status, body = await self.http_get("node-driver-registrar", "/healthz/registration")
             self.echo(f"GET /healthz/registration -> {status} {body}")
             if status != 200:
@@ -112,6 +117,7 @@ class Tour:
         self.echo(f"volume handle in the driver: {await self._volume_handle(pvc)}")
 
         await self._expansion()
+        await data_step(self, NS, "demo-pvc")
 
         self.heading("WaitForFirstConsumer + a Pod: the scheduler picks the node, then attach")
         attacher = await self.ensure_role("attacher")
@@ -125,7 +131,7 @@ class Tour:
             f"/api/v1/namespaces/{NS}/persistentvolumeclaims",
             objects.pvc("demo-wffc", "demo-wffc", "1Gi"),
         )
-        await api.ensure(f"/api/v1/namespaces/{NS}/pods", objects.pod("demo-pod", ["demo-wffc"]))
+        await api.ensure(f"/api/v1/namespaces/{NS}/pods", self._app_pod("demo-pod", "demo-wffc"))
         claim = await api.wait_for(
             f"/api/v1/namespaces/{NS}/persistentvolumeclaims/demo-wffc",
             lambda o: o.get("status", {}).get("phase") == "Bound",
@@ -146,9 +152,13 @@ class Tour:
         await self._snapshot()
 
         self.heading("Clean-up: delete the Pod and the PVCs; volumes are detached and deleted")
-        await self.cp.kubectl(
-            "delete", "pod", "demo-pod", "-n", NS, "--grace-period=0", "--force", "--wait=false"
-        )
+        if self.cp.real_nodes:
+            # kubelet stops the pod and unmounts its volume; wait for that before the claims go.
+            await self.cp.kubectl("delete", "pod", "demo-pod", "-n", NS, "--wait=true")
+        else:
+            await self.cp.kubectl(
+                "delete", "pod", "demo-pod", "-n", NS, "--grace-period=0", "--force", "--wait=false"
+            )
         await self.cp.kubectl(
             "delete", "volumesnapshots", "--all", "-n", NS, "--wait=false", "--ignore-not-found"
         )
@@ -164,6 +174,12 @@ class Tour:
         )
         if volumes or snapshots:
             raise RuntimeError(f"left in the driver: volumes {volumes}, snapshots {snapshots}")
+
+    def _app_pod(self, name: str, claim: str) -> dict[str, Any]:
+        """A pod using ``claim``: busybox that runs on a real node, else one that never runs."""
+        if self.cp.real_nodes:
+            return busybox_pod(name, claim, "sleep 3600")
+        return objects.pod(name, [claim])
 
     async def _snapshot(self) -> None:
         """Snapshot demo-pvc: the snapshot-controller binds a content, the snapshotter cuts it."""
@@ -207,6 +223,27 @@ class Tour:
             f"snapshot handle in the driver: {vsc['status']['snapshotHandle']}, "
             f"restore size {vs['status'].get('restoreSize')}"
         )
+
+        self.heading("Restore: a new PVC from demo-snap")
+        claim = objects.pvc("demo-restore", "demo-immediate", str(vs["status"]["restoreSize"]))
+        claim["spec"]["dataSource"] = {
+            "apiGroup": "snapshot.storage.k8s.io",
+            "kind": "VolumeSnapshot",
+            "name": "demo-snap",
+        }
+        await api.ensure(f"/api/v1/namespaces/{NS}/persistentvolumeclaims", claim)
+        restored = await api.wait_for(
+            f"/api/v1/namespaces/{NS}/persistentvolumeclaims/demo-restore",
+            lambda o: o.get("status", {}).get("phase") == "Bound",
+            timeout=60,
+            what="demo-restore to be Bound",
+        )
+        await self.show("get", "pvc", "demo-restore", "-n", NS)
+        handle = await self._volume_handle(restored)
+        source = self._volume_source(handle)
+        self.echo(f"restored volume {handle} from snapshot {source}")
+        if source != vsc["status"]["snapshotHandle"]:
+            raise RuntimeError(f"volume {handle} was not restored from the snapshot: {source}")
 
     async def _expansion(self) -> None:
         """Grow demo-pvc to 2Gi: the resizer expands the volume; the node step is pending."""
@@ -259,6 +296,15 @@ class Tour:
                 return
             await asyncio.sleep(0.5)
         raise TimeoutError(f"timed out waiting for {what}")
+
+    def _volume_source(self, handle: str) -> str | None:
+        """The snapshot a driver volume was created from (None: not from a snapshot)."""
+        for driver in self.cp.drivers:
+            if driver.state_dir is not None:
+                volume = load_state(driver.state_dir).volumes.get(handle)
+                if volume is not None:
+                    return volume.source_snapshot_id or None
+        return None
 
     def _driver_snapshots(self) -> list[str]:
         names: list[str] = []

@@ -4,21 +4,30 @@ A role's click command uses :func:`common_options` for the flags every Go sideca
 (``-v``, ``--logging-format``, ``--version``), calls :func:`start` first thing, and hands its
 async main to :func:`run`. ``run`` owns the event loop: SIGTERM and SIGINT set the ``stop``
 event the role's main receives, and the integer the main returns is the exit code.
+
+The loop is uvloop's when uvloop is installed (``pip install csi-sidecars[fast]``): it spends
+less CPU per callback, socket and TLS read than asyncio's own loop. ``CSI_SIDECARS_LOOP=asyncio``
+in the environment keeps asyncio's loop anyway.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from csi_sidecars import __version__
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime import startup
 from csi_sidecars.runtime.flags import bool_flag
+
+if TYPE_CHECKING:
+    # Imported where the loop starts: the node roles may block ssl before asyncio loads it.
+    import asyncio
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,11 +75,28 @@ def start(role: str, v: int, logging_format: str, version: bool) -> None:
     log.info("Version", role=role, version=__version__)
 
 
+def loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
+    """``asyncio.run`` or, when installed and not turned off, ``uvloop.run``."""
+    import asyncio
+
+    if os.environ.get("CSI_SIDECARS_LOOP", "") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run
+    return asyncio.run
+
+
 def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> NoReturn:
     """Run ``main(stop)`` in a fresh event loop and exit with the code it returns.
 
     SIGTERM and SIGINT set ``stop``; a second signal cancels ``main`` outright.
     """
+    import asyncio
+
+    startup.resume_gc()
 
     async def wrapper() -> int:
         loop = asyncio.get_running_loop()
@@ -95,7 +121,7 @@ def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> NoReturn:
                 loop.remove_signal_handler(signum)
 
     try:
-        code = asyncio.run(wrapper())
+        code = loop_runner()(wrapper())
     except asyncio.CancelledError:
         code = 1
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ applies the :class:`Faults` rules (delay, error before or after acting, reply pa
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import stat
@@ -63,6 +64,33 @@ def _apply_patch(patch: Patch, request: Any, response: Any) -> Any:
         return response if replaced is None else replaced
     json_format.ParseDict(dict(patch), response)
     return response
+
+
+#: Request fields a call-log line carries (never secrets, never whole requests).
+CALL_LOG_FIELDS = ("volume_id", "staging_target_path", "target_path", "name", "node_id")
+
+
+def call_log_line(record: CallRecord) -> str:
+    """One JSON line of ``--call-log`` for a finished call."""
+    line: dict[str, Any] = {
+        "time": time.time(),
+        "method": record.method,
+        "code": record.code.name if record.code is not None else None,
+    }
+    for name in CALL_LOG_FIELDS:
+        value = getattr(record.request, name, None)
+        if isinstance(value, str) and value:
+            line[name] = value
+    return json.dumps(line, sort_keys=True)
+
+
+def read_call_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The calls a driver wrote with ``--call-log`` (empty when there is no log yet)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def _remove_socket(path: str) -> None:
@@ -173,34 +201,37 @@ class Driver:
             if rule is not None and rule.code is not None:
                 raise CsiError(rule.code, rule.message)
         except CsiError as err:
-            record.code = err.code
-            record.finished = time.monotonic()
-            if self.request_log is not None:
-                # An error after acting still names what was made: a lost reply, logged as such.
-                self.request_log.finished(logged, err.code.name, response)
+            # An error after acting still names what was made: a lost reply, logged as such.
+            self._finish(record, err.code, logged, response)
             if rlog.v(3):
                 log.info("GRPC error", method=method, code=err.code.name, error=err.message)
             await context.abort(err.code, err.message)
         except asyncio.CancelledError:
-            record.code = grpc.StatusCode.CANCELLED
-            record.finished = time.monotonic()
-            if self.request_log is not None:
-                self.request_log.finished(logged, record.code.name)
+            self._finish(record, grpc.StatusCode.CANCELLED, logged)
             raise
         except Exception as err:
-            record.code = grpc.StatusCode.INTERNAL
-            record.finished = time.monotonic()
-            if self.request_log is not None:
-                self.request_log.finished(logged, record.code.name)
+            self._finish(record, grpc.StatusCode.INTERNAL, logged)
             log.error("Driver error", method=method, error=repr(err))
             await context.abort(grpc.StatusCode.INTERNAL, f"{method}: {err}")
-        record.code = grpc.StatusCode.OK
-        record.finished = time.monotonic()
-        if self.request_log is not None:
-            self.request_log.finished(logged, record.code.name, response)
+        self._finish(record, grpc.StatusCode.OK, logged, response)
         if rlog.v(5):
             log.info("GRPC response", method=method, response=strip_secrets(response))
         return response
+
+    def _finish(
+        self, record: CallRecord, code: grpc.StatusCode, logged: str, response: Any = None
+    ) -> None:
+        """Close the call's record and write it to the request log and the call log."""
+        record.code = code
+        record.finished = time.monotonic()
+        if self.request_log is not None:
+            self.request_log.finished(logged, code.name, response)
+        if self.options.call_log and record.method != "Probe":
+            try:
+                with open(self.options.call_log, "a", encoding="utf-8") as f:
+                    f.write(call_log_line(record) + "\n")
+            except OSError as err:
+                log.warning("Cannot write the call log", path=self.options.call_log, error=str(err))
 
     async def start(self) -> None:
         """Listen on the unix socket (a stale socket file is removed first).

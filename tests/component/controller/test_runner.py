@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ async def test_informers_sync_before_lead_and_shutdown_drains(tmp_path: Path) ->
         async def lead() -> None:
             # Every cached object is there when the workers start.
             seen["at_lead"] = len(inf.store)
+            # The collector was paused for the initial lists, then what they left was frozen.
+            seen["gc"] = (gc.isenabled(), gc.get_freeze_count())
             await ctx.conn.identity.Probe(csi_pb2.ProbeRequest(), timeout=5)
             queue.add("slow")
             await queue.run(handle, workers=2)
@@ -103,6 +106,7 @@ async def test_informers_sync_before_lead_and_shutdown_drains(tmp_path: Path) ->
     assert isinstance(info, DriverInfo) and info.name == DRIVER
     assert info.has_controller_service and info.has_controller(PUBLISH)
     assert seen["at_lead"] == 3
+    assert seen["gc"][0] and seen["gc"][1] > 0
     assert "slow" in finished  # drained, not cancelled
 
 

@@ -16,6 +16,7 @@ from csi_sidecars.kube.clock import FakeClock
 from csi_sidecars.kube.config import ClientConfig, load_client_config
 from csi_sidecars.kube.ratelimit import TokenBucket
 from csi_sidecars.kube.resources import LEASES, PERSISTENT_VOLUMES, ApiError
+from csi_sidecars.kube.store import Projection
 
 
 class Server:
@@ -163,6 +164,36 @@ async def test_watch_stream_parsing_and_gone(server: Server) -> None:
             async for _ in c.watch(PERSISTENT_VOLUMES, resource_version="1"):
                 pass
         assert err.value.gone
+
+
+async def test_list_and_watch_decode_slim_with_a_decoder(server: Server) -> None:
+    decoder = Projection(["spec.csi.driver"]).decoder
+    server.watch_lines = [
+        b'{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"5","uid":"u"},'
+        b'"spec":{"csi":{"driver":"d","volumeHandle":"h"}}}}\n',
+        b'{"type":"ERROR","object":{"kind":"Status","code":410,"message":"too old"}}\n',
+    ]
+    async with KubeClient(ClientConfig(host=server.url)) as c:
+        page = await c.list(PERSISTENT_VOLUMES, decoder=decoder)
+        assert page == {"items": [], "metadata": {"resourceVersion": "42"}}
+        events = []
+        with pytest.raises(ApiError) as err:
+            async for e in c.watch(PERSISTENT_VOLUMES, resource_version="3", decoder=decoder):
+                events.append(e)
+        assert err.value.gone
+        assert [(e.type, e.object) for e in events] == [
+            (
+                "ADDED",
+                {
+                    "metadata": {"name": "a", "resourceVersion": "5"},
+                    "spec": {"csi": {"driver": "d"}},
+                },
+            )
+        ]
+        # Errors are decoded whole, whatever the decoder.
+        with pytest.raises(ApiError) as err:
+            await c.request("GET", "/api/v1/persistentvolumes/missing", decode=decoder.page)
+        assert err.value.not_found and err.value.message == "nope"
 
 
 async def test_every_request_is_throttled(server: Server) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from csi_sidecars.kube import events
 from csi_sidecars.kube.clock import FakeClock
 from csi_sidecars.kube.events import COMBINED_PREFIX, EventRecorder
 from csi_sidecars.kube.fake import FakeKube
@@ -98,3 +101,32 @@ async def test_spam_filter_per_object() -> None:
     await rec.record(a, "Normal", "R", "later")
     assert [e["involvedObject"]["name"] for e in fake.objects(EVENTS)].count("a") == 4
     assert PERSISTENT_VOLUMES.kind == "PersistentVolume"
+
+
+async def test_forget_drops_an_objects_state_and_state_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(events, "CACHE_SIZE", 8)
+    fake, clock = FakeKube(), FakeClock()
+    rec = EventRecorder(fake, "c", clock=clock, burst=1, qps=1 / 300)
+    await rec.record(PVC_REF, "Normal", "Provisioning", "m")
+    await rec.record(PVC_REF, "Normal", "Provisioning", "m")  # throttled: burst 1
+    assert len(rec) == 1 and rec.dropped == 1
+    # The informer's slim copy of the deleted claim (no kind: it comes from the resource).
+    rec.forget(PVC, PERSISTENT_VOLUME_CLAIMS)
+    assert len(rec) == 0
+    await rec.record(PVC_REF, "Normal", "Provisioning", "m")  # a fresh bucket, a new Event
+    assert rec.dropped == 1 and len(fake.objects(EVENTS)) == 2
+    for i in range(13):
+        ref = {"kind": "PersistentVolume", "name": f"pv{i}", "apiVersion": "v1"}
+        await rec.record(ref, "Normal", "R", "m")
+    assert len(rec) == 8
+
+
+PVC_REF = {
+    "kind": "PersistentVolumeClaim",
+    "apiVersion": "v1",
+    "name": "claim",
+    "namespace": "ns",
+    "uid": "u1",
+}

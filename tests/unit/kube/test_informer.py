@@ -212,3 +212,26 @@ async def test_index_by_field() -> None:
     assert inf.store.index_keys("pv", "pv1") == ["va0", "va1", "va3"]
     assert [o["metadata"]["name"] for o in inf.store.by_index("pv", "pv1")] == ["va0", "va1", "va3"]
     await stop(task)
+
+
+async def test_delete_observers_see_watched_and_relisted_deletions_first() -> None:
+    fake = FakeKube()
+    for name in ("a", "b"):
+        await fake.create(PERSISTENT_VOLUMES, pv(name))
+    clock = FakeClock()
+    inf = Informer(fake, PERSISTENT_VOLUMES, fields=FIELDS, clock=clock)
+    seen: list[tuple[str, str]] = []
+    inf.observe_deletes(lambda o: seen.append(("observed", o["metadata"]["name"])))
+    inf.observe_deletes(lambda o: 1 / 0)  # a failing observer stops nothing
+    inf.add_handlers(on_delete=lambda o: seen.append(("handler", o["metadata"]["name"])))
+    task = await start(inf)
+    await until(lambda: inf.watches == 1)
+    await fake.delete(PERSISTENT_VOLUMES, "a")
+    await until(lambda: ("handler", "a") in seen)
+    # A deletion found by a re-list (410 after compaction) is observed too.
+    fake.close_watches()
+    await fake.delete(PERSISTENT_VOLUMES, "b")
+    fake.compact()
+    await until(lambda: ("handler", "b") in seen, clock)
+    assert seen == [("observed", "a"), ("handler", "a"), ("observed", "b"), ("handler", "b")]
+    await stop(task)

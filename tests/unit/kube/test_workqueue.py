@@ -266,3 +266,39 @@ async def test_metrics_by_queue_name_in_given_registry() -> None:
     from prometheus_client import REGISTRY
 
     assert REGISTRY.get_sample_value("workqueue_depth", {"name": "q"}) is None
+
+
+async def test_one_key_wakes_one_idle_worker() -> None:
+    q = WorkQueue("q")
+    resumed = 0
+
+    async def getter() -> str | None:
+        nonlocal resumed
+        key = await q.get()
+        resumed += 1
+        return key
+
+    getters = [asyncio.ensure_future(getter()) for _ in range(20)]
+    await asyncio.sleep(0)
+    q.add("a")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    done = [g for g in getters if g.done()]
+    assert [g.result() for g in done] == ["a"]
+    # The other workers were never woken: their waits are the ones they started with.
+    assert resumed == 1
+    assert len(q._getters) == 19
+    assert all(not w.done() for w in q._getters)
+    q.shutdown()
+    assert await asyncio.gather(*getters) == ["a", *([None] * 19)]
+
+
+async def test_a_cancelled_worker_passes_its_wake_up_on() -> None:
+    q = WorkQueue("q")
+    first = asyncio.ensure_future(q.get())
+    second = asyncio.ensure_future(q.get())
+    await asyncio.sleep(0)
+    q.add("a")  # wakes the first getter ...
+    first.cancel()  # ... which is cancelled before it runs
+    assert await asyncio.wait_for(second, 1) == "a"
+    assert first.cancelled()

@@ -172,3 +172,17 @@ def test_pki_serving_cert_is_signed_by_ca_for_loopback(tmp_path: Path) -> None:
     assert files.sa_key.stat().st_mode & 0o077 == 0
     assert b"PUBLIC KEY" in files.sa_pub.read_bytes()
     assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+
+
+def test_kcm_client_qps_and_burst_only_when_asked(tmp_path: Path) -> None:
+    from csi_sidecars.playground.controlplane import ControlPlane
+
+    def kcm_flags(cp: ControlPlane) -> list[str]:
+        cp._pki = pki.generate(tmp_path / "pki")
+        cp.work_dir = tmp_path
+        cp._write_identities()
+        return [a for a in cp._kcm_args(1234) if a.startswith("--kube-api-")]
+
+    assert kcm_flags(ControlPlane(bin_dir=tmp_path)) == []
+    fast = ControlPlane(bin_dir=tmp_path, kcm_qps=500, kcm_burst=1000)
+    assert kcm_flags(fast) == ["--kube-api-qps=500", "--kube-api-burst=1000"]

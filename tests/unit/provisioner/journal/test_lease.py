@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -70,6 +71,21 @@ def test_name_and_encoding_roundtrip() -> None:
     assert problems == [] and set(back) == set(records)
     garbage = {"metadata": {"annotations": {strings.ANN_JOURNAL: "not base64!"}}}
     assert decode_records(garbage)[0] == {} and decode_records(garbage)[1]
+
+
+def test_encoding_with_a_cache_is_the_same_and_keeps_only_current_records() -> None:
+    records = {r.pvc_uid: r for r in (record(i) for i in range(10))}
+    cache: dict[str, tuple[it.Intent, dict[str, object]]] = {}
+    assert encode_records(records, cache) == encode_records(records)
+    assert set(cache) == set(records)
+    # A replaced record is encoded again; a removed one leaves the cache.
+    first = next(iter(records))
+    records[first] = dataclasses.replace(records[first], volume_name="other")
+    del records[sorted(records)[-1]]
+    assert encode_records(records, cache) == encode_records(records)
+    assert set(cache) == set(records)
+    assert cache[first][0] is records[first]
+    assert cache[first][1]["volumeName"] == "other"
 
 
 async def test_concurrent_records_share_few_writes() -> None:

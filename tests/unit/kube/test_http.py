@@ -1,0 +1,177 @@
+"""The HTTP/1.1 client on a scripted raw TCP server: keep-alive, chunks, stale connections."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from csi_sidecars.kube.http import HttpError, HttpPool, target
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+class RawServer:
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.url = ""
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        body = await reader.readexactly(length) if length else b""
+        self.requests.append(head + body)
+        return head + body
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.script(reader, writer, self.connections)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Script], Awaitable[RawServer]]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(script: Script) -> RawServer:
+        raw = RawServer(script)
+        srv = await asyncio.start_server(raw.handle, "127.0.0.1", 0)
+        servers.append(srv)
+        raw.url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/prefix"
+        return raw
+
+    yield start
+    for srv in servers:
+        srv.close()
+        await srv.wait_closed()
+
+
+def ok(body: bytes, extra: str = "") -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+
+
+def test_target_keeps_the_prefix_and_encodes_the_query() -> None:
+    got = target("/k8s/c1", "/api/v1/pods", {"labelSelector": "a in (b,c)", "limit": "5"})
+    assert got == "/k8s/c1/api/v1/pods?labelSelector=a%20in%20%28b%2Cc%29&limit=5"
+
+
+async def test_keep_alive_reuses_one_connection(
+    serve: Callable[[Script], Awaitable[RawServer]],
+) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        raw = server
+        while True:
+            await raw.read_request(reader)
+            writer.write(ok(b'{"n":1}'))
+            await writer.drain()
+
+    server = await serve(script)
+    pool = HttpPool(server.url, limit=2, headers={"User-Agent": "ua"})
+    for _ in range(3):
+        resp = await pool.request("PATCH", pool.target("/x"), body=b"{}", timeout=5)
+        assert (resp.status, resp.body) == (200, b'{"n":1}')
+    await pool.close()
+    assert server.connections == 1
+    first = server.requests[0]
+    assert first.startswith(b"PATCH /prefix/x HTTP/1.1\r\n")
+    assert b"\r\nUser-Agent: ua\r\n" in first and b"\r\nContent-Length: 2\r\n" in first
+
+
+async def test_connection_close_is_honoured(
+    serve: Callable[[Script], Awaitable[RawServer]],
+) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(ok(b"x", "Connection: close\r\n"))
+        await writer.drain()
+
+    server = await serve(script)
+    pool = HttpPool(server.url)
+    for _ in range(2):
+        assert (await pool.request("GET", "/a", timeout=5)).body == b"x"
+    assert server.connections == 2
+
+
+async def test_stale_connection_is_retried_only_when_idempotent(
+    serve: Callable[[Script], Awaitable[RawServer]],
+) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.read_request(reader)
+        writer.write(ok(b"first" if n == 1 else b"again"))
+        await writer.drain()
+        # Then close without a "Connection: close" header: the kept connection goes stale
+        # while the client has it idle (the client may not have seen the close yet).
+        await server.read_request(reader)
+
+    server = await serve(script)
+    pool = HttpPool(server.url)
+    assert (await pool.request("GET", "/a", timeout=5)).body == b"first"
+    assert (await pool.request("GET", "/a", timeout=5)).body == b"again"  # retried once
+    with pytest.raises(HttpError):
+        await pool.request("POST", "/a", body=b"{}", timeout=5)
+
+
+async def test_chunked_lines_across_chunks_and_status(
+    serve: Callable[[Script], Awaitable[RawServer]],
+) -> None:
+    pieces = [b'{"a":', b'1}\n{"b":2}\n', b"\n", b'{"c":3}']
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for piece in pieces:
+            writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    server = await serve(script)
+    pool = HttpPool(server.url)
+    async with pool.stream("GET", "/w", connect_timeout=5, read_timeout=5) as resp:
+        assert resp.status == 200
+        lines = [line async for line in resp.lines()]
+    assert lines == [b'{"a":1}', b'{"b":2}', b"", b'{"c":3}']
+
+
+async def test_a_read_that_takes_too_long_times_out(
+    serve: Callable[[Script], Awaitable[RawServer]],
+) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(10)
+
+    server = await serve(script)
+    pool = HttpPool(server.url)
+    with pytest.raises(TimeoutError):
+        async with pool.stream("GET", "/w", connect_timeout=5, read_timeout=0.05) as resp:
+            async for _ in resp.lines():
+                pass
+
+
+async def test_garbage_and_refused_connections_are_http_errors(
+    serve: Callable[[Script], Awaitable[RawServer]],
+) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"SSH-2.0-nope\r\n\r\n")
+        await writer.drain()
+
+    server = await serve(script)
+    with pytest.raises(HttpError, match="not an HTTP answer"):
+        await HttpPool(server.url).request("GET", "/", timeout=5)
+    with pytest.raises(HttpError, match="cannot connect"):
+        await HttpPool("http://127.0.0.1:1").request("GET", "/", timeout=5)
+    with pytest.raises(ValueError):
+        HttpPool("ftp://x")
