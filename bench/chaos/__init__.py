@@ -12,7 +12,9 @@
 * :mod:`chaos.workload`: claims (Immediate, WaitForFirstConsumer), pods, snapshots, restores,
   expansions and VolumeAttributesClass changes, with the expected end state of each object;
 * :mod:`chaos.faults`: the seeded fault schedule and how each fault is injected;
-* :mod:`chaos.invariants`: pure checks of the end state (no leak, no loss, nothing stuck, ...);
+* :mod:`chaos.invariants`: pure checks of the end state (no leak, no loss, nothing stuck, ...),
+  with :mod:`chaos.states` for the expected state of every object;
+* :mod:`chaos.gather`: the classes the workload needs, and reading the end state back;
 * :mod:`chaos.report`: the table, the JSON line and the replay command;
 * :mod:`chaos.run`: one run, phase by phase; :mod:`chaos.compare`: ours and Go side by side.
 

@@ -156,6 +156,15 @@ class Result:
         }
 
 
+#: How many examples a result lists.
+MAX_EXAMPLES = 8
+
+
+def result(checked: int, bad: list[str], note: str = "") -> Result:
+    """A result that holds when ``bad`` is empty; a few of ``bad`` become its examples."""
+    return Result(not bad, checked, len(bad), bad[:MAX_EXAMPLES], note)
+
+
 def meta(obj: dict[str, Any]) -> dict[str, Any]:
     """``metadata`` (empty when absent)."""
     out: dict[str, Any] = obj.get("metadata") or {}
