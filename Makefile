@@ -1,7 +1,7 @@
 # Developer entry points. `make demo` is the quick start; `make test` runs everything CI runs.
 PYTHON ?= python3
 
-.PHONY: install testbed lint test demo protos crds
+.PHONY: install testbed lint test demo protos crds chart image
 
 install:
 	$(PYTHON) -m pip install -q -e '.[dev]'
@@ -16,6 +16,8 @@ lint:
 	mypy
 	bash scripts/gen-protos.sh --check
 	$(PYTHON) scripts/gen-crds.py --check
+	$(PYTHON) scripts/sync-chart-files.py --check
+	$(PYTHON) scripts/gen-chart-readme.py --check
 
 test: install testbed lint
 	CSI_SIDECARS_BIN_DIR="$$(bash testbed/build.sh ci | tail -n 1)" $(PYTHON) -m pytest -q -ra
@@ -29,3 +31,17 @@ crds:
 
 demo: install
 	$(PYTHON) -m csi_sidecars playground demo
+
+# Refreshes what the Helm chart derives from the package (CRD and RBAC copies, appVersion), its
+# README values table and the committed renderings (review the diff).
+chart:
+	$(PYTHON) scripts/sync-chart-files.py
+	$(PYTHON) scripts/gen-chart-readme.py
+	$(PYTHON) scripts/render-chart.py --update
+
+# The csi-sidecars image (needs podman or docker and a registry for the base image).
+CONTAINER ?= podman
+image:
+	$(CONTAINER) build -f Containerfile \
+	  --build-arg VERSION="$$($(PYTHON) -c 'import csi_sidecars; print(csi_sidecars.__version__)')" \
+	  -t csi-sidecars:"$$($(PYTHON) -c 'import csi_sidecars; print(csi_sidecars.__version__)')" .

@@ -6,9 +6,9 @@
 # usage: testbed/build.sh (or this file) [ci|all|NAME...]
 #   ci   (default) what CI's tests need: etcd, kube-apiserver, kube-controller-manager,
 #        kube-scheduler, kubectl, csi-provisioner, csi-attacher, csi-resizer, csi-snapshotter,
-#        snapshot-controller, csi-sanity, and the external-snapshotter client module
-#        (snapshot-client: CRDs to compare with, no binary)
-#   all  everything, including the other Go reference sidecars and helm
+#        snapshot-controller, csi-sanity, helm (the chart's tests), and the external-snapshotter
+#        client module (snapshot-client: CRDs to compare with, no binary)
+#   all  everything
 #   NAME one of the names below
 #
 # environment: CSI_SIDECARS_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/csi-sidecars)
@@ -146,8 +146,8 @@ build_one() {
 SNAPSHOT_CLIENT=github.com/kubernetes-csi/external-snapshotter/client/v8
 SNAPSHOT_CLIENT_EDIT="-dropreplace=$SNAPSHOT_CLIENT -require=$SNAPSHOT_CLIENT@$SNAPSHOTTER_VERSION"
 
-CI_SET="etcd kube csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller csi-sanity snapshot-client"
-ALL_SET="$CI_SET helm"
+CI_SET="etcd kube csi-provisioner csi-attacher csi-resizer csi-snapshotter snapshot-controller csi-sanity snapshot-client helm"
+ALL_SET="$CI_SET"
 
 command -v go >/dev/null || { say "Go is not installed; install Go or pass --bin-dir with prebuilt binaries"; exit 1; }
 targets=("$@")

@@ -16,20 +16,21 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from csi_sidecars import __version__
 from csi_sidecars.playground import binaries
-from csi_sidecars.playground.session import (
-    Playground,
-    format_status,
-    kubectl_hint,
-    parse_roles,
-)
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
+
+if TYPE_CHECKING:
+    from csi_sidecars.playground.session import Playground
+
+# The session (and with it the control plane's PKI, which needs the 'playground' extra) is
+# imported only once require_extra() has passed, so that `csi-sidecars --help` and a clear
+# message work in an install without the extra (the container image).
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -145,6 +146,8 @@ def _make(
 ) -> Playground:
     rlog.configure(v, "text")
     require_extra()
+    from csi_sidecars.playground.session import Playground, parse_roles
+
     if driver_cmd and driver_socket:
         raise click.UsageError("use either --driver-cmd or --driver-socket, not both")
     if driver_socket is not None and nodes != 1:
@@ -182,6 +185,7 @@ def up(
 ) -> None:
     """Start the playground and keep it running until Ctrl-C or SIGTERM."""
     pg = _make(directory, roles, nodes, driver_cmd, driver_socket, bin_dir, v)
+    from csi_sidecars.playground.session import format_status, kubectl_hint
 
     async def main(stop: asyncio.Event) -> int:
         try:
@@ -230,9 +234,8 @@ def demo(
     v: int,
 ) -> None:
     """Start the playground, run a scripted tour of what works, and stop."""
-    from csi_sidecars.playground.demo import run_tour
-
     pg = _make(directory, roles, nodes, driver_cmd, driver_socket, bin_dir, v)
+    from csi_sidecars.playground.demo import run_tour
 
     async def main(stop: asyncio.Event) -> int:
         try:

@@ -353,6 +353,9 @@ class ControlPlane(Workloads):
             f"--tls-private-key-file={self._pki.serving_key}",
             f"--token-auth-file={self.work_dir / 'pki' / 'tokens.csv'}",
             "--authorization-mode=RBAC",
+            # Node plugins run privileged (the Helm chart's DaemonSet); without this the API
+            # server rejects their pod templates.
+            "--allow-privileged=true",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self._pki.sa_pub}",
             f"--service-account-signing-key-file={self._pki.sa_key}",

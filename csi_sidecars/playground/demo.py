@@ -208,6 +208,27 @@ class Tour:
             f"restore size {vs['status'].get('restoreSize')}"
         )
 
+        self.heading("Restore: a new PVC from demo-snap")
+        claim = objects.pvc("demo-restore", "demo-immediate", str(vs["status"]["restoreSize"]))
+        claim["spec"]["dataSource"] = {
+            "apiGroup": "snapshot.storage.k8s.io",
+            "kind": "VolumeSnapshot",
+            "name": "demo-snap",
+        }
+        await api.ensure(f"/api/v1/namespaces/{NS}/persistentvolumeclaims", claim)
+        restored = await api.wait_for(
+            f"/api/v1/namespaces/{NS}/persistentvolumeclaims/demo-restore",
+            lambda o: o.get("status", {}).get("phase") == "Bound",
+            timeout=60,
+            what="demo-restore to be Bound",
+        )
+        await self.show("get", "pvc", "demo-restore", "-n", NS)
+        handle = await self._volume_handle(restored)
+        source = self._volume_source(handle)
+        self.echo(f"restored volume {handle} from snapshot {source}")
+        if source != vsc["status"]["snapshotHandle"]:
+            raise RuntimeError(f"volume {handle} was not restored from the snapshot: {source}")
+
     async def _expansion(self) -> None:
         """Grow demo-pvc to 2Gi: the resizer expands the volume; the node step is pending."""
         self.heading("Volume expansion: demo-pvc requests 2Gi")
@@ -259,6 +280,15 @@ class Tour:
                 return
             await asyncio.sleep(0.5)
         raise TimeoutError(f"timed out waiting for {what}")
+
+    def _volume_source(self, handle: str) -> str | None:
+        """The snapshot a driver volume was created from (None: not from a snapshot)."""
+        for driver in self.cp.drivers:
+            if driver.state_dir is not None:
+                volume = load_state(driver.state_dir).volumes.get(handle)
+                if volume is not None:
+                    return volume.source_snapshot_id or None
+        return None
 
     def _driver_snapshots(self) -> list[str]:
         names: list[str] = []

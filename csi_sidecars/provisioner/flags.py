@@ -24,7 +24,7 @@ import click
 
 from csi_sidecars.controller import release_on_exit
 from csi_sidecars.kube.options import KubeOptions, kube_options
-from csi_sidecars.provisioner.decide.secrets import is_dns1123_subdomain
+from csi_sidecars.kube.secretrefs import is_dns1123_subdomain
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime.errors import ConfigError
 from csi_sidecars.runtime.featuregates import ALL_ALPHA, ALL_BETA, FeatureGates, Gate

@@ -130,6 +130,7 @@ async def test_demo_tour_reaches_every_state(tmp_path: Path) -> None:
     assert "PV capacity 2Gi, PVC allocated 2Gi" in text  # the resizer step
     assert "persistentvolumeclaim/demo-pvc   Bound" in text
     assert "snapshot handle in the driver: " in text  # the snapshot step
+    assert "restored volume " in text and "demo-restore   Bound" in text
     assert "skipped" not in text
     assert "left in the driver: volumes [], snapshots []" in text
     assert "every step reached its state" in text
