@@ -1,6 +1,6 @@
 """Benchmark: our provisioner vs the Go external-provisioner.
 
-Two workloads on one testbed control plane with the playground driver (topology on):
+Three workloads on testbed control planes with the playground driver (topology on):
 
 * ``churn``: create N claims of an Immediate class (32 at a time), wait until all are Bound,
   delete them, wait until every PV is gone and the driver has no volume left. Measured at the
@@ -10,9 +10,15 @@ Two workloads on one testbed control plane with the playground driver (topology 
   provisioner then provisions one claim of its own (proof that its caches synced; the claim is
   pre-annotated so kube-controller-manager's backlog with M claims does not matter) and idles
   for a few seconds; peak RSS is what counts. The probe is cleaned up by hand.
+* ``spread``: on three nodes, N WaitForFirstConsumer claims, each with a pod the scheduler
+  places, bound, then deleted with their pods, until no PV and no volume is left. Central: one
+  provisioner, one driver standing in for the three nodes; node deployment: a driver and a
+  provisioner (``--node-deployment``, ``NODE_NAME``) per node, their CPU and peak RSS summed.
+  Both modes for ours and Go, at the Go defaults.
 
     python bench/provisioner.py [--count 500] [--cache-count 10000] [--runs 1]
-                                [--workload churn|cache|both] [--config default|fast|both]
+                                [--workload churn|cache|spread|both|all]
+                                [--config default|fast|both]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import RESULTS, Impl, Workload, compare, go_binary, ours, record, wait_until
+from provisioner_spread import spread_tables
 
 from csi_sidecars.csi.connection import connect
 from csi_sidecars.csi.messages import csi_pb2
@@ -254,7 +261,9 @@ async def main() -> None:
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--cache-count", type=int, default=10000)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--workload", choices=["churn", "cache", "both"], default="both")
+    parser.add_argument(
+        "--workload", choices=["churn", "cache", "spread", "both", "all"], default="both"
+    )
     parser.add_argument("--config", choices=[*CONFIGS, "both"], default="both")
     parser.add_argument("--settle", type=float, default=5.0)
     parser.add_argument(
@@ -278,6 +287,12 @@ async def main() -> None:
     configs = list(CONFIGS) if args.config == "both" else [args.config]
     log_dir = Path(tempfile.mkdtemp(prefix="bench-provisioner-"))
     print(f"logs in {log_dir}")
+    tables = []
+    if args.workload in ("spread", "all"):
+        tables.extend(await spread_tables(go, args.count, args.runs, args.v, log_dir / "spread"))
+        if args.workload == "spread":
+            print("\n\n".join(tables))
+            return
     kcm = {"kcm_qps": args.kcm_qps, "kcm_burst": int(args.kcm_qps * 2)} if args.kcm_qps else {}
     async with ControlPlane(nodes=1, **kcm) as cp:  # type: ignore[arg-type]
         bench = Bench(cp, args.count)
@@ -288,8 +303,7 @@ async def main() -> None:
             f"--kubeconfig={cp.kubeconfig('csi-provisioner')}",
             f"-v={args.v}",
         ]
-        tables = []
-        if args.workload in ("churn", "both"):
+        if args.workload in ("churn", "both", "all"):
             for name in configs:
                 flags = [*common, *CONFIGS[name]]
                 impls = [Impl("ours", ours("provisioner", *flags)), Impl("go", [go, *flags])]
@@ -304,7 +318,7 @@ async def main() -> None:
                 )
                 print(table, flush=True)
                 tables.append(table)
-        if args.ceiling and args.workload in ("churn", "both"):
+        if args.ceiling and args.workload in ("churn", "both", "all"):
             best = max([await bench.ceiling(args.count) for _ in range(max(1, args.runs))])
             lines = [f"API server ceiling: {best:.1f} claims/s (raw client, same kinds of writes)"]
             titles = [k[: -len(": provision phase s")] for k in RESULTS if "phase" in k]
@@ -323,7 +337,7 @@ async def main() -> None:
             record("API server ceiling claims/s", best, best)
             print("\n".join(lines), flush=True)
             tables.append("\n".join(lines))
-        if args.workload in ("cache", "both"):
+        if args.workload in ("cache", "both", "all"):
             await bench.fill_caches(args.cache_count)
             flags = [*common, *CONFIGS["fast"]]
             impls = [Impl("ours", ours("provisioner", *flags)), Impl("go", [go, *flags])]
