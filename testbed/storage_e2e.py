@@ -144,7 +144,12 @@ async def run(args: argparse.Namespace) -> int:
             "--allowed-not-ready-nodes=0",
             env={**os.environ, "KUBECONFIG": str(work / "kubeconfig")},
         )
-        code = await proc.wait()
+        try:
+            code = await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                await proc.wait()
         passed, failed, skipped, names = summarize(report)
         print(
             f"\nstorage e2e: {passed} passed, {failed} failed, {skipped} skipped "
