@@ -28,6 +28,8 @@ from csi_sidecars.playground.session import Playground, available_roles
 E2E_BUSYBOX = "registry.k8s.io/e2e-test-images/busybox:1.37.0-1"
 E2E_AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.63.0"
 E2E_PAUSE = "registry.k8s.io/pause:3.10.2"
+#: The exec tests run a shell script from the volume in "nginx"; busybox's sh does the same.
+E2E_NGINX = "registry.k8s.io/e2e-test-images/nginx:1.15-4"
 DEFAULT_FOCUS = r"External.Storage"
 # Disruptive tests restart kubelet (ssh); Serial ones need the whole cluster; volume limits take
 # very long; "unused volumes" looks into a hard-coded /var/lib/kubelet (volumemode.go), which the
@@ -71,9 +73,10 @@ def test_driver(driver: str) -> dict[str, object]:
 
 
 def e2e_images(bin_dir: Path, out: Path) -> list[Path]:
-    """Image tars named as e2e.test expects: busybox, agnhost (on busybox) and pause."""
+    """Image tars named as e2e.test expects: busybox (also as nginx), agnhost (on busybox) and
+    pause."""
     busybox = images.busybox_spec()
-    busybox.aliases = [E2E_BUSYBOX]
+    busybox.aliases = [E2E_BUSYBOX, E2E_NGINX]
     pause = images.pause_spec(bin_dir)
     pause.aliases = [E2E_PAUSE]
     agnhost = ImageSpec(
