@@ -45,6 +45,9 @@ log = rlog.get_logger("playground")
 
 #: Roles that run once per node (next to the driver's node plugin).
 NODE_ROLES = ("node-driver-registrar", "livenessprobe")
+#: Flags a role needs to agree with the CSIDriver the testbed creates (objects.csidriver):
+#: without podInfoOnMount kubelet does not mark CSI ephemeral inline volumes as such.
+ROLE_ARGS: dict[str, tuple[str, ...]] = {"cluster-driver-registrar": ("--pod-info-mount=true",)}
 
 
 def available_roles() -> list[str]:
@@ -159,7 +162,9 @@ class Playground:
                 for driver in cp.drivers:
                     await self._start_node_role(role, driver)
             else:
-                proc = await cp.start_sidecar(role, driver=cp.drivers[0], verbosity=self.verbosity)
+                proc = await cp.start_sidecar(
+                    role, *ROLE_ARGS.get(role, ()), driver=cp.drivers[0], verbosity=self.verbosity
+                )
                 self.running.append(RunningRole(role, None, proc))
         if "node-driver-registrar" in self.roles:
             await asyncio.gather(*(self._registered(d.node) for d in cp.drivers))
