@@ -17,6 +17,8 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import msgspec
+
 from csi_sidecars import __version__
 from csi_sidecars.kube.config import ClientConfig
 from csi_sidecars.kube.http import HttpPool
@@ -30,6 +32,10 @@ WATCH_READ_MARGIN = 30.0
 #: connection costs a handshake on both ends and memory; a throttled client keeps a few busy.
 #: (client-go keeps 25 idle HTTP/1.1 connections per host, or multiplexes one HTTP/2 connection.)
 MAX_CONNECTIONS = 24
+
+
+#: Request bodies to compact JSON bytes (msgspec: several times json.dumps' speed).
+_encode = msgspec.json.Encoder().encode
 
 
 def user_agent(role: str) -> str:
@@ -141,7 +147,7 @@ class KubeClient:
             ApiError: for any non-2xx answer.
         """
         await self.limiter.acquire()
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        data = None if body is None else _encode(body)
         if data is not None and content_type is None:
             content_type = "application/json"
         headers = await self._headers(content_type)
