@@ -14,6 +14,7 @@ costs (see ``bench/kube_store_memory.py``).
 from __future__ import annotations
 
 import builtins
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -48,8 +49,27 @@ class _DictMark:
 
 
 _DICT = _DictMark()
-#: Distinct frozen containers (annotations, finalizers, specs, ...) a projection shares.
-SHARE_LIMIT = 4096
+#: Distinct frozen containers (annotations, finalizers, specs, ...) a projection shares; when
+#: full, the ones no cached object uses any more are dropped.
+SHARE_LIMIT = 1024
+
+
+def _unused(shared: dict[tuple[Any, ...], tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The containers only ``shared`` itself still refers to."""
+    return [k for k in shared if sys.getrefcount(k) <= _POOL_ONLY]
+
+
+def _pool_only_refs() -> int:
+    probe = tuple([str(i) for i in range(2)])
+    shared = {probe: probe}
+    del probe
+    (key,) = shared
+    refs = sys.getrefcount(key) - 1  # less the name ``key``
+    del key
+    return refs + 1  # the comprehension's own name in _unused
+
+
+_POOL_ONLY = _pool_only_refs()
 
 
 #: Leaves that are never frozen (JSON scalars).
@@ -189,6 +209,9 @@ class Projection:
             if (t is tuple or t is _FrozenDict) and shared.get(item) is item:
                 continue
             return frozen
+        if len(shared) >= SHARE_LIMIT:
+            for key in _unused(shared):
+                del shared[key]
         if len(shared) < SHARE_LIMIT:
             shared[frozen] = frozen
         return frozen

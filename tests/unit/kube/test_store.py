@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from csi_sidecars.kube.store import Projection, Store
+from csi_sidecars.kube.store import SHARE_LIMIT, Projection, Store
 
 
 def test_projection_keeps_only_declared_fields_plus_identity() -> None:
@@ -100,3 +100,14 @@ def test_equal_containers_are_stored_once_and_never_confused() -> None:
     first = p.unpack(packed[0])
     first["spec"]["modes"].append("RWX")
     assert p.unpack(packed[1])["spec"]["modes"] == ["RWO"]
+
+
+def test_shared_containers_no_object_uses_are_dropped_when_the_pool_is_full() -> None:
+    p = Projection(["spec"])
+    live = [p.pack({"metadata": {"name": f"n{i}"}, "spec": {"v": f"live{i}"}}) for i in range(10)]
+    for i in range(3 * SHARE_LIMIT):  # claims churned: each spec unique, then gone
+        p.pack({"metadata": {"name": f"g{i}"}, "spec": {"v": f"gone{i}"}})
+    shared = p._containers
+    assert len(shared) <= SHARE_LIMIT
+    spec = p.fields.index("spec")  # type: ignore[union-attr]
+    assert all(shared.get(x[spec]) is x[spec] for x in live)
