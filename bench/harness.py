@@ -2,9 +2,10 @@
 
 A benchmark describes how to start each implementation (argv) and an async workload that runs
 against the started process and returns its own numbers (throughput, latencies, ...). The harness
-alternates the two implementations for several runs, measures each process exactly with
-``os.wait4`` (CPU seconds, peak RSS) plus wall time of the workload, and prints medians and
-ratios (ours / Go). Benchmarks are not tests: they do not run in CI.
+alternates the two implementations for several runs, measures each process (CPU seconds from
+``os.wait4``; resident set size at the end of the workload and its peak, from
+``/proc/<pid>/status``) plus wall time of the workload, and prints medians and ratios (ours / Go).
+Benchmarks are not tests: they do not run in CI.
 
 Every bench script takes ``--json`` (handled here, at import, so each script's own argument
 parser never sees it): at exit the last line printed is one JSON object
@@ -62,6 +63,7 @@ class Run:
     wall: float
     cpu: float
     peak_rss_mib: float
+    rss_mib: float = float("nan")
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -118,6 +120,17 @@ def ours(role: str, *args: str) -> list[str]:
     return [*profiler, "-m", "csi_sidecars", role, *args]
 
 
+def precompile() -> None:
+    """Write the package's bytecode, as installing it does (pip compiles on install).
+
+    Without it every start would compile the package from source: this checkout may run with
+    ``PYTHONDONTWRITEBYTECODE`` set, and a start-up benchmark would then measure the compiler.
+    """
+    import compileall
+
+    compileall.compile_dir(str(REPO / "csi_sidecars"), quiet=1)
+
+
 def go_binary(env_var: str, default_name: str) -> str | None:
     """Path of a Go sidecar binary: ``$env_var``, else ``$CSI_SIDECARS_BIN_DIR/default_name``."""
     path = os.environ.get(env_var)
@@ -133,6 +146,31 @@ def go_binary(env_var: str, default_name: str) -> str | None:
 def _rusage_of(pid: int) -> tuple[float, float]:
     _, _, usage = os.wait4(pid, 0)
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far; NaN if gone.
+
+    Unlike wall time it does not grow when other processes load the machine, so "CPU seconds
+    until ready" compares start-up cost fairly on a shared machine.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_status_mib(pid: int, field: str) -> float:
+    """A memory field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``) in MiB; NaN if gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
 
 
 def high_water_mib(pid: int) -> float | None:
@@ -169,11 +207,13 @@ async def measure(impl: Impl, workload: Workload, log_dir: Path) -> Run:
             raise
         wall = time.monotonic() - start
         hwm = high_water_mib(proc.pid)
+        now_rss = proc_status_mib(proc.pid, "VmRSS")
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         cpu, rss = await asyncio.to_thread(_rusage_of, proc.pid)
         proc.returncode = 0
-    return Run(wall=wall, cpu=cpu, peak_rss_mib=hwm if hwm is not None else rss, extra=extra)
+    peak = hwm if hwm is not None else rss
+    return Run(wall=wall, cpu=cpu, peak_rss_mib=peak, rss_mib=now_rss, extra=extra)
 
 
 def _median(values: list[float]) -> float:
@@ -186,6 +226,7 @@ def report(title: str, results: dict[str, list[Run]], ours_name: str, go_name: s
         ("wall s", lambda r: r.wall),
         ("cpu s", lambda r: r.cpu),
         ("peak RSS MiB", lambda r: r.peak_rss_mib),
+        ("RSS MiB", lambda r: r.rss_mib),
     ]
     extra_keys: list[str] = []
     for runs in results.values():

@@ -1,8 +1,8 @@
 """Benchmark: our node-driver-registrar vs the Go one: start-up to a usable socket, and RSS.
 
 Workload: from process start until the registration socket answers GetInfo (as kubelet would
-dial it), then hold for a settle period and read the resident set size; CPU seconds and peak RSS
-come from the harness.
+dial it), then hold for a settle period; the harness then reads the resident set size (steady
+state), its peak and the CPU seconds.
 
 The Go binary comes from GO_NODE_DRIVER_REGISTRAR or $CSI_SIDECARS_BIN_DIR/
 csi-node-driver-registrar. It is not served by the Go module proxy this project uses; point
@@ -24,18 +24,11 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Impl, compare, go_binary, ours, wait_until
+from harness import Impl, compare, go_binary, ours, precompile, proc_cpu_s, wait_until
 
 from csi_sidecars.csi.messages import pluginregistration_pb2, pluginregistration_pb2_grpc
 
 DRIVER = "hostpath.csi.k8s.io"
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def make_workload(reg_dir: Path, settle: float):  # type: ignore[no-untyped-def]
@@ -59,8 +52,9 @@ def make_workload(reg_dir: Path, settle: float):  # type: ignore[no-untyped-def]
 
         await wait_until(answers, 60, "registration socket")
         ready = time.monotonic() - t0
-        await asyncio.sleep(settle)  # steady-state RSS is the point of this wait
-        return {"ready s": ready, "RSS MiB": rss_mib(proc.pid)}
+        ready_cpu = proc_cpu_s(proc.pid)
+        await asyncio.sleep(settle)  # steady-state RSS (read by the harness) is the point
+        return {"ready s": ready, "ready CPU s": ready_cpu}
 
     return workload
 
@@ -73,6 +67,7 @@ async def main() -> None:
     go = go_binary("GO_NODE_DRIVER_REGISTRAR", "csi-node-driver-registrar")
     if go is None:
         sys.exit("no Go node-driver-registrar: set GO_NODE_DRIVER_REGISTRAR to its path")
+    precompile()
     with tempfile.TemporaryDirectory(prefix="bench-reg-") as tmp:
         sock = Path(tmp) / "csi.sock"
         reg_dir = Path(tmp) / "registry"

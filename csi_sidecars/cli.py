@@ -2,7 +2,9 @@
 
 Each role module exposes a ``command`` built on :class:`csi_sidecars.runtime.flags.GoCommand`, so
 Go-style argv (``-csi-address=/x``, ``-v=5``, ``--leader-election=true``) works unchanged.
-Only roles that work are registered here.
+Only roles that work are registered here. The node roles never speak TLS: before their module is
+imported the process gives ``ssl`` up and pauses the garbage collector until its event loop runs
+(:mod:`csi_sidecars.runtime.startup`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 import click
 
 from csi_sidecars import __version__
+from csi_sidecars.runtime import startup
 
 # subcommand name -> "module:attribute" of its click command
 ROLES: dict[str, str] = {
@@ -24,9 +27,13 @@ ROLES: dict[str, str] = {
     "playground": "csi_sidecars.playground.cli:command",
     "provisioner": "csi_sidecars.provisioner.command:command",
     "resizer": "csi_sidecars.resizer.command:command",
+    "run": "csi_sidecars.run.command:command",
     "snapshot-controller": "csi_sidecars.snapshotcontroller.command:command",
     "snapshotter": "csi_sidecars.snapshotter.command:command",
 }
+
+#: Roles that talk only to unix sockets and plain HTTP: their processes load no ssl.
+NO_TLS_ROLES = frozenset({"livenessprobe", "node-driver-registrar"})
 
 
 class _LazyGroup(click.Group):
@@ -34,6 +41,14 @@ class _LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(ROLES)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # Only for the command that runs: --help imports every role, TLS ones included.
+        if args and args[0] in NO_TLS_ROLES and startup.forgo_tls():
+            startup.pause_gc()
+        return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = ROLES.get(cmd_name)

@@ -30,6 +30,9 @@ What to import from where:
 * ``csi_sidecars.csi.codes``: ``go_code_name(code)`` (``DEADLINE_EXCEEDED`` ->
   ``DeadlineExceeded``), ``status_label(err)``, ``error_code(err)``, ``is_grpc_code(err, *codes)``,
   ``format_error(err)`` (``rpc error: code = NotFound desc = ...``).
+* ``csi_sidecars.csi.lean``: the node roles' stack without grpcio, prometheus_client or ssl (a
+  unary client on our HTTP/2 framing, a grpclib server, a prometheus-free CSI histogram); see its
+  package docstring. Controller roles use ``connection`` above.
 * ``csi_sidecars.csi.interceptors``: ``LogInterceptor``, ``MetricsInterceptor`` (installed by
   ``connect``), ``cap_log(text, max_length)``.
 """

@@ -12,27 +12,14 @@ import asyncio
 
 import grpc
 
+from csi_sidecars.csi.lean.status import GO_NAMES
+
 #: Label value for an error that did not come from gRPC (csi-lib-utils' ``unknown-non-grpc``).
 UNKNOWN_NON_GRPC = "unknown-non-grpc"
 
+#: grpcio's codes -> their Go names, from the one table in :mod:`csi_sidecars.csi.lean.status`.
 GO_CODE_NAMES: dict[grpc.StatusCode, str] = {
-    grpc.StatusCode.OK: "OK",
-    grpc.StatusCode.CANCELLED: "Canceled",
-    grpc.StatusCode.UNKNOWN: "Unknown",
-    grpc.StatusCode.INVALID_ARGUMENT: "InvalidArgument",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "DeadlineExceeded",
-    grpc.StatusCode.NOT_FOUND: "NotFound",
-    grpc.StatusCode.ALREADY_EXISTS: "AlreadyExists",
-    grpc.StatusCode.PERMISSION_DENIED: "PermissionDenied",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "ResourceExhausted",
-    grpc.StatusCode.FAILED_PRECONDITION: "FailedPrecondition",
-    grpc.StatusCode.ABORTED: "Aborted",
-    grpc.StatusCode.OUT_OF_RANGE: "OutOfRange",
-    grpc.StatusCode.UNIMPLEMENTED: "Unimplemented",
-    grpc.StatusCode.INTERNAL: "Internal",
-    grpc.StatusCode.UNAVAILABLE: "Unavailable",
-    grpc.StatusCode.DATA_LOSS: "DataLoss",
-    grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
+    code: GO_NAMES[code.value[0]] for code in grpc.StatusCode if code.value[0] < len(GO_NAMES)
 }
 
 

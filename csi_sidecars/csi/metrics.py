@@ -13,20 +13,31 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
-import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from csi_sidecars.csi.codes import status_label
+from csi_sidecars.csi.lean.metrics import (
+    BUCKETS,
+    HELP,
+    PLUGIN_SUBSYSTEM,
+    SIDECAR_SUBSYSTEM,
+    START_TIME_HELP,
+    UNKNOWN_DRIVER,
+    process_start_seconds,
+)
 
-SIDECAR_SUBSYSTEM = "csi_sidecar"
-PLUGIN_SUBSYSTEM = "csi_plugin"
-UNKNOWN_DRIVER = "unknown-driver"
-HELP = "[ALPHA] Container Storage Interface operation duration with gRPC error code status total"
-BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 25, 50, 120, 300, 600)
+__all__ = [
+    "BUCKETS",
+    "HELP",
+    "PLUGIN_SUBSYSTEM",
+    "SIDECAR_SUBSYSTEM",
+    "UNKNOWN_DRIVER",
+    "CSIMetrics",
+    "migrated",
+]
 
 _migrated: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
     "csi_migrated", default=None
@@ -45,22 +56,6 @@ def migrated(value: bool) -> Iterator[None]:
         yield
     finally:
         _migrated.reset(token)
-
-
-def _process_start_time() -> float:
-    """The process start time in seconds since the epoch (from /proc when available)."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as f:
-            fields = f.read().rpartition(")")[2].split()
-        start_ticks = int(fields[19])
-        with open("/proc/stat", encoding="ascii") as f:
-            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-        return btime + start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return _IMPORT_TIME
-
-
-_IMPORT_TIME = time.time()
 
 
 class CSIMetrics:
@@ -99,10 +94,10 @@ class CSIMetrics:
         if process_start_time:
             gauge = Gauge(
                 "process_start_time_seconds",
-                "[ALPHA] Start time of the process since unix epoch in seconds.",
+                START_TIME_HELP,
                 registry=self.registry,
             )
-            gauge.set(_process_start_time())
+            gauge.set(process_start_seconds())
 
     def set_driver_name(self, name: str) -> None:
         """Use ``name`` as ``driver_name`` for calls recorded from now on."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from csi_sidecars.kube.jsonpatch import apply_json_patch
-from csi_sidecars.kube.labels import query_matches
+from csi_sidecars.kube.labels import field_query_matches, query_matches
 from csi_sidecars.kube.patch import apply_merge_patch
 from csi_sidecars.kube.port import (
     ADDED,
@@ -78,20 +78,6 @@ class _Watcher:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _match_fields(selector: str | None, obj: JsonDict) -> bool:
-    if not selector:
-        return True
-    for term in selector.split(","):
-        neg = "!=" in term
-        path, _, want = term.replace("!=", "=").replace("==", "=").partition("=")
-        node: Any = obj
-        for part in path.strip().split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if (str(node or "") == want.strip()) == neg:
-            return False
-    return True
 
 
 class FakeKube:
@@ -206,7 +192,7 @@ class FakeKube:
         meta = obj.get("metadata") or {}
         if w.namespace and meta.get("namespace") != w.namespace:
             return False
-        return query_matches(w.label_selector, meta.get("labels") or {}) and _match_fields(
+        return query_matches(w.label_selector, meta.get("labels") or {}) and field_query_matches(
             w.field_selector, obj
         )
 
@@ -301,7 +287,7 @@ class FakeKube:
             for (ns, _), o in sorted(self._store(resource).items())
             if (not namespace or ns == namespace)
             and query_matches(label_selector, o["metadata"].get("labels") or {})
-            and _match_fields(field_selector, o)
+            and field_query_matches(field_selector, o)
         ]
         start = int(continue_token or 0)
         end = start + limit if limit else len(items)

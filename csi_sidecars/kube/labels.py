@@ -169,3 +169,18 @@ def query_matches(text: str | None, labels: Mapping[str, str]) -> bool:
         SelectorError: a malformed selector.
     """
     return selector_matches(parse_query(text), labels)
+
+
+def field_query_matches(selector: str | None, obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` satisfies a ``fieldSelector`` query (``spec.nodeName=x,a.b!=y``)."""
+    if not selector:
+        return True
+    for term in selector.split(","):
+        neg = "!=" in term
+        path, _, want = term.replace("!=", "=").replace("==", "=").partition("=")
+        node: Any = obj
+        for part in path.strip().split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if (str(node or "") == want.strip()) == neg:
+            return False
+    return True

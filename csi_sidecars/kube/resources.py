@@ -65,6 +65,7 @@ VOLUME_ATTRIBUTES_CLASSES = Resource(
     "storage.k8s.io", "v1", "volumeattributesclasses", False, "VolumeAttributesClass"
 )
 LEASES = Resource("coordination.k8s.io", "v1", "leases", True, "Lease")
+CLUSTER_ROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", False, "ClusterRole")
 
 
 class ApiError(Exception):

@@ -9,8 +9,9 @@ probe into the exact status and body the Go livenessprobe returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
+from csi_sidecars.csi.lean.address import parse_target
 from csi_sidecars.runtime.errors import ConfigError
 from csi_sidecars.runtime.options import HttpOptions
 
@@ -25,8 +26,7 @@ TOO_MANY_BODY = "too many concurrent probes"
 DEADLINE_BODY = "context deadline exceeded"
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """What the livenessprobe does, derived from its flags."""
 
     csi_address: str
@@ -62,6 +62,10 @@ def build_config(
     HttpOptions(http_endpoint, metrics_address, metrics_path).validate(
         "Only one of `--metrics-address` and `--http-endpoint` can be explicitly set"
     )
+    try:
+        parse_target(csi_address)
+    except ConfigError as err:
+        raise ConfigError(f"--csi-address: {err}") from None
     if probe_timeout <= 0:
         raise ConfigError(f"--probe-timeout must be positive, got {probe_timeout}s")
     if max_concurrent_probes < 0:
@@ -84,8 +88,7 @@ def build_config(
     )
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """An HTTP status and body for /healthz."""
 
     status: int

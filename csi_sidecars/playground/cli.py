@@ -16,20 +16,21 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from csi_sidecars import __version__
 from csi_sidecars.playground import binaries
-from csi_sidecars.playground.session import (
-    Playground,
-    format_status,
-    kubectl_hint,
-    parse_roles,
-)
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime import logging as rlog
+
+if TYPE_CHECKING:
+    from csi_sidecars.playground.session import Playground
+
+# The session (and with it the control plane's PKI, which needs the 'playground' extra) is
+# imported only once require_extra() has passed, so that `csi-sidecars --help` and a clear
+# message work in an install without the extra (the container image).
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -105,6 +106,12 @@ def _options(func: F) -> F:
                 help="Use these Kubernetes binaries instead of building them "
                 "(etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl).",
             ),
+            click.option(
+                "--kubelet/--no-kubelet",
+                default=None,
+                help="Run every Node with a real kubelet and containerd (default: when they "
+                "are installed; see 'real nodes need' in the output otherwise).",
+            ),
             click.option("--v", "-v", "v", type=int, default=0, help="Log verbosity."),
         )
     ):
@@ -142,9 +149,12 @@ def _make(
     driver_socket: Path | None,
     bin_dir: Path | None,
     v: int,
+    kubelet: bool | None = None,
 ) -> Playground:
     rlog.configure(v, "text")
     require_extra()
+    from csi_sidecars.playground.session import Playground, parse_roles
+
     if driver_cmd and driver_socket:
         raise click.UsageError("use either --driver-cmd or --driver-socket, not both")
     if driver_socket is not None and nodes != 1:
@@ -154,9 +164,11 @@ def _make(
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     resolved = ensure_binaries(bin_dir)
+    real = decide_kubelet(kubelet, resolved)
     made = directory is None
     if directory is None:
-        directory = Path(tempfile.mkdtemp(prefix="csi-sidecars-playground-"))
+        # Short: kubelet's plugin sockets live below it and unix socket paths are short.
+        directory = Path(tempfile.mkdtemp(prefix="csi-pg-"))
     click.echo(f"playground directory: {directory}", err=True)
     return Playground(
         directory=directory.resolve(),
@@ -166,7 +178,28 @@ def _make(
         driver_cmd=driver_cmd,
         driver_socket=driver_socket,
         remove_directory=made,
+        kubelet=real,
     )
+
+
+def decide_kubelet(wanted: bool | None, bin_dir: Path) -> bool:
+    """Whether to run real nodes: as asked, or (not asked) when every piece is installed.
+
+    Raises:
+        click.ClickException: ``--kubelet`` was given and a piece is missing.
+    """
+    from csi_sidecars.playground import realnode
+
+    if wanted is False:
+        return False
+    missing = realnode.missing_requirements(bin_dir)
+    if not missing:
+        return True
+    message = realnode.explain_missing(missing)
+    if wanted:
+        raise click.ClickException(message)
+    click.echo(f"{message}; starting API-only Nodes (no pods run) instead", err=True)
+    return False
 
 
 @command.command("up")
@@ -178,10 +211,12 @@ def up(
     driver_cmd: str | None,
     driver_socket: Path | None,
     bin_dir: Path | None,
+    kubelet: bool | None,
     v: int,
 ) -> None:
     """Start the playground and keep it running until Ctrl-C or SIGTERM."""
-    pg = _make(directory, roles, nodes, driver_cmd, driver_socket, bin_dir, v)
+    pg = _make(directory, roles, nodes, driver_cmd, driver_socket, bin_dir, v, kubelet)
+    from csi_sidecars.playground.session import format_status, kubectl_hint
 
     async def main(stop: asyncio.Event) -> int:
         try:
@@ -227,12 +262,12 @@ def demo(
     driver_cmd: str | None,
     driver_socket: Path | None,
     bin_dir: Path | None,
+    kubelet: bool | None,
     v: int,
 ) -> None:
     """Start the playground, run a scripted tour of what works, and stop."""
+    pg = _make(directory, roles, nodes, driver_cmd, driver_socket, bin_dir, v, kubelet)
     from csi_sidecars.playground.demo import run_tour
-
-    pg = _make(directory, roles, nodes, driver_cmd, driver_socket, bin_dir, v)
 
     async def main(stop: asyncio.Event) -> int:
         try:

@@ -17,10 +17,12 @@ from typing import Any
 import aiohttp
 
 from csi_sidecars.playground import binaries, objects
+from csi_sidecars.playground.demo_data import busybox_pod, data_step
 from csi_sidecars.playground.driver import load_state
 from csi_sidecars.playground.session import Playground
 
 NS = "default"
+SNAPSHOT_CONTENTS = "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents"
 Echo = Callable[..., None]
 
 
@@ -71,11 +73,15 @@ class Tour:
     async def run(self) -> None:
         """Run every step; raises on the first step that does not reach its state."""
         api = self.cp.admin
-        self.heading("Nodes, CSINodes and the CSIDriver, as kubelet would have registered them")
+        if self.cp.real_nodes:
+            self.heading("Nodes run by kubelet and containerd; kubelet wrote the CSINodes")
+        else:
+            self.heading("Nodes, CSINodes and the CSIDriver, as kubelet would have registered them")
         await self.show("get", "nodes,csinodes,csidrivers")
 
         if "node-driver-registrar" in self.pg.roles:
-            self.heading("node-driver-registrar: registered with (our stand-in for) kubelet")
+            kubelet = "kubelet" if self.cp.real_nodes else "(our stand-in for) kubelet"
+            self.heading(f"node-driver-registrar: registered with {kubelet}")
             status, body = await self.http_get("node-driver-registrar", "/healthz/registration")
             self.echo(f"GET /healthz/registration -> {status} {body}")
             if status != 200:
@@ -111,6 +117,7 @@ class Tour:
         self.echo(f"volume handle in the driver: {await self._volume_handle(pvc)}")
 
         await self._expansion()
+        await data_step(self, NS, "demo-pvc")
 
         self.heading("WaitForFirstConsumer + a Pod: the scheduler picks the node, then attach")
         attacher = await self.ensure_role("attacher")
@@ -124,7 +131,7 @@ class Tour:
             f"/api/v1/namespaces/{NS}/persistentvolumeclaims",
             objects.pvc("demo-wffc", "demo-wffc", "1Gi"),
         )
-        await api.ensure(f"/api/v1/namespaces/{NS}/pods", objects.pod("demo-pod", ["demo-wffc"]))
+        await api.ensure(f"/api/v1/namespaces/{NS}/pods", self._app_pod("demo-pod", "demo-wffc"))
         claim = await api.wait_for(
             f"/api/v1/namespaces/{NS}/persistentvolumeclaims/demo-wffc",
             lambda o: o.get("status", {}).get("phase") == "Bound",
@@ -142,20 +149,101 @@ class Tour:
             self.echo(f"VolumeAttachment {va['metadata']['name']} attached to {node}")
             await self.show("get", "volumeattachments")
 
-        self.heading("Snapshots")
-        self.echo("skipped: csi-sidecars snapshot-controller/snapshotter are not implemented yet")
+        await self._snapshot()
 
         self.heading("Clean-up: delete the Pod and the PVCs; volumes are detached and deleted")
+        if self.cp.real_nodes:
+            # kubelet stops the pod and unmounts its volume; wait for that before the claims go.
+            await self.cp.kubectl("delete", "pod", "demo-pod", "-n", NS, "--wait=true")
+        else:
+            await self.cp.kubectl(
+                "delete", "pod", "demo-pod", "-n", NS, "--grace-period=0", "--force", "--wait=false"
+            )
         await self.cp.kubectl(
-            "delete", "pod", "demo-pod", "-n", NS, "--grace-period=0", "--force", "--wait=false"
+            "delete", "volumesnapshots", "--all", "-n", NS, "--wait=false", "--ignore-not-found"
         )
-        await self.cp.kubectl("delete", "pvc", "demo-pvc", "demo-wffc", "-n", NS, "--wait=false")
+        await self.cp.kubectl("delete", "pvc", "--all", "-n", NS, "--wait=false")
+        await self._wait_empty(SNAPSHOT_CONTENTS, 120, "VolumeSnapshotContents to be deleted")
         await self._wait_empty("/api/v1/persistentvolumes", 120, "PVs to be deleted")
         await self._wait_empty("/apis/storage.k8s.io/v1/volumeattachments", 120, "detach")
         volumes = self._driver_volumes()
-        self.echo(f"PVs: 0, VolumeAttachments: 0, volumes left in the driver: {volumes}")
-        if volumes:
-            raise RuntimeError(f"volumes left in the driver: {volumes}")
+        snapshots = self._driver_snapshots()
+        self.echo(
+            f"PVs: 0, VolumeAttachments: 0, VolumeSnapshotContents: 0; left in the driver: "
+            f"volumes {volumes}, snapshots {snapshots}"
+        )
+        if volumes or snapshots:
+            raise RuntimeError(f"left in the driver: volumes {volumes}, snapshots {snapshots}")
+
+    def _app_pod(self, name: str, claim: str) -> dict[str, Any]:
+        """A pod using ``claim``: busybox that runs on a real node, else one that never runs."""
+        if self.cp.real_nodes:
+            return busybox_pod(name, claim, "sleep 3600")
+        return objects.pod(name, [claim])
+
+    async def _snapshot(self) -> None:
+        """Snapshot demo-pvc: the snapshot-controller binds a content, the snapshotter cuts it."""
+        self.heading("Snapshots: a VolumeSnapshot of demo-pvc")
+        if not {"snapshot-controller", "snapshotter"} <= set(self.pg.roles):
+            self.echo("skipped: csi-sidecars snapshot-controller and snapshotter are not running")
+            return
+        api = self.cp.admin
+        await api.ensure(
+            "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses",
+            {
+                "apiVersion": "snapshot.storage.k8s.io/v1",
+                "kind": "VolumeSnapshotClass",
+                "metadata": {"name": "demo-snapclass"},
+                "driver": self.cp.driver_name,
+                "deletionPolicy": "Delete",
+            },
+        )
+        await api.ensure(
+            f"/apis/snapshot.storage.k8s.io/v1/namespaces/{NS}/volumesnapshots",
+            {
+                "apiVersion": "snapshot.storage.k8s.io/v1",
+                "kind": "VolumeSnapshot",
+                "metadata": {"name": "demo-snap"},
+                "spec": {
+                    "volumeSnapshotClassName": "demo-snapclass",
+                    "source": {"persistentVolumeClaimName": "demo-pvc"},
+                },
+            },
+        )
+        vs = await api.wait_for(
+            f"/apis/snapshot.storage.k8s.io/v1/namespaces/{NS}/volumesnapshots/demo-snap",
+            lambda o: bool(o.get("status", {}).get("readyToUse")),
+            timeout=60,
+            what="demo-snap to be ready to use",
+        )
+        await self.show("get", "volumesnapshot,volumesnapshotcontent", "-n", NS)
+        content = vs["status"]["boundVolumeSnapshotContentName"]
+        vsc = await api.get(f"{SNAPSHOT_CONTENTS}/{content}")
+        self.echo(
+            f"snapshot handle in the driver: {vsc['status']['snapshotHandle']}, "
+            f"restore size {vs['status'].get('restoreSize')}"
+        )
+
+        self.heading("Restore: a new PVC from demo-snap")
+        claim = objects.pvc("demo-restore", "demo-immediate", str(vs["status"]["restoreSize"]))
+        claim["spec"]["dataSource"] = {
+            "apiGroup": "snapshot.storage.k8s.io",
+            "kind": "VolumeSnapshot",
+            "name": "demo-snap",
+        }
+        await api.ensure(f"/api/v1/namespaces/{NS}/persistentvolumeclaims", claim)
+        restored = await api.wait_for(
+            f"/api/v1/namespaces/{NS}/persistentvolumeclaims/demo-restore",
+            lambda o: o.get("status", {}).get("phase") == "Bound",
+            timeout=60,
+            what="demo-restore to be Bound",
+        )
+        await self.show("get", "pvc", "demo-restore", "-n", NS)
+        handle = await self._volume_handle(restored)
+        source = self._volume_source(handle)
+        self.echo(f"restored volume {handle} from snapshot {source}")
+        if source != vsc["status"]["snapshotHandle"]:
+            raise RuntimeError(f"volume {handle} was not restored from the snapshot: {source}")
 
     async def _expansion(self) -> None:
         """Grow demo-pvc to 2Gi: the resizer expands the volume; the node step is pending."""
@@ -208,6 +296,22 @@ class Tour:
                 return
             await asyncio.sleep(0.5)
         raise TimeoutError(f"timed out waiting for {what}")
+
+    def _volume_source(self, handle: str) -> str | None:
+        """The snapshot a driver volume was created from (None: not from a snapshot)."""
+        for driver in self.cp.drivers:
+            if driver.state_dir is not None:
+                volume = load_state(driver.state_dir).volumes.get(handle)
+                if volume is not None:
+                    return volume.source_snapshot_id or None
+        return None
+
+    def _driver_snapshots(self) -> list[str]:
+        names: list[str] = []
+        for driver in self.cp.drivers:
+            if driver.state_dir is not None:
+                names.extend(load_state(driver.state_dir).snapshots)
+        return names
 
     def _driver_volumes(self) -> list[str]:
         names: list[str] = []

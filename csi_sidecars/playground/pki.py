@@ -1,7 +1,8 @@
 """Throw-away keys and certificates for one testbed run.
 
-The API server needs a serving certificate that clients can verify, and a key pair to sign and
-verify service-account tokens. Both are made fresh at every start, with ECDSA P-256 keys because
+The API server needs a serving certificate that clients can verify, a key pair to sign and
+verify service-account tokens, and a client certificate to reach real kubelets with. All are
+made fresh at every start, with ECDSA P-256 keys because
 they take milliseconds to generate where RSA takes noticeably longer on a busy machine.
 """
 
@@ -33,6 +34,8 @@ class Pki:
     serving_key: Path
     sa_key: Path
     sa_pub: Path
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -110,6 +113,32 @@ def generate(directory: Path) -> Pki:
         .sign(ca_key, hashes.SHA256())
     )
 
+    # The API server's client certificate towards kubelets (logs, exec): kubelets trust the CA
+    # and authorize system:masters through the API server.
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client_cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+                ]
+            )
+        )
+        .issuer_name(ca_name)
+        .public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
     sa_key = ec.generate_private_key(ec.SECP256R1())
     pki = Pki(
         ca_cert=directory / "ca.crt",
@@ -117,7 +146,11 @@ def generate(directory: Path) -> Pki:
         serving_key=directory / "apiserver.key",
         sa_key=directory / "sa.key",
         sa_pub=directory / "sa.pub",
+        kubelet_client_cert=directory / "apiserver-kubelet-client.crt",
+        kubelet_client_key=directory / "apiserver-kubelet-client.key",
     )
+    _write(pki.kubelet_client_cert, client_cert.public_bytes(serialization.Encoding.PEM))
+    _write(pki.kubelet_client_key, _key_pem(client_key), private=True)
     _write(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
     _write(pki.serving_cert, serving_cert.public_bytes(serialization.Encoding.PEM))
     _write(pki.serving_key, _key_pem(serving_key), private=True)

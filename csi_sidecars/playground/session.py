@@ -1,11 +1,15 @@
-"""A running playground: control plane, CSI driver, our sidecars, and a stand-in for kubelet.
+"""A running playground: control plane, CSI driver, our sidecars, and kubelet or a stand-in.
 
 :class:`Playground` is what ``csi-sidecars playground up`` and ``demo`` run. It starts the
 :class:`~csi_sidecars.playground.controlplane.ControlPlane`, one driver per node (ours by default,
 or the user's), and the csi-sidecars roles that work, wired the way a DaemonSet and a controller
-Deployment would wire them. There is no kubelet, so the playground plays the part of kubelet's
-plugin watcher: it dials each node-driver-registrar's registration socket, checks ``GetInfo`` and
-confirms with ``NotifyRegistrationStatus``, as kubelet does.
+Deployment would wire them. With real nodes (``kubelet=True``) each Node runs a kubelet and
+containerd: the driver's socket is in kubelet's ``plugins/<driver>/``, node-driver-registrar
+registers in kubelet's ``plugins_registry``, kubelet writes the CSINode and mounts volumes
+through the driver, and pods run (the local busybox and csi-sidecars images are imported).
+Without a kubelet the playground plays the part of kubelet's plugin watcher: it dials each
+node-driver-registrar's registration socket, checks ``GetInfo`` and confirms with
+``NotifyRegistrationStatus``, as kubelet does.
 
 Two files are the scriptable interface (kept stable for scripts and CI):
 ``DIR/kubeconfig`` (admin) once the API server answers, and ``DIR/playground.json`` once
@@ -29,8 +33,11 @@ import grpc
 from csi_sidecars import cli
 from csi_sidecars.csi.messages import pluginregistration_pb2 as pr
 from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
-from csi_sidecars.playground import sidecars
+from csi_sidecars.playground import images as local_images
+from csi_sidecars.playground import realnode, sidecars
 from csi_sidecars.playground.controlplane import ADMIN, ControlPlane, Driver
+from csi_sidecars.playground.objects import DEFAULT_DRIVER
+from csi_sidecars.playground.podsuite import image_tar as sidecars_image_tar
 from csi_sidecars.playground.process import ManagedProcess, free_port, poll_until
 from csi_sidecars.runtime import logging as rlog
 
@@ -95,6 +102,7 @@ class Playground:
         nodes: number of Nodes.
         driver_cmd: a user driver command line (``{endpoint}`` and ``{nodeid}`` are replaced).
         driver_socket: the socket of a driver the user runs already (single node only).
+        kubelet: run every Node with a real kubelet and containerd.
     """
 
     directory: Path
@@ -105,10 +113,13 @@ class Playground:
     driver_socket: Path | None = None
     verbosity: int = 2
     remove_directory: bool = False
+    kubelet: bool = False
     cp: ControlPlane | None = None
     _registry_root: Path | None = None
+    _short_work_dir: Path | None = None
     running: list[RunningRole] = field(default_factory=list)
     registered: dict[str, bool] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
 
     @property
     def control_plane(self) -> ControlPlane:
@@ -121,30 +132,76 @@ class Playground:
         self.directory.mkdir(parents=True, exist_ok=True)
         for stale in ("kubeconfig", "playground.json"):
             (self.directory / stale).unlink(missing_ok=True)
-        self.cp = ControlPlane(self.bin_dir, self.directory / "work", nodes=self.nodes, verbosity=1)
+        self.cp = ControlPlane(
+            self.bin_dir,
+            self._work_dir(),
+            nodes=self.nodes,
+            verbosity=1,
+            kubelet=self.kubelet,
+        )
         await self.cp.start()
         shutil.copyfile(self.cp.kubeconfig(ADMIN), self.directory / "kubeconfig")
-        for node in self.cp.node_names:
+        # The csi-sidecars image is large: import it while the rest starts.
+        importing = asyncio.ensure_future(self._import_sidecars_image())
+        try:
+            await self._start_workloads()
+            await importing
+        finally:
+            importing.cancel()
+        self.write_description()
+
+    async def _start_workloads(self) -> None:
+        cp = self.control_plane
+        for node in cp.node_names:
             await self._start_driver(node)
         for role in self.roles:
             if role in NODE_ROLES:
-                for driver in self.cp.drivers:
+                for driver in cp.drivers:
                     await self._start_node_role(role, driver)
             else:
-                proc = await self.cp.start_sidecar(
-                    role, driver=self.cp.drivers[0], verbosity=self.verbosity
-                )
+                proc = await cp.start_sidecar(role, driver=cp.drivers[0], verbosity=self.verbosity)
                 self.running.append(RunningRole(role, None, proc))
         if "node-driver-registrar" in self.roles:
-            await asyncio.gather(*(self._play_kubelet(d.node) for d in self.cp.drivers))
-        self.write_description()
+            await asyncio.gather(*(self._registered(d.node) for d in cp.drivers))
+
+    def _work_dir(self) -> Path:
+        """``DIR/work``; with real nodes and a deep DIR, a short temporary directory instead
+        (kubelet's plugin sockets live below it), linked from ``DIR/work``."""
+        work = self.directory / "work"
+        names = [f"node-{i}" for i in range(1, self.nodes + 1)]
+        if not self.kubelet or realnode.sockets_fit(work, names, DEFAULT_DRIVER):
+            return work
+        # The csi-tb- prefix: a crashed run's directory is swept by the next testbed.
+        self._short_work_dir = Path(tempfile.mkdtemp(prefix="csi-tb-pg-"))
+        if work.is_symlink():
+            work.unlink()
+        if not work.exists():
+            work.symlink_to(self._short_work_dir)
+        return self._short_work_dir
+
+    async def _import_sidecars_image(self) -> None:
+        tar = sidecars_image_tar()
+        if self.kubelet and tar.exists():
+            await self.control_plane.import_image(tar)
+            self.images["csi-sidecars"] = local_images.CSI_SIDECARS_IMAGE
+        if self.kubelet:
+            self.images["busybox"] = local_images.busybox_image_name()
+
+    async def _registered(self, node: str) -> None:
+        """Wait for the registration: kubelet's (CSINode) on a real node, else ours."""
+        cp = self.control_plane
+        if cp.is_real(node):
+            await cp.wait_csinode_driver(node)
+            self.registered[node] = True
+        else:
+            await self._play_kubelet(node)
 
     async def _start_driver(self, node: str) -> Driver:
         cp = self.control_plane
         if self.driver_socket is not None:
             return await cp.start_driver(node, socket=self.driver_socket)
         if self.driver_cmd is not None:
-            sock = cp.work_dir / "drivers" / node / "csi.sock"
+            sock = cp.node_driver_socket(node) or cp.work_dir / "drivers" / node / "csi.sock"
             sock.parent.mkdir(parents=True, exist_ok=True)
             command = [
                 part.replace("{endpoint}", f"unix://{sock}").replace("{nodeid}", node)
@@ -164,7 +221,8 @@ class Playground:
         port = free_port()
         args = [f"--http-endpoint=127.0.0.1:{port}"]
         if role == "node-driver-registrar":
-            registry = self._registry_dir(driver.node)
+            real = self.control_plane.real_nodes.get(driver.node)
+            registry = real.paths.plugins_registry if real else self._registry_dir(driver.node)
             registry.mkdir(parents=True, exist_ok=True)
             args += [
                 f"--kubelet-registration-path={driver.socket}",
@@ -237,7 +295,8 @@ class Playground:
                 "controllerSocket": str(cp.drivers[0].socket) if cp.drivers else None,
                 "nodeSockets": {d.node: str(d.socket) for d in cp.drivers},
             },
-            "nodes": list(cp.node_names),
+            "nodes": cp.describe_nodes(),
+            "images": dict(self.images),
             "roles": [r.describe() for r in self.running],
             "binDir": str(self.bin_dir),
             "workDir": str(cp.work_dir),
@@ -288,6 +347,11 @@ class Playground:
         self.running.clear()
         if self._registry_root is not None:
             shutil.rmtree(self._registry_root, ignore_errors=True)
+        if self._short_work_dir is not None:
+            shutil.rmtree(self._short_work_dir, ignore_errors=True)
+            link = self.directory / "work"
+            if link.is_symlink():
+                link.unlink()
         if self.remove_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -58,6 +58,7 @@ class Driver:
         socket: path of its unix socket.
         state_dir: the driver's state directory (None for a driver the testbed did not start).
         process: the driver process, or None for a user-provided socket.
+        call_log: the file our driver appends every CSI call to (``--call-log``), or None.
     """
 
     node: str
@@ -65,6 +66,7 @@ class Driver:
     socket: Path
     state_dir: Path | None
     process: ManagedProcess | None
+    call_log: Path | None = None
 
     @property
     def endpoint(self) -> str:
@@ -149,6 +151,14 @@ class Workloads:
 
     # -- driver and processes ------------------------------------------------------------
 
+    def is_real(self, node: str) -> bool:
+        """Whether a real kubelet runs ``node`` (never, without real nodes)."""
+        return False
+
+    def node_driver_socket(self, node: str) -> Path | None:
+        """Where a driver's socket goes on a real node (None: no convention, API-only node)."""
+        return None
+
     async def start_driver(
         self,
         node: str | None = None,
@@ -165,7 +175,9 @@ class Workloads:
 
         By default runs ``python -m csi_sidecars.playground.driver`` with hostpath-style flags.
         ``command`` replaces that command line (it must listen on ``socket``); ``socket`` alone
-        means a driver the caller runs already.
+        means a driver the caller runs already. On a real node the default socket is in
+        kubelet's ``plugins/<driver>/`` directory, our driver mounts volumes for real, and the
+        CSINode is left to kubelet (start node-driver-registrar to register the driver).
 
         Args:
             node: node name (default the first).
@@ -179,15 +191,19 @@ class Workloads:
             timeout: how long to wait for the socket.
         """
         node = node or self.node_names[0]
+        real = self.is_real(node)
         base = self.work_dir / "drivers" / node
         base.mkdir(parents=True, exist_ok=True)
         state_dir: Path | None = None
+        call_log: Path | None = None
         process: ManagedProcess | None = None
         if socket is None or command is not None:
-            sock = socket or base / "csi.sock"
+            sock = socket or self.node_driver_socket(node) or base / "csi.sock"
+            sock.parent.mkdir(parents=True, exist_ok=True)
             if command is None:
                 state_dir = base / "state"
                 state_dir.mkdir(exist_ok=True)
+                call_log = base / "calls.jsonl"
                 command = [
                     sys.executable,
                     "-m",
@@ -198,6 +214,8 @@ class Workloads:
                     f"--statedir={state_dir}",
                     *(["--enable-attach"] if attach else []),
                     *(["--enable-topology"] if topology else []),
+                    *(["--mount-volumes"] if real else []),
+                    f"--call-log={call_log}",
                     # ControllerModifyVolume with the parameters a real driver would accept,
                     # so a VolumeAttributesClass with any other parameter is refused.
                     "--enable-controller-modify-volume",
@@ -208,7 +226,7 @@ class Workloads:
             await process.start()
         else:
             sock = socket
-        driver = Driver(node, self.driver_name, sock, state_dir, process)
+        driver = Driver(node, self.driver_name, sock, state_dir, process, call_log)
         self.drivers.append(driver)
 
         async def listening() -> bool:
@@ -221,7 +239,8 @@ class Workloads:
         await wait_ready(process, listening, timeout)
         spec = csidriver or objects.csidriver(self.driver_name, attach_required=attach)
         await self.admin.ensure("/apis/storage.k8s.io/v1/csidrivers", spec)
-        await self.register_driver(node, node, topology)
+        if not real:
+            await self.register_driver(node, node, topology)
         return driver
 
     async def start_process(

@@ -1,9 +1,10 @@
 """The provisioner's controller: informers, work queues and the executors wired together.
 
-Three queues, as in Go: ``claims`` (key ``namespace/name`` of a PVC,
-:class:`~.execute.provision.ClaimSync`), ``volumes`` (PV name,
-:class:`~.execute.volumes.VolumeSync`; the two share one back-off, as sig-storage-lib's share
-one rate limiter) and ``cloning-protection`` (source PVC key, only when the driver can clone).
+The queues: ``claims`` (key ``namespace/name`` of a PVC, :class:`~.execute.provision.ClaimSync`),
+``volumes`` (PV name, :class:`~.execute.volumes.VolumeSync`; the two share one back-off, as
+sig-storage-lib's share one rate limiter), ``cloning-protection`` (source PVC key, only when
+the driver can clone) and ``snapshot-protection`` (VolumeSnapshot key, only when the driver
+has snapshots; :class:`~.execute.snapshot_protection.SnapshotProtection` and its sweep).
 Informer handlers only enqueue keys, and only for objects that may need work: claims that ask
 for our driver and are not bound yet, or have a journal record; PVs we own. They also tell the
 read-your-writes caches what the informers have caught up with.
@@ -27,6 +28,7 @@ from csi_sidecars.controller.perform import Performer
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.leaderelection import lease_namespace
 from csi_sidecars.kube.objects import annotations_of, dig, is_deleting, spec, uid
+from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import (
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
@@ -36,12 +38,18 @@ from csi_sidecars.kube.resources import (
 )
 from csi_sidecars.provisioner.decide import deletion, strings
 from csi_sidecars.provisioner.decide.claims import storage_provisioner
+from csi_sidecars.provisioner.decide.nodes import static_topology
 from csi_sidecars.provisioner.decide.request import ProvisionerOptions
+from csi_sidecars.provisioner.decide.snapshots import needs_snapshot, snapshot_source_key
 from csi_sidecars.provisioner.decide.sources import needs_release_check
+from csi_sidecars.provisioner.execute import capacity as capacity_tracking
 from csi_sidecars.provisioner.execute.caches import RESYNC_PERIOD, Caches, clone_source_key
+from csi_sidecars.provisioner.execute.capacity import CapacitySettings
 from csi_sidecars.provisioner.execute.clone_protection import CloneProtection
 from csi_sidecars.provisioner.execute.context import Context, Settings
+from csi_sidecars.provisioner.execute.nodes import NodeOwnership, NodeSettings
 from csi_sidecars.provisioner.execute.provision import ClaimSync
+from csi_sidecars.provisioner.execute.snapshot_protection import SnapshotProtection
 from csi_sidecars.provisioner.execute.volumes import VolumeSync
 from csi_sidecars.provisioner.flags import GATE_TOPOLOGY, GATE_VAC, ProvisionerConfig
 from csi_sidecars.provisioner.journal import Intent, Journal, journal_name
@@ -65,6 +73,9 @@ class ProvisionerController:
         config: the provisioner's flags.
         identity: the provisioner identity written into every PV.
         resync_period: PVC/PV informer resync (seconds; 0 disables).
+        capacity: capacity tracking's settings (None: ``--enable-capacity`` is off).
+        capacity_port: the client capacity tracking writes with.
+        node: node deployment: this node (None: ``--node-deployment`` is off).
     """
 
     def __init__(
@@ -74,6 +85,9 @@ class ProvisionerController:
         *,
         identity: str,
         resync_period: float = RESYNC_PERIOD,
+        capacity: CapacitySettings | None = None,
+        capacity_port: KubePort | None = None,
+        node: NodeSettings | None = None,
     ) -> None:
         self.ctx = ctx
         self.identity = identity
@@ -93,13 +107,19 @@ class ProvisionerController:
             immediate_topology=config.immediate_topology,
             retry_interval_max=config.retry.maximum,
             controller_publish_readonly=config.controller_publish_readonly,
+            prevent_volume_mode_conversion=config.prevent_volume_mode_conversion,
         )
         attachments = opts.has(_Cap.PUBLISH_UNPUBLISH_VOLUME)
+        node_segments = capacity is not None and capacity.fixed_segment is None
+        static = None
+        if node is not None:
+            static = static_topology(ctx.driver.name, node.name, node.node_id, node.segments or {})
         self.caches = Caches(
             ctx,
-            topology=opts.supports_topology,
+            topology=opts.supports_topology or node_segments,
             attachments=attachments,
             resync_period=resync_period,
+            static_topology=static,
         )
         self.performer = Performer(
             ctx.port, ctx.conn, ctx.recorder, timeout=config.csi.timeout, role="provisioner"
@@ -107,7 +127,7 @@ class ProvisionerController:
         self.journal = Journal(
             ctx.port,
             lease_namespace(config.kube.leader_election_namespace),
-            journal_name(ctx.driver.name),
+            journal_name(ctx.driver.name, node.name if node is not None else ""),
             on_adopt=self._record_adopted,
         )
         self.shared = Context(
@@ -119,17 +139,46 @@ class ProvisionerController:
             settings=settings,
             metrics=ProvisionerMetrics(ctx.registry),
         )
+        self.capacity = (
+            capacity_tracking.declare(
+                ctx,
+                self.caches,
+                capacity,
+                capacity_port or ctx.port,
+                retry_start=config.retry.start,
+                retry_max=config.retry.maximum,
+                timeout=config.csi.timeout,
+            )
+            if capacity is not None
+            else None
+        )
+        if self.capacity is not None:
+            self.shared.volume_changed = self.capacity.refresh
         self._claims_written = self.shared.written(PERSISTENT_VOLUME_CLAIMS)
         self._volumes_written = self.shared.written(PERSISTENT_VOLUMES)
-        self.claim_sync = ClaimSync(self.shared)
-        self.volume_sync = VolumeSync(self.shared, check_attachments=attachments)
-        self.clone_protection = (
-            CloneProtection(self.shared) if opts.has(_Cap.CLONE_VOLUME) else None
-        )
         start, maximum = config.retry.start, config.retry.maximum
         self.claim_queue = ctx.queue("claims", start=start, maximum=maximum)
         self.volume_queue = ctx.queue("volumes", start=start, maximum=maximum)
         self.clone_queue = ctx.queue("cloning-protection", start=start, maximum=maximum)
+        self.snapshot_queue = ctx.queue("snapshot-protection", start=start, maximum=maximum)
+        self.snapshot_protection = (
+            SnapshotProtection(self.shared) if opts.has(_Cap.CREATE_DELETE_SNAPSHOT) else None
+        )
+        self.sweep_interval = config.snapshot_orphan_sweep_interval
+        self.claim_sync = ClaimSync(
+            self.shared,
+            on_restored=self.snapshot_queue.add if self.snapshot_protection else None,
+            node=NodeOwnership(self.shared, node) if node is not None else None,
+        )
+        self.volume_sync = VolumeSync(
+            self.shared,
+            check_attachments=attachments,
+            node_deployment=node is not None,
+            node_topology=node.segments if node is not None else None,
+        )
+        self.clone_protection = (
+            CloneProtection(self.shared) if opts.has(_Cap.CLONE_VOLUME) else None
+        )
         self.worker_threads = config.worker_threads
         self.cloning_threads = config.cloning_protection_threads
         self._known = self.shared.known_names
@@ -155,7 +204,7 @@ class ProvisionerController:
             or annotations_of(pvc).get(strings.ANN_MIGRATED_TO) in self._known
         )
 
-    def _claim_added(self, pvc: JsonDict) -> None:
+    def _claim_added(self, pvc: JsonDict, old: JsonDict | None = None) -> None:
         key = object_key(pvc)
         self._claims_written.observe(key, pvc)  # drops our copy once the cache caught up
         if self._wants_claim(pvc):
@@ -166,9 +215,18 @@ class ProvisionerController:
             source = clone_source_key(pvc)
             if source is not None:
                 self.clone_queue.add(source)
+        # Once a restoring claim stops needing its snapshot (not on every resync of it).
+        freed = not needs_snapshot(pvc) and (old is None or needs_snapshot(old))
+        if self.snapshot_protection is not None and freed:
+            self._snapshot_may_be_free(pvc)
+
+    def _snapshot_may_be_free(self, pvc: JsonDict) -> None:
+        snapshot = snapshot_source_key(pvc)
+        if snapshot is not None:
+            self.snapshot_queue.add(snapshot)
 
     def _claim_updated(self, old: JsonDict, new: JsonDict) -> None:
-        self._claim_added(new)
+        self._claim_added(new, old)
 
     def _claim_deleted(self, pvc: JsonDict) -> None:
         self.claim_sync.forget(uid(pvc))
@@ -179,6 +237,8 @@ class ProvisionerController:
             source = clone_source_key(pvc)
             if source is not None:
                 self.clone_queue.add(source)
+        if self.snapshot_protection is not None:
+            self._snapshot_may_be_free(pvc)
 
     def _volume_added(self, pv: JsonDict) -> None:
         name = object_key(pv)
@@ -247,10 +307,23 @@ class ProvisionerController:
                 tg.create_task(
                     self.clone_queue.run(self.clone_protection.sync, self.cloning_threads)
                 )
+            if self.capacity is not None:
+                tg.create_task(self.capacity.run(self.ctx.stopping))
+            protection = self.snapshot_protection
+            if protection is not None:
+                tg.create_task(self.snapshot_queue.run(protection.sync, 1))
+                if self.sweep_interval > 0:
+                    tg.create_task(
+                        protection.sweep(
+                            self.sweep_interval, self.snapshot_queue.add, self.ctx.stopping
+                        )
+                    )
 
     def idle(self) -> bool:
         """Whether no key is queued or being processed (for tests and benchmarks)."""
+        if self.capacity is not None and not self.capacity.idle():
+            return False
         return self.journal.idle() and all(
             len(q) == 0 and not q.processing
-            for q in (self.claim_queue, self.volume_queue, self.clone_queue)
+            for q in (self.claim_queue, self.volume_queue, self.clone_queue, self.snapshot_queue)
         )

@@ -8,10 +8,9 @@ gates), the Kubernetes and leader-election flags with ``--master``
 ``--version``. This module adds the provisioner's own flags and :func:`provisioner_options`
 hands the command one validated :class:`ProvisionerConfig` as ``config``.
 
-Flags of features csi-sidecars does not implement yet (capacity tracking, node deployment,
-snapshot restore, cross-namespace data sources) are accepted only with their default value;
-anything else fails with ``flag --X is not supported yet by csi-sidecars provisioner``, so a
-manifest never silently loses a behaviour it asked for.
+Every Go flag works. The one feature not built yet, cross-namespace data sources, is a feature
+gate: ``CrossNamespaceVolumeDataSource=true`` fails with ``... is not supported yet by
+csi-sidecars provisioner``, so a manifest never silently loses a behaviour it asked for.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import click
 
 from csi_sidecars.controller import release_on_exit
 from csi_sidecars.kube.options import KubeOptions, kube_options
-from csi_sidecars.provisioner.decide.secrets import is_dns1123_subdomain
+from csi_sidecars.kube.secretrefs import is_dns1123_subdomain
 from csi_sidecars.runtime import app
 from csi_sidecars.runtime.errors import ConfigError
 from csi_sidecars.runtime.featuregates import ALL_ALPHA, ALL_BETA, FeatureGates, Gate
@@ -61,22 +60,6 @@ FEATURE_GATES: dict[str, Gate] = {
 #: Gates whose value needs a feature we do not have yet.
 UNSUPPORTED_GATE_VALUES: dict[str, bool] = {GATE_CROSS_NAMESPACE: True}
 
-#: Flags of features not built yet: option parameter name -> default (a non-default is refused).
-UNSUPPORTED_FLAGS: dict[str, Any] = {
-    "enable_capacity": False,
-    "capacity_for_immediate_binding": False,
-    "capacity_poll_interval": 60.0,
-    "capacity_ownerref_level": 1,
-    "capacity_threads": 1,
-    "kube_api_capacity_qps": 1.0,
-    "kube_api_capacity_burst": 5,
-    "node_deployment": False,
-    "node_deployment_immediate_binding": True,
-    "node_deployment_base_delay": 20.0,
-    "node_deployment_max_delay": 60.0,
-    "snapshot_orphan_sweep_interval": 300.0,
-    "prevent_volume_mode_conversion": True,
-}
 
 #: external-provisioner's message for ``--metrics-address`` together with ``--http-endpoint``.
 HTTP_EXCLUSIVE = "only one of `--metrics-address` and `--http-endpoint` can be set."
@@ -95,8 +78,8 @@ _OWN: list[Callable[[Any], Any]] = [
     _opt("--cloning-protection-threads", type=int, default=1,
          help="Workers removing the clone-source finalizer."),
     _opt("--snapshot-orphan-sweep-interval", type=DURATION, default="5m",
-         help="(not supported yet) Snapshot source-protection finalizer sweep period."),
-    _opt("--capacity-threads", type=int, default=1, help="(not supported yet) Capacity workers."),
+         help="Period of the snapshot source-protection finalizer sweep (0 disables it)."),
+    _opt("--capacity-threads", type=int, default=1, help="Workers of the capacity controller."),
     bool_flag("--strict-topology", help="Late binding: only the selected node's topology."),
     bool_flag("--immediate-topology", default=True,
               help="Immediate binding: pass the aggregated cluster topology."),
@@ -104,27 +87,28 @@ _OWN: list[Callable[[Any], Any]] = [
     bool_flag("--enable-pprof", help="Accepted for compatibility; Python has no pprof."),
     _opt("--default-fstype", default="", help="fsType when the StorageClass sets none."),
     _opt("--kube-api-capacity-qps", type=float, default=1.0,
-         help="(not supported yet) QPS of the capacity client."),
+         help="QPS of the client writing CSIStorageCapacity objects."),
     _opt("--kube-api-capacity-burst", type=int, default=5,
-         help="(not supported yet) Burst of the capacity client."),
-    bool_flag("--enable-capacity", help="(not supported yet) Produce CSIStorageCapacity objects."),
+         help="Burst of the client writing CSIStorageCapacity objects."),
+    bool_flag("--enable-capacity", help="Produce CSIStorageCapacity objects from GetCapacity."),
     bool_flag("--capacity-for-immediate-binding",
-              help="(not supported yet) Capacity for Immediate classes too."),
+              help="Capacity for StorageClasses with Immediate binding too."),
     _opt("--capacity-poll-interval", type=DURATION, default="1m",
-         help="(not supported yet) Capacity poll period."),
+         help="How often every capacity object is checked against GetCapacity."),
     _opt("--capacity-ownerref-level", type=int, default=1,
-         help="(not supported yet) Owner of CSIStorageCapacity objects."),
-    bool_flag("--node-deployment", help="(not supported yet) One provisioner per node."),
+         help="Owner of CSIStorageCapacity objects: -1 none, 0 the pod (POD_NAME), 1 its "
+              "controller (StatefulSet, DaemonSet, ReplicaSet), 2 a Deployment, ..."),
+    bool_flag("--node-deployment", help="One provisioner per node, next to the node's driver."),
     bool_flag("--node-deployment-immediate-binding", default=True,
-              help="(not supported yet) Node mode: race for Immediate PVCs."),
+              help="Node deployment: node provisioners race for Immediate claims."),
     _opt("--node-deployment-base-delay", type=DURATION, default="20s",
-         help="(not supported yet) Node mode: initial ownership delay."),
+         help="Node deployment: first (jittered) wait before owning an Immediate claim."),
     _opt("--node-deployment-max-delay", type=DURATION, default="60s",
-         help="(not supported yet) Node mode: maximum ownership delay."),
+         help="Node deployment: longest wait before owning an Immediate claim."),
     bool_flag("--controller-publish-readonly",
               help="Mark single-ROX PVs readOnly for ControllerPublish."),
     bool_flag("--prevent-volume-mode-conversion", default=True,
-              help="(snapshot restore, not supported yet) Refuse volume mode changes."),
+              help="Refuse restores that change the volume mode unless the content allows it."),
 ]  # fmt: skip
 
 
@@ -148,6 +132,19 @@ class ProvisionerConfig:
     extra_create_metadata: bool = False
     default_fstype: str = ""
     controller_publish_readonly: bool = False
+    snapshot_orphan_sweep_interval: float = 300.0
+    enable_capacity: bool = False
+    capacity_for_immediate_binding: bool = False
+    capacity_poll_interval: float = 60.0
+    capacity_ownerref_level: int = 1
+    capacity_threads: int = 1
+    kube_api_capacity_qps: float = 1.0
+    kube_api_capacity_burst: int = 5
+    node_deployment: bool = False
+    node_deployment_immediate_binding: bool = True
+    node_deployment_base_delay: float = 20.0
+    node_deployment_max_delay: float = 60.0
+    prevent_volume_mode_conversion: bool = True
     v: int = 0
     logging_format: str = "text"
     version: bool = False
@@ -173,15 +170,10 @@ def build_config(**values: Any) -> ProvisionerConfig:
     gate (:func:`csi_sidecars.controller.release_on_exit`).
 
     Raises:
-        ConfigError: an unsupported feature flag or gate value, an invalid
+        ConfigError: an unsupported gate value, an invalid
             ``--volume-name-uuid-length`` or prefix, non-positive worker counts or durations,
             or both ``--http-endpoint`` and ``--metrics-address``.
     """
-    for flag, default in UNSUPPORTED_FLAGS.items():
-        if values.pop(flag) != default:
-            raise ConfigError(
-                f"flag --{flag.replace('_', '-')} is not supported yet by csi-sidecars {ROLE}"
-            )
     warnings: list[str] = []
     if values.pop("enable_pprof"):
         warnings.append("--enable-pprof is accepted but ignored: Python has no pprof")
@@ -196,9 +188,21 @@ def build_config(**values: Any) -> ProvisionerConfig:
             f"--volume-name-prefix {prefix!r} does not give valid PersistentVolume names "
             "(lowercase letters, digits, '-' and '.'; at most 216 characters)"
         )
-    for flag in ("worker_threads", "cloning_protection_threads"):
+    for flag in ("worker_threads", "cloning_protection_threads", "capacity_threads"):
         if values[flag] < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
+    if values["node_deployment_base_delay"] <= 0 or values["node_deployment_max_delay"] <= 0:
+        raise ConfigError(
+            "--node-deployment-base-delay and --node-deployment-max-delay must be positive"
+        )
+    if values["capacity_poll_interval"] <= 0:
+        raise ConfigError("--capacity-poll-interval must be positive")
+    if values["kube_api_capacity_qps"] <= 0 or values["kube_api_capacity_burst"] < 1:
+        raise ConfigError(
+            "--kube-api-capacity-qps must be positive, --kube-api-capacity-burst >= 1"
+        )
+    if values["snapshot_orphan_sweep_interval"] < 0:
+        raise ConfigError("--snapshot-orphan-sweep-interval must not be negative")
     csi: CsiOptions = values["csi"]
     if csi.timeout <= 0:
         raise ConfigError("--timeout must be positive")
@@ -260,7 +264,6 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Pro
 __all__ = [
     "FEATURE_GATES",
     "HTTP_EXCLUSIVE",
-    "UNSUPPORTED_FLAGS",
     "UNSUPPORTED_GATE_VALUES",
     "ConfigError",
     "ProvisionerConfig",

@@ -24,7 +24,7 @@ shutdown only with ``--delete-on-shutdown``. See docs/cluster-driver-registrar.m
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -35,13 +35,14 @@ from csi_sidecars.controller import (
     ControllerOptions,
     DriverInfo,
     Lead,
+    StartupError,
     run_controller,
 )
 from csi_sidecars.csi.connection import DEFAULT_TIMEOUT, Connection
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.options import KubeOptions, kube_options
 from csi_sidecars.kube.port import KubePort
-from csi_sidecars.kube.resources import CSI_DRIVERS, JsonDict
+from csi_sidecars.kube.resources import CLUSTER_ROLES, CSI_DRIVERS, ApiError, JsonDict
 from csi_sidecars.registrar import cluster_spec as cs
 from csi_sidecars.registrar.cluster_flags import FlagError, spec_options
 from csi_sidecars.registrar.cluster_sync import DEFAULT_INTERVAL, ClusterRegistrar
@@ -74,6 +75,7 @@ class ClusterConfig:
     http_endpoint: str = ""
     metrics_path: str = "/metrics"
     connect_timeout: float = CONNECT_TIMEOUT
+    owner_cluster_role: str = ""
 
 
 # ---- the command ------------------------------------------------------------------------------
@@ -158,6 +160,12 @@ def _tristate(name: str, help: str) -> Callable[[F], F]:
     help="When an immutable field differs, delete and re-create the CSIDriver.",
 )
 @bool_flag("--delete-on-shutdown", help="Delete the CSIDriver on SIGTERM/SIGINT.")
+@click.option(
+    "--owner-cluster-role",
+    default="",
+    help="ClusterRole that owns the CSIDriver (an ownerReference): the garbage collector "
+    "deletes the CSIDriver with it. Needs get on that ClusterRole. Empty: no owner.",
+)
 @http_options()
 @kube_options
 @app.common_options
@@ -169,6 +177,7 @@ def command(
     reapply_interval: float,
     allow_recreate: bool,
     delete_on_shutdown: bool,
+    owner_cluster_role: str,
     kube: KubeOptions,
     v: int,
     logging_format: str,
@@ -199,6 +208,7 @@ def command(
         delete_on_shutdown=delete_on_shutdown,
         http_endpoint=http.address,
         metrics_path=http.metrics_path,
+        owner_cluster_role=owner_cluster_role,
     )
     app.run(lambda stop: run_cluster_registrar(config, kube, stop))
 
@@ -235,16 +245,39 @@ def lease_name(info: DriverInfo) -> str:
     return f"{ROLE}-leader-{info.name}"
 
 
-def make_setup(config: ClusterConfig) -> Callable[[ControllerContext], Lead]:
+async def owner_of(port: KubePort, cluster_role: str) -> JsonDict:
+    """The ownerReference to ClusterRole ``cluster_role`` (``--owner-cluster-role``).
+
+    Raises:
+        StartupError: the ClusterRole cannot be read (missing, or no ``get`` permission).
+    """
+    try:
+        role = await port.get(CLUSTER_ROLES, cluster_role)
+    except ApiError as exc:
+        hint = f" (the role needs get on clusterroles/{cluster_role})" if exc.status == 403 else ""
+        raise StartupError(
+            f"Cannot read the owner ClusterRole {cluster_role!r} of --owner-cluster-role: "
+            f"{exc}{hint}"
+        ) from None
+    try:
+        return cs.owner_reference(role)
+    except ValueError as exc:
+        raise StartupError(f"ClusterRole {cluster_role!r}: {exc}") from None
+
+
+def make_setup(config: ClusterConfig) -> Callable[[ControllerContext], Awaitable[Lead]]:
     """The role's setup for :func:`run_controller`: no informers; ``lead()`` is the re-apply loop.
 
     It also serves ``/healthz`` with the last sync outcome and, with ``--delete-on-shutdown``,
-    deletes the CSIDriver after a clean stop.
+    deletes the CSIDriver after a clean stop. With ``--owner-cluster-role`` it reads that
+    ClusterRole first and applies the CSIDriver with an ownerReference to it.
     """
 
-    def setup(ctx: ControllerContext) -> Lead:
+    async def setup(ctx: ControllerContext) -> Lead:
         info = spec_driver_info(ctx.driver)
         desired = cs.build_csidriver(info, config.spec)
+        if config.owner_cluster_role:
+            desired = cs.with_owner(desired, await owner_of(ctx.port, config.owner_cluster_role))
         log.info("CSI driver", name=info.name, desired_spec=desired["spec"])
         if config.spec.storage_capacity and not info.get_capacity:
             log.warning("--storage-capacity is set but the driver does not advertise GET_CAPACITY")

@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from csi_sidecars.kube.objects import Event
 from csi_sidecars.kube.resources import JsonDict
 
 API_VERSION = "storage.k8s.io/v1"
@@ -198,6 +199,34 @@ def build_csidriver(info: DriverInfo, opts: SpecOptions) -> JsonDict:
     }
 
 
+def owner_reference(owner: JsonDict) -> JsonDict:
+    """An ownerReference to ``owner`` (a cluster-scoped object as read from the API).
+
+    With it the garbage collector deletes the CSIDriver once the owner is gone; the chart makes
+    the registrar's own ClusterRole the owner, so ``helm uninstall`` takes the CSIDriver along.
+
+    Raises:
+        ValueError: ``owner`` lacks its apiVersion, kind, name or uid.
+    """
+    meta = owner.get("metadata") or {}
+    ref = {
+        "apiVersion": owner.get("apiVersion"),
+        "kind": owner.get("kind"),
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+    }
+    missing = [k for k, v in ref.items() if not v]
+    if missing:
+        raise ValueError(f"owner object lacks {', '.join(missing)}")
+    return ref
+
+
+def with_owner(desired: JsonDict, ref: JsonDict) -> JsonDict:
+    """``desired`` with ``ref`` as its one ownerReference (a new object)."""
+    metadata = {**desired["metadata"], "ownerReferences": [dict(ref)]}
+    return {**desired, "metadata": metadata}
+
+
 def normalize(name: str, value: Any) -> Any:
     """A comparable form of spec field ``name``: absent means the API default; sets are sorted."""
     spec_field = SPEC_FIELDS.get(name)
@@ -262,7 +291,7 @@ class Diff:
 
     @property
     def drift(self) -> tuple[FieldDiff, ...]:
-        """The differing mutable fields (and labels)."""
+        """The differing mutable fields (and labels, owner references)."""
         return tuple(f for f in self.fields if not f.immutable)
 
     def describe(self, conflicts_only: bool = False) -> str:
@@ -297,6 +326,11 @@ def diff_csidriver(desired: JsonDict, live: JsonDict | None, ignore: Collection[
     for key, want in (desired.get("metadata", {}).get("labels") or {}).items():
         if live_labels.get(key) != want:
             diffs.append(FieldDiff(f"metadata.labels[{key}]", want, live_labels.get(key), False))
+    live_owners = {o.get("uid") for o in (live.get("metadata") or {}).get("ownerReferences") or []}
+    for ref in desired.get("metadata", {}).get("ownerReferences") or []:
+        if ref["uid"] not in live_owners:
+            path = f"metadata.ownerReferences[{ref['kind']}/{ref['name']}]"
+            diffs.append(FieldDiff(path, ref["uid"], None, False))
     if not diffs:
         return Diff(DiffKind.IN_SYNC)
     kind = DiffKind.CONFLICT if any(d.immutable for d in diffs) else DiffKind.DRIFT
@@ -320,15 +354,6 @@ class Step(enum.Enum):
     REFUSE = "refuse"
     RECREATE = "recreate"
     WAIT = "wait"
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """An event to record on the CSIDriver."""
-
-    type: str
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True, slots=True)

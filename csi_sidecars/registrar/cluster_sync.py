@@ -22,6 +22,7 @@ import enum
 from collections.abc import Callable
 
 from csi_sidecars.kube import patch as kpatch
+from csi_sidecars.kube.objects import Event
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import CSI_DRIVERS, ApiError, JsonDict
 from csi_sidecars.registrar import cluster_spec as cs
@@ -126,7 +127,7 @@ class ClusterRegistrar:
             self.ignored.update(dropped)
         return applied
 
-    def _report_once(self, key: str, obj: JsonDict, event: cs.Event) -> None:
+    def _report_once(self, key: str, obj: JsonDict, event: Event) -> None:
         """Log an error and record ``event`` unless this exact problem was already reported."""
         if self._reported == key:
             if rlog.v(4):
@@ -186,7 +187,7 @@ class ClusterRegistrar:
             msg = f'The API server rejected CSIDriver "{self.name}": {exc.message}'
             target = live or self.desired
             self._report_once(
-                "invalid:" + exc.message, target, cs.Event("Warning", cs.REASON_APPLY_FAILED, msg)
+                "invalid:" + exc.message, target, Event("Warning", cs.REASON_APPLY_FAILED, msg)
             )
             return Outcome.INVALID
         assert decision.event is not None

@@ -13,6 +13,10 @@ socket and exit 0; a failed registration (exit 1) also removes the socket so kub
 dead endpoint at once; ``/healthz/registration`` reports whether kubelet confirmed the
 registration; a port that cannot be bound exits 1 before the socket is published.
 ``--enable-pprof`` is accepted but only warns: Python has no pprof.
+
+The driver calls use the node roles' lean gRPC client and the Registration server runs on grpclib
+(:mod:`csi_sidecars.csi.lean`, the same generated messages), not grpcio. The flags are declared
+once, on :func:`configure`, which the subcommand and the node bundle (``csi-sidecars run``) use.
 """
 
 from __future__ import annotations
@@ -20,16 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import click
-import grpc
 
-from csi_sidecars.csi import rpc
-from csi_sidecars.csi.codes import format_error
-from csi_sidecars.csi.connection import Connection, ConnectTimeoutError, LossPolicy, connect
-from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
+from csi_sidecars.csi.lean import identity
+from csi_sidecars.csi.lean.address import parse_target
+from csi_sidecars.csi.lean.client import DialTimeoutError, LeanConnection
+from csi_sidecars.csi.lean.link import DriverLink
+from csi_sidecars.csi.lean.server import UnaryServer
+from csi_sidecars.csi.lean.status import RpcError
 from csi_sidecars.registrar.node_health import healthz_handler, registration_handler
 from csi_sidecars.registrar.node_service import RegistrationServicer, RegistrationState
 from csi_sidecars.registrar.node_socket import (
@@ -39,11 +43,13 @@ from csi_sidecars.registrar.node_socket import (
     remove_socket,
     remove_stale_socket,
 )
-from csi_sidecars.runtime import app
+from csi_sidecars.runtime import app, startup
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime.errors import ConfigError
 from csi_sidecars.runtime.flags import DURATION, GoCommand, bool_flag
-from csi_sidecars.runtime.http import HttpBindError, HttpServer
-from csi_sidecars.runtime.options import CsiOptions, csi_options
+from csi_sidecars.runtime.http import HttpBindError
+from csi_sidecars.runtime.httphost import HttpHost, Route, Servers
+from csi_sidecars.runtime.options import CsiOptions, compose, csi_options, params_of
 
 log = rlog.get_logger("node-register")
 
@@ -58,8 +64,7 @@ class StartupError(Exception):
     """A start-up step failed; the message says which and why. The role exits 1."""
 
 
-@dataclass(frozen=True)
-class NodeConfig:
+class NodeConfig(NamedTuple):
     """The validated flags of the node-driver-registrar."""
 
     csi_address: str
@@ -83,51 +88,51 @@ def resolve_http_address(health_port: int, http_endpoint: str) -> str:
     return http_endpoint
 
 
-@click.command(
-    "node-driver-registrar",
-    cls=GoCommand,
-    help="Register a CSI driver with kubelet's plugin watcher (replaces node-driver-registrar).",
+FLAGS = compose(
+    csi_options(
+        timeout="1s",
+        timeout_help="Timeout of the start-up GetPluginInfo call and of the /healthz self-check.",
+    ),
+    click.option(
+        "--kubelet-registration-path",
+        default="",
+        help="Path of the CSI driver socket on the host, as kubelet must dial it. Required.",
+    ),
+    click.option(
+        "--plugin-registration-path",
+        default="/registration",
+        show_default=True,
+        help="Directory of kubelet's plugin registry (host /var/lib/kubelet/plugins_registry).",
+    ),
+    click.option(
+        "--connection-timeout",
+        type=DURATION,
+        default="0",
+        help="(deprecated) No effect.",
+    ),
+    click.option(
+        "--http-endpoint",
+        default="",
+        help="TCP address (host:port) for /healthz. Empty disables the HTTP server.",
+    ),
+    click.option(
+        "--health-port",
+        type=int,
+        default=0,
+        help="(deprecated) TCP port for /healthz on every interface. Conflicts with "
+        "--http-endpoint.",
+    ),
+    bool_flag("--enable-pprof", help="Accepted for compatibility; Python has no pprof endpoints."),
+    click.option(
+        "--mode",
+        default="",
+        help="(deprecated) kubelet-registration-probe: exit 0 at once (a no-op, as in Go).",
+    ),
 )
-@csi_options(
-    timeout="1s",
-    timeout_help="Timeout of the start-up GetPluginInfo call and of the /healthz self-check.",
-)
-@click.option(
-    "--kubelet-registration-path",
-    default="",
-    help="Path of the CSI driver socket on the host, as kubelet must dial it. Required.",
-)
-@click.option(
-    "--plugin-registration-path",
-    default="/registration",
-    show_default=True,
-    help="Directory of kubelet's plugin registry (host /var/lib/kubelet/plugins_registry).",
-)
-@click.option(
-    "--connection-timeout",
-    type=DURATION,
-    default="0",
-    help="(deprecated) No effect.",
-)
-@click.option(
-    "--http-endpoint",
-    default="",
-    help="TCP address (host:port) for /healthz. Empty disables the HTTP server.",
-)
-@click.option(
-    "--health-port",
-    type=int,
-    default=0,
-    help="(deprecated) TCP port for /healthz on every interface. Conflicts with --http-endpoint.",
-)
-@bool_flag("--enable-pprof", help="Accepted for compatibility; Python has no pprof endpoints.")
-@click.option(
-    "--mode",
-    default="",
-    help="(deprecated) kubelet-registration-probe: exit 0 at once (a no-op, as in Go).",
-)
-@app.common_options
-def command(
+
+
+@FLAGS
+def configure(
     csi: CsiOptions,
     kubelet_registration_path: str,
     plugin_registration_path: str,
@@ -136,12 +141,13 @@ def command(
     health_port: int,
     enable_pprof: bool,
     mode: str,
-    v: int,
-    logging_format: str,
-    version: bool,
-) -> None:
-    """Run the node-driver-registrar role."""
-    app.start("node-driver-registrar", v, logging_format, version)
+) -> NodeConfig:
+    """The role's flags (as click parses them) -> the validated configuration, in Go's order.
+
+    Raises:
+        SystemExit: 1 without ``--kubelet-registration-path`` or for conflicting flags, 0 for
+            ``--mode=kubelet-registration-probe``; the reason is logged first.
+    """
     if not kubelet_registration_path:
         log.error("kubelet-registration-path is a required parameter")
         raise SystemExit(1)
@@ -151,20 +157,34 @@ def command(
     log.info("Running node-driver-registrar", mode=mode)
     try:
         http_address = resolve_http_address(health_port, http_endpoint)
-    except StartupError as err:
-        log.error(str(err))
+        parse_target(csi.address)
+    except (StartupError, ConfigError) as err:
+        log.error(str(err) if isinstance(err, StartupError) else f"--csi-address: {err}")
         raise SystemExit(1) from None
     if connection_timeout:
         log.info("--connection-timeout is deprecated and will have no effect")
     if enable_pprof:
         log.warning("--enable-pprof has no effect: Python has no pprof; /debug/pprof is not served")
-    config = NodeConfig(
+    return NodeConfig(
         csi_address=csi.address,
         kubelet_registration_path=kubelet_registration_path,
         plugin_registration_path=plugin_registration_path,
         timeout=csi.timeout,
         http_address=http_address,
     )
+
+
+@click.command(
+    "node-driver-registrar",
+    cls=GoCommand,
+    params=params_of(configure),
+    help="Register a CSI driver with kubelet's plugin watcher (replaces node-driver-registrar).",
+)
+@app.common_options
+def command(v: int, logging_format: str, version: bool, **flags: Any) -> None:
+    """Run the node-driver-registrar role."""
+    app.start("node-driver-registrar", v, logging_format, version)
+    config = configure(**flags)
     app.run(lambda stop: run_node_registrar(config, stop))
 
 
@@ -192,57 +212,76 @@ async def _unless_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
     return None if task.cancelled() else task.result()
 
 
-async def run_node_registrar(config: NodeConfig, stop: asyncio.Event) -> int:
+async def run_node_registrar(
+    config: NodeConfig,
+    stop: asyncio.Event,
+    *,
+    link: DriverLink | None = None,
+    http: HttpHost | None = None,
+) -> int:
     """Run the registrar until a signal (exit 0) or a failed registration (exit 1).
+
+    Args:
+        config: the validated flags.
+        stop: set on SIGTERM / SIGINT.
+        link: the driver connection to use (the bundle shares one); by default the role dials
+            its own and, as Go does, keeps it until it exits.
+        http: where to serve ``/healthz`` (the bundle's shared host); by default an own server.
 
     Returns:
         The process exit code.
     """
     log.info("Attempting to open a gRPC connection", csi_address=config.csi_address)
+    own_link = link is None
+    link = DriverLink(config.csi_address) if link is None else link
     try:
-        conn = await _unless_stopped(
-            connect(config.csi_address, timeout=CONNECT_TIMEOUT, on_lost=LossPolicy.RECONNECT),
-            stop,
-        )
-    except ConnectTimeoutError as err:
-        log.error("Error connecting to CSI driver", error=str(err))
-        return 1
-    if conn is None:
-        return 0
-    try:
-        return await _serve(config, conn, stop)
+        try:
+            conn = await _unless_stopped(link.connect(CONNECT_TIMEOUT), stop)
+        except DialTimeoutError as err:
+            log.error("Error connecting to CSI driver", error=str(err))
+            return 1
+        if conn is None:
+            return 0
+        servers = Servers()  # used only when no host was given
+        try:
+            return await _serve(config, conn, stop, servers if http is None else http)
+        finally:
+            await servers.close()
     finally:
-        await conn.close()
+        if own_link:
+            await link.close()
 
 
-async def _serve(config: NodeConfig, conn: Connection, stop: asyncio.Event) -> int:
+async def _serve(
+    config: NodeConfig, conn: LeanConnection, stop: asyncio.Event, host: HttpHost
+) -> int:
     log.info("Calling CSI driver to discover driver name")
     try:
-        driver_name = await rpc.get_driver_name(conn, timeout=config.timeout)
-    except (grpc.RpcError, rpc.CSIError) as err:
-        log.error("Error retrieving CSI driver name", error=format_error(err))
+        driver_name = await identity.get_driver_name(conn, timeout=config.timeout)
+    except (RpcError, identity.DriverError) as err:
+        log.error("Error retrieving CSI driver name", error=str(err))
         return 1
     log.info("CSI driver name", driver=driver_name)
 
     socket_path = registration_socket_path(config.plugin_registration_path, driver_name)
     state = RegistrationState(driver_name=driver_name, endpoint=config.kubelet_registration_path)
-    http: HttpServer | None = None
-    server = grpc.aio.server()
-    pr_grpc.add_RegistrationServicer_to_server(RegistrationServicer(state), server)
+    server = UnaryServer(RegistrationServicer(state).service())
     published = False
     code = 1
     try:
         if remove_stale_socket(socket_path):
             log.info("Removed stale registration socket", socket=socket_path)
         if config.http_address:
-            http = HttpServer(config.http_address)
-            http.add("/healthz", healthz_handler(socket_path, state, config.timeout), ("*",))
-            http.add("/healthz/registration", registration_handler(state), ("*",))
-            await http.start()
+            routes = {
+                "/healthz": Route(healthz_handler(socket_path, state, config.timeout), ("*",)),
+                "/healthz/registration": Route(registration_handler(state), ("*",)),
+            }
+            await host.serve(config.http_address, routes)
         log.info("Starting Registration Server", socket=socket_path)
         await publish(server, socket_path)
         published = True
         log.info("Registration Server started", socket=socket_path)
+        startup.settle()
         await _wait_any(stop, state.failed)
         code = 1 if state.failed.is_set() else 0
     except (SocketFileError, HttpBindError) as err:
@@ -256,6 +295,4 @@ async def _serve(config: NodeConfig, conn: Connection, stop: asyncio.Event) -> i
                 log.error("Failed to remove socket", socket=socket_path, error=str(err))
                 code = 1
         await server.stop(0 if state.failed.is_set() else STOP_GRACE)
-        if http is not None:
-            await http.stop()
     return code

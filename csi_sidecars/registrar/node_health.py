@@ -13,15 +13,12 @@ as a readiness or startup probe to notice a registrar that kubelet never calls (
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
+from typing import NamedTuple
 
-import grpc
-
-from csi_sidecars.csi.codes import format_error
+from csi_sidecars.csi.lean.client import DialTimeoutError, dial
+from csi_sidecars.csi.lean.status import RpcError
 from csi_sidecars.csi.messages import pluginregistration_pb2 as pr
-from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
-from csi_sidecars.registrar.node_service import RegistrationState
+from csi_sidecars.registrar.node_service import SERVICE, RegistrationState
 from csi_sidecars.registrar.node_socket import SocketFileError, socket_exists
 from csi_sidecars.runtime import logging as rlog
 from csi_sidecars.runtime.http import Handler, Request, Response
@@ -32,8 +29,7 @@ NO_SOCKET_BODY = "registration socket does not exist"
 NOT_CONFIRMED_BODY = "kubelet has not confirmed the registration yet"
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     """An HTTP status and body."""
 
     status: int
@@ -53,21 +49,20 @@ async def check_registration_socket(socket_path: str, driver_name: str, timeout:
             return Check(404, NO_SOCKET_BODY)
     except SocketFileError as err:
         return Check(500, str(err))
-    async with grpc.aio.insecure_channel("unix://" + socket_path) as channel:
+    try:
+        conn = await dial("unix:" + socket_path, timeout=timeout)
+    except DialTimeoutError:
+        return Check(
+            500,
+            f"error connecting to node-registrar socket {socket_path}: context deadline exceeded",
+        )
+    async with conn:
         try:
-            await asyncio.wait_for(channel.channel_ready(), timeout)
-        except TimeoutError:
-            return Check(
-                500,
-                f"error connecting to node-registrar socket {socket_path}: "
-                "context deadline exceeded",
+            info = await conn.call(
+                f"/{SERVICE}/GetInfo", pr.InfoRequest(), pr.PluginInfo, timeout=timeout
             )
-        try:
-            info = await pr_grpc.RegistrationStub(channel).GetInfo(
-                pr.InfoRequest(), timeout=timeout
-            )
-        except grpc.RpcError as err:
-            return Check(500, f"error getting info from node-registrar socket: {format_error(err)}")
+        except RpcError as err:
+            return Check(500, f"error getting info from node-registrar socket: {err}")
     if info.name != driver_name:
         return Check(500, f"invalid driver name {info.name}")
     return Check(200, "ok")

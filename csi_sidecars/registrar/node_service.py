@@ -5,7 +5,8 @@ on the host, CSI ``1.0.0``) without any I/O, so kubelet's 1 s deadline and its c
 always get a fast answer. ``NotifyRegistrationStatus`` records what kubelet said: ``true`` makes
 ``/healthz/registration`` report ok; ``false`` is fatal, as in Go: the registrar logs the error and
 exits 1 so the container restarts and registers afresh. Like Go it does not reply to the failed
-notification (kubelet's call ends when the process stops).
+notification (kubelet's call ends when the process stops). The service runs on the lean gRPC
+server (:mod:`csi_sidecars.csi.lean.server`, grpclib) with the generated messages.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import grpc
-
+from csi_sidecars.csi.lean.server import Service
 from csi_sidecars.csi.messages import pluginregistration_pb2 as pr
-from csi_sidecars.csi.messages import pluginregistration_pb2_grpc as pr_grpc
 from csi_sidecars.runtime import logging as rlog
 
 log = rlog.get_logger("node-register")
 
+SERVICE = "pluginregistration.Registration"
 CSI_PLUGIN_TYPE = "CSIPlugin"
 SUPPORTED_VERSIONS = ("1.0.0",)
 
@@ -57,27 +57,33 @@ class RegistrationState:
             self.failed.set()
 
 
-class RegistrationServicer(pr_grpc.RegistrationServicer):
+class RegistrationServicer:
     """The ``pluginregistration.Registration`` service over a :class:`RegistrationState`."""
 
     def __init__(self, state: RegistrationState) -> None:
         """Serve ``state``."""
         self.state = state
 
-    async def GetInfo(
-        self,
-        request: pr.InfoRequest,
-        context: grpc.aio.ServicerContext[pr.InfoRequest, pr.PluginInfo],
-    ) -> pr.PluginInfo:
+    def service(self) -> Service:
+        """The service, ready for :class:`~csi_sidecars.csi.lean.server.UnaryServer`."""
+        service = Service(SERVICE)
+        service.unary("GetInfo", self.GetInfo, pr.InfoRequest, pr.PluginInfo)
+        service.unary(
+            "NotifyRegistrationStatus",
+            self.NotifyRegistrationStatus,
+            pr.RegistrationStatus,
+            pr.RegistrationStatusResponse,
+        )
+        return service
+
+    async def GetInfo(self, request: pr.InfoRequest) -> pr.PluginInfo:
         """Answer kubelet's GetInfo from cached state."""
         if rlog.v(5):
             log.info("Received GetInfo call", request=str(request))
         return self.state.plugin_info()
 
     async def NotifyRegistrationStatus(
-        self,
-        request: pr.RegistrationStatus,
-        context: grpc.aio.ServicerContext[pr.RegistrationStatus, pr.RegistrationStatusResponse],
+        self, request: pr.RegistrationStatus
     ) -> pr.RegistrationStatusResponse:
         """Record kubelet's verdict; a failure makes the role exit 1 without replying."""
         log.info(

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 
-import grpc
+from csi_sidecars.csi.lean.server import UnaryServer
 
 REG_SOCKET_SUFFIX = "-reg.sock"
 SOCKET_MODE = 0o700
@@ -41,7 +40,8 @@ def hidden_path(path: str) -> str:
     directory, name = os.path.split(path)
     hidden = os.path.join(directory, "." + name)
     if len(os.fsencode(hidden)) > MAX_SOCKET_PATH >= len(os.fsencode(path)):
-        hidden = os.path.join(directory, f".{secrets.token_hex(4)}.sock")
+        # os.urandom rather than secrets: secrets imports hashlib, which maps libcrypto (3 MiB).
+        hidden = os.path.join(directory, f".{os.urandom(4).hex()}.sock")
     return hidden
 
 
@@ -101,7 +101,7 @@ def remove_socket(path: str) -> None:
         os.remove(path)
 
 
-async def publish(server: grpc.aio.Server, path: str) -> None:
+async def publish(server: UnaryServer, path: str) -> None:
     """Bind ``server`` to a hidden sibling of ``path``, start it, then move it into place.
 
     On return ``path`` is a mode-0700 unix socket that is already accepting connections, and
@@ -113,11 +113,10 @@ async def publish(server: grpc.aio.Server, path: str) -> None:
     tmp = hidden_path(path)
     remove_stale_socket(tmp)
     try:
-        server.add_insecure_port("unix://" + tmp)
-    except RuntimeError as err:
-        raise SocketFileError(f"failed to listen on socket {tmp}: {err}") from err
+        await server.start_unix(tmp)
+    except OSError as err:
+        raise SocketFileError(f"failed to listen on socket {tmp}: {err.strerror or err}") from err
     try:
-        await server.start()
         os.chmod(tmp, SOCKET_MODE)
         os.rename(tmp, path)
     except OSError as err:

@@ -12,18 +12,22 @@ in the environment keeps asyncio's loop anyway.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from csi_sidecars import __version__
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime import startup
 from csi_sidecars.runtime.flags import bool_flag
+
+if TYPE_CHECKING:
+    # Imported where the loop starts: the node roles may block ssl before asyncio loads it.
+    import asyncio
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,6 +77,8 @@ def start(role: str, v: int, logging_format: str, version: bool) -> None:
 
 def loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
     """``asyncio.run`` or, when installed and not turned off, ``uvloop.run``."""
+    import asyncio
+
     if os.environ.get("CSI_SIDECARS_LOOP", "") != "asyncio":
         try:
             import uvloop
@@ -88,6 +94,9 @@ def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> NoReturn:
 
     SIGTERM and SIGINT set ``stop``; a second signal cancels ``main`` outright.
     """
+    import asyncio
+
+    startup.resume_gc()
 
     async def wrapper() -> int:
         loop = asyncio.get_running_loop()

@@ -16,13 +16,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from csi_sidecars.runtime.errors import ConfigError
-from csi_sidecars.runtime.featuregates import FeatureGates, GateSpec, describe, parse_gates
 from csi_sidecars.runtime.flags import DURATION
+
+if TYPE_CHECKING:
+    # Imported by feature_gates() itself: roles without gates (the node roles) skip the module.
+    from csi_sidecars.runtime.featuregates import FeatureGates, GateSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[Any], Any]
@@ -57,6 +60,16 @@ def _group(name: str, build: Callable[[dict[str, Any]], Any], *options: Decorato
         return compose(*options)(wrapper)
 
     return decorator
+
+
+def params_of(func: Callable[..., Any]) -> list[click.Parameter]:
+    """The click parameters declared on ``func`` by option decorators, in declaration order.
+
+    A role declares its flags once, on a function that turns them into its configuration; its
+    command takes them from here (``click.command(params=params_of(configure))``), and so can
+    the node bundle (``csi-sidecars run``), which prefixes them with the role's name.
+    """
+    return list(reversed(getattr(func, "__click_params__", [])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +230,8 @@ def feature_gates(
     ``defer_unknown``, unknown gates wait for ``gates.check_known()`` (see :func:`parse_gates`).
     """
 
+    from csi_sidecars.runtime.featuregates import describe, parse_gates
+
     def build(kwargs: dict[str, Any]) -> FeatureGates:
         return parse_gates(
             kwargs.pop("feature_gates"),
@@ -248,6 +263,7 @@ __all__ = [
     "csi_options",
     "feature_gates",
     "http_options",
+    "params_of",
     "retry_options",
     "worker_threads",
 ]

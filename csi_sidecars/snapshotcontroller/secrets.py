@@ -20,24 +20,19 @@ The error texts are Go's, so a status error reads the same with either controlle
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from csi_sidecars.kube.secretrefs import SecretTemplateError, resolve_name, resolve_namespace
 from csi_sidecars.kube.snapshots import (
     PREFIXED_GROUP_SNAPSHOTTER_SECRET_NAME_KEY,
     PREFIXED_GROUP_SNAPSHOTTER_SECRET_NAMESPACE_KEY,
     PREFIXED_SNAPSHOTTER_SECRET_NAME_KEY,
     PREFIXED_SNAPSHOTTER_SECRET_NAMESPACE_KEY,
 )
-from csi_sidecars.snapshotcontroller.names import go_quote
-
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_SPECIAL = set("*#$@!?-0123456789")
 
 
-class SecretRefError(ValueError):
+class SecretRefError(SecretTemplateError):
     """The class parameters do not name a usable Secret; the message says why."""
 
 
@@ -58,64 +53,6 @@ GROUP_SNAPSHOTTER = SecretParams(
     PREFIXED_GROUP_SNAPSHOTTER_SECRET_NAME_KEY,
     PREFIXED_GROUP_SNAPSHOTTER_SECRET_NAMESPACE_KEY,
 )
-
-
-def is_dns1123_label(text: str) -> bool:
-    """A valid namespace name."""
-    return len(text) <= 63 and bool(_LABEL.match(text))
-
-
-def is_dns1123_subdomain(text: str) -> bool:
-    """A valid Secret name."""
-    return len(text) <= 253 and bool(_SUBDOMAIN.match(text))
-
-
-def _shell_name(s: str) -> tuple[str, int]:
-    """Go's ``getShellName``: the name after a ``$`` and how many characters it used."""
-    if s[0] == "{":
-        if len(s) > 2 and s[1] in _SPECIAL and s[2] == "}":
-            return s[1:2], 3
-        for i in range(1, len(s)):
-            if s[i] == "}":
-                return ("", 2) if i == 1 else (s[1:i], i + 1)
-        return "", 1
-    if s[0] in _SPECIAL:
-        return s[0:1], 1
-    i = 0
-    while i < len(s) and (s[i].isascii() and (s[i].isalnum() or s[i] == "_")):
-        i += 1
-    return s[:i], i
-
-
-def expand(template: str, params: Mapping[str, str]) -> str:
-    """Resolve ``template`` like Go's ``os.Expand`` with a strict mapping.
-
-    Raises:
-        SecretRefError: ``invalid tokens: [...]`` naming every token ``params`` lacks.
-    """
-    out: list[str] = []
-    missing: set[str] = set()
-    i = j = 0
-    while j < len(template):
-        if template[j] == "$" and j + 1 < len(template):
-            out.append(template[i:j])
-            name, width = _shell_name(template[j + 1 :])
-            if name == "" and width > 0:
-                pass  # bad syntax: eaten, as in Go
-            elif name == "":
-                out.append("$")
-            elif name in params:
-                out.append(params[name])
-            else:
-                missing.add(name)
-            j += width
-            i = j + 1
-        j += 1
-    out.append(template[i:])
-    if missing:
-        listed = " ".join(go_quote(m) for m in sorted(missing))
-        raise SecretRefError(f"invalid tokens: [{listed}]")
-    return "".join(out)
 
 
 def _templates(params: SecretParams, class_params: Mapping[str, str]) -> tuple[str, str] | None:
@@ -171,29 +108,12 @@ def secret_reference(
     ns_params = {f"{kind}content.name": content_name}
     if owner_namespace is not None:
         ns_params[f"{kind}.namespace"] = owner_namespace
-    try:
-        namespace = expand(ns_template, ns_params)
-    except SecretRefError as err:
-        raise SecretRefError(f"error resolving value {go_quote(ns_template)}: {err}") from None
-    if not is_dns1123_label(namespace):
-        if ns_template != namespace:
-            raise SecretRefError(
-                f"{go_quote(ns_template)} resolved to {go_quote(namespace)} which is not a valid "
-                "namespace name"
-            )
-        raise SecretRefError(f"{go_quote(ns_template)} is not a valid namespace name")
     name_params = dict(ns_params)
     if owner_name is not None:
         name_params[f"{kind}.name"] = owner_name
     try:
-        name = expand(name_template, name_params)
-    except SecretRefError as err:
-        raise SecretRefError(f"error resolving value {go_quote(name_template)}: {err}") from None
-    if not is_dns1123_subdomain(name):
-        if name_template != name:
-            raise SecretRefError(
-                f"{go_quote(name_template)} resolved to {go_quote(name)} which is not a valid "
-                "secret name"
-            )
-        raise SecretRefError(f"{go_quote(name_template)} is not a valid secret name")
+        namespace = resolve_namespace(ns_template, ns_params)
+        name = resolve_name(name_template, name_params)
+    except SecretTemplateError as err:
+        raise SecretRefError(str(err)) from None
     return namespace, name

@@ -17,13 +17,13 @@ Secret whose continuation gets the decoded data. Only names appear in messages, 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from csi_sidecars.controller import actions as a
 from csi_sidecars.kube.objects import SecretError, annotations_of, secret_data
 from csi_sidecars.kube.resources import SECRETS, ApiError, JsonDict
+from csi_sidecars.kube.secretrefs import SecretTemplateError, resolve_name, resolve_namespace
 from csi_sidecars.snapshotter.errors import go_quote
 
 
@@ -35,7 +35,7 @@ class SecretRef:
     name: str
 
 
-class SecretRefError(ValueError):
+class SecretRefError(SecretTemplateError):
     """The Secret reference cannot be worked out; the message is Go's."""
 
 
@@ -64,33 +64,6 @@ def annotation_ref(
             "namespace not specified"
         )
     return SecretRef(namespace, name)
-
-
-_TOKEN = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z0-9_]+)")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def resolve_template(template: str, params: Mapping[str, str]) -> str:
-    """Expand ``${key}`` / ``$key`` from ``params`` (Go ``os.Expand``).
-
-    Raises:
-        SecretRefError: a key ``params`` lacks (``invalid tokens: ["x"]``).
-    """
-    missing: set[str] = set()
-
-    def sub(match: re.Match[str]) -> str:
-        key = match.group(1) if match.group(1) is not None else match.group(2)
-        if key not in params:
-            missing.add(key)
-            return ""
-        return params[key]
-
-    out = _TOKEN.sub(sub, template)
-    if missing:
-        listed = " ".join(go_quote(k) for k in sorted(missing))
-        raise SecretRefError(f"invalid tokens: [{listed}]")
-    return out
 
 
 def class_ref(
@@ -127,29 +100,12 @@ def class_ref(
             f"failed to get name and namespace template from params: {label} secrets specified "
             "in parameters but value of either namespace or name is empty"
         )
-    namespace = _resolve(ns_t, params)
-    if len(namespace) > 63 or not _LABEL.match(namespace):
-        if namespace != ns_t:
-            raise SecretRefError(
-                f"{go_quote(ns_t)} resolved to {go_quote(namespace)} which is not a valid "
-                "namespace name"
-            )
-        raise SecretRefError(f"{go_quote(ns_t)} is not a valid namespace name")
-    name = _resolve(name_t, params)
-    if len(name) > 253 or not _SUBDOMAIN.match(name):
-        if name != name_t:
-            raise SecretRefError(
-                f"{go_quote(name_t)} resolved to {go_quote(name)} which is not a valid secret name"
-            )
-        raise SecretRefError(f"{go_quote(name_t)} is not a valid secret name")
-    return SecretRef(namespace, name)
-
-
-def _resolve(template: str, params: Mapping[str, str]) -> str:
     try:
-        return resolve_template(template, params)
-    except SecretRefError as err:
-        raise SecretRefError(f"error resolving value {go_quote(template)}: {err}") from None
+        namespace = resolve_namespace(ns_t, params)
+        name = resolve_name(name_t, params)
+    except SecretTemplateError as err:
+        raise SecretRefError(str(err)) from None
+    return SecretRef(namespace, name)
 
 
 def with_secret(

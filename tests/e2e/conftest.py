@@ -141,6 +141,32 @@ async def namespace(control_plane: ControlPlane) -> AsyncIterator[str]:
     await control_plane.admin.delete(f"/api/v1/namespaces/{name}")
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def real_control_plane() -> AsyncIterator[ControlPlane]:
+    """A second control plane whose Nodes run a real kubelet and containerd (test_real_node*)."""
+    from tests.e2e.real_node_support import require_real_nodes
+
+    require_real_nodes()
+    cp = ControlPlane(
+        kubelet=True,
+        keep_work_dir=bool(os.environ.get("CSI_SIDECARS_KEEP_TESTBED")),
+    )
+    await cp.start()
+    try:
+        yield cp
+    finally:
+        await cp.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def real_namespace(real_control_plane: ControlPlane) -> AsyncIterator[str]:
+    """A fresh namespace on the real-node control plane for one test."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    await real_control_plane.create_namespace(name)
+    yield name
+    await real_control_plane.admin.delete(f"/api/v1/namespaces/{name}")
+
+
 SidecarFactory = Callable[..., Awaitable[ManagedProcess]]
 
 

@@ -12,10 +12,12 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from csi_sidecars.csi.connection import connect
+from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.playground import objects
 from csi_sidecars.playground.apiclient import ApiError, RawApi
 from csi_sidecars.playground.controlplane import ControlPlane, Driver
@@ -36,6 +38,8 @@ class ProvDriver:
     node: str
     base: Path
     process: ManagedProcess
+    #: the nodes it stands in for (registered in their CSINodes)
+    nodes: list[str] = field(default_factory=list)
 
     @property
     def socket(self) -> Path:
@@ -67,10 +71,24 @@ class ProvDriver:
         return {v.name for v in self.volumes().values()}
 
 
-async def start_driver(cp: ControlPlane, *args: str, prefix: str = "prov") -> ProvDriver:
-    """Start a playground driver with a unique name on the first node, register it."""
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}.csi.test"
-    node = cp.node_names[0]
+async def start_driver(
+    cp: ControlPlane,
+    *args: str,
+    prefix: str = "prov",
+    nodes: list[str] | None = None,
+    storage_capacity: bool = False,
+    node: str | None = None,
+    name: str | None = None,
+) -> ProvDriver:
+    """Start a playground driver with a unique name on the first node, register it.
+
+    With ``nodes``, it stands in for each of them (``--known-node``) and is registered in each
+    CSINode; ``storage_capacity`` sets the CSIDriver's ``storageCapacity``. ``node`` and
+    ``name`` start it on another node under a given name (one driver per node).
+    """
+    name = name or f"{prefix}-{uuid.uuid4().hex[:6]}.csi.test"
+    node = node or cp.node_names[0]
+    extra = [f"--known-node={n}" for n in nodes or [] if n != node]
     base = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
     (base / "state").mkdir()
     write_faults_file(base / "faults.json", [])
@@ -83,9 +101,10 @@ async def start_driver(cp: ControlPlane, *args: str, prefix: str = "prov") -> Pr
         f"--drivername={name}",
         f"--statedir={base / 'state'}",
         f"--faults-file={base / 'faults.json'}",
+        *extra,
         *args,
     ]
-    process = await cp.start_process(f"driver-{name}", argv)
+    process = await cp.start_process(f"driver-{name}-{node}", argv)
     drv = ProvDriver(name, node, base, process)
 
     async def listening() -> bool:
@@ -93,8 +112,13 @@ async def start_driver(cp: ControlPlane, *args: str, prefix: str = "prov") -> Pr
         return drv.socket.exists()
 
     await poll_until(listening, 30, "the driver socket", fatal=(AssertionError,))
-    await cp.admin.ensure(CSIDRIVERS, objects.csidriver(name, attach_required=False))
-    await cp.register_driver(node, driver_name=name)
+    await cp.admin.ensure(
+        CSIDRIVERS,
+        objects.csidriver(name, attach_required=False, storage_capacity=storage_capacity),
+    )
+    for each in nodes or [node]:
+        await cp.register_driver(each, driver_name=name)
+    drv.nodes = list(nodes or [node])
     return drv
 
 
@@ -102,17 +126,18 @@ async def stop_driver(cp: ControlPlane, drv: ProvDriver) -> None:
     """Stop the driver and remove its registration and files."""
     await drv.process.stop(timeout=5)
     await cp.admin.delete(f"{CSIDRIVERS}/{drv.name}")
-    path = f"{CSINODES}/{drv.node}"
-    for _ in range(10):
-        current = await cp.admin.get(path)
-        drivers = [d for d in current["spec"].get("drivers") or [] if d["name"] != drv.name]
-        current["spec"]["drivers"] = drivers
-        try:
-            await cp.admin.replace(path, current)
-            break
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
+    for node in drv.nodes or [drv.node]:
+        path = f"{CSINODES}/{node}"
+        for _ in range(10):
+            current = await cp.admin.get(path)
+            drivers = [d for d in current["spec"].get("drivers") or [] if d["name"] != drv.name]
+            current["spec"]["drivers"] = drivers
+            try:
+                await cp.admin.replace(path, current)
+                break
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
     shutil.rmtree(drv.base, ignore_errors=True)
 
 
@@ -165,3 +190,99 @@ async def wait_event(
         return items or None
 
     return await poll_until(found, timeout, f"a {reason} event for {name}")
+
+
+# -- snapshots, made by hand (the snapshot roles do not run in these tests) -------------------
+
+SNAPSHOT_API = "/apis/snapshot.storage.k8s.io/v1"
+
+
+async def driver_snapshot(drv: ProvDriver, size: int = 1 << 20) -> str:
+    """A snapshot of a fresh volume, cut through the driver socket; returns its ID."""
+    conn = await connect(f"unix://{drv.socket}", timeout=10)
+    try:
+        cap = csi_pb2.VolumeCapability(
+            mount=csi_pb2.VolumeCapability.MountVolume(),
+            access_mode=csi_pb2.VolumeCapability.AccessMode(mode=1),
+        )
+        tag = uuid.uuid4().hex[:8]
+        vol = await conn.controller.CreateVolume(
+            csi_pb2.CreateVolumeRequest(
+                name=f"source-{tag}",
+                capacity_range=csi_pb2.CapacityRange(required_bytes=size),
+                volume_capabilities=[cap],
+            ),
+            timeout=10,
+        )
+        snap = await conn.controller.CreateSnapshot(
+            csi_pb2.CreateSnapshotRequest(
+                name=f"snap-{tag}", source_volume_id=vol.volume.volume_id
+            ),
+            timeout=10,
+        )
+        return str(snap.snapshot.snapshot_id)
+    finally:
+        await conn.close()
+
+
+async def static_snapshot(
+    api: RawApi,
+    namespace: str,
+    name: str,
+    *,
+    driver: str,
+    handle: str,
+    restore_size: int = 1 << 20,
+    ready: bool = True,
+    volume_mode: str = "Filesystem",
+) -> dict[str, Any]:
+    """A pre-provisioned VolumeSnapshotContent and a VolumeSnapshot bound to it, with the
+    statuses the snapshot controller and sidecar would write; returns the VolumeSnapshot."""
+    content_name = f"content-{namespace}-{name}"
+    vs_path = f"{SNAPSHOT_API}/namespaces/{namespace}/volumesnapshots"
+    vs = await api.create(
+        vs_path,
+        {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+         "metadata": {"name": name},
+         "spec": {"source": {"volumeSnapshotContentName": content_name}}},
+    )  # fmt: skip
+    await api.create(
+        f"{SNAPSHOT_API}/volumesnapshotcontents",
+        {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
+         "metadata": {"name": content_name},
+         "spec": {"driver": driver, "deletionPolicy": "Retain",
+                  "source": {"snapshotHandle": handle}, "sourceVolumeMode": volume_mode,
+                  "volumeSnapshotRef": {"name": name, "namespace": namespace,
+                                        "uid": vs["metadata"]["uid"]}}},
+    )  # fmt: skip
+    await api.patch(
+        f"{SNAPSHOT_API}/volumesnapshotcontents/{content_name}/status",
+        {"status": {"snapshotHandle": handle, "readyToUse": ready, "restoreSize": restore_size}},
+    )
+    return await set_snapshot_status(api, namespace, name, ready=ready, restore_size=restore_size,
+                                     content_name=content_name)  # fmt: skip
+
+
+async def set_snapshot_status(
+    api: RawApi,
+    namespace: str,
+    name: str,
+    *,
+    ready: bool,
+    restore_size: int = 1 << 20,
+    content_name: str | None = None,
+) -> dict[str, Any]:
+    """Write a VolumeSnapshot's status as the snapshot controller copies it from the content."""
+    status: dict[str, Any] = {"readyToUse": ready, "restoreSize": str(restore_size)}
+    if content_name is not None:
+        status["boundVolumeSnapshotContentName"] = content_name
+    path = f"{SNAPSHOT_API}/namespaces/{namespace}/volumesnapshots/{name}/status"
+    return dict(await api.patch(path, {"status": status}))
+
+
+async def delete_contents(api: RawApi, drivers: set[str]) -> None:
+    """Delete the (cluster-scoped) VolumeSnapshotContents of ``drivers`` a test left."""
+    listed = await api.get(f"{SNAPSHOT_API}/volumesnapshotcontents")
+    for item in listed["items"]:
+        if item["spec"].get("driver") in drivers:
+            await api.delete(f"{SNAPSHOT_API}/volumesnapshotcontents/{item['metadata']['name']}")

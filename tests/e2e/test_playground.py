@@ -63,7 +63,10 @@ async def test_up_writes_files_serves_kubectl_and_cleans_up(tmp_path: Path) -> N
 
         info = await poll_until(described, 120, "playground.json")
         assert (directory / "kubeconfig").exists()
-        assert info["nodes"] == ["node-1"]
+        nodes = info["nodes"]
+        assert isinstance(nodes, list)
+        assert [n["name"] for n in nodes] == ["node-1"]
+        assert all(isinstance(n["kubelet"], bool) for n in nodes)
         driver = info["driver"]
         assert isinstance(driver, dict)
         assert driver["name"] == "hostpath.csi.k8s.io"
@@ -129,5 +132,8 @@ async def test_demo_tour_reaches_every_state(tmp_path: Path) -> None:
     assert "attaching by csi-sidecars attacher" in text
     assert "PV capacity 2Gi, PVC allocated 2Gi" in text  # the resizer step
     assert "persistentvolumeclaim/demo-pvc   Bound" in text
-    assert "volumes left in the driver: []" in text
+    assert "snapshot handle in the driver: " in text  # the snapshot step
+    assert "restored volume " in text and "demo-restore   Bound" in text
+    assert "skipped" not in text
+    assert "left in the driver: volumes [], snapshots []" in text
     assert "every step reached its state" in text

@@ -1,5 +1,6 @@
 """Differential: for each StorageClass/claim case, the PV our provisioner creates equals the PV the
-Go external-provisioner v6.3 creates from the same input, names, UIDs, times and identity aside.
+Go external-provisioner v6.3 creates from the same input, names, UIDs, times and identity aside;
+for refused claims, the events are the same (``Provisioning`` first, then ``ProvisioningFailed``).
 
 Both run with the same flags against the same driver, one after the other, each on claims of its
 own namespace (identical names); namespaces are normalised away before comparing.
@@ -26,8 +27,12 @@ from tests.e2e.provisioner_support import (
     PV,
     ProvDriver,
     claims_path,
+    delete_contents,
+    driver_snapshot,
+    events_of,
     make_class,
     start_driver,
+    static_snapshot,
     stop_driver,
     wait_bound,
 )
@@ -76,6 +81,17 @@ def _team(body: dict[str, Any]) -> None:
     body["metadata"]["annotations"] = {"team": "blue"}
 
 
+def _restore_of(snapshot: str) -> Mutate:
+    def mutate(body: dict[str, Any]) -> None:
+        body["spec"]["dataSource"] = {
+            "apiGroup": strings.SNAPSHOT_API_GROUP,
+            "kind": "VolumeSnapshot",
+            "name": snapshot,
+        }
+
+    return mutate
+
+
 def _clone_of(source: str) -> Mutate:
     def mutate(body: dict[str, Any]) -> None:
         body["spec"]["dataSource"] = {"kind": "PersistentVolumeClaim", "name": source}
@@ -110,16 +126,48 @@ async def _classes(api: RawApi, driver: str) -> dict[str, str]:
     }
 
 
+#: Claims every provisioner refuses: name -> mutation. Their events are compared.
+REFUSED: dict[str, Mutate] = {
+    "picky": lambda body: body["spec"].__setitem__("selector", {"matchLabels": {"a": "b"}}),
+}
+
+Events = set[tuple[str, str, str]]
+
+
+async def _refusals(api: RawApi, ns: str, name: str) -> Events:
+    """The (type, reason, message) of the events about ``name`` once it was refused."""
+
+    async def refused() -> Events | None:
+        items = await events_of(api, ns, name, "ProvisioningFailed")
+        if not items:
+            return None
+        listed = await api.get(
+            f"/api/v1/namespaces/{ns}/events", fieldSelector=f"involvedObject.name={name}"
+        )
+        # ExternalProvisioning comes from kube-controller-manager, not from a provisioner.
+        return {
+            (e["type"], e["reason"], e["message"].replace(ns, "NS"))
+            for e in listed["items"]
+            if e["reason"] != "ExternalProvisioning"
+        }
+
+    found: Events = await poll_until(refused, 60, f"{name} to be refused", interval=0.3)
+    return found
+
+
 async def _provision(
     cp: ControlPlane, api: RawApi, drv: ProvDriver, impl: str, ns: str, sc: dict[str, str]
-) -> dict[str, dict[str, Any]]:
-    """Start ``impl``, provision every case in ``ns``, stop it; return the PVs by case."""
+) -> tuple[dict[str, dict[str, Any]], dict[str, Events]]:
+    """Start ``impl``, provision every case in ``ns``, stop it; return the PVs by case and the
+    events of the refused claims."""
     for secret in ("origin-prov", "secret-prov", "publish", "blue-stage", "expand"):
         await api.create(
             f"/api/v1/namespaces/{ns}/secrets",
             {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret},
              "data": {"key": base64.b64encode(b"value").decode()}},
         )  # fmt: skip
+    handle = await driver_snapshot(drv, size=1 << 20)
+    await static_snapshot(api, ns, "snap", driver=drv.name, handle=handle)
     proc = await cp.start_sidecar(
         "provisioner", *FLAGS, implementation=impl, driver=drv.testbed_driver
     )
@@ -131,9 +179,12 @@ async def _provision(
             "block": _claim("block", sc["plain"], mutate=_block_multi),
             "late": _claim("late", sc["late"]),
             "topology": _claim("topology", sc["topology"]),
+            "restore": _claim("restore", sc["plain"], mutate=_restore_of("snap")),
         }
         for body in cases.values():
             await api.create(claims_path(ns), body)
+        for name, mutate in REFUSED.items():
+            await api.create(claims_path(ns), _claim(name, sc["plain"], mutate=mutate))
         pod = objects.pod("consumer", ["late"])
         pod["spec"]["nodeSelector"] = {"kubernetes.io/hostname": drv.node}
         await api.create(f"/api/v1/namespaces/{ns}/pods", pod)
@@ -143,7 +194,8 @@ async def _provision(
         for case in [*cases, "clone"]:
             pvc = await wait_bound(api, ns, case)
             out[case] = await api.get(f"{PV}/{pvc['spec']['volumeName']}")
-        return out
+        refused = {name: await _refusals(api, ns, name) for name in REFUSED}
+        return out, refused
     finally:
         await proc.stop(timeout=10)
         if proc.returncode not in (0, None):
@@ -185,11 +237,21 @@ async def test_pvs_match_the_go_provisioner(
     tag = diff_driver.name[5:11]
     namespaces = {"go": f"diff-go-{tag}", "ours": f"diff-py-{tag}"}
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    refusals: dict[str, dict[str, Events]] = {}
     try:
         for impl, ns in namespaces.items():
             await control_plane.create_namespace(ns)
             kind = "go" if impl == "go" else "python"
-            results[impl] = await _provision(control_plane, api, diff_driver, kind, ns, sc)
+            results[impl], refusals[impl] = await _provision(
+                control_plane, api, diff_driver, kind, ns, sc
+            )
+        assert refusals["ours"] == refusals["go"]
+        picky = refusals["ours"]["picky"]
+        assert picky == {
+            ("Normal", "Provisioning",
+             'External provisioner is provisioning volume for claim "NS/picky"'),
+            ("Warning", "ProvisioningFailed", "claim Selector is not supported"),
+        }  # fmt: skip
         for case, go_pv in results["go"].items():
             ours = normalise(copy.deepcopy(results["ours"][case]), namespaces["ours"])
             theirs = normalise(copy.deepcopy(go_pv), namespaces["go"])
@@ -197,6 +259,8 @@ async def test_pvs_match_the_go_provisioner(
         # Not vacuous: the cases differ from each other where they should.
         assert results["ours"]["block"]["spec"]["volumeMode"] == "Block"
         assert "nodeStageSecretRef" in results["ours"]["secret"]["spec"]["csi"]
+        restored = results["ours"]["restore"]["spec"]["csi"]["volumeHandle"]
+        assert diff_driver.volumes()[restored].source_snapshot_id
     finally:
         # Our provisioner deletes the volumes of both runs.
         proc = await control_plane.start_sidecar(
@@ -224,3 +288,4 @@ async def test_pvs_match_the_go_provisioner(
                 await api.delete(f"{PV}/{pv['metadata']['name']}")
         for ns in namespaces.values():
             await api.delete(f"/api/v1/namespaces/{ns}")
+        await delete_contents(api, {diff_driver.name})

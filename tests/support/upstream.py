@@ -70,3 +70,51 @@ def require_module(module: str = SNAPSHOTTER_CLIENT, version: str = SNAPSHOTTER_
     if in_ci():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+#: external-snapshotter's main module: the deployment manifests (deploy/kubernetes).
+SNAPSHOTTER_MODULE = "github.com/kubernetes-csi/external-snapshotter/v8"
+
+
+def _expand(arg: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion of a container argument (unknown names stay as written)."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
+
+
+def manifest_args(manifest: Path, container: str) -> list[list[str]]:
+    """The arguments of every container named ``container`` in a YAML manifest, as kubelet
+    passes them: ``$(VAR)`` replaced by the container's plain ``env`` values."""
+    import yaml
+
+    found: list[list[str]] = []
+    for doc in yaml.safe_load_all(manifest.read_text()):
+        pod = ((doc or {}).get("spec") or {}).get("template", {}).get("spec") or {}
+        for c in pod.get("containers") or []:
+            if c.get("name") != container:
+                continue
+            env = {e["name"]: e["value"] for e in c.get("env") or [] if "value" in e}
+            found.append([_expand(str(a), env) for a in c.get("args") or []])
+    return found
+
+
+def manifest_rules(manifest: Path) -> dict[str, set[tuple[str, str, str]]]:
+    """The rules of every ClusterRole and Role in a YAML manifest, by role name, as
+    ``(apiGroup, resource, verb)`` triples."""
+    import yaml
+
+    return {
+        doc["metadata"]["name"]: rule_triples(doc.get("rules") or [])
+        for doc in yaml.safe_load_all(manifest.read_text())
+        if doc and doc.get("kind") in ("ClusterRole", "Role")
+    }
+
+
+def rule_triples(rules: list[dict[str, list[str]]]) -> set[tuple[str, str, str]]:
+    """RBAC rules flattened to ``(apiGroup, resource, verb)`` triples."""
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule.get("apiGroups") or []
+        for resource in rule.get("resources") or []
+        for verb in rule.get("verbs") or []
+    }

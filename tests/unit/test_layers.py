@@ -5,10 +5,12 @@ Layers, from the top: ``cli`` -> roles and tools -> ``controller`` -> ``csi``, `
 
 1. A shared layer imports only layers below it; never a role, a tool or ``cli``.
 2. A role imports only the shared layers (and itself): no other role, no tool, no playground.
-3. A tool (``csicli``, ``doctor``, ``playground``) imports the shared layers; ``doctor`` may read a
+3. ``run`` (the bundles) composes roles like ``cli`` does: it imports the shared layers and the
+   roles it bundles, and no role imports it.
+4. A tool (``csicli``, ``doctor``, ``playground``) imports the shared layers; ``doctor`` may read a
    role's pure constants and formats; ``playground`` may read ``cli``'s role table and runs roles
    only as subprocesses.
-4. ``kubernetes_asyncio`` is imported only in ``kube/``; ``cryptography`` only in
+5. ``kubernetes_asyncio`` is imported only in ``kube/``; ``cryptography`` only in
    ``playground/``; the generated protobuf modules (``csi_sidecars.csi.gen``) only in ``csi/``
    (everything else uses ``csi_sidecars.csi.messages``).
 
@@ -43,6 +45,8 @@ ROLES = {
     "snapshotcontroller",
     "snapshotter",
 }
+#: Parts that compose roles into one process (``csi-sidecars run``).
+COMPOSERS: dict[str, set[str]] = {"run": SHARED_ALL | ROLES}
 TOOLS: dict[str, set[str]] = {
     "csicli": SHARED_ALL,
     "doctor": SHARED_ALL | ROLES,
@@ -81,6 +85,8 @@ def _allowed(part: str) -> set[str] | None:
         return SHARED[part] | {part}
     if part in ROLES:
         return SHARED_ALL | {part}
+    if part in COMPOSERS:
+        return COMPOSERS[part] | {part}
     if part in TOOLS:
         return TOOLS[part] | {part}
     return set()  # an unknown part must be added to the contract first
@@ -128,6 +134,8 @@ def test_the_package_keeps_the_contract() -> None:
         ("provisioner/bad.py", "from csi_sidecars.csi.gen import csi_pb2\n", "csi.gen"),
         ("runtime/bad.py", "from csi_sidecars.kube import objects\n", "runtime must not"),
         ("newpart/x.py", "x = 1\n", "not in the layer contract"),
+        ("livenessprobe/bad.py", "from csi_sidecars.run import node\n", "must not import"),
+        ("run/bad.py", "from csi_sidecars.csicli import command\n", "run must not"),
     ],
 )
 def test_a_deliberate_violation_is_reported(

@@ -23,7 +23,8 @@ from csi_sidecars.playground.driver.model import (
     StateData,
     Volume,
 )
-from csi_sidecars.playground.driver.options import DriverOptions
+from csi_sidecars.playground.driver.mounter import make_mounter
+from csi_sidecars.playground.driver.options import TOPOLOGY_KEY, DriverOptions
 from csi_sidecars.playground.driver.store import StateStore
 
 Code = grpc.StatusCode
@@ -95,6 +96,7 @@ class StateCore:
         self.store = store
         self.clock = clock
         self.data = store.load() if store is not None else StateData()
+        self.mounter = make_mounter(opts.mount_volumes, store)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -137,8 +139,42 @@ class StateCore:
         known = self.opts.known_nodes
         return node_id == self.opts.node_id or node_id in known or "*" in known
 
-    def _used(self, kind: str) -> int:
-        return sum(v.capacity_bytes for v in self.data.volumes.values() if v.kind == kind)
+    def _used(self, kind: str, node: str | None = None) -> int:
+        """Bytes of volumes of ``kind`` (on ``node`` when given)."""
+        return sum(
+            v.capacity_bytes
+            for v in self.data.volumes.values()
+            if v.kind == kind and (node is None or self.volume_node(v) == node)
+        )
+
+    def volume_node(self, vol: Volume) -> str:
+        """The node a volume lives on: its topology's node, else this driver's node."""
+        for segment in vol.topology:
+            if segment.get(TOPOLOGY_KEY):
+                return segment[TOPOLOGY_KEY]
+        return self.opts.node_id
+
+    def node_total(self, kind: str, node: str) -> int | None:
+        """The capacity of ``kind`` on ``node`` (``--node-capacity``, else ``--capacity``);
+        None when capacity tracking is off or the kind is unknown there."""
+        per_node = self.opts.node_capacity.get(node)
+        if per_node is not None and kind in per_node:
+            return per_node[kind]
+        return self.opts.capacity.get(kind)
+
+    @property
+    def tracks_capacity(self) -> bool:
+        """Whether ``--capacity`` or ``--node-capacity`` is set."""
+        return bool(self.opts.capacity or self.opts.node_capacity)
+
+    def kinds(self, node: str) -> list[str]:
+        """The kinds with a capacity on ``node``, in flag order."""
+        return list(dict.fromkeys([*self.opts.capacity, *self.opts.node_capacity.get(node, {})]))
+
+    def has_room(self, kind: str, node: str, size: int) -> bool:
+        """Whether ``size`` more bytes of ``kind`` fit on ``node``."""
+        total = self.node_total(kind, node)
+        return total is not None and self._used(kind, node) + size <= total
 
     # -- inspection helpers for tests -------------------------------------------------------------
 

@@ -1,22 +1,20 @@
 """Node operations of the playground driver's state machine.
 
-There is no kubelet and no mount: staging and publishing are recorded in the state, and
-NodePublishVolume creates the target (a directory, or a file for block volumes) so a caller can
-see it, while NodeUnpublishVolume removes it, as the CSI spec asks of a plugin.
+Staging and publishing are recorded in the state; what happens on the filesystem is the
+mounter's part (:mod:`.mounter`): by default NodePublishVolume only creates the target (a
+directory, or a file for block volumes) and NodeUnpublishVolume removes it, as the CSI spec asks
+of a plugin; with ``--mount-volumes`` they bind-mount for real, for a real kubelet.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import shutil
-from pathlib import Path
 
 import grpc
 
 from csi_sidecars.playground.driver.core import StateCore, VolumeCap, access_type_of
 from csi_sidecars.playground.driver.model import (
-    BLOCK,
     MOUNT,
     SINGLE_NODE_SINGLE_WRITER,
     Condition,
@@ -29,29 +27,6 @@ Code = grpc.StatusCode
 
 EPHEMERAL_KEY = "csi.storage.k8s.io/ephemeral"
 EPHEMERAL_SIZE = 100 * 1024 * 1024
-
-
-def _make_target(path: str, access_type: str) -> None:
-    target = Path(path)
-    try:
-        if access_type == BLOCK:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.touch(exist_ok=True)
-        else:
-            target.mkdir(mode=0o750, parents=True, exist_ok=True)
-    except OSError as err:
-        raise CsiError(Code.INTERNAL, f"create target path: {err}") from err
-
-
-def _remove_target(path: str) -> None:
-    target = Path(path)
-    try:
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
-    except OSError as err:
-        raise CsiError(Code.INTERNAL, f"remove target path: {err}") from err
 
 
 class NodeOps(StateCore):
@@ -81,11 +56,13 @@ class NodeOps(StateCore):
                 "staging on node",
             )
         if staging_target_path in vol.staged:
+            self.mounter.stage(vol, staging_target_path)
             return
         if vol.staged:
             raise CsiError(
                 Code.FAILED_PRECONDITION, f"volume {volume_id!r} is already staged at {vol.staged}"
             )
+        self.mounter.stage(vol, staging_target_path)
         vol.staged.append(staging_target_path)
         vol.node_id = self.opts.node_id
         self._commit()
@@ -100,6 +77,8 @@ class NodeOps(StateCore):
             raise CsiError(Code.INVALID_ARGUMENT, "Volume ID missing in request")
         if not staging_target_path:
             raise CsiError(Code.INVALID_ARGUMENT, "Staging target path missing in request")
+        if volume_id not in self.data.volumes and self.mounter.release(staging_target_path):
+            return
         vol = self._volume(volume_id)
         if staging_target_path not in vol.staged:
             return
@@ -108,6 +87,7 @@ class NodeOps(StateCore):
                 Code.FAILED_PRECONDITION,
                 f"volume {volume_id!r} is still published at {sorted(vol.published)}",
             )
+        self.mounter.unstage(vol, staging_target_path)
         vol.staged.remove(staging_target_path)
         self._commit()
 
@@ -146,7 +126,7 @@ class NodeOps(StateCore):
                     f"volume {volume_id!r} is published at {target_path} with another "
                     "readonly flag",
                 )
-            _make_target(target_path, vol.access_type)
+            self.mounter.publish(vol, staging_target_path, target_path, readonly)
             return
         if volcap.mode == SINGLE_NODE_SINGLE_WRITER and vol.published:
             raise CsiError(
@@ -172,7 +152,7 @@ class NodeOps(StateCore):
                 Code.INVALID_ARGUMENT,
                 f"cannot publish a {vol.access_type} volume as a {access_type} volume",
             )
-        _make_target(target_path, vol.access_type)
+        self.mounter.publish(vol, staging_target_path, target_path, readonly)
         vol.published[target_path] = readonly
         vol.published_modes[target_path] = volcap.mode
         vol.node_id = self.opts.node_id
@@ -199,14 +179,18 @@ class NodeOps(StateCore):
             raise CsiError(Code.INVALID_ARGUMENT, "Volume ID missing in request")
         if not target_path:
             raise CsiError(Code.INVALID_ARGUMENT, "Target path missing in request")
+        if volume_id not in self.data.volumes and self.mounter.release(target_path):
+            return
         vol = self._volume(volume_id)
         if target_path not in vol.published:
             return
-        _remove_target(target_path)
+        self.mounter.unpublish(vol, target_path)
         del vol.published[target_path]
         vol.published_modes.pop(target_path, None)
         if vol.ephemeral:
             del self.data.volumes[volume_id]
+            if self.store is not None:
+                self.store.delete_volume(volume_id)
         self._commit()
 
     def node_volume_stats(self, volume_id: str, volume_path: str) -> tuple[Volume, int, Condition]:
@@ -253,7 +237,9 @@ class NodeOps(StateCore):
             )
         if not os.path.exists(volume_path):
             raise CsiError(Code.NOT_FOUND, f"Could not get file information from {volume_path}")
-        return max(capacity, vol.capacity_bytes)
+        grown = max(capacity, vol.capacity_bytes)
+        self.mounter.expand(vol, grown)
+        return grown
 
     def node_info(self) -> tuple[str, int, dict[str, str]]:
         """NodeGetInfo: ``(node_id, max_volumes_per_node, topology segments)``."""

@@ -2,9 +2,11 @@
 
 The flags are those of the Go hostpath driver (``hostpathplugin``), parsed the way Go's ``flag``
 package accepts them (``-endpoint=x``, ``--enable-attach``, ``--enable-topology=false``), plus a
-few test-only ones: ``--offline-expansion``, ``--faults-file``, ``--known-node``,
-``--add-capability`` / ``--remove-capability``, ``--snapshot-ready-delay`` and the
-``--controller-service`` / ``--node-service`` modes.
+few test-only ones: ``--offline-expansion``, ``--faults-file``, ``--request-log``,
+``--known-node``, ``--add-capability`` / ``--remove-capability``, ``--snapshot-ready-delay``,
+``--node-capacity`` (the capacity of one node, when one driver stands in for several:
+``--capacity`` then applies per node) and the ``--controller-service`` / ``--node-service``
+modes.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class DriverOptions:
     enable_attach: bool = False
     enable_topology: bool = True
     capacity: dict[str, int] = field(default_factory=dict)
+    #: per node and kind, overriding ``capacity`` (one driver standing in for several nodes)
+    node_capacity: dict[str, dict[str, int]] = field(default_factory=dict)
     max_volumes_per_node: int = 0
     attach_limit: int = 0
     max_volume_size: int = TIB
@@ -75,6 +79,9 @@ class DriverOptions:
     remove_capabilities: list[str] = field(default_factory=list)
     snapshot_ready_delay: float = 0.0
     faults_file: str | None = None
+    request_log: str | None = None
+    mount_volumes: bool = False
+    call_log: str | None = None
     manifest: dict[str, str] = field(default_factory=dict)
     v: int = 0
 
@@ -129,6 +136,16 @@ def _capacity(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _node_capacity(text: str) -> tuple[str, str, int]:
+    node, sep, rest = text.partition(":")
+    if not sep or not node:
+        raise argparse.ArgumentTypeError(
+            f"node capacity must be <node>:<kind>=<quantity>, got {text!r}"
+        )
+    kind, qty = _capacity(rest)
+    return node, kind, qty
+
+
 def _size(text: str) -> int:
     try:
         return parse_quantity(text)
@@ -139,7 +156,8 @@ def _size(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m csi_sidecars.playground.driver",
-        description="A hostpath-like CSI driver for tests (bookkeeping only, no mounts).",
+        description="A hostpath-like CSI driver for tests (bookkeeping, or real mounts with "
+        "--mount-volumes).",
     )
     d = DriverOptions()
 
@@ -156,6 +174,14 @@ def _parser() -> argparse.ArgumentParser:
     flag("--enable-attach", False, "advertise and serve PUBLISH_UNPUBLISH_VOLUME")
     flag("--enable-topology", True, f"report the {TOPOLOGY_KEY} topology segment")
     p.add_argument("--capacity", type=_capacity, action="append", default=[], metavar="KIND=Q")
+    p.add_argument(
+        "--node-capacity",
+        type=_node_capacity,
+        action="append",
+        default=[],
+        metavar="NODE:KIND=Q",
+        help="capacity of one kind on one node (a known node or this one); overrides --capacity",
+    )
     p.add_argument("--maxvolumespernode", dest="max_volumes_per_node", type=int, default=0)
     p.add_argument("--attach-limit", type=int, default=0)
     p.add_argument("--max-volume-size", type=_size, default=d.max_volume_size)
@@ -187,10 +213,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--remove-capability", dest="remove_capabilities", action="append", default=[])
     p.add_argument("--snapshot-ready-delay", type=float, default=0.0, metavar="SECONDS")
     p.add_argument("--faults-file", default=None, help="JSON fault rules, re-read on change")
+    p.add_argument(
+        "--request-log", default=None, help="append every call (JSON lines, wall times) to FILE"
+    )
+    flag(
+        "--mount-volumes",
+        False,
+        "mount for real on a kubelet node: bind mounts of the volume's directory (loop devices "
+        "for block volumes) at the staging and target paths; needs root",
+    )
+    p.add_argument(
+        "--call-log", default=None, help="append every CSI call and its outcome to this file"
+    )
     p.add_argument("--v", "-v", dest="v", type=int, default=0)
     for ignored in ("--enable-list-snapshots", "--automaxprocs", "--logtostderr"):
         flag(ignored, True, argparse.SUPPRESS)
     return p
+
+
+def _by_node(entries: list[tuple[str, str, int]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for node, kind, qty in entries:
+        out.setdefault(node, {})[kind] = qty
+    return out
 
 
 def normalize_argv(argv: Sequence[str]) -> list[str]:
@@ -229,6 +274,7 @@ def parse_args(argv: Sequence[str]) -> DriverOptions:
         enable_attach=ns.enable_attach,
         enable_topology=ns.enable_topology,
         capacity=dict(ns.capacity),
+        node_capacity=_by_node(ns.node_capacity),
         max_volumes_per_node=ns.max_volumes_per_node,
         attach_limit=ns.attach_limit,
         max_volume_size=ns.max_volume_size,
@@ -248,5 +294,8 @@ def parse_args(argv: Sequence[str]) -> DriverOptions:
         remove_capabilities=ns.remove_capabilities,
         snapshot_ready_delay=ns.snapshot_ready_delay,
         faults_file=ns.faults_file,
+        request_log=ns.request_log,
+        mount_volumes=ns.mount_volumes,
+        call_log=ns.call_log,
         v=ns.v,
     )

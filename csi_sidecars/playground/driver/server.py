@@ -15,6 +15,7 @@ applies the :class:`Faults` rules (delay, error before or after acting, reply pa
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import stat
@@ -34,6 +35,7 @@ from csi_sidecars.csi.sanitize import strip_secrets
 from csi_sidecars.playground.driver.faults import Faults, Patch
 from csi_sidecars.playground.driver.model import CsiError
 from csi_sidecars.playground.driver.options import DriverOptions
+from csi_sidecars.playground.driver.requestlog import RequestLog
 from csi_sidecars.playground.driver.services import SERVICES, CsiHandlers
 from csi_sidecars.playground.driver.state import DriverState
 from csi_sidecars.playground.driver.store import StateStore
@@ -64,6 +66,33 @@ def _apply_patch(patch: Patch, request: Any, response: Any) -> Any:
     return response
 
 
+#: Request fields a call-log line carries (never secrets, never whole requests).
+CALL_LOG_FIELDS = ("volume_id", "staging_target_path", "target_path", "name", "node_id")
+
+
+def call_log_line(record: CallRecord) -> str:
+    """One JSON line of ``--call-log`` for a finished call."""
+    line: dict[str, Any] = {
+        "time": time.time(),
+        "method": record.method,
+        "code": record.code.name if record.code is not None else None,
+    }
+    for name in CALL_LOG_FIELDS:
+        value = getattr(record.request, name, None)
+        if isinstance(value, str) and value:
+            line[name] = value
+    return json.dumps(line, sort_keys=True)
+
+
+def read_call_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The calls a driver wrote with ``--call-log`` (empty when there is no log yet)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def _remove_socket(path: str) -> None:
     try:
         if stat.S_ISSOCK(os.lstat(path).st_mode):
@@ -85,6 +114,7 @@ class Driver:
         self.clock = clock
         self.faults = faults if faults is not None else Faults(options.faults_file)
         self.calls: list[CallRecord] = []
+        self.request_log = RequestLog(options.request_log) if options.request_log else None
         self.state = self._load_state()
         self._server: grpc.aio.Server | None = None
 
@@ -147,6 +177,7 @@ class Driver:
     ) -> Any:
         record = CallRecord(method, request, started=time.monotonic())
         self.calls.append(record)
+        logged = self.request_log.started(method, request) if self.request_log else ""
         if rlog.v(5) or (rlog.v(3) and method != "Probe"):
             log.info("GRPC call", method=method, request=strip_secrets(request))
         self.faults.refresh()
@@ -154,6 +185,7 @@ class Driver:
             method,
             lambda: json_format.MessageToDict(request, preserving_proto_field_name=True),
         )
+        response: Any = None
         try:
             if decision.delay > 0:
                 await asyncio.sleep(decision.delay)
@@ -169,25 +201,37 @@ class Driver:
             if rule is not None and rule.code is not None:
                 raise CsiError(rule.code, rule.message)
         except CsiError as err:
-            record.code = err.code
-            record.finished = time.monotonic()
+            # An error after acting still names what was made: a lost reply, logged as such.
+            self._finish(record, err.code, logged, response)
             if rlog.v(3):
                 log.info("GRPC error", method=method, code=err.code.name, error=err.message)
             await context.abort(err.code, err.message)
         except asyncio.CancelledError:
-            record.code = grpc.StatusCode.CANCELLED
-            record.finished = time.monotonic()
+            self._finish(record, grpc.StatusCode.CANCELLED, logged)
             raise
         except Exception as err:
-            record.code = grpc.StatusCode.INTERNAL
-            record.finished = time.monotonic()
+            self._finish(record, grpc.StatusCode.INTERNAL, logged)
             log.error("Driver error", method=method, error=repr(err))
             await context.abort(grpc.StatusCode.INTERNAL, f"{method}: {err}")
-        record.code = grpc.StatusCode.OK
-        record.finished = time.monotonic()
+        self._finish(record, grpc.StatusCode.OK, logged, response)
         if rlog.v(5):
             log.info("GRPC response", method=method, response=strip_secrets(response))
         return response
+
+    def _finish(
+        self, record: CallRecord, code: grpc.StatusCode, logged: str, response: Any = None
+    ) -> None:
+        """Close the call's record and write it to the request log and the call log."""
+        record.code = code
+        record.finished = time.monotonic()
+        if self.request_log is not None:
+            self.request_log.finished(logged, code.name, response)
+        if self.options.call_log and record.method != "Probe":
+            try:
+                with open(self.options.call_log, "a", encoding="utf-8") as f:
+                    f.write(call_log_line(record) + "\n")
+            except OSError as err:
+                log.warning("Cannot write the call log", path=self.options.call_log, error=str(err))
 
     async def start(self) -> None:
         """Listen on the unix socket (a stale socket file is removed first).

@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.playground.driver.core import VolumeCap
 from csi_sidecars.playground.driver.model import CsiError, GroupSnapshot, Snapshot, Volume
+from csi_sidecars.playground.driver.options import TOPOLOGY_KEY
 from csi_sidecars.playground.driver.state import DriverState
 
 Code = grpc.StatusCode
@@ -216,7 +217,10 @@ class CsiHandlers:
 
     def GetCapacity(self, req: Any) -> Any:
         """GetCapacity."""
-        available, maximum = self.state.get_capacity(dict(req.parameters))
+        node = None
+        if req.HasField("accessible_topology"):
+            node = req.accessible_topology.segments.get(TOPOLOGY_KEY) or None
+        available, maximum = self.state.get_capacity(dict(req.parameters), node)
         out = pb.GetCapacityResponse(available_capacity=available)
         out.maximum_volume_size.value = maximum
         out.minimum_volume_size.value = 0

@@ -32,7 +32,7 @@ class SnapshotOps(StateCore):
             parameters=dict(parameters),
         )
         if self.store is not None:
-            self.store.create_snapshot(snap.snapshot_id)
+            self.store.create_snapshot(snap.snapshot_id, volume_id)
         self.data.snapshots[snap.snapshot_id] = snap
         return snap
 

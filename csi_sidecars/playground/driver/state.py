@@ -99,8 +99,9 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
                     )
                 capacity = src_size
             src_snap, src_vol = (source[1], "") if source[0] == "snapshot" else ("", source[1])
-        topology = self._pick_topology(requisite or [], preferred or [])
-        kind = self._pick_kind(params.get("kind", ""), capacity)
+        kind = params.get("kind", "")
+        topology = self._pick_topology(requisite or [], preferred or [], kind, capacity)
+        kind = self._pick_kind(kind, capacity, self._node_of(topology))
 
         vol = Volume(
             volume_id=self._new_id(),
@@ -117,7 +118,7 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
             created_at=self.clock(),
         )
         if self.store is not None:
-            self.store.create_volume(vol.volume_id)
+            self.store.create_volume(vol.volume_id, source)
         self.data.volumes[vol.volume_id] = vol
         self._commit()
         return vol
@@ -162,26 +163,41 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
             raise CsiError(Code.NOT_FOUND, f"source volume {source_id} does not exist")
         return vol.capacity_bytes
 
+    def _node_of(self, topology: list[dict[str, str]]) -> str:
+        return next((t[TOPOLOGY_KEY] for t in topology if t.get(TOPOLOGY_KEY)), self.opts.node_id)
+
     def _pick_topology(
-        self, requisite: list[dict[str, str]], preferred: list[dict[str, str]]
+        self,
+        requisite: list[dict[str, str]],
+        preferred: list[dict[str, str]],
+        kind: str = "",
+        size: int = 0,
     ) -> list[dict[str, str]]:
         if not self.opts.enable_topology:
             return []
         node = self.opts.node_id
         if self.opts.known_nodes and (requisite or preferred):
-            candidates = [t.get(TOPOLOGY_KEY, "") for t in [*preferred, *requisite]]
-            picked = next((n for n in candidates if n and self.node_known(n)), "")
-            if not picked and requisite:
+            names = [t.get(TOPOLOGY_KEY, "") for t in [*preferred, *requisite]]
+            candidates = [n for n in dict.fromkeys(names) if n and self.node_known(n)]
+            if not candidates and requisite:
                 raise CsiError(
                     Code.RESOURCE_EXHAUSTED,
                     f"no known node in the requisite topology {requisite}",
                 )
-            node = picked or node
+            if self.tracks_capacity:
+                # The first candidate with room, as a driver of many nodes would place it.
+                roomy = [n for n in candidates if self._fits(kind, n, size)]
+                candidates = roomy or candidates
+            node = candidates[0] if candidates else node
         return [{TOPOLOGY_KEY: node}]
 
-    def _pick_kind(self, kind: str, capacity: int) -> str:
-        total = self.opts.capacity
-        if not total:
+    def _fits(self, kind: str, node: str, size: int) -> bool:
+        kinds = [kind] if kind else self.kinds(node)
+        return any(self.has_room(k, node, size) for k in kinds)
+
+    def _pick_kind(self, kind: str, capacity: int, node: str = "") -> str:
+        node = node or self.opts.node_id
+        if not self.tracks_capacity:
             if kind:
                 raise CsiError(
                     Code.INVALID_ARGUMENT,
@@ -189,13 +205,13 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
                 )
             return ""
         if not kind:
-            kind = next((k for k, q in total.items() if self._used(k) + capacity <= q), "")
+            kind = next((k for k in self.kinds(node) if self.has_room(k, node, capacity)), "")
             if not kind:
                 raise CsiError(
                     Code.RESOURCE_EXHAUSTED,
                     f"requested capacity {capacity} exceeds all remaining capacity",
                 )
-        if kind not in total or self._used(kind) + capacity > total[kind]:
+        if not self.has_room(kind, node, capacity):
             raise CsiError(
                 Code.RESOURCE_EXHAUSTED,
                 f'requested capacity {capacity} exceeds remaining capacity for "{kind}"',
@@ -267,20 +283,26 @@ class DriverState(SnapshotOps, NodeOps, StateCore):
             raise CsiError(Code.INVALID_ARGUMENT, "Volume ID missing in request")
         return self._volume(volume_id)
 
-    def get_capacity(self, parameters: dict[str, str] | None = None) -> tuple[int, int]:
+    def get_capacity(
+        self, parameters: dict[str, str] | None = None, node: str | None = None
+    ) -> tuple[int, int]:
         """GetCapacity: ``(available_capacity, maximum_volume_size)``.
 
         Without ``--capacity`` the available capacity is the maximum volume size; with it, the
-        unused part of the ``kind`` parameter's quantity (0 for an unknown or missing kind).
+        unused part of the ``kind`` parameter's quantity on ``node`` (the accessible topology's
+        node; default this driver's), 0 for an unknown kind or a node this driver does not
+        serve.
 
         Raises:
             CsiError: UNIMPLEMENTED.
         """
         self._require_controller("GET_CAPACITY")
         available = self.opts.max_volume_size
-        if self.opts.capacity:
+        if self.tracks_capacity:
+            where = node or self.opts.node_id
             kind = (parameters or {}).get("kind", "")
-            available = max(0, self.opts.capacity.get(kind, 0) - self._used(kind))
+            total = self.node_total(kind, where) if self.node_known(where) else None
+            available = 0 if total is None else max(0, total - self._used(kind, where))
         return available, min(available, self.opts.max_volume_size)
 
     def expand_volume(

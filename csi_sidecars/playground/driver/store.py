@@ -3,8 +3,12 @@
 Layout (like hostpathplugin's ``--statedir``)::
 
     STATEDIR/state.json          volumes, snapshots, group snapshots (see StateData.to_json)
-    STATEDIR/volumes/<id>/       one directory per volume (sizes are bookkeeping only)
+    STATEDIR/volumes/<id>/       one directory per volume (sizes are bookkeeping only; with
+                                 --mount-volumes it is what pods see, block.img for block)
     STATEDIR/snapshots/<id>.snap one empty marker file per snapshot
+    STATEDIR/snapshots/<id>.data a copy of the volume's directory when the snapshot was cut;
+                                 a volume restored from the snapshot (or cloned from a
+                                 volume) starts as a copy of it
 
 ``state.json`` is written atomically (temporary file in the same directory, fsync, rename), so a
 driver killed at any moment leaves either the old or the new state, never a torn file. Crash
@@ -77,9 +81,26 @@ class StateStore:
         """Where the marker file of ``snapshot_id`` lives."""
         return self.root / "snapshots" / f"{snapshot_id}.snap"
 
-    def create_volume(self, volume_id: str) -> None:
-        """Create the directory of a new volume."""
-        self.volume_path(volume_id).mkdir(mode=0o777, parents=True, exist_ok=True)
+    def snapshot_data_path(self, snapshot_id: str) -> Path:
+        """Where the copy of the volume's content taken by ``snapshot_id`` lives."""
+        return self.root / "snapshots" / f"{snapshot_id}.data"
+
+    def create_volume(self, volume_id: str, source: tuple[str, str] | None = None) -> None:
+        """Create the directory of a new volume, a copy of ``source`` (``("snapshot", id)`` or
+        ``("volume", id)``) when given and present."""
+        target = self.volume_path(volume_id)
+        origin: Path | None = None
+        if source is not None:
+            kind, source_id = source
+            origin = (
+                self.snapshot_data_path(source_id)
+                if kind == "snapshot"
+                else self.volume_path(source_id)
+            )
+        if origin is not None and origin.is_dir() and not target.exists():
+            shutil.copytree(origin, target, symlinks=True)
+            target.chmod(0o777)
+        target.mkdir(mode=0o777, parents=True, exist_ok=True)
 
     def delete_volume(self, volume_id: str) -> None:
         """Remove the directory of a volume (missing is fine)."""
@@ -89,10 +110,15 @@ class StateStore:
         """Whether the directory of ``volume_id`` is still there."""
         return self.volume_path(volume_id).is_dir()
 
-    def create_snapshot(self, snapshot_id: str) -> None:
-        """Create the marker file of a new snapshot."""
+    def create_snapshot(self, snapshot_id: str, source_volume_id: str | None = None) -> None:
+        """Create the marker file of a new snapshot and copy the source volume's content."""
+        if source_volume_id is not None and self.volume_exists(source_volume_id):
+            data = self.snapshot_data_path(snapshot_id)
+            if not data.exists():
+                shutil.copytree(self.volume_path(source_volume_id), data, symlinks=True)
         self.snapshot_path(snapshot_id).touch()
 
     def delete_snapshot(self, snapshot_id: str) -> None:
-        """Remove the marker file of a snapshot (missing is fine)."""
+        """Remove the marker file and content of a snapshot (missing is fine)."""
         self.snapshot_path(snapshot_id).unlink(missing_ok=True)
+        shutil.rmtree(self.snapshot_data_path(snapshot_id), ignore_errors=True)

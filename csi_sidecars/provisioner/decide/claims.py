@@ -13,23 +13,19 @@ fails or provisions (with the ``Provisioning`` event of the attempt).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from csi_sidecars.controller import actions as a
 from csi_sidecars.controller.actions import Plan
-from csi_sidecars.kube.objects import Event, JsonDict, annotations_of, name, namespace, spec
-from csi_sidecars.kube.patch import is_conflict
-from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, ApiError
+from csi_sidecars.kube.objects import Event, annotations_of, name, namespace, spec
+from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS
 from csi_sidecars.provisioner.decide import events, strings
+from csi_sidecars.provisioner.decide.updates import UPDATE_ATTEMPTS, update_object
+from csi_sidecars.provisioner.decide.updates import Change as ClaimChange
 
-#: PVC Updates tried (each after re-reading the claim) before a conflict is given up.
-UPDATE_ATTEMPTS = 5
 DONE = a.Done()
-
-ClaimChange = Callable[[Mapping[str, Any]], JsonDict | None]
-"""The new PVC for an Update, or None when nothing needs to change (pure)."""
 
 
 class ClaimAction(enum.Enum):
@@ -37,7 +33,6 @@ class ClaimAction(enum.Enum):
 
     SKIP = "Skip"  # not ours or nothing to do: ignore silently
     WAIT = "Wait"  # ours, but a prerequisite is missing: retry with back-off, no event
-    FAIL = "Fail"  # ours, but invalid: ProvisioningFailed event, final error
     PROVISION = "Provision"
 
 
@@ -47,7 +42,7 @@ class ClaimDecision:
 
     Attributes:
         action: what to do.
-        reason: a short human-readable reason (logged; the event message for FAIL).
+        reason: a short human-readable reason (logged).
         storage_class: the PVC's StorageClass name ("" when none).
         selected_node: the node chosen by the scheduler ("" for immediate binding).
         event: for PROVISION, the ``Provisioning`` event of the attempt.
@@ -109,8 +104,10 @@ def should_provision(
     Returns:
         SKIP when the claim is bound, asks for another provisioner (by annotation or
         StorageClass), waits for the scheduler (WaitForFirstConsumer without selected node) or
-        already has its PV; WAIT when the StorageClass is missing (it may appear); FAIL for a
-        claim with ``spec.selector``; PROVISION otherwise.
+        already has its PV; WAIT when the StorageClass is missing (it may appear); PROVISION
+        otherwise. A claim the provisioner refuses (``spec.selector``, a capability the driver
+        lacks, ...) is PROVISION too: as in Go, the ``Provisioning`` event comes first and
+        :func:`~.request.plan_provision` then fails it with ``ProvisioningFailed``.
     """
     known = {driver, *additional_names}
     pvc_spec = spec(pvc)
@@ -158,8 +155,6 @@ def should_provision(
             class_name,
             node,
         )
-    if pvc_spec.get("selector") is not None:
-        return ClaimDecision(ClaimAction.FAIL, "claim Selector is not supported", class_name, node)
     return ClaimDecision(
         ClaimAction.PROVISION,
         f"provisioning claim {ref}",
@@ -177,7 +172,7 @@ def update_claim(
     done: a.Outcome = DONE,
     attempts: int = UPDATE_ATTEMPTS,
 ) -> Plan:
-    """The plan of one conflict-safe PVC Update.
+    """The plan of one conflict-safe PVC Update (:func:`~.updates.update_object`).
 
     The first PUT sends ``change(pvc)`` (the cached copy, whose resourceVersion guards it); on a
     conflict the claim is read again and ``change`` applied to it, up to ``attempts`` PUTs.
@@ -189,33 +184,12 @@ def update_claim(
         done: the outcome once the Update is written.
         attempts: PUTs before the conflict is given up (:class:`Retry`).
     """
-    body = change(pvc)
-    if body is None:
-        return (a.Done(),)
-    body.setdefault("apiVersion", "v1")
-    body.setdefault("kind", "PersistentVolumeClaim")
-    claim_ns, claim_name = namespace(pvc), name(pvc)
-
-    def again(fresh: JsonDict | None) -> Plan:
-        if fresh is None:
-            if missing_ok:
-                return (a.Done("claim is gone"),)
-            return (a.Retry(f'persistentvolumeclaims "{claim_name}" not found'),)
-        return update_claim(fresh, change, missing_ok=missing_ok, done=done, attempts=attempts - 1)
-
-    def on_error(exc: ApiError) -> Plan:
-        if exc.not_found and missing_ok:
-            return (a.Done("claim is gone"),)
-        if is_conflict(exc) and attempts > 1:
-            return (a.Read(PERSISTENT_VOLUME_CLAIMS, claim_name, claim_ns, then=again),)
-        return (a.Retry(strings.api_message(exc)),)
-
-    return (
-        a.Replace(
-            PERSISTENT_VOLUME_CLAIMS,
-            body,
-            claim_ns,
-            then=lambda _: (done,),
-            on_error=on_error,
-        ),
+    return update_object(
+        PERSISTENT_VOLUME_CLAIMS,
+        pvc,
+        change,
+        missing_ok=missing_ok,
+        done=done,
+        attempts=attempts,
+        noun="claim",
     )

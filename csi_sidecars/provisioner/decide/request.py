@@ -6,7 +6,8 @@ Building happens in two pure steps around the executor's lookups:
    I/O: name, capacity, fsType, capabilities, stripped parameters, every secret reference, the
    normalised data source and the VolumeAttributesClass name. Errors carry Go's text and state.
 2. The executor then looks up what the plan asks for (clone source PVC and PV ->
-   :func:`.sources.clone_content_source`; CSINode/Node -> :mod:`.topology`; the provisioner
+   :func:`.sources.clone_content_source`; VolumeSnapshot and its content ->
+   :func:`.snapshots.snapshot_content_source`; CSINode/Node -> :mod:`.topology`; the provisioner
    Secret's data; the VolumeAttributesClass -> :func:`.sources.mutable_parameters`) and calls
    :func:`build_create_request`.
 
@@ -89,7 +90,8 @@ class ProvisionPlan:
         capabilities: ``volume_capabilities``, one per access mode.
         parameters: StorageClass parameters with reserved keys stripped (+ extra metadata).
         secret_refs: resolved secret reference per kind (``secrets.ALL_KINDS`` kind names).
-        data_source: the normalised data source (PersistentVolumeClaim only; None if none).
+        data_source: the normalised data source of a clone (PersistentVolumeClaim) or a
+            restore (VolumeSnapshot); None without one (or for an external populator's kind).
         vac_name: VolumeAttributesClass to read ``mutable_parameters`` from ("" = none).
     """
 
@@ -102,6 +104,16 @@ class ProvisionPlan:
     secret_refs: dict[str, SecretRef | None] = field(default_factory=dict)
     data_source: DataSource | None = None
     vac_name: str = ""
+
+    @property
+    def restores(self) -> bool:
+        """Whether the volume is restored from a VolumeSnapshot."""
+        return self.data_source is not None and self.data_source.kind == strings.KIND_SNAPSHOT
+
+    @property
+    def clones(self) -> bool:
+        """Whether the volume is a clone of a PersistentVolumeClaim."""
+        return self.data_source is not None and self.data_source.kind == strings.KIND_PVC
 
     @property
     def provisioner_secret(self) -> SecretRef | None:
@@ -276,7 +288,7 @@ def plan_provision(
     if sc is None:
         raise ProvisionError("storage class was nil", FINISHED)
     source = data_source(pvc)
-    clone = False
+    clone = restore = False
     if source is not None:
         if not source.name:
             raise ProvisionError(f"the PVC source not found for PVC {name(pvc)}", FINISHED)
@@ -287,12 +299,8 @@ def plan_provision(
                     f"{strings.SNAPSHOT_API_GROUP}, Got {source.api_group}",
                     FINISHED,
                 )
-            raise ProvisionError(
-                "restoring a volume from a VolumeSnapshot is not supported yet by csi-sidecars "
-                "provisioner",
-                FINISHED,
-            )
-        if source.kind == strings.KIND_PVC:
+            restore = True
+        elif source.kind == strings.KIND_PVC:
             clone = True
         else:
             raise IgnoredError(
@@ -301,7 +309,7 @@ def plan_provision(
                 Ignored.EXTERNAL_POPULATOR,
             )
     vac_name = str(spec(pvc).get("volumeAttributesClassName") or "") if opts.vac_gate else ""
-    check_capabilities(opts, clone=clone, modify=bool(vac_name))
+    check_capabilities(opts, snapshot=restore, clone=clone, modify=bool(vac_name))
     if spec(pvc).get("selector") is not None:
         raise ProvisionError("claim Selector is not supported", FINISHED)
     pv_name = make_volume_name(opts.volume_name_prefix, uid(pvc), opts.volume_name_uuid_length)
@@ -336,7 +344,7 @@ def plan_provision(
         capabilities=caps,
         parameters=params,
         secret_refs=refs,
-        data_source=source if clone else None,
+        data_source=source if clone or restore else None,
         vac_name=vac_name,
     )
 

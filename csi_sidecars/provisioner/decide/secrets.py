@@ -17,13 +17,17 @@ reads a Secret; the executor GETs only the provisioner secret's data, at provisi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from csi_sidecars.kube.objects import annotations_of, name, namespace, str_map
-from csi_sidecars.provisioner.decide.strings import CSI_PARAMETER_PREFIX, go_quote, go_quoted_list
+from csi_sidecars.kube.secretrefs import (
+    SecretTemplateError,
+    resolve_name,
+    resolve_namespace,
+)
+from csi_sidecars.provisioner.decide.strings import CSI_PARAMETER_PREFIX
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ RESERVED_PARAMETER_KEYS = frozenset(
 )
 
 
-class SecretParamError(ValueError):
+class SecretParamError(SecretTemplateError):
     """The StorageClass secret parameters or their templates are invalid."""
 
 
@@ -147,83 +151,6 @@ def secret_templates(params: SecretParams, sc_params: Mapping[str, str]) -> tupl
             "or name is empty"
         )
     return name_tpl, namespace_tpl
-
-
-_SPECIAL = set("*#$@!?-0123456789")
-
-
-def _shell_name(s: str) -> tuple[str, int]:
-    """Go ``os`` getShellName: the variable name after ``$`` and how many bytes it used."""
-    if s[0] == "{":
-        if len(s) > 2 and s[1] in _SPECIAL and s[2] == "}":
-            return s[1:2], 3
-        for i in range(1, len(s)):
-            if s[i] == "}":
-                if i == 1:
-                    return "", 2
-                return s[1:i], i + 1
-        return "", 1
-    if s[0] in _SPECIAL:
-        return s[0:1], 1
-    i = 0
-    while i < len(s) and (s[i] == "_" or (s[i].isascii() and s[i].isalnum())):
-        i += 1
-    return s[:i], i
-
-
-def go_expand(template: str, lookup: Mapping[str, str]) -> tuple[str, set[str]]:
-    """Expand ``$x`` / ``${x}`` exactly like Go's ``os.Expand``.
-
-    Returns:
-        The expanded string and the names that were not in ``lookup`` (expanded to "").
-    """
-    out: list[str] = []
-    missing: set[str] = set()
-    i = 0
-    j = 0
-    while j < len(template):
-        if template[j] == "$" and j + 1 < len(template):
-            out.append(template[i:j])
-            var, width = _shell_name(template[j + 1 :])
-            if var == "" and width > 0:
-                pass  # bad syntax: the characters are eaten
-            elif var == "":
-                out.append("$")
-            else:
-                if var not in lookup:
-                    missing.add(var)
-                out.append(lookup.get(var, ""))
-            j += width
-            i = j + 1
-        j += 1
-    out.append(template[i:])
-    return "".join(out), missing
-
-
-def resolve_template(template: str, lookup: Mapping[str, str]) -> str:
-    """Expand ``template``; unknown tokens are an error.
-
-    Raises:
-        SecretParamError: ``invalid tokens: ["..."]`` naming every unknown token, sorted.
-    """
-    resolved, missing = go_expand(template, lookup)
-    if missing:
-        raise SecretParamError(f"invalid tokens: {go_quoted_list(sorted(missing))}")
-    return resolved
-
-
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def is_dns1123_label(value: str) -> bool:
-    """Whether ``value`` is a DNS-1123 label (namespace names)."""
-    return len(value) <= 63 and bool(_LABEL.match(value))
-
-
-def is_dns1123_subdomain(value: str) -> bool:
-    """Whether ``value`` is a DNS-1123 subdomain (secret and PV names)."""
-    return len(value) <= 253 and bool(_SUBDOMAIN.match(value))
 
 
 def provisioner_secret(
@@ -289,30 +216,12 @@ def secret_reference(
     name_tpl, namespace_tpl = templates
 
     namespace_params = {"pv.name": pv_name, "pvc.namespace": pvc_namespace}
-    try:
-        namespace = resolve_template(namespace_tpl, namespace_params)
-    except SecretParamError as err:
-        raise SecretParamError(f"error resolving value {go_quote(namespace_tpl)}: {err}") from None
-    if not is_dns1123_label(namespace):
-        if namespace != namespace_tpl:
-            raise SecretParamError(
-                f"{go_quote(namespace_tpl)} resolved to {go_quote(namespace)} which is not a "
-                "valid namespace name"
-            )
-        raise SecretParamError(f"{go_quote(namespace_tpl)} is not a valid namespace name")
-
     name_params = {"pv.name": pv_name, "pvc.name": pvc_name, "pvc.namespace": pvc_namespace}
     for key, value in (pvc_annotations or {}).items():
         name_params[f"pvc.annotations['{key}']"] = value
     try:
-        name = resolve_template(name_tpl, name_params)
-    except SecretParamError as err:
-        raise SecretParamError(f"error resolving value {go_quote(name_tpl)}: {err}") from None
-    if not is_dns1123_subdomain(name):
-        if name != name_tpl:
-            raise SecretParamError(
-                f"{go_quote(name_tpl)} resolved to {go_quote(name)} which is not a valid "
-                "secret name"
-            )
-        raise SecretParamError(f"{go_quote(name_tpl)} is not a valid secret name")
+        namespace = resolve_namespace(namespace_tpl, namespace_params)
+        name = resolve_name(name_tpl, name_params)
+    except SecretTemplateError as err:
+        raise SecretParamError(str(err)) from None
     return SecretRef(name=name, namespace=namespace)

@@ -2,8 +2,7 @@
 
 Split from :mod:`.request`: these take the objects the executor looked up (source PVC and PV,
 VolumeAttributesClass) and return the ``volume_content_source`` / ``mutable_parameters`` of the
-request, or Go's error text. Snapshot restore is not supported yet (see
-:func:`~csi_sidecars.provisioner.decide.request.plan_provision`).
+request, or Go's error text. Restores from a VolumeSnapshot are in :mod:`.snapshots`.
 
 Cloning protection (Go's ``CloningProtectionController``): before CreateVolume of a clone the
 source PVC gets ``provisioner.storage.kubernetes.io/cloning-protection``
@@ -106,7 +105,8 @@ def data_source(pvc: Mapping[str, Any], cross_namespace_gate: bool = False) -> D
     return None
 
 
-def _source_error(source: DataSource, message: str) -> ProvisionError:
+def source_error(source: DataSource, message: str) -> ProvisionError:
+    """Go's NoChange error for a data source that cannot be used (yet)."""
     return ProvisionError(
         f"error getting handle for DataSource Type {source.kind} by Name {source.name}: {message}",
         NO_CHANGE,
@@ -137,59 +137,59 @@ def clone_content_source(
     if source is None:
         raise ProvisionError("no clone source in plan", FINISHED)
     if source_pvc is None:
-        raise _source_error(
+        raise source_error(
             source,
             f"error getting PVC {source.name} (namespace {go_quote(namespace(pvc))}) from api "
             f'server: persistentvolumeclaims "{source.name}" not found',
         )
     if status(source_pvc).get("phase") != "Bound":
-        raise _source_error(
+        raise source_error(
             source,
             f"the PVC DataSource {source.name} must have a status of Bound.  Got "
             f"{status(source_pvc).get('phase') or ''}",
         )
     if is_deleting(source_pvc):
-        raise _source_error(source, f"the PVC DataSource {source.name} is currently being deleted")
+        raise source_error(source, f"the PVC DataSource {source.name} is currently being deleted")
     if spec(source_pvc).get("storageClassName") is None:
-        raise _source_error(
+        raise source_error(
             source, f"the source PVC ({name(source_pvc)}) storageclass cannot be empty"
         )
     if spec(pvc).get("storageClassName") is None:
-        raise _source_error(source, f"the requested PVC ({name(pvc)}) storageclass cannot be empty")
+        raise source_error(source, f"the requested PVC ({name(pvc)}) storageclass cannot be empty")
     source_size = requested_bytes(source_pvc)
     if plan.required_bytes < source_size:
-        raise _source_error(
+        raise source_error(
             source,
             "error, new PVC request must be greater than or equal in size to the specified PVC "
             f"data source, requested {plan.required_bytes} but source is {source_size}",
         )
     volume_name = str(spec(source_pvc).get("volumeName") or "")
     if not volume_name:
-        raise _source_error(source, f"volume name is empty in source PVC {name(source_pvc)}")
+        raise source_error(source, f"volume name is empty in source PVC {name(source_pvc)}")
     invalid = "claim in dataSource not bound or invalid"
     pv_csi = spec(source_pv).get("csi") if source_pv is not None else None
     if source_pv is None or not isinstance(pv_csi, dict):
-        raise _source_error(source, invalid)
+        raise source_error(source, invalid)
     if pv_csi.get("driver") != sc.get("provisioner"):
-        raise _source_error(source, invalid)
+        raise source_error(source, invalid)
     claim_ref = spec(source_pv).get("claimRef")
     if not isinstance(claim_ref, dict) or (
         claim_ref.get("uid") != uid(source_pvc)
         or claim_ref.get("namespace") != namespace(source_pvc)
         or claim_ref.get("name") != name(source_pvc)
     ):
-        raise _source_error(source, invalid)
+        raise source_error(source, invalid)
     if status(source_pv).get("phase") != "Bound":
-        raise _source_error(source, invalid)
+        raise source_error(source, invalid)
     source_block = spec(source_pv).get("volumeMode") == "Block"
     if not plan.block and spec(source_pv).get("volumeMode") not in (None, "Filesystem"):
-        raise _source_error(
+        raise source_error(
             source,
             "the source PVC and destination PVCs must have the same volume mode for cloning.  "
             "Source is Block, but new PVC requested Filesystem",
         )
     if plan.block and not source_block:
-        raise _source_error(
+        raise source_error(
             source,
             "the source PVC and destination PVCs must have the same volume mode for cloning.  "
             "Source is Filesystem, but new PVC requested Block",

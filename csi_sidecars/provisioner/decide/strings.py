@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from csi_sidecars.kube.resources import ApiError
+from csi_sidecars.kube.snapshots import SNAPSHOT_GROUP
 
 # PVC annotations set by kube-controller-manager / the scheduler.
 ANN_STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
@@ -53,7 +54,9 @@ PARAM_PV_NAME = "csi.storage.k8s.io/pv/name"
 # Data source kinds and groups.
 KIND_PVC = "PersistentVolumeClaim"
 KIND_SNAPSHOT = "VolumeSnapshot"
-SNAPSHOT_API_GROUP = "snapshot.storage.k8s.io"
+SNAPSHOT_API_GROUP = SNAPSHOT_GROUP
+#: On a VolumeSnapshotContent: "true" lets a restore change the volume mode of the source.
+ANN_ALLOW_VOLUME_MODE_CHANGE = "snapshot.storage.kubernetes.io/allow-volume-mode-change"
 
 # Our own: the journal (a Lease in the provisioner's namespace) keeps the no-leak records in
 # these annotations.

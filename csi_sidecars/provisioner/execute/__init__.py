@@ -8,4 +8,9 @@
 * :mod:`.cleanup`: finishing a recorded CreateVolume whose claim is gone (no leaks).
 * :mod:`.volumes`: one sync of one PV: its finalizer, deleting its volume.
 * :mod:`.clone_protection`: releasing a clone source once no clone needs it.
+* :mod:`.snapshot_protection`: releasing a restored VolumeSnapshot once no restore needs it,
+  and the orphan sweep.
+* :mod:`.capacity`: the CSIStorageCapacity objects (``--enable-capacity``); :mod:`.owner`
+  their owner reference.
+* :mod:`.nodes`: node deployment: which claims are this node's, the race for Immediate ones.
 """

@@ -26,6 +26,7 @@ from csi_sidecars.kube.resources import (
 )
 from csi_sidecars.kube.store import Store
 from csi_sidecars.provisioner.decide import strings
+from csi_sidecars.provisioner.decide.snapshots import snapshot_source_key
 
 #: sig-storage-lib resyncs its PVC and PV handlers every 15 minutes.
 RESYNC_PERIOD = 15 * 60.0
@@ -56,6 +57,7 @@ PV_FIELDS = (
     "spec.claimRef.namespace",
     "spec.persistentVolumeReclaimPolicy",
     "spec.storageClassName",
+    "spec.nodeAffinity",
     "status.phase",
 )
 CSINODE_FIELDS = ("spec.drivers",)
@@ -63,6 +65,7 @@ NODE_FIELDS = ("metadata.labels",)
 VA_FIELDS = ("spec.source.persistentVolumeName", "spec.nodeName")
 
 CLONE_SOURCE_INDEX = "clone-source"
+SNAPSHOT_SOURCE_INDEX = "snapshot-source"
 PV_INDEX = "pv"
 
 
@@ -77,6 +80,11 @@ def clone_source_key(pvc: Mapping[str, Any]) -> str | None:
 
 def _by_clone_source(pvc: JsonDict) -> list[str]:
     key = clone_source_key(pvc)
+    return [key] if key else []
+
+
+def _by_snapshot_source(pvc: JsonDict) -> list[str]:
+    key = snapshot_source_key(pvc)
     return [key] if key else []
 
 
@@ -112,6 +120,8 @@ class Caches:
         topology: cache CSINodes and Nodes (driver supports topology).
         attachments: cache VolumeAttachments (driver has PUBLISH_UNPUBLISH_VOLUME).
         resync_period: resync of the PVC and PV informers (0 disables).
+        static_topology: node deployment: this node's CSINode and Node (by name), never
+            watched (Go's fake objects from NodeGetInfo).
     """
 
     def __init__(
@@ -121,24 +131,33 @@ class Caches:
         topology: bool,
         attachments: bool,
         resync_period: float = RESYNC_PERIOD,
+        static_topology: tuple[dict[str, JsonDict], dict[str, JsonDict]] | None = None,
     ) -> None:
         self.claims = ctx.informer(
             PERSISTENT_VOLUME_CLAIMS,
             fields=PVC_FIELDS,
             resync=resync_period,
-            indexers={CLONE_SOURCE_INDEX: _by_clone_source},
+            indexers={
+                CLONE_SOURCE_INDEX: _by_clone_source,
+                SNAPSHOT_SOURCE_INDEX: _by_snapshot_source,
+            },
         )
         self.volumes = ctx.informer(PERSISTENT_VOLUMES, fields=PV_FIELDS, resync=resync_period)
         self.classes = ctx.informer(STORAGE_CLASSES)
-        self.csinodes = ctx.informer(CSI_NODES, fields=CSINODE_FIELDS) if topology else None
-        self.nodes = ctx.informer(NODES, fields=NODE_FIELDS) if topology else None
+        watch = topology and static_topology is None
+        self.csinodes = ctx.informer(CSI_NODES, fields=CSINODE_FIELDS) if watch else None
+        self.nodes = ctx.informer(NODES, fields=NODE_FIELDS) if watch else None
         self.attachments = (
             ctx.informer(VOLUME_ATTACHMENTS, fields=VA_FIELDS, indexers={PV_INDEX: _by_pv})
             if attachments
             else None
         )
-        self.csinode_map = StoreMapping(self.csinodes.store) if self.csinodes else {}
-        self.node_map = StoreMapping(self.nodes.store) if self.nodes else {}
+        self.csinode_map: Mapping[str, JsonDict] = (
+            StoreMapping(self.csinodes.store) if self.csinodes else {}
+        )
+        self.node_map: Mapping[str, JsonDict] = StoreMapping(self.nodes.store) if self.nodes else {}
+        if static_topology is not None:
+            self.csinode_map, self.node_map = static_topology
 
     @property
     def informers(self) -> list[Informer]:
@@ -166,6 +185,10 @@ class Caches:
     def clones_of(self, source_key: str) -> list[JsonDict]:
         """PVCs whose ``dataSource`` is the PVC ``source_key``."""
         return self.claims.store.by_index(CLONE_SOURCE_INDEX, source_key)
+
+    def restoring_from(self, snapshot_key: str) -> list[JsonDict]:
+        """PVCs whose data source is the VolumeSnapshot ``snapshot_key`` (``namespace/name``)."""
+        return self.claims.store.by_index(SNAPSHOT_SOURCE_INDEX, snapshot_key)
 
     def attachments_of(self, pv_name: str) -> list[JsonDict]:
         """VolumeAttachments of the PV ``pv_name`` (empty when not cached)."""

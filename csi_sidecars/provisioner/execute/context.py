@@ -11,7 +11,8 @@ and do what it asks through a :class:`Context`:
   :meth:`Context.delete_volume`, each bounded by ``--timeout``; failures come back as a gRPC
   code (None when not a gRPC status) and Go's error text.
 * :meth:`Context.build_request` runs :func:`~..decide.request.plan_provision`, then fetches what
-  the plan asks for (the clone source PVC from the cache and its PV by GET, topology from the
+  the plan asks for (the clone source PVC from the cache and its PV by GET, the VolumeSnapshot
+  and its VolumeSnapshotContent of a restore by GET, topology from the
   CSINode/Node caches or the pin, the provisioner Secret, the VolumeAttributesClass) and builds
   the request; every failure is a :class:`~..decide.states.ProvisionError` with Go's text.
 
@@ -41,18 +42,28 @@ from csi_sidecars.kube.resources import (
     ApiError,
     Resource,
 )
+from csi_sidecars.kube.snapshots import VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS
 from csi_sidecars.kube.workqueue import Result
 from csi_sidecars.kube.written import WrittenCache
 from csi_sidecars.provisioner.decide.claims import selected_node
-from csi_sidecars.provisioner.decide.pv import CLEANUP_ATTEMPTS, build_pv
+from csi_sidecars.provisioner.decide.pv import CLEANUP_ATTEMPTS, build_pv, pv_belongs_to_claim
 from csi_sidecars.provisioner.decide.request import (
     ProvisionerOptions,
     ProvisionPlan,
     build_create_request,
+    make_volume_name,
     plan_provision,
 )
 from csi_sidecars.provisioner.decide.secrets import SecretRef
-from csi_sidecars.provisioner.decide.sources import clone_content_source, mutable_parameters
+from csi_sidecars.provisioner.decide.snapshots import (
+    snapshot_content_name,
+    snapshot_content_source,
+)
+from csi_sidecars.provisioner.decide.sources import (
+    clone_content_source,
+    mutable_parameters,
+    source_error,
+)
 from csi_sidecars.provisioner.decide.states import (
     ProvisionError,
     ProvisioningState,
@@ -89,6 +100,7 @@ class Settings:
     immediate_topology: bool = True
     retry_interval_max: float = 300.0
     controller_publish_readonly: bool = False
+    prevent_volume_mode_conversion: bool = True
     additional_names: tuple[str, ...] = ()
 
 
@@ -142,6 +154,14 @@ class Context:
     metrics: ProvisionerMetrics
     pins: TopologyPins = field(default_factory=TopologyPins)
     monotonic: Callable[[], float] = time.monotonic
+    #: capacity tracking: told of each created / deleted PV (or None and the class of a
+    #: failed attempt) so the capacity of its segments is refreshed at once
+    volume_changed: Callable[[Mapping[str, Any] | None, str], None] | None = None
+
+    def changed(self, pv: Mapping[str, Any] | None, storage_class: str) -> None:
+        """Tell capacity tracking (when on) that volumes of a segment or class changed."""
+        if self.volume_changed is not None:
+            self.volume_changed(pv, storage_class)
 
     @property
     def port(self) -> KubePort:
@@ -152,6 +172,21 @@ class Context:
     def known_names(self) -> set[str]:
         """The driver name and any additional provisioner names."""
         return {self.opts.driver_name, *self.settings.additional_names}
+
+    def pv_saved(self, pv_name: str, pvc: Mapping[str, Any]) -> bool:
+        """Whether the PV ``pv_name`` of ``pvc`` is saved (cache, or our own write)."""
+        pv = self.caches.volume(pv_name) or self.written(PERSISTENT_VOLUMES).get(pv_name)
+        return pv_belongs_to_claim(pv, pvc)
+
+    def claim_provisioned(self, pvc: Mapping[str, Any]) -> bool:
+        """Whether the PV with the deterministic name of ``pvc`` is saved."""
+        try:
+            pv_name = make_volume_name(
+                self.opts.volume_name_prefix, uid(pvc), self.opts.volume_name_uuid_length
+            )
+        except ProvisionError:
+            return False
+        return self.pv_saved(pv_name, pvc)
 
     def written(self, resource: Resource) -> WrittenCache:
         """The objects of ``resource`` our writes returned, until the cache shows them."""
@@ -258,6 +293,34 @@ class Context:
                     ) from None
         return clone_content_source(plan, pvc, sc, source_pvc, source_pv)
 
+    async def snapshot_source(
+        self, plan: ProvisionPlan, pvc: Mapping[str, Any], sc: Mapping[str, Any]
+    ) -> csi_pb2.VolumeContentSource:
+        """The content source of a restore (the VolumeSnapshot and its content by GET, as Go)."""
+        source = plan.data_source
+        assert source is not None
+        try:
+            snapshot = await self.port.get(VOLUME_SNAPSHOTS, source.name, source.namespace)
+        except ApiError as exc:
+            raise source_error(
+                source, f"error getting snapshot {source.name} from api server: {api_message(exc)}"
+            ) from None
+        content_name = snapshot_content_name(source, snapshot)
+        try:
+            content = await self.port.get(VOLUME_SNAPSHOT_CONTENTS, content_name)
+        except ApiError:
+            raise source_error(
+                source, f"error getting snapshotcontent {content_name} for snapshot {source.name}"
+            ) from None
+        return snapshot_content_source(
+            plan,
+            pvc,
+            sc,
+            snapshot,
+            content,
+            prevent_volume_mode_conversion=self.settings.prevent_volume_mode_conversion,
+        )
+
     def requirement(
         self, pvc: Mapping[str, Any], sc: Mapping[str, Any]
     ) -> TopologyRequirement | None:
@@ -308,7 +371,11 @@ class Context:
         """
         plan = plan_provision(pvc, sc, self.opts)
         assert sc is not None
-        content = await self.clone_source(plan, pvc, sc) if plan.data_source is not None else None
+        content = None
+        if plan.clones:
+            content = await self.clone_source(plan, pvc, sc)
+        elif plan.restores:
+            content = await self.snapshot_source(plan, pvc, sc)
         topology = self.requirement(pvc, sc)
         try:
             secrets_data = await self.secret_data(plan.provisioner_secret)

@@ -6,7 +6,8 @@
 2. :meth:`~.context.Context.build_request` (plan + lookups);
 3. :func:`~..journal.intent.decide`: record the intent in the journal (a batched write) before
    CreateVolume, or clean up a recorded volume of a claim that is gone (:mod:`.cleanup`);
-4. the clone source's protection finalizer (a PVC Update plan), CreateVolume,
+4. the source's protection finalizer (a PVC Update for a clone, a VolumeSnapshot Update for a
+   restore), CreateVolume,
    :func:`~..decide.pv.check_create_response` (guarded replies, cleanup of unusable volumes),
    :func:`~..decide.pv.build_pv` and the plan that saves it with ``ProvisioningSucceeded``; the
    record is then dropped (the drop rides along with a later journal write);
@@ -24,13 +25,13 @@ until its CreateVolume has a final answer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from csi_sidecars.controller import actions as a
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.objects import is_deleting, name, namespace, uid
-from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, JsonDict
+from csi_sidecars.kube.resources import PERSISTENT_VOLUME_CLAIMS, JsonDict
 from csi_sidecars.kube.workqueue import After, Result
 from csi_sidecars.provisioner.decide.claims import (
     ClaimAction,
@@ -43,10 +44,10 @@ from csi_sidecars.provisioner.decide.pv import (
     CleanupRequired,
     check_create_response,
     cleanup_outcome,
-    pv_belongs_to_claim,
     save_pv,
 )
-from csi_sidecars.provisioner.decide.request import ProvisionPlan, make_volume_name
+from csi_sidecars.provisioner.decide.request import ProvisionPlan
+from csi_sidecars.provisioner.decide.snapshots import ProtectionForbidden, protect_snapshot_source
 from csi_sidecars.provisioner.decide.sources import with_clone_protection
 from csi_sidecars.provisioner.decide.states import (
     IgnoredError,
@@ -57,6 +58,7 @@ from csi_sidecars.provisioner.decide.states import (
 )
 from csi_sidecars.provisioner.execute.cleanup import run_cleanup
 from csi_sidecars.provisioner.execute.context import DONE, RETRY, Context
+from csi_sidecars.provisioner.execute.nodes import NodeOwnership
 from csi_sidecars.provisioner.journal import intent
 from csi_sidecars.provisioner.journal.intent import CleanupAction, IntentAction
 from csi_sidecars.provisioner.journal.lease import JournalError
@@ -75,8 +77,17 @@ def _ref(pvc: Mapping[str, Any]) -> str:
 class ClaimSync:
     """Provisioning of claims; one instance per provisioner."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        on_restored: Callable[[str], None] | None = None,
+        node: NodeOwnership | None = None,
+    ) -> None:
         self.ctx = ctx
+        #: node deployment: which claims are this node's
+        self.node = node
+        #: told the ``namespace/name`` of a VolumeSnapshot once a claim restored from it
+        self.on_restored = on_restored
         #: infeasible claims: uid -> (retry not before, StorageClass uid)
         self._slow: dict[str, tuple[float, str]] = {}
 
@@ -94,7 +105,7 @@ class ClaimSync:
         if pvc is None or is_deleting(pvc):
             return DONE
         sc = ctx.caches.storage_class(claim_class(pvc))
-        pv_exists = self._pv_exists(pvc)
+        pv_exists = ctx.claim_provisioned(pvc)
         decision = should_provision(
             pvc,
             sc,
@@ -112,27 +123,15 @@ class ClaimSync:
             if rlog.v(4):
                 log.info("Claim waits", claim=key, reason=decision.reason)
             return RETRY
-        if decision.action == ClaimAction.FAIL:
-            return await self._failed(pvc, ProvisionError(decision.reason))
+        if self.node is not None:
+            handled = await self.node.claim(pvc, sc)
+            if handled is not None:
+                return handled
         wait = self._slow_wait(pvc, sc)
         if wait > 0:
             return After(wait)
         ctx.event(pvc, PVC, decision.event)
         return await self._provision(pvc, sc)
-
-    def _pv_exists(self, pvc: Mapping[str, Any]) -> bool:
-        ctx = self.ctx
-        try:
-            pv_name = make_volume_name(
-                ctx.opts.volume_name_prefix, uid(pvc), ctx.opts.volume_name_uuid_length
-            )
-        except ProvisionError:
-            return False
-        return self._saved(pv_name, pvc)
-
-    def _saved(self, pv_name: str, pvc: Mapping[str, Any]) -> bool:
-        pv = self.ctx.caches.volume(pv_name) or self.ctx.written(PERSISTENT_VOLUMES).get(pv_name)
-        return pv_belongs_to_claim(pv, pvc)
 
     # -- provisioning -----------------------------------------------------------------------
 
@@ -184,9 +183,13 @@ class ClaimSync:
         started: float,
     ) -> Result:
         ctx = self.ctx
+        source_key = ""
         if plan.data_source is not None:
             source_key = f"{plan.data_source.namespace}/{plan.data_source.name}"
-            protected = await self._protect_clone_source(pvc, source_key)
+            if plan.clones:
+                protected = await self._protect_clone_source(pvc, source_key)
+            else:
+                protected = await self._protect_snapshot(pvc, plan, source_key)
             if protected is not None:
                 return protected
         result = await ctx.create_volume(request)
@@ -216,11 +219,35 @@ class ClaimSync:
             )
             return RETRY
         log.info("Provisioned volume", claim=_ref(pvc), pv=plan.name)
+        ctx.changed(pv, claim_class(pvc))
         ctx.metrics.provisioned(claim_class(pvc), claim_source(pvc), ctx.monotonic() - started)
         ctx.pins.drop(uid(pvc))
         self._slow.pop(uid(pvc), None)
         ctx.journal.drop(uid(pvc))
+        if plan.restores and self.on_restored is not None:
+            self.on_restored(source_key)  # its protection may go now
         return DONE
+
+    async def _protect_snapshot(
+        self, pvc: JsonDict, plan: ProvisionPlan, source_key: str
+    ) -> Result | None:
+        assert plan.data_source is not None
+        outcome = await self.ctx.perform(protect_snapshot_source(plan.data_source), source_key)
+        if isinstance(outcome, ProtectionForbidden):
+            log.info(
+                "Cannot protect the source snapshot (needs update on volumesnapshots); "
+                "provisioning goes on without it",
+                claim=_ref(pvc),
+                snapshot=source_key,
+            )
+        if isinstance(outcome, a.Done):
+            return None
+        err = ProvisionError(
+            f"failed to add the snapshot source protection finalizer to {source_key}: "
+            f"{outcome.reason}",
+            ProvisioningState.NO_CHANGE,
+        )
+        return await self._failed(pvc, err)
 
     async def _protect_clone_source(self, pvc: JsonDict, source_key: str) -> Result | None:
         ctx = self.ctx
@@ -252,7 +279,7 @@ class ClaimSync:
             if record.pvc_uid == live_uid:
                 continue
             own = pvc if pvc is not None and uid(pvc) == record.pvc_uid else None
-            saved = self._saved(record.volume_name, own or record.claim())
+            saved = ctx.pv_saved(record.volume_name, own or record.claim())
             decision = intent.decide(pvc, record=record, rebuilt=None, pv_exists=saved)
             if decision.action == IntentAction.CLEANUP_CREATE:
                 action = await run_cleanup(ctx, record, pvc)
@@ -271,6 +298,8 @@ class ClaimSync:
         outcome = await ctx.perform(handling.actions, _ref(pvc))
         if not isinstance(err, IgnoredError):
             ctx.metrics.provision_failed(claim_class(pvc), claim_source(pvc))
+            if err.state != ProvisioningState.NO_CHANGE:
+                ctx.changed(None, claim_class(pvc))  # the driver may have used some space
             log.info("Provisioning failed", claim=_ref(pvc), state=err.state.value, error=str(err))
         if handling.state == ProvisioningState.FINISHED:
             ctx.pins.drop(uid(pvc))
@@ -296,3 +325,5 @@ class ClaimSync:
         """Drop in-memory state of a claim that is gone."""
         self.ctx.pins.drop(pvc_uid)
         self._slow.pop(pvc_uid, None)
+        if self.node is not None:
+            self.node.forget(pvc_uid)

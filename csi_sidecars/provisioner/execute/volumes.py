@@ -15,16 +15,21 @@ the performer do them:
   deleted and our finalizer removed. Failures emit ``VolumeFailedDelete`` and retry with
   back-off.
 
+In node deployment only the PVs whose node affinity admits this node's topology are handled.
+
 The typed outcome feeds the ``controller_persistentvolume_delete_*`` metrics and the logs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from csi_sidecars.controller import actions as a
 from csi_sidecars.controller.perform import to_result
 from csi_sidecars.kube.resources import PERSISTENT_VOLUMES
 from csi_sidecars.kube.workqueue import Result
 from csi_sidecars.provisioner.decide import deletion
+from csi_sidecars.provisioner.decide.nodes import volume_accessible
 from csi_sidecars.provisioner.execute.context import DONE, Context
 from csi_sidecars.runtime import logging as rlog
 
@@ -41,9 +46,19 @@ class VolumeSync:
         check_attachments: refuse deletion while a VolumeAttachment references the PV.
     """
 
-    def __init__(self, ctx: Context, *, check_attachments: bool) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        check_attachments: bool,
+        node_topology: Mapping[str, str] | None = None,
+        node_deployment: bool = False,
+    ) -> None:
         self.ctx = ctx
         self.check_attachments = check_attachments
+        #: node deployment: only PVs whose node affinity admits this node's topology are ours
+        self.node_deployment = node_deployment
+        self.node_topology = node_topology
         #: PVs whose volume and object we deleted but whose finalizer removal failed: a watch
         #: event that still shows our finalizer must not send DeleteVolume again.
         self._deleted: set[str] = set()
@@ -58,6 +73,8 @@ class VolumeSync:
         if cached is None:
             written.forget(pv_name)
             return DONE
+        if self.node_deployment and not volume_accessible(cached, self.node_topology):
+            return DONE  # another node's volume
         started = ctx.monotonic()
         plan = deletion.volume_plan(
             cached,
@@ -68,6 +85,8 @@ class VolumeSync:
         )
         outcome = await ctx.perform(plan, pv_name)
         self._account(pv_name, outcome, started)
+        if isinstance(outcome, deletion.VolumeDeleted):
+            ctx.changed(cached, deletion.pv_class(cached))
         return to_result(outcome)
 
     def _account(self, pv_name: str, outcome: a.Outcome, started: float) -> None:

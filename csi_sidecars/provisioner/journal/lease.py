@@ -60,10 +60,19 @@ class JournalError(Exception):
     """A record did not become durable, so its CreateVolume must not be sent."""
 
 
-def journal_name(driver: str) -> str:
-    """The journal Lease's name for ``driver`` (lower case, ``/`` and ``_`` replaced)."""
-    cleaned = "".join(c if c.isalnum() or c in ".-" else "-" for c in driver.lower())
-    return f"{cleaned.strip('-.')[:200]}-provisioner-journal"
+def _clean(text: str) -> str:
+    return "".join(c if c.isalnum() or c in ".-" else "-" for c in text.lower()).strip("-.")
+
+
+def journal_name(driver: str, node: str = "") -> str:
+    """The journal Lease's name for ``driver`` (lower case, ``/`` and ``_`` replaced).
+
+    In node deployment every node's provisioner keeps its own journal (``node``): records are
+    only ever finished by the provisioner whose driver the CreateVolume went to.
+    """
+    if node:
+        return f"{_clean(driver)[:100]}-{_clean(node)[:100]}-provisioner-journal"
+    return f"{_clean(driver)[:200]}-provisioner-journal"
 
 
 def encode_records(

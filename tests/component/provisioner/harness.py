@@ -30,6 +30,7 @@ from csi_sidecars.kube.resources import (
     ApiError,
     JsonDict,
 )
+from csi_sidecars.kube.snapshots import VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS
 from csi_sidecars.playground.driver import Driver, run_driver
 from csi_sidecars.playground.driver.options import TOPOLOGY_KEY
 from csi_sidecars.provisioner.command import run_provisioner
@@ -137,13 +138,19 @@ class Env:
 
     async def start(self, **overrides: Any) -> ProvisionerController:
         """Start a provisioner (a fresh one, as after a restart) with its own connection."""
+        environ = overrides.pop("environ", {})
         config = provisioner_config(**overrides)
         self.conn = await connect(self.driver.endpoint, timeout=5, on_lost=LossPolicy.RECONNECT)
         self._stop = asyncio.Event()
         declared: list[ProvisionerController] = []
         task = asyncio.create_task(
             run_provisioner(
-                config, self._stop, port=self.kube, conn=self.conn, on_setup=declared.append
+                config,
+                self._stop,
+                port=self.kube,
+                conn=self.conn,
+                on_setup=declared.append,
+                env=environ,
             )
         )
         self._task = task
@@ -201,6 +208,59 @@ class Env:
         body = claim(name, **kw)
         body["metadata"]["uid"] = str(uuid.uuid4())
         return await self.kube.create(PERSISTENT_VOLUME_CLAIMS, body, NS)
+
+    async def add_snapshot(
+        self,
+        name: str,
+        *,
+        ready: bool = True,
+        restore_size: str | None = "1Gi",
+        driver: str = DRIVER,
+        source_size: int = 1 << 30,
+        member_of: str = "",
+    ) -> tuple[JsonDict, str]:
+        """A snapshot in the driver (of a fresh volume) and its VolumeSnapshot and bound
+        VolumeSnapshotContent in the fake, as the snapshot controller and sidecar leave them
+        (``member_of``: as a member of that VolumeGroupSnapshot). Returns (VS, snapshot ID)."""
+        from csi_sidecars.playground.driver.core import VolumeCap
+
+        state = self.driver.state
+        vol = state.create_volume(f"src-{name}", [VolumeCap()], required_bytes=source_size)
+        snap = state.create_snapshot(f"snap-{name}", vol.volume_id)
+        content_name = f"snapcontent-{name}"
+        vs_uid = str(uuid.uuid4())
+        content: JsonDict = {
+            "metadata": {"name": content_name},
+            "spec": {
+                "driver": driver,
+                "deletionPolicy": "Delete",
+                "source": {"volumeHandle": vol.volume_id},
+                "sourceVolumeMode": "Filesystem",
+                "volumeSnapshotRef": {"name": name, "namespace": NS, "uid": vs_uid},
+            },
+            "status": {"snapshotHandle": snap.snapshot_id, "readyToUse": ready},
+        }
+        status: JsonDict = {"boundVolumeSnapshotContentName": content_name, "readyToUse": ready}
+        if restore_size is not None:
+            status["restoreSize"] = restore_size
+        meta: JsonDict = {"name": name, "namespace": NS, "uid": vs_uid}
+        spec: JsonDict = {"source": {"persistentVolumeClaimName": f"src-{name}"}}
+        if member_of:
+            status["volumeGroupSnapshotName"] = member_of
+            meta["ownerReferences"] = [
+                {"apiVersion": "groupsnapshot.storage.k8s.io/v1", "kind": "VolumeGroupSnapshot",
+                 "name": member_of, "uid": str(uuid.uuid4())}
+            ]  # fmt: skip
+            spec = {"source": {"persistentVolumeClaimName": ""}}
+            content["metadata"]["annotations"] = {
+                "groupsnapshot.storage.k8s.io/volumeGroupSnapshotHandle": f"group-{member_of}"
+            }
+        await self.kube.create(VOLUME_SNAPSHOT_CONTENTS, content)
+        body = {"metadata": meta, "spec": spec, "status": status}
+        return await self.kube.create(VOLUME_SNAPSHOTS, body, NS), snap.snapshot_id
+
+    def snapshot(self, name: str) -> JsonDict | None:
+        return self.kube.peek(VOLUME_SNAPSHOTS, name, NS)
 
     def pvc(self, name: str) -> JsonDict | None:
         return self.kube.peek(PERSISTENT_VOLUME_CLAIMS, name, NS)

@@ -147,6 +147,9 @@ async def test_claim_with_selector_fails_and_unknown_class_waits(tmp_path: Path)
         failed = await poll(lambda: env.events.of("picky", "ProvisioningFailed"), what="event")
         assert failed[0][3] == "claim Selector is not supported"
         await env.flush_events()
+        # Go's sequence: Provisioning before every attempt, then the refusal.
+        first = [(e[1], e[2]) for e in env.events.of("picky")][:2]
+        assert first == [("Normal", "Provisioning"), ("Warning", "ProvisioningFailed")]
         assert not env.events.of("early")
         await env.add_class("later")
         await poll(lambda: env.pv_of(late), what="PV once the class exists")

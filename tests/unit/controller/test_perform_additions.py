@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import structlog.testing
 
 from csi_sidecars.controller import actions as a
 from csi_sidecars.controller.perform import Performer
 from csi_sidecars.kube.fake import FakeKube
 from csi_sidecars.kube.objects import normal
 from csi_sidecars.kube.resources import PERSISTENT_VOLUMES, PODS
+from csi_sidecars.runtime.logging import capture_logs
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}}
 
@@ -43,7 +43,7 @@ async def test_a_failure_replacing_the_rest_of_a_plan_is_not_reported_as_a_bug()
     kube = FakeKube()
     performer = Performer(kube, None, None, timeout=1.0)
     failing = a.Patch(PERSISTENT_VOLUMES, "missing", {"metadata": {"labels": {"a": "b"}}})
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         outcome = await performer.perform(
             (failing, a.Emit(normal("Reason", "never recorded"), POD), a.Done())
         )
@@ -52,7 +52,7 @@ async def test_a_failure_replacing_the_rest_of_a_plan_is_not_reported_as_a_bug()
     handled = a.Patch(
         PERSISTENT_VOLUMES, "missing", {}, on_error=lambda exc: (a.Retry(f"handled {exc.status}"),)
     )
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         assert await performer.perform((handled, a.Done())) == a.Retry("handled 404")
     assert not logs
 
@@ -62,6 +62,6 @@ async def test_a_continuation_followed_by_actions_is_still_reported() -> None:
     await kube.create(PODS, POD, "ns")
     performer = Performer(kube, None, None, timeout=1.0)
     read = a.Read(PODS, "p", "ns", then=lambda _: (a.Done("read"),))
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         assert await performer.perform((read, a.Retry("dropped"))) == a.Done("read")
     assert [e["event"] for e in logs] == ["Actions after a continuation were dropped"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import click
-import grpc
 import pytest
 from click.testing import CliRunner
 
 from csi_sidecars.cli import main
-from csi_sidecars.csi.connection import ConnectTimeoutError
+from csi_sidecars.csi.lean import status
+from csi_sidecars.csi.lean.client import DialTimeoutError
+from csi_sidecars.csi.lean.identity import DriverError
 from csi_sidecars.livenessprobe.command import command
 from csi_sidecars.livenessprobe.config import (
     Answer,
@@ -18,6 +19,8 @@ from csi_sidecars.livenessprobe.config import (
     probe_answer,
 )
 from csi_sidecars.livenessprobe.server import go_error_text
+
+DEADLINE = "context deadline exceeded"
 
 
 def parse(args: list[str]) -> dict[str, object]:
@@ -118,6 +121,8 @@ def test_metrics_address_is_separate() -> None:
         ({"health_port": "http"}, "invalid --health-port"),
         ({"metrics_path": "metrics"}, "--metrics-path must start with '/'"),
         ({"max_concurrent_probes": -1}, "--max-concurrent-probes"),
+        ({"csi_address": "tcp://x:1"}, "--csi-address: unsupported address 'tcp://x:1'"),
+        ({"csi_address": "localhost"}, "--csi-address: invalid address 'localhost'"),
     ],
 )
 def test_conflicts(kw: dict[str, object], message: str) -> None:
@@ -151,35 +156,24 @@ def test_overloaded_answer() -> None:
     assert overloaded_answer() == Answer(503, "too many concurrent probes")
 
 
-class FakeRpcError(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        self._code = code
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-
 @pytest.mark.parametrize(
     ("err", "text"),
     [
-        (ConnectTimeoutError("timed out after 3s"), "context deadline exceeded"),
-        (TimeoutError(), "context deadline exceeded"),
+        (DialTimeoutError("context deadline exceeded: x accepted nothing"), DEADLINE),
+        (TimeoutError(), DEADLINE),
         (
-            FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"),
+            status.RpcError(status.DEADLINE_EXCEEDED, DEADLINE),
             "rpc error: code = DeadlineExceeded desc = context deadline exceeded",
         ),
         (
-            FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, "no disk"),
+            status.RpcError(9, "no disk"),
             "rpc error: code = FailedPrecondition desc = no disk",
         ),
         (
-            FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused"),
+            status.RpcError(status.UNAVAILABLE, "connection refused"),
             "rpc error: code = Unavailable desc = connection refused",
         ),
+        (DriverError("driver name is empty"), "driver name is empty"),
     ],
 )
 def test_go_error_text(err: BaseException, text: str) -> None:

@@ -41,8 +41,8 @@ def test_upstream_manifest_args_reach_the_command_unchanged() -> None:
 
 
 def test_later_features_are_refused_by_the_command() -> None:
-    with pytest.raises(click.UsageError, match="--enable-capacity is not supported yet"):
-        parse_args([*UPSTREAM, "--enable-capacity"])
+    with pytest.raises(click.UsageError, match="CrossNamespaceVolumeDataSource=true is not sup"):
+        parse_args([*UPSTREAM, "--feature-gates=CrossNamespaceVolumeDataSource=true"])
 
 
 def test_flags_map_onto_kube_and_controller_options() -> None:

@@ -6,7 +6,7 @@ import click
 import pytest
 
 from csi_sidecars.provisioner.command import command
-from csi_sidecars.provisioner.flags import FEATURE_GATES, UNSUPPORTED_FLAGS, parse_args
+from csi_sidecars.provisioner.flags import FEATURE_GATES, parse_args
 
 
 def test_defaults_match_go() -> None:
@@ -90,66 +90,41 @@ def test_manifest_values_land_in_config() -> None:
     assert cfg.gates.explicit == {"VolumeAttributesClass"}
 
 
-def test_distributed_hostpath_manifest_is_refused_clearly() -> None:
+def test_distributed_hostpath_manifest_parses() -> None:
     # csi-driver-host-path deploy/kubernetes-distributed: capacity + node deployment
-    argv = [
-        "-v=5",
-        "--csi-address=/csi/csi.sock",
-        "--feature-gates=Topology=true",
-        "--enable-capacity",
-        "--capacity-ownerref-level=0",
-        "--node-deployment=true",
-        "--strict-topology=true",
-        "--immediate-topology=false",
-        "--worker-threads=5",
-    ]
-    with pytest.raises(click.UsageError, match="not supported yet by csi-sidecars provisioner"):
-        parse_args(argv)
+    cfg = parse_args(
+        [
+            "-v=5",
+            "--csi-address=/csi/csi.sock",
+            "--feature-gates=Topology=true",
+            "--enable-capacity",
+            "--capacity-ownerref-level=0",
+            "--node-deployment=true",
+            "--strict-topology=true",
+            "--immediate-topology=false",
+            "--worker-threads=5",
+        ]
+    )
+    assert (cfg.node_deployment, cfg.enable_capacity, cfg.capacity_ownerref_level) == (
+        True,
+        True,
+        0,
+    )
+    assert (cfg.strict_topology, cfg.immediate_topology, cfg.worker_threads) == (True, False, 5)
 
 
-NON_DEFAULT = {
-    "enable_capacity": "--enable-capacity",
-    "capacity_for_immediate_binding": "--capacity-for-immediate-binding",
-    "capacity_poll_interval": "--capacity-poll-interval=2m",
-    "capacity_ownerref_level": "--capacity-ownerref-level=0",
-    "capacity_threads": "--capacity-threads=2",
-    "kube_api_capacity_qps": "--kube-api-capacity-qps=3",
-    "kube_api_capacity_burst": "--kube-api-capacity-burst=7",
-    "node_deployment": "--node-deployment",
-    "node_deployment_immediate_binding": "--node-deployment-immediate-binding=false",
-    "node_deployment_base_delay": "--node-deployment-base-delay=5s",
-    "node_deployment_max_delay": "--node-deployment-max-delay=5s",
-    "snapshot_orphan_sweep_interval": "--snapshot-orphan-sweep-interval=0",
-    "prevent_volume_mode_conversion": "--prevent-volume-mode-conversion=false",
-}
-
-
-def test_every_unsupported_flag_has_a_case() -> None:
-    assert set(NON_DEFAULT) == set(UNSUPPORTED_FLAGS)
-
-
-@pytest.mark.parametrize("param", sorted(NON_DEFAULT))
-def test_unsupported_flag_with_other_value_is_refused(param: str) -> None:
-    flag = "--" + param.replace("_", "-")
-    with pytest.raises(click.UsageError) as exc:
-        parse_args([NON_DEFAULT[param]])
-    assert str(exc.value.message) == f"flag {flag} is not supported yet by csi-sidecars provisioner"
-
-
-@pytest.mark.parametrize(
-    "arg",
-    [
-        "--enable-capacity=false",
-        "--node-deployment=false",
-        "--capacity-poll-interval=1m",
-        "--capacity-ownerref-level=1",
-        "--snapshot-orphan-sweep-interval=5m",
-        "--prevent-volume-mode-conversion=true",
-        "--node-deployment-base-delay=20s",
-    ],
-)
-def test_unsupported_flag_at_default_is_accepted(arg: str) -> None:
-    parse_args([arg])
+def test_node_deployment_flags() -> None:
+    cfg = parse_args([])
+    assert (cfg.node_deployment, cfg.node_deployment_immediate_binding) == (False, True)
+    assert (cfg.node_deployment_base_delay, cfg.node_deployment_max_delay) == (20.0, 60.0)
+    cfg = parse_args(
+        ["--node-deployment", "--node-deployment-immediate-binding=false",
+         "--node-deployment-base-delay=5s", "--node-deployment-max-delay=30s"]
+    )  # fmt: skip
+    assert (cfg.node_deployment, cfg.node_deployment_immediate_binding) == (True, False)
+    assert (cfg.node_deployment_base_delay, cfg.node_deployment_max_delay) == (5.0, 30.0)
+    with pytest.raises(click.UsageError, match="must be positive"):
+        parse_args(["--node-deployment-base-delay=0s"])
 
 
 @pytest.mark.parametrize(
@@ -192,6 +167,49 @@ def test_http_endpoint_and_metrics_address_conflict() -> None:
 def test_unknown_flag_is_refused() -> None:
     with pytest.raises(click.UsageError, match="flag provided but not defined: -no-such"):
         parse_args(["--no-such-flag"])
+
+
+def test_capacity_flags() -> None:
+    cfg = parse_args([])
+    assert (cfg.enable_capacity, cfg.capacity_for_immediate_binding) == (False, False)
+    assert (cfg.capacity_poll_interval, cfg.capacity_ownerref_level) == (60.0, 1)
+    assert (cfg.capacity_threads, cfg.kube_api_capacity_qps, cfg.kube_api_capacity_burst) == (
+        1, 1.0, 5
+    )  # fmt: skip
+    cfg = parse_args(
+        ["--enable-capacity", "--capacity-for-immediate-binding", "--capacity-poll-interval=2m",
+         "--capacity-ownerref-level=-1", "--capacity-threads=3", "--kube-api-capacity-qps=7",
+         "--kube-api-capacity-burst=9"]
+    )  # fmt: skip
+    assert (cfg.enable_capacity, cfg.capacity_for_immediate_binding) == (True, True)
+    assert (cfg.capacity_poll_interval, cfg.capacity_ownerref_level) == (120.0, -1)
+    assert (cfg.capacity_threads, cfg.kube_api_capacity_qps, cfg.kube_api_capacity_burst) == (
+        3, 7.0, 9
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("--capacity-threads=0", "--capacity-threads must be at least 1"),
+        ("--capacity-poll-interval=0s", "--capacity-poll-interval must be positive"),
+        ("--kube-api-capacity-qps=0", "--kube-api-capacity-qps must be positive"),
+        ("--snapshot-orphan-sweep-interval=-1s", "invalid duration|must not be negative"),
+    ],
+)
+def test_invalid_capacity_values(arg: str, message: str) -> None:
+    with pytest.raises(click.UsageError, match=message):
+        parse_args([arg])
+
+
+def test_snapshot_restore_flags() -> None:
+    cfg = parse_args([])
+    assert (cfg.snapshot_orphan_sweep_interval, cfg.prevent_volume_mode_conversion) == (300.0, True)
+    cfg = parse_args(
+        ["--snapshot-orphan-sweep-interval=0", "--prevent-volume-mode-conversion=false"]
+    )
+    assert (cfg.snapshot_orphan_sweep_interval, cfg.prevent_volume_mode_conversion) == (0.0, False)
+    assert parse_args(["-snapshot-orphan-sweep-interval=90s"]).snapshot_orphan_sweep_interval == 90
 
 
 def test_pprof_is_accepted_with_a_warning() -> None:

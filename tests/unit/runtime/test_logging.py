@@ -3,6 +3,8 @@
 import io
 import json
 
+import pytest
+
 from csi_sidecars.runtime import logging as rlog
 
 
@@ -36,3 +38,46 @@ def test_unknown_format_is_rejected() -> None:
         assert "xml" in str(err)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_capture_logs_records_events_instead_of_writing() -> None:
+    log = rlog.get_logger("cap")
+    with rlog.capture_logs() as logs:
+        log.warning("Retrying", attempt=3)
+        log.error("failed", error="boom")
+    assert logs == [
+        {"event": "Retrying", "log_level": "warning", "attempt": 3},
+        {"event": "failed", "log_level": "error", "error": "boom"},
+    ]
+    log.info("after")
+    assert len(logs) == 2
+
+
+def test_exception_lines_carry_the_traceback_in_both_formats() -> None:
+    log = rlog.get_logger("exc")
+    text = io.StringIO()
+    rlog.configure(0, "text", stream=text)
+    try:
+        raise RuntimeError("kaput")
+    except RuntimeError:
+        log.exception("Handler failed", resource="pods")
+    first, *rest = text.getvalue().splitlines()
+    assert first.startswith("E") and 'exc] "Handler failed" resource="pods"' in first
+    assert rest[0] == "Traceback (most recent call last):"
+    assert rest[-1] == "RuntimeError: kaput"
+
+    out = io.StringIO()
+    rlog.configure(0, "json", stream=out)
+    log.error("no traceback", exc_info=ValueError("x"))
+    record = json.loads(out.getvalue())
+    assert record["exception"].endswith("ValueError: x")
+    rlog.configure(0, "text")
+
+
+def test_default_stream_is_standard_error_at_each_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rlog.configure(0, "text")
+    rlog.get_logger("late").warning("to stderr", n=1)
+    err = capsys.readouterr().err
+    assert err.startswith("W") and 'late] "to stderr" n=1' in err

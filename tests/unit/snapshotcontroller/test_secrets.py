@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from csi_sidecars.kube.secretrefs import expand
 from csi_sidecars.snapshotcontroller.secrets import (
     GROUP_SNAPSHOTTER,
     SNAPSHOTTER,
     SecretRefError,
-    expand,
     secret_reference,
 )
 

@@ -9,12 +9,12 @@ import pytest
 from csi_sidecars.controller import actions as a
 from csi_sidecars.kube import snapshots as api
 from csi_sidecars.kube.resources import ApiError
+from csi_sidecars.kube.secretrefs import expand as resolve_template
 from csi_sidecars.snapshotter.secrets import (
     SecretRef,
     SecretRefError,
     annotation_ref,
     class_ref,
-    resolve_template,
     with_secret,
 )
 

@@ -69,6 +69,17 @@ def test_go_style_flags() -> None:
     assert opts.v == 5
 
 
+def test_node_capacity_flag() -> None:
+    opts = parse_args(
+        ["--nodeid=n1", "--capacity=slow=1Gi", "--node-capacity=n2:slow=2Gi",
+         "--node-capacity=n2:fast=1Mi"]
+    )  # fmt: skip
+    assert opts.capacity == {"slow": 1 << 30}
+    assert opts.node_capacity == {"n2": {"slow": 2 << 30, "fast": 1 << 20}}
+    with pytest.raises(SystemExit):
+        parse_args(["--nodeid=n1", "--node-capacity=slow=1Gi"])
+
+
 def test_service_modes() -> None:
     ctrl = parse_args(["--nodeid=n", "--controller-service"])
     assert (ctrl.controller_service, ctrl.node_service) == (True, False)

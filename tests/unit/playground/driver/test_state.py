@@ -141,6 +141,35 @@ def test_capacity_kinds_are_tracked() -> None:
     assert st.get_capacity({"kind": "fast"})[0] == 3 * GIB
 
 
+def test_capacity_is_per_node_when_standing_in_for_several() -> None:
+    st = make(
+        capacity={"local": 4 * GIB},
+        node_capacity={"node-2": {"local": 10 * GIB}, "node-3": {"local": 8 * GIB}},
+        known_nodes=["node-2", "node-3"],
+    )
+    local = {"kind": "local"}
+    assert st.get_capacity(local, "node-1") == (4 * GIB, 4 * GIB)
+    assert st.get_capacity(local, "node-2") == (10 * GIB, 10 * GIB)
+    assert st.get_capacity(local, "nowhere") == (0, 0)
+    req = [{TOPOLOGY_KEY: "node-2"}]
+    vol = st.create_volume("a", [MOUNT], required_bytes=6 * GIB, parameters=local, requisite=req)
+    assert vol.topology == [{TOPOLOGY_KEY: "node-2"}]
+    assert st.get_capacity(local, "node-2")[0] == 4 * GIB
+    assert st.get_capacity(local, "node-1")[0] == 4 * GIB  # another node's space is its own
+    # A requisite of several nodes lands on the first one with room.
+    everywhere = [{TOPOLOGY_KEY: n} for n in ("node-1", "node-2", "node-3")]
+    roomy = st.create_volume(
+        "b", [MOUNT], required_bytes=5 * GIB, parameters=local, requisite=everywhere
+    )
+    assert roomy.topology == [{TOPOLOGY_KEY: "node-3"}]
+    assert (
+        code_of(
+            st.create_volume, "c", [MOUNT], required_bytes=5 * GIB, parameters=local, requisite=req
+        )
+        == Code.RESOURCE_EXHAUSTED
+    )
+
+
 def test_get_capacity_without_tracking_is_the_max_volume_size() -> None:
     assert make(max_volume_size=5 * GIB).get_capacity({}) == (5 * GIB, 5 * GIB)
 

@@ -57,7 +57,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any] | None, dict[str, Any], Cl
     ("WFFC with node", pvc(annotations={GA: DRIVER, SEL: "n1"}), WFFC, {}, ClaimAction.PROVISION),
     ("PV exists", pvc(), sc(), {"pv_exists": True}, ClaimAction.SKIP),
     ("class of another provisioner", pvc(), sc(provisioner="x.csi"), {}, ClaimAction.SKIP),
-    ("selector", pvc(selector={"matchLabels": {"a": "b"}}), sc(), {}, ClaimAction.FAIL),
+    # Refused later by plan_provision, after the Provisioning event (as Go).
+    ("selector", pvc(selector={"matchLabels": {"a": "b"}}), sc(), {}, ClaimAction.PROVISION),
 ]
 
 
@@ -71,9 +72,10 @@ def test_should_provision(
     assert decision.reason
 
 
-def test_selector_reason_is_gos_text() -> None:
+def test_selector_claim_gets_the_provisioning_event_first() -> None:
     decision = should_provision(pvc(selector={}), sc(), driver=DRIVER)
-    assert decision.reason == "claim Selector is not supported"
+    assert decision.event is not None
+    assert (decision.event.type, decision.event.reason) == ("Normal", "Provisioning")
 
 
 def test_decision_carries_class_and_node() -> None:

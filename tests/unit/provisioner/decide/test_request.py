@@ -252,7 +252,8 @@ def test_snmw_capability_changes_rwo() -> None:
         (
             {"claim": pvc(dataSource={"kind": "VolumeSnapshot", "name": "s",
                                       "apiGroup": "snapshot.storage.k8s.io"})},
-            "restoring a volume from a VolumeSnapshot is not supported yet",
+            "CSI driver does not support snapshot restore: controller CREATE_DELETE_SNAPSHOT "
+            "capability is not reported",
             "Finished",
         ),
         (

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from csi_sidecars.kube.secretrefs import go_expand
 from csi_sidecars.provisioner.decide import secrets
 from csi_sidecars.provisioner.decide.secrets import (
     RESERVED_PARAMETER_KEYS,
     SecretParamError,
     SecretRef,
-    go_expand,
     secret_reference,
 )
 
