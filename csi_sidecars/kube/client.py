@@ -3,7 +3,8 @@
 kubernetes_asyncio is used only to read the configuration (kubeconfig or in-cluster, including
 re-reading a rotated service-account token through its refresh hook). Requests go through our own
 small HTTP client (:mod:`csi_sidecars.kube.http`; a third of aiohttp's CPU per request) so hot
-paths get dicts from ``json.loads`` (or slim ones from a decoder) and never build generated
+paths get plain dicts (msgspec's JSON decoder: the same values as ``json.loads``, several times
+faster; slim ones from an informer's decoder) and never build generated
 models; every request (watches included) first takes a token from the client's
 :class:`~csi_sidecars.kube.ratelimit.TokenBucket`, as client-go does. Requests share a bounded
 pool of keep-alive connections (``max_connections``); watches, which hold a connection for
@@ -12,10 +13,11 @@ minutes, each open a connection of their own and never wait for that pool.
 
 from __future__ import annotations
 
-import json
 import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+import msgspec
 
 from csi_sidecars import __version__
 from csi_sidecars.kube.config import ClientConfig
@@ -30,6 +32,12 @@ WATCH_READ_MARGIN = 30.0
 #: connection costs a handshake on both ends and memory; a throttled client keeps a few busy.
 #: (client-go keeps 25 idle HTTP/1.1 connections per host, or multiplexes one HTTP/2 connection.)
 MAX_CONNECTIONS = 24
+
+
+#: Request bodies to compact JSON bytes (msgspec: several times json.dumps' speed).
+_encode = msgspec.json.Encoder().encode
+#: Answers to plain dicts and lists, as ``json.loads`` gives them (a ValueError when not JSON).
+_decode = msgspec.json.Decoder().decode
 
 
 def user_agent(role: str) -> str:
@@ -134,14 +142,14 @@ class KubeClient:
     ) -> Any:
         """Send one throttled request and return the decoded JSON answer.
 
-        ``decode`` replaces ``json.loads`` for a successful answer (errors are always decoded
-        whole).
+        ``decode`` replaces the plain JSON decoding of a successful answer (errors are always
+        decoded whole).
 
         Raises:
             ApiError: for any non-2xx answer.
         """
         await self.limiter.acquire()
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        data = None if body is None else _encode(body)
         if data is not None and content_type is None:
             content_type = "application/json"
         headers = await self._headers(content_type)
@@ -157,7 +165,7 @@ class KubeClient:
         if decode is not None and resp.status < 300 and raw:
             return decode(raw)
         try:
-            decoded = json.loads(raw) if raw else None
+            decoded = _decode(raw) if raw else None
         except ValueError:
             decoded = raw.decode("utf-8", "replace")
         if resp.status >= 300:
@@ -241,7 +249,7 @@ class KubeClient:
         await self.limiter.acquire()
         headers = await self._headers(None)
         read = (timeout_seconds or 300) + WATCH_READ_MARGIN
-        decode: Callable[[bytes], Any] = decoder.event if decoder is not None else json.loads
+        decode: Callable[[bytes], Any] = decoder.event if decoder is not None else _decode
         # Watches hold their connection for minutes: each has its own, never the pool's.
         pool = self._get_pool()
         async with pool.stream(
@@ -254,7 +262,7 @@ class KubeClient:
             if resp.status >= 300:
                 raw = await resp.read()
                 try:
-                    body = json.loads(raw)
+                    body = _decode(raw)
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
                 raise ApiError.from_status(resp.status, body)

@@ -8,13 +8,16 @@ Like client-go's recorder and correlator:
   folded into one Event whose message starts with ``(combined from similar events): ``;
 * each involved object gets a token bucket (burst 25, one more every 5 minutes); events beyond
   it are dropped, so a hot loop cannot flood the API server;
-* :meth:`EventRecorder.event` never blocks: events go through a bounded queue (1000) that
-  :meth:`EventRecorder.run` drains; a full queue drops the event.
+* :meth:`EventRecorder.event` never blocks: events go through bounded queues (1000 in all)
+  that :meth:`EventRecorder.run` drains with :data:`SENDERS` concurrent senders (an object's
+  events always go to the same sender, in order); a full queue drops the event.
 
 All of that state is kept per involved object, for at most :data:`CACHE_SIZE` objects (least
 recently used first out), and :meth:`EventRecorder.forget` drops an object's state at once:
 controllers call it when the object is deleted, so a finished claim or attachment leaves
-nothing behind (client-go keeps it until its caches push it out, ~4096 objects later).
+nothing behind (client-go keeps it until its caches push it out, ~4096 objects later). An
+event about an object already forgotten (it waited in the queue past the deletion) is written
+without keeping state.
 
 Messages are written as given: callers must never put secrets in them.
 """
@@ -44,6 +47,10 @@ AGGREGATE_WINDOW = 600.0
 COMBINED_PREFIX = "(combined from similar events): "
 QUEUE_SIZE = 1000
 CACHE_SIZE = 4096
+#: Events written at once (one API round trip each; a single sender fell behind 100 workers).
+SENDERS = 4
+#: Objects remembered as deleted, so late events about them keep no state.
+GONE_SIZE = 1024
 
 
 @dataclass(slots=True)
@@ -135,7 +142,10 @@ class EventRecorder:
         self._clock = clock
         self._burst = burst
         self._qps = qps
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(QUEUE_SIZE)
+        self._queues: list[asyncio.Queue[_Pending]] = [
+            asyncio.Queue(QUEUE_SIZE // SENDERS) for _ in range(SENDERS)
+        ]
+        self._gone: OrderedDict[tuple[str, str, str, str], None] = OrderedDict()
         self._objects: OrderedDict[tuple[str, str, str, str], _ObjectState] = OrderedDict()
         self.dropped = 0
         self._last_nanos = 0
@@ -151,26 +161,33 @@ class EventRecorder:
     ) -> None:
         """Queue an event about ``obj``; never blocks."""
         ref = object_reference(obj, resource)
+        queue = self._queues[hash(_object_key(ref)) % SENDERS]
         try:
-            self._queue.put_nowait(_Pending(ref, event_type, reason, message, self._clock.wall()))
+            queue.put_nowait(_Pending(ref, event_type, reason, message, self._clock.wall()))
         except asyncio.QueueFull:
             self.dropped += 1
             log.warning("Event queue full, dropping event", reason=reason, object=ref["name"])
 
     async def run(self) -> None:
         """Send queued events until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            for queue in self._queues:
+                tg.create_task(self._send(queue))
+
+    async def _send(self, queue: asyncio.Queue[_Pending]) -> None:
         while True:
-            pending = await self._queue.get()
+            pending = await queue.get()
             try:
                 await self.record(pending.ref, pending.type, pending.reason, pending.message)
             except Exception as exc:
                 log.warning("Failed to write event", reason=pending.reason, error=repr(exc))
             finally:
-                self._queue.task_done()
+                queue.task_done()
 
     async def flush(self) -> None:
         """Wait until every queued event has been handled (needs :meth:`run` running)."""
-        await self._queue.join()
+        for queue in self._queues:
+            await queue.join()
 
     def __len__(self) -> int:
         """How many involved objects the recorder holds state for."""
@@ -183,16 +200,22 @@ class EventRecorder:
         """
         ref = object_reference(obj, resource)
         key = _object_key(ref)
-        self._objects.pop(key, None)
-        if key[3]:
-            self._objects.pop((*key[:3], ""), None)
+        for gone in (key, (*key[:3], "")) if key[3] else (key,):
+            self._objects.pop(gone, None)
+            self._gone[gone] = None
+            self._gone.move_to_end(gone)
+        while len(self._gone) > GONE_SIZE:
+            self._gone.popitem(last=False)
 
     def _state(self, ref: JsonDict) -> _ObjectState:
         key = _object_key(ref)
         state = self._objects.get(key)
         if state is None:
             bucket = TokenBucket(self._qps, self._burst, self._clock)
-            state = self._objects[key] = _ObjectState(bucket, {}, OrderedDict())
+            state = _ObjectState(bucket, {}, OrderedDict())
+            if key in self._gone:
+                return state  # deleted already: used for this event only
+            self._objects[key] = state
             while len(self._objects) > CACHE_SIZE:
                 self._objects.popitem(last=False)
         else:

@@ -14,6 +14,7 @@ costs (see ``bench/kube_store_memory.py``).
 from __future__ import annotations
 
 import builtins
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -34,9 +35,41 @@ _MISSING = _Missing()
 
 
 class _FrozenDict(tuple):  # type: ignore[type-arg]
-    """A frozen JSON object: keys and values interleaved."""
+    """A frozen JSON object: :data:`_DICT` first, then keys and values interleaved.
+
+    The leading marker keeps a frozen object from ever comparing equal to a frozen list of the
+    same items, so equal frozen containers can be shared (see :meth:`Projection._shared`).
+    """
 
     __slots__ = ()
+
+
+class _DictMark:
+    __slots__ = ()
+
+
+_DICT = _DictMark()
+#: Distinct frozen containers (annotations, finalizers, specs, ...) a projection shares; when
+#: full, the ones no cached object uses any more are dropped.
+SHARE_LIMIT = 1024
+
+
+def _unused(shared: dict[tuple[Any, ...], tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The containers only ``shared`` itself still refers to."""
+    return [k for k in shared if sys.getrefcount(k) <= _POOL_ONLY]
+
+
+def _pool_only_refs() -> int:
+    probe = tuple([str(i) for i in range(2)])
+    shared = {probe: probe}
+    del probe
+    (key,) = shared
+    refs = sys.getrefcount(key) - 1  # less the name ``key``
+    del key
+    return refs + 1  # the comprehension's own name in _unused
+
+
+_POOL_ONLY = _pool_only_refs()
 
 
 #: Leaves that are never frozen (JSON scalars).
@@ -49,6 +82,7 @@ def _thaw(value: Any) -> Any:
     t = type(value)
     if t is _FrozenDict:
         it = iter(value)
+        next(it)  # the marker
         return {k: v if type(v) in _PLAIN else _thaw(v) for k, v in zip(it, it, strict=False)}
     if t is tuple:
         return [v if type(v) in _PLAIN else _thaw(v) for v in value]
@@ -118,6 +152,7 @@ class Projection:
         self._value_pools = [_Pool() for _ in self._paths]
         self._key_pool = _Pool(1024)
         self._whole_pool = _Pool()
+        self._containers: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._rv_index = (
             self.fields.index("metadata.resourceVersion") if self.fields is not None else -1
         )
@@ -146,16 +181,40 @@ class Projection:
         if t is dict or (t is not list and isinstance(value, dict)):
             share = self._key_pool.share
             freeze = self._freeze
-            flat: list[Any] = []
+            flat: list[Any] = [_DICT]
             for k, v in value.items():
                 flat.append(share(k))
                 flat.append(v if type(v) in _NUMBERS else freeze(v, pool))
-            return _FrozenDict(flat)
+            return self._shared(_FrozenDict(flat))
         if t is list or isinstance(value, list):
-            return tuple([self._freeze(v, pool) for v in value])
+            return self._shared(tuple([self._freeze(v, pool) for v in value]))
         if isinstance(value, str):
             return pool.share(value)
         return value
+
+    def _shared(self, frozen: tuple[Any, ...]) -> tuple[Any, ...]:
+        """One copy of equal frozen containers (many claims have the same spec or labels).
+
+        Only containers of strings, nulls and shared containers are shared: ``1``, ``1.0``
+        and ``true`` compare equal in Python but are different JSON.
+        """
+        shared = self._containers
+        got = shared.get(frozen)
+        if got is not None:
+            return got
+        for item in frozen:
+            t = type(item)
+            if t is str or item is None or item is _DICT:
+                continue
+            if (t is tuple or t is _FrozenDict) and shared.get(item) is item:
+                continue
+            return frozen
+        if len(shared) >= SHARE_LIMIT:
+            for key in _unused(shared):
+                del shared[key]
+        if len(shared) < SHARE_LIMIT:
+            shared[frozen] = frozen
+        return frozen
 
     @staticmethod
     def _thaw(value: Any) -> Any:

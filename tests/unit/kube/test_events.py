@@ -130,3 +130,40 @@ PVC_REF = {
     "namespace": "ns",
     "uid": "u1",
 }
+
+
+async def test_a_late_event_about_a_deleted_object_keeps_no_state() -> None:
+    fake, clock = FakeKube(), FakeClock()
+    rec = EventRecorder(fake, "c", clock=clock)
+    rec.forget(PVC, PERSISTENT_VOLUME_CLAIMS)  # deleted while its event waited in the queue
+    await rec.record(PVC_REF, "Normal", "ProvisioningSucceeded", "done")
+    assert len(fake.objects(EVENTS)) == 1  # still written
+    assert len(rec) == 0
+
+
+async def test_senders_write_at_once_and_keep_each_objects_order() -> None:
+    fake, clock = FakeKube(), FakeClock()
+    rec = EventRecorder(fake, "c", clock=clock, burst=100)
+    in_flight = most = 0
+    create = fake.create
+
+    async def slow_create(*args: object, **kwargs: object) -> dict[str, object]:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return await create(*args, **kwargs)  # type: ignore[arg-type]
+
+    fake.create = slow_create  # type: ignore[method-assign]
+    task = asyncio.create_task(rec.run())
+    for i in range(40):
+        obj = {"metadata": {"name": f"pv{i % 8}", "uid": f"u{i % 8}"}}
+        rec.event(obj, "Normal", "R", f"m{i}", resource=PERSISTENT_VOLUMES)
+    await asyncio.wait_for(rec.flush(), 5)
+    task.cancel()
+    assert most > 1
+    messages: dict[str, list[int]] = {}
+    for ev in sorted(fake.objects(EVENTS), key=lambda e: e["metadata"]["name"].split(".")[1]):
+        messages.setdefault(ev["involvedObject"]["name"], []).append(int(ev["message"][1:]))
+    assert len(messages) == 8 and all(m == sorted(m) for m in messages.values())

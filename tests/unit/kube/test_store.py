@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from csi_sidecars.kube.store import Projection, Store
+from csi_sidecars.kube.store import SHARE_LIMIT, Projection, Store
 
 
 def test_projection_keeps_only_declared_fields_plus_identity() -> None:
@@ -73,3 +73,41 @@ def test_store_keys_namespaced_and_cluster() -> None:
     assert old == {"metadata": {"name": "b"}} and new["metadata"]["resourceVersion"] == "2"
     assert s.remove("b") is not None and s.remove("b") is None
     assert len(s) == 1
+
+
+def test_equal_containers_are_stored_once_and_never_confused() -> None:
+    p = Projection(["spec", "metadata.labels"])
+    objs = [
+        {"metadata": {"name": f"c{i}", "labels": {"app": "x"}}, "spec": {"modes": ["RWO"]}}
+        for i in range(3)
+    ]
+    packed = [p.pack(o) for o in objs]
+    spec = p.fields.index("spec")  # type: ignore[union-attr]
+    assert packed[0][spec] is packed[1][spec] is packed[2][spec]
+    assert all(p.unpack(x) == p.slim(o) for x, o in zip(packed, objs, strict=True))
+    # A list and an object of the same strings, and 1 / 1.0 / true, stay what they were.
+    odd = [
+        {"metadata": {"name": "l"}, "spec": {"v": ["a", "b"]}},
+        {"metadata": {"name": "d"}, "spec": {"v": {"a": "b"}}},
+        {"metadata": {"name": "i"}, "spec": {"v": [1]}},
+        {"metadata": {"name": "f"}, "spec": {"v": [1.0]}},
+        {"metadata": {"name": "t"}, "spec": {"v": [True]}},
+    ]
+    thawed = [p.unpack(p.pack(o)) for o in odd]
+    assert thawed == odd
+    assert [type(t["spec"]["v"][0]) for t in thawed[2:]] == [int, float, bool]
+    # Thawed copies are fresh: changing one changes neither the store nor the others.
+    first = p.unpack(packed[0])
+    first["spec"]["modes"].append("RWX")
+    assert p.unpack(packed[1])["spec"]["modes"] == ["RWO"]
+
+
+def test_shared_containers_no_object_uses_are_dropped_when_the_pool_is_full() -> None:
+    p = Projection(["spec"])
+    live = [p.pack({"metadata": {"name": f"n{i}"}, "spec": {"v": f"live{i}"}}) for i in range(10)]
+    for i in range(3 * SHARE_LIMIT):  # claims churned: each spec unique, then gone
+        p.pack({"metadata": {"name": f"g{i}"}, "spec": {"v": f"gone{i}"}})
+    shared = p._containers
+    assert len(shared) <= SHARE_LIMIT
+    spec = p.fields.index("spec")  # type: ignore[union-attr]
+    assert all(shared.get(x[spec]) is x[spec] for x in live)
