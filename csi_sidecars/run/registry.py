@@ -64,7 +64,7 @@ class Entry(NamedTuple):
 
 KINDS: dict[str, Kind] = {
     NODE: Kind(NODE, "csi_sidecars.run.node:run_node_bundle", tls=False),
-    CONTROLLER: Kind(CONTROLLER, None, tls=True),
+    CONTROLLER: Kind(CONTROLLER, "csi_sidecars.run.controller:run_controller_bundle", tls=True),
 }
 
 REGISTRY: dict[str, Entry] = {
@@ -72,10 +72,15 @@ REGISTRY: dict[str, Entry] = {
     "node-driver-registrar": Entry(
         "node-driver-registrar", NODE, "csi_sidecars.run.node:NODE_DRIVER_REGISTRAR"
     ),
-    "provisioner": Entry("provisioner", CONTROLLER, None),
-    "attacher": Entry("attacher", CONTROLLER, None),
-    "snapshotter": Entry("snapshotter", CONTROLLER, None),
-    "resizer": Entry("resizer", CONTROLLER, None),
+    "provisioner": Entry("provisioner", CONTROLLER, "csi_sidecars.run.controller:PROVISIONER"),
+    "attacher": Entry("attacher", CONTROLLER, "csi_sidecars.run.controller:ATTACHER"),
+    "snapshotter": Entry("snapshotter", CONTROLLER, "csi_sidecars.run.controller:SNAPSHOTTER"),
+    "resizer": Entry("resizer", CONTROLLER, "csi_sidecars.run.controller:RESIZER"),
+    "cluster-driver-registrar": Entry(
+        "cluster-driver-registrar",
+        CONTROLLER,
+        "csi_sidecars.run.controller:CLUSTER_DRIVER_REGISTRAR",
+    ),
 }
 
 
