@@ -105,6 +105,8 @@ class ControllerBundle:
         self.metrics = RoutedMetrics()
         self._http = http or {}
         self._drivers: dict[str, _Driver] = {}
+        #: how many driver connections the bundle dialled (one per socket)
+        self.connections = 0
         self._pending = set(roles)
         self.setups_done = asyncio.Event()
         if not self._pending:
@@ -115,10 +117,6 @@ class ControllerBundle:
         """The HTTP host of ``role`` (None: the role binds its own servers)."""
         return self._http.get(role)
 
-    @property
-    def connections(self) -> int:
-        """How many driver connections the bundle dialled."""
-        return len(self._drivers)
 
     async def connection(
         self, address: str, timeout: float | None, *, log_length: int
@@ -142,6 +140,7 @@ class ControllerBundle:
                 name=f"csi-connect {key}",
             )
             entry = self._drivers[key] = _Driver(task)
+            self.connections += 1
         limit = timeout if timeout is not None and timeout > 0 else None
         try:
             return await asyncio.wait_for(asyncio.shield(entry.connecting), limit)
