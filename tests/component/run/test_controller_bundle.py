@@ -39,6 +39,11 @@ DRIVER = "bundle.csi.test"
 NS = "ns1"
 NODE = "node-1"
 GIB = 1024**3
+DRIVER_OPTIONS: dict[str, Any] = {
+    "driver_name": DRIVER,
+    "enable_attach": True,
+    "enable_topology": False,
+}
 
 
 async def poll(cond: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
@@ -185,7 +190,7 @@ async def test_three_roles_share_one_connection_and_one_list_watch_per_resource(
 ) -> None:
     kube = FakeKube()
     await objects(kube)
-    async with run_driver(tmp_path, driver_name=DRIVER, enable_attach=True, enable_topology=False) as drv:
+    async with run_driver(tmp_path, **DRIVER_OPTIONS) as drv:
         roles = mains(drv.endpoint, kube)
         bundle = ControllerBundle(roles)
         stop = asyncio.Event()
@@ -254,7 +259,7 @@ async def test_three_roles_share_one_connection_and_one_list_watch_per_resource(
 async def test_a_role_that_fails_at_start_stops_the_bundle(tmp_path: Path) -> None:
     kube = FakeKube()
     await objects(kube)
-    async with run_driver(tmp_path, driver_name=DRIVER, enable_attach=True, enable_topology=False) as drv:
+    async with run_driver(tmp_path, **DRIVER_OPTIONS) as drv:
         roles = mains(drv.endpoint, kube)
         # the resizer dials a socket nobody serves: it gives up, and the bundle with it
         missing = str(tmp_path / "nobody.sock")

@@ -213,7 +213,9 @@ async def test_resync_is_per_view() -> None:
     await fake.create(PERSISTENT_VOLUMES, pv("pv0"))
     clock = FakeClock()
     hub = InformerHub()
-    a = hub.informer(fake, PERSISTENT_VOLUMES, fields=["status.phase"], resync_period=5, clock=clock)
+    a = hub.informer(
+        fake, PERSISTENT_VOLUMES, fields=["status.phase"], resync_period=5, clock=clock
+    )
     b = hub.informer(fake, PERSISTENT_VOLUMES, fields=["status.phase"])
     ra, rb = Recorder(a), Recorder(b)
     tasks = [await run(a), await run(b)]
