@@ -40,8 +40,8 @@ def test_peek_roles(args: list[str], found: str | None) -> None:
         ("livenessprobe,nope", "unknown role 'nope'"),
         ("livenessprobe,livenessprobe", "listed twice"),
         ("livenessprobe,provisioner", "mixes roles that cannot share a process"),
-        ("provisioner", "controller bundle is not yet available"),
-        ("provisioner,attacher,snapshotter,resizer", "not yet available"),
+        ("provisioner,attacher,provisioner", "listed twice"),
+        ("node-driver-registrar,resizer", "mixes roles that cannot share a process"),
     ],
 )
 def test_resolve_refuses_clearly(spec: str, message: str) -> None:
@@ -129,7 +129,6 @@ def test_the_node_roles_flags_in_run_help() -> None:
     ("args", "message"),
     [
         ([], "--roles is required"),
-        (["--roles=provisioner"], "not yet available"),
         (["--roles=livenessprobe,attacher"], "cannot share a process"),
         (["--roles", ROLES, "--livenessprobe.no-such=1"], "-livenessprobe.no-such"),
     ],
