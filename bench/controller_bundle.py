@@ -138,7 +138,7 @@ class Bench:
 
     async def prepare(self, snapshot_controller: str) -> None:
         drv = await self.cp.start_driver(
-            args=["--disable-node-expansion", "--max-volume-size=1Ti"], attach=True, topology=False
+            args=["--disable-node-expansion", "--max-volume-size=1Ti"], attach=True, topology=True
         )
         self.socket = drv.socket
         self.driver = self.cp.driver_name
