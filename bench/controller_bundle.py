@@ -20,6 +20,8 @@ snapshots, so every measured run starts from the same settled state.
     workload (after the idle point) and of the whole run.
 
     python bench/controller_bundle.py [--cached 1000] [--claims 50] [--runs 2] [--json]
+
+``BENCH_PROFILE=<dir>`` (and ``BENCH_PROFILER=cprofile``) profiles the bundle (see harness.ours).
 """
 
 from __future__ import annotations
@@ -38,7 +40,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, go_binary, high_water_mib, proc_cpu_s, proc_status_mib, record, wait_until
+from harness import (
+    REPO,
+    go_binary,
+    high_water_mib,
+    ours,
+    proc_cpu_s,
+    proc_status_mib,
+    record,
+    wait_until,
+)
 
 from csi_sidecars.csi.connection import connect
 from csi_sidecars.csi.messages import csi_pb2
@@ -246,8 +257,7 @@ class Bench:
         kubeconfig = {role: str(self.cp.kubeconfig(f"csi-{role}")) for role in ROLES}
         if impl == "ours":
             per_role = [f"--{r}.kubeconfig={kubeconfig[r]}" for r in ROLES]
-            run = [sys.executable, "-m", "csi_sidecars", "run", f"--roles={','.join(ROLES)}"]
-            return [[*run, *common, *per_role]]
+            return [ours("run", f"--roles={','.join(ROLES)}", *common, *per_role)]
         argvs = []
         for role in ROLES:
             binary = go_binary(*GO[role])

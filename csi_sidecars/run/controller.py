@@ -25,7 +25,9 @@ from typing import Any
 import click
 
 from csi_sidecars.controller.bundle import ControllerBundle, joined
+from csi_sidecars.csi.lean.link import DriverLink
 from csi_sidecars.run.http import SharedHttp
+from csi_sidecars.run.node import LivenessprobeRole
 from csi_sidecars.run.registry import load
 from csi_sidecars.run.supervise import RoleMain, supervise
 from csi_sidecars.runtime import app
@@ -128,9 +130,9 @@ async def _role_main(bundle: ControllerBundle, name: str, main: Main, stop: asyn
 
 
 async def run_controller_bundle(
-    roles: list[tuple[ControllerRole, ControllerConfig]], stop: asyncio.Event
+    roles: list[tuple[ControllerRole | LivenessprobeRole, Any]], stop: asyncio.Event
 ) -> int:
-    """Run the configured controller roles in this process until a signal or a role's end.
+    """Run the configured controller roles (and a livenessprobe) until a signal or a role's end.
 
     Returns:
         The exit code (see :func:`~csi_sidecars.run.supervise.supervise`).
@@ -138,23 +140,31 @@ async def run_controller_bundle(
     http = SharedHttp()
     try:
         for role, config in roles:
-            for address, path in config.routes():
+            for address, path in (
+                config.routes() if isinstance(role, ControllerRole) else role.routes(config)
+            ):
                 http.expect(role.name, address, path)
     except ConfigError as err:
         log.error(str(err))
         return 1
-    bundle = ControllerBundle(
-        [role.name for role, _ in roles],
-        http={role.name: http.host(role.name) for role, _ in roles},
-    )
-    mains: dict[str, RoleMain] = {
-        role.name: functools.partial(_role_main, bundle, role.name, config.main)
-        for role, config in roles
-    }
+    controllers = [role.name for role, _ in roles if isinstance(role, ControllerRole)]
+    bundle = ControllerBundle(controllers, http={name: http.host(name) for name in controllers})
+    links: list[DriverLink] = []
+    mains: dict[str, RoleMain] = {}
+    for role, config in roles:
+        if isinstance(role, ControllerRole):
+            mains[role.name] = functools.partial(_role_main, bundle, role.name, config.main)
+        else:  # the livenessprobe: its own start-up link, as in the node bundle
+            links.append(DriverLink(role.csi_address(config)))
+            mains[role.name] = functools.partial(
+                role.run, config, link=links[-1], http=http.host(role.name)
+            )
     log.info("Running the controller bundle", roles=list(mains))
     try:
         return await supervise(mains, stop)
     finally:
+        for link in links:
+            await link.close()
         log.info(
             "Controller bundle stopped",
             driver_connections=bundle.connections,

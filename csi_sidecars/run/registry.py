@@ -84,6 +84,12 @@ REGISTRY: dict[str, Entry] = {
 }
 
 
+#: Roles that may join a bundle of another kind: the livenessprobe shares nothing but the driver
+#: socket and HTTP servers, so it runs next to the controller roles too (a controller Deployment
+#: usually carries one).
+ANY_KIND = frozenset({"livenessprobe"})
+
+
 def load(target: str) -> Any:
     """Import ``module:attr``."""
     module, _, attr = target.partition(":")
@@ -110,7 +116,7 @@ def resolve(spec: str) -> tuple[Kind, list[Entry]]:
     if repeated:
         raise click.UsageError(f"role {repeated[0]!r} is listed twice in --roles")
     entries = [REGISTRY[name] for name in names]
-    kinds = {entry.kind for entry in entries}
+    kinds = {entry.kind for entry in entries if entry.name not in ANY_KIND} or {entries[0].kind}
     if len(kinds) > 1:
         by_kind = "; ".join(
             f"{kind}: {', '.join(e.name for e in entries if e.kind == kind)}"
@@ -119,7 +125,7 @@ def resolve(spec: str) -> tuple[Kind, list[Entry]]:
         raise click.UsageError(
             f"--roles mixes roles that cannot share a process ({by_kind}); run one bundle each"
         )
-    kind = KINDS[entries[0].kind]
+    kind = KINDS[kinds.pop()]
     missing = [entry.name for entry in entries if entry.target is None]
     if kind.runner is None or missing:
         waiting = ", ".join(missing or [entry.name for entry in entries])

@@ -1,6 +1,6 @@
 """The controller bundle on the testbed: ``csi-sidecars run --roles provisioner,attacher,resizer,
-snapshotter`` as one process through the CLI, each role with its own RBAC identity (prefixed
-``--<role>.kubeconfig``), its own Lease and its own HTTP endpoint.
+snapshotter,livenessprobe`` as one process through the CLI, each role with its own RBAC identity
+(prefixed ``--<role>.kubeconfig``), its own Lease and its own HTTP endpoint.
 
 One claim goes through the whole mixed workload in that one process: provisioned, attached,
 expanded, snapshotted, then everything deleted. The API server's own request counters show
@@ -96,14 +96,14 @@ async def test_one_process_provisions_attaches_expands_and_snapshots(
     await poll_until(
         controller_synced, 60, "the snapshot-controller synced", fatal=(AssertionError,)
     )
-    ports = {role: f"127.0.0.1:{free_port()}" for role in ROLES}
+    ports = {role: f"127.0.0.1:{free_port()}" for role in (*ROLES, "livenessprobe")}
     before = await list_counts(api)
     argv = [
         sys.executable,
         "-m",
         "csi_sidecars",
         "run",
-        f"--roles={','.join(ROLES)}",
+        f"--roles={','.join(ROLES)},livenessprobe",
         f"--csi-address={drv.socket}",
         "--leader-election",
         f"--leader-election-namespace={namespace}",
@@ -112,6 +112,7 @@ async def test_one_process_provisions_attaches_expands_and_snapshots(
         "-v=4",
         *(f"--{role}.kubeconfig={cp.kubeconfig(IDENTITY[role])}" for role in ROLES),
         *(f"--{role}.http-endpoint={ports[role]}" for role in ROLES),
+        f"--livenessprobe.http-endpoint={ports['livenessprobe']}",
     ]
     bundle: ManagedProcess = await cp.start_process("bundle", argv)
     vs_path = f"{snapshots_path(namespace)}/snap"
@@ -199,6 +200,10 @@ async def test_one_process_provisions_attaches_expands_and_snapshots(
                 assert shown == (other == role), (role, other_method)
             status, _ = await http_get(ports[role], "/healthz/leader-election")
             assert status == 200, role
+
+        # the livenessprobe next to them probes the driver
+        status, body = await http_get(ports["livenessprobe"], "/healthz")
+        assert (status, body) == (200, "ok"), body
 
         # delete everything: detach, snapshot deleted, volume deleted
         await api.delete(vs_path)

@@ -32,6 +32,14 @@ def test_every_controller_role_resolves_to_the_controller_kind() -> None:
     assert [a.name for a in adapters] == [*BUNDLE.split(","), "cluster-driver-registrar"]
 
 
+@pytest.mark.parametrize("spec", ["livenessprobe,provisioner", "attacher,livenessprobe"])
+def test_the_livenessprobe_joins_the_controller_bundle(spec: str) -> None:
+    kind, entries = registry.resolve(spec)
+    assert kind.name == registry.CONTROLLER
+    assert [e.name for e in entries] == spec.split(",")
+    assert registry.resolve("livenessprobe")[0].name == registry.NODE
+
+
 @pytest.mark.parametrize("adapter", ADAPTERS, ids=lambda a: a.name)
 def test_adapters_offer_the_roles_flags_without_the_bundles_own(adapter: ControllerRole) -> None:
     names = {p.name for p in adapter.params()}
