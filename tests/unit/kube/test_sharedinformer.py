@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
 from csi_sidecars.kube.clock import FakeClock
 from csi_sidecars.kube.fake import FakeKube
 from csi_sidecars.kube.informer import Informer
@@ -14,6 +16,7 @@ from csi_sidecars.kube.resources import (
     JsonDict,
 )
 from csi_sidecars.kube.sharedinformer import InformerHub
+from csi_sidecars.kube.store import Projection, Store
 
 
 def pv(name: str, driver: str = "d", phase: str = "Available") -> JsonDict:
@@ -225,3 +228,13 @@ async def test_resync_is_per_view() -> None:
     finally:
         await stop(*tasks)
         await hub.close()
+
+
+def test_a_store_widens_only_while_empty() -> None:
+    store = Store(Projection(["spec.a"]))
+    store.widen(Projection(["spec.a", "spec.b"]), {"b": lambda o: [o["spec"]["b"]]})
+    store.upsert({"metadata": {"name": "x"}, "spec": {"a": 1, "b": "2", "c": 3}})
+    assert store.get("x")["spec"] == {"a": 1, "b": "2"}  # type: ignore[index]
+    assert store.index_keys("b", "2") == ["x"]
+    with pytest.raises(RuntimeError, match="cannot change its fields"):
+        store.widen(Projection(None), {})
