@@ -10,7 +10,9 @@ Cluster: a testbed control plane (kube-controller-manager at qps 200), the playg
 (it is not measured), and N cached volumes made once: N driver volumes with static PVs and
 bound claims, N VolumeAttachments, N driver snapshots with pre-provisioned
 VolumeSnapshotContents. A warm-up run of the bundle attaches the N volumes and reads the N
-snapshots, so every measured run starts from the same settled state.
+snapshots, so every measured run starts from the same settled state. With ``--foreign`` the N
+objects of each kind belong to another driver instead (API objects only, quick to make at
+10,000): every sidecar caches them, none acts on them.
 
 (a) idle: start, wait until the processes' CPU stops growing (the caches are synced and there
     is nothing to do), read ``VmRSS``; stop.
@@ -141,7 +143,8 @@ class Procs:
 
 
 class Bench:
-    def __init__(self, cp: ControlPlane, cached: int, claims: int) -> None:
+    def __init__(self, cp: ControlPlane, cached: int, claims: int, foreign: bool) -> None:
+        self.foreign = foreign
         self.cp = cp
         self.api: RawApi = cp.admin
         self.cached = cached
@@ -174,7 +177,62 @@ class Bench:
             [snapshot_controller, f"--kubeconfig={self.cp.kubeconfig('snapshot-controller')}"],
         )
 
+    async def _foreign_objects(self) -> None:
+        """The N cached objects of another driver: every sidecar caches them, none acts."""
+        other = "other.csi.example.com"
+        node = self.cp.node_names[0]
+
+        async def one(i: int) -> None:
+            name = f"cached-{i:05d}"
+            pv_name = f"{NS}-{name}"
+            await self.api.create(
+                PV,
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {
+                        "name": pv_name,
+                        "annotations": {"pv.kubernetes.io/provisioned-by": other},
+                    },
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "capacity": {"storage": "1Gi"},
+                        "csi": {"driver": other, "volumeHandle": f"vol-{i}", "fsType": "ext4"},
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "storageClassName": "other",
+                        "claimRef": {"namespace": NS, "name": name},
+                    },
+                },
+            )
+            claim = objects.pvc(name, "other", size="1Gi")
+            claim["spec"]["volumeName"] = pv_name
+            await self.api.create(f"/api/v1/namespaces/{NS}/persistentvolumeclaims", claim)
+            va = self._va(f"va-{name}", pv_name, node)
+            va["spec"]["attacher"] = other
+            await self.api.create(VA, va)
+            await self.api.create(
+                VSC,
+                {
+                    "apiVersion": "snapshot.storage.k8s.io/v1",
+                    "kind": "VolumeSnapshotContent",
+                    "metadata": {"name": f"content-{name}"},
+                    "spec": {
+                        "driver": other,
+                        "deletionPolicy": "Retain",
+                        "source": {"snapshotHandle": f"snap-{i}"},
+                        "volumeSnapshotRef": {"name": f"vs-{name}", "namespace": NS},
+                    },
+                },
+            )
+
+        t0 = time.monotonic()
+        await _limited([one(i) for i in range(self.cached)], 64)
+        print(f"{self.cached} foreign cached volumes made in {time.monotonic() - t0:.0f}s")
+
     async def _cached_objects(self) -> None:
+        if self.foreign:
+            await self._foreign_objects()
+            return
         conn = await connect(str(self.socket))
         cap = csi_pb2.VolumeCapability(
             mount=csi_pb2.VolumeCapability.MountVolume(),
@@ -383,13 +441,18 @@ async def main() -> None:
     parser.add_argument("--cached", type=int, default=1000)
     parser.add_argument("--claims", type=int, default=50)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--foreign",
+        action="store_true",
+        help="the cached objects belong to another driver (API objects only: fast to make)",
+    )
     args = parser.parse_args()
     controller = go_binary("GO_SNAPSHOT_CONTROLLER", "snapshot-controller")
     if controller is None:
         sys.exit("the Go snapshot-controller is not built (testbed/build.sh)")
     log_dir = Path(tempfile.mkdtemp(prefix="bench-bundle-"))
     async with ControlPlane(nodes=1, kcm_qps=200, kcm_burst=400) as cp:
-        bench = Bench(cp, args.cached, args.claims)
+        bench = Bench(cp, args.cached, args.claims, args.foreign)
         await bench.prepare(controller)
         warm = await run_once(bench, "ours", log_dir / "warm-up", mixed=False)
         print(f"warm-up (attaches and reads the cached objects): {warm}", flush=True)
@@ -399,7 +462,8 @@ async def main() -> None:
                 got = await run_once(bench, impl, log_dir / f"run{i}", mixed=args.claims > 0)
                 print(f"run {i} {impl}: {got}", flush=True)
                 results[impl].append(got)
-    title = f"controller bundle vs 4 Go sidecars, {args.cached} cached, {args.claims} claims"
+    kind = "foreign " if args.foreign else ""
+    title = f"controller bundle vs 4 Go sidecars, {args.cached} {kind}cached, {args.claims} claims"
     print(f"\n## {title}\n\n| metric | ours (1 process) | Go (sum of 4) | ratio |")
     print("|---|---:|---:|---:|")
     for key in results["ours"][0]:
