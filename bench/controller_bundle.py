@@ -441,6 +441,7 @@ async def main() -> None:
     parser.add_argument("--cached", type=int, default=1000)
     parser.add_argument("--claims", type=int, default=50)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--impls", default="ours,go", help="which to run (profiling: ours)")
     parser.add_argument(
         "--foreign",
         action="store_true",
@@ -456,9 +457,10 @@ async def main() -> None:
         await bench.prepare(controller)
         warm = await run_once(bench, "ours", log_dir / "warm-up", mixed=False)
         print(f"warm-up (attaches and reads the cached objects): {warm}", flush=True)
-        results: dict[str, list[dict[str, float]]] = {"ours": [], "go": []}
+        impls = args.impls.split(",")
+        results: dict[str, list[dict[str, float]]] = {impl: [] for impl in impls}
         for i in range(args.runs):
-            for impl in ("ours", "go") if i % 2 == 0 else ("go", "ours"):
+            for impl in impls if i % 2 == 0 else impls[::-1]:
                 got = await run_once(bench, impl, log_dir / f"run{i}", mixed=args.claims > 0)
                 print(f"run {i} {impl}: {got}", flush=True)
                 results[impl].append(got)
@@ -466,6 +468,8 @@ async def main() -> None:
     title = f"controller bundle vs 4 Go sidecars, {args.cached} {kind}cached, {args.claims} claims"
     print(f"\n## {title}\n\n| metric | ours (1 process) | Go (sum of 4) | ratio |")
     print("|---|---:|---:|---:|")
+    if len(impls) < 2:
+        return
     for key in results["ours"][0]:
         a = statistics.median(r[key] for r in results["ours"])
         b = statistics.median(r[key] for r in results["go"])
