@@ -35,6 +35,44 @@ from csi_sidecars.runtime import logging as rlog
 log = rlog.get_logger("informer")
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _copy(value: Any) -> Any:
+    """A fresh copy of a JSON value (what ``Projection.slim`` gives an already slim object,
+    without packing it again: packing shares containers through a pool a copy must not fill)."""
+    t = type(value)
+    if t is dict:
+        return {k: v if type(v) in _SCALARS else _copy(v) for k, v in value.items()}
+    if t is list:
+        return [v if type(v) in _SCALARS else _copy(v) for v in value]
+    return value
+
+
+class _Fanout(Informer):
+    """The base informer: its handlers (one per view) each get their own copies."""
+
+    def _dispatch(self, kind: str, old: JsonDict | None, new: JsonDict) -> None:
+        _fan_out(self, self._handlers, kind, old, new)
+
+
+def _fan_out(
+    informer: Informer, handlers: list[Any], kind: str, old: JsonDict | None, new: JsonDict
+) -> None:
+    for i, h in enumerate(handlers):
+        cur = new if i == 0 else _copy(new)
+        prev = old if i == 0 or old is None else _copy(old)
+        try:
+            if kind == ADDED and h.on_add:
+                h.on_add(cur)
+            elif kind == DELETED and h.on_delete:
+                h.on_delete(cur)
+            elif kind not in (ADDED, DELETED) and h.on_update and prev is not None:
+                h.on_update(prev, cur)
+        except Exception:
+            log.exception("Informer handler failed", resource=informer.resource.plural)
+
+
 class _Key(NamedTuple):
     group: str
     version: str
@@ -129,6 +167,9 @@ class SharedInformer(Informer):
         """The base informer: the one list+watch every view of it shares."""
         return self._base.informer
 
+    def _dispatch(self, kind: str, old: JsonDict | None, new: JsonDict) -> None:
+        _fan_out(self, self._handlers, kind, old, new)
+
     def _on_add(self, obj: JsonDict) -> None:
         if self._active:
             self._dispatch(ADDED, None, obj)
@@ -211,7 +252,7 @@ class InformerHub:
                     "Informer not shared: its fields or indexes differ from a running one",
                     resource=resource.plural,
                 )
-            informer = Informer(
+            informer = _Fanout(
                 self.port if self.port is not None else port,
                 resource,
                 fields=fields,
