@@ -143,8 +143,11 @@ class Procs:
 
 
 class Bench:
-    def __init__(self, cp: ControlPlane, cached: int, claims: int, foreign: bool) -> None:
+    def __init__(
+        self, cp: ControlPlane, cached: int, claims: int, foreign: bool, idle_window: float = 0.0
+    ) -> None:
         self.foreign = foreign
+        self.idle_window = idle_window
         self.cp = cp
         self.api: RawApi = cp.admin
         self.cached = cached
@@ -422,6 +425,10 @@ async def run_once(bench: Bench, impl: str, log_dir: Path, mixed: bool) -> dict[
     try:
         settle = await procs.settle()
         out = {"idle RSS MiB": procs.rss(), "CPU s to idle": procs.cpu(), "s to idle": settle}
+        if bench.idle_window > 0:  # what the processes spend doing nothing
+            cpu0 = procs.cpu()
+            await asyncio.sleep(bench.idle_window)
+            out["idle CPU s per minute"] = (procs.cpu() - cpu0) * 60 / bench.idle_window
         if mixed:
             cpu0, t0 = procs.cpu(), time.monotonic()
             await bench.mixed(procs)
@@ -441,6 +448,9 @@ async def main() -> None:
     parser.add_argument("--cached", type=int, default=1000)
     parser.add_argument("--claims", type=int, default=50)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--idle-window", type=float, default=0.0, help="seconds to measure idle CPU over"
+    )
     parser.add_argument("--impls", default="ours,go", help="which to run (profiling: ours)")
     parser.add_argument(
         "--foreign",
@@ -453,7 +463,7 @@ async def main() -> None:
         sys.exit("the Go snapshot-controller is not built (testbed/build.sh)")
     log_dir = Path(tempfile.mkdtemp(prefix="bench-bundle-"))
     async with ControlPlane(nodes=1, kcm_qps=200, kcm_burst=400) as cp:
-        bench = Bench(cp, args.cached, args.claims, args.foreign)
+        bench = Bench(cp, args.cached, args.claims, args.foreign, args.idle_window)
         await bench.prepare(controller)
         warm = await run_once(bench, "ours", log_dir / "warm-up", mixed=False)
         print(f"warm-up (attaches and reads the cached objects): {warm}", flush=True)
