@@ -12,6 +12,7 @@ from csi_sidecars.attacher import names
 from csi_sidecars.playground import objects
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.controlplane import ControlPlane
+from csi_sidecars.playground.driver.requestlog import read_request_log
 from csi_sidecars.playground.process import free_port, poll_until
 from tests.e2e.attacher_support import (
     FAST_RETRIES,
@@ -169,16 +170,26 @@ async def test_publish_failures_then_success(
 async def test_killed_mid_attach_converges_after_restart(
     control_plane: ControlPlane, api: RawApi, sidecar: Any, tmp_path: Path
 ) -> None:
-    drv = await start_driver(control_plane, tmp_path)
+    requests = tmp_path / "requests.jsonl"
+    drv = await start_driver(control_plane, tmp_path, f"--request-log={requests}")
     try:
         pv_name, handle = await static_volume(api, drv, f"kill-{drv.name[4:10]}")
-        drv.faults([{"method": "ControllerPublishVolume", "delay": 4.0, "times": 1}])
+        # The first ControllerPublishVolume hangs far longer than the test: the kill below
+        # always lands while it is in flight, however slow the machine (the driver drops the
+        # call when the attacher's connection goes).
+        drv.faults([{"method": "ControllerPublishVolume", "delay": 600.0, "times": 1}])
         first = await sidecar("attacher", *FAST_RETRIES, f"--csi-address={drv.socket}")
         va_name = f"va-{pv_name}"
         await api.create(VA_PATH, va_body(va_name, drv.name, pv_name, drv.node))
         fin = finalizer(drv.name)
         # The finalizer is written right before ControllerPublishVolume, which now hangs.
         await wait_va(api, pv_name, lambda v: fin in (v["metadata"].get("finalizers") or []))
+
+        async def publishing() -> bool:
+            calls = read_request_log(requests)
+            return any(c.method == "ControllerPublishVolume" for c in calls)
+
+        await poll_until(publishing, 30, "ControllerPublishVolume in flight")
         first.signal(signal.SIGKILL)
         await first.wait(10)
         va = await api.get(f"{VA_PATH}/{va_name}")
