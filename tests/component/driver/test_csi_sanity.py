@@ -58,7 +58,7 @@ def short_dir(tmp_path: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _wait_for_socket(proc: subprocess.Popen[bytes], path: Path, timeout: float = 30) -> None:
+def _wait_for_socket(proc: subprocess.Popen[bytes], path: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert proc.poll() is None, "driver exited early"
