@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -289,21 +288,15 @@ def _spawn(tmp_path: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, stdout=log, stderr=log)
 
 
-async def _wait_for_socket(proc: subprocess.Popen[bytes], path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert proc.poll() is None, "driver exited early"
-        assert time.monotonic() < deadline, "driver socket did not appear"
-        await asyncio.sleep(0.05)
-
-
 async def _wait_for_answer(
     proc: subprocess.Popen[bytes], endpoint: str, timeout: float = 60
 ) -> None:
     """Probe on a new channel each time until the driver answers.
 
-    One channel kept across attempts would reconnect on gRPC's back-off (1s growing towards
-    minutes), so on a slow machine when the driver is seen would depend on that schedule.
+    The socket file appears when the driver binds, a moment before it listens (a connection
+    then is refused), and a stale one stays from a killed driver; one channel kept across
+    attempts would reconnect on gRPC's back-off (1s growing towards minutes), so on a slow
+    machine when the driver is seen would depend on that schedule.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -333,7 +326,7 @@ async def test_subprocess_faults_file_signals_and_state_cli(tmp_path: Path) -> N
     sock = tmp_path / "csi.sock"
     proc = _spawn(tmp_path, f"--faults-file={faults}", "--enable-attach")
     try:
-        await _wait_for_socket(proc, sock)
+        await _wait_for_answer(proc, f"unix://{sock}")
         async with client(f"unix://{sock}") as c:
             await c.identity.Probe(pb.ProbeRequest(), timeout=SUBPROCESS_CALL)
             faults.write_text(json.dumps([{"method": "Probe", "code": "FAILED_PRECONDITION"}]))
@@ -363,7 +356,7 @@ async def test_subprocess_killed_hard_keeps_its_volumes(tmp_path: Path) -> None:
     sock = tmp_path / "csi.sock"
     proc = _spawn(tmp_path)
     try:
-        await _wait_for_socket(proc, sock)
+        await _wait_for_answer(proc, f"unix://{sock}")
         async with client(f"unix://{sock}") as c:
             # A process of its own on a loaded machine: a generous deadline (it persists).
             vol = (await c.create(timeout=SUBPROCESS_CALL)).volume.volume_id
