@@ -16,7 +16,7 @@ from csi_sidecars.kube.snapshots import (
 )
 from csi_sidecars.snapshotcontroller.snapshot import decide_snapshot
 from tests.unit.snapshotcontroller.cases import Case, check
-from tests.unit.snapshotcontroller.fixtures import owner, pv, pvc, vs, vsc, vsclass
+from tests.unit.snapshotcontroller.fixtures import owner, pv, pvc, ref, vs, vsc, vsclass
 from tests.unit.snapshotcontroller.reactor import Injection, sync, world
 
 FINS = [VS_AS_SOURCE_FINALIZER, VS_BOUND_FINALIZER]
@@ -253,6 +253,46 @@ CASES = [
         {"VolumeSnapshot": []},
     ),
 ]
+
+
+#: A snapshot deleted right after its creation: its first sync created the content a moment
+#: ago, and the content's watch event has not reached the cache yet.
+UNBOUND = deleting_vs(bound=None, ready=None, finalizers=[VS_AS_SOURCE_FINALIZER])
+JUST_MADE = dyn(ready=None)
+
+RACES = [
+    Case(
+        "deleted before bound: the content the cache has not seen yet is found (GET) and deleted",
+        [CLS, *SRC, JUST_MADE, UNBOUND],
+        "default/snap",
+        {
+            "VolumeSnapshotContent": [dyn(ready=None, annotations=BEING_DELETED, deleting=True)],
+            "VolumeSnapshot": [],
+        },
+        unseen=[("VolumeSnapshotContent", "snapcontent-u")],
+    ),
+    Case(
+        "deleted before bound, no content made: the snapshot goes",
+        [CLS, *SRC, UNBOUND],
+        "default/snap",
+        {"VolumeSnapshotContent": [], "VolumeSnapshot": []},
+    ),
+    Case(
+        "deleted before bound: a content of that name for another snapshot uid is left alone",
+        [CLS, *SRC, dyn("u", snap_ref=ref("snap", "other")), UNBOUND],
+        "default/snap",
+        {
+            "VolumeSnapshotContent": [dyn("u", snap_ref=ref("snap", "other"))],
+            "VolumeSnapshot": [],
+        },
+        unseen=[("VolumeSnapshotContent", "snapcontent-u")],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", RACES, ids=str)
+async def test_delete_right_after_create(case: Case) -> None:
+    await check(case, decide_snapshot, "VolumeSnapshot")
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
