@@ -16,6 +16,11 @@ will really get a content touches the claim. Then, in order:
    With the finalizer from the start the content can only go once the sidecar let it go;
 3. the ``CreatingSnapshot`` event and the snapshot's status (``boundVolumeSnapshotContentName``).
 
+A content is never made for a snapshot that is gone or being deleted: the sync's own finalizer
+patch shows it is there (read-your-writes), or else a GET of the snapshot does. What slips
+through anyway (a POST of a stalled, replaced leader that reaches the API server late) is
+deleted by the content's sync (:mod:`.content`).
+
 :func:`protect_source` keeps "an in-flight snapshot's claim carries the finalizer" true on every
 later sync, so a removal decided from a stale cache (the claim's own sync, :mod:`.protection`)
 is undone as soon as the snapshot is looked at again.
@@ -144,12 +149,27 @@ def build_content(vs: JsonDict, d: Decide) -> JsonDict:
     }
 
 
-def create_content(vs: JsonDict, d: Decide, *, then: Callable[[JsonDict], a.Plan]) -> a.Plan:
+def create_content(
+    vs: JsonDict, d: Decide, *, then: Callable[[JsonDict], a.Plan], checked: bool = True
+) -> a.Plan:
     """Protect the source claim, create the content, announce it; ``then`` the created content.
 
     Every failure is ``SnapshotContentCreationFailed`` on the snapshot (with Go's text), a
-    failed POST also ``CreateSnapshotContentFailed``; conflicts are decided again.
+    failed POST also ``CreateSnapshotContentFailed``; conflicts are decided again. Unless
+    ``checked`` (the plan has just written the snapshot, so it exists and is not being
+    deleted), a GET of the snapshot comes first: no content is made for a snapshot that is
+    gone, has another uid or is being deleted (its deletion's sync comes next).
     """
+    if not checked:
+
+        def looked(live: JsonDict | None) -> a.Plan:
+            if live is None or o.uid(live) != o.uid(vs):
+                return (a.Done("the snapshot is gone"),)
+            if o.is_deleting(live):
+                return (a.Done("the snapshot is being deleted"),)
+            return create_content(vs, d, then=then)
+
+        return (a.Read(VS, o.name(vs), o.namespace(vs), then=looked),)
     creation_failed = names.SNAPSHOT_CONTENT_CREATION_FAILED
     try:
         body = build_content(vs, d)

@@ -11,7 +11,12 @@ Go's ``processSnapshotWithDeletionTimestamp`` and
 4. a member of a group snapshot that still exists: ``SnapshotDeletePending`` and retry; once the
    group is gone the in-group finalizer goes too. Membership is the status' group name or, when
    that is not recorded yet, the owner reference;
-5. the content: ours, if it is to be deleted and lacks it, the content finalizer first (so the
+5. the content: a snapshot deleted before it recorded its content (no bound name, no bound
+   finalizer) asks the API server for ``snapcontent-<uid>`` when the cache has none: the
+   content its first sync created a moment ago may not have reached the cache, and letting
+   the snapshot go then would leave that content behind (the content's own sync would also
+   delete it later, see :mod:`.content`; this just does not wait for that). Then, ours, if it
+   is to be deleted and lacks it, the content finalizer first (so the
    sidecar sees the deletion and deletes the backend snapshot: #1388), then the
    ``volumesnapshot-being-deleted`` annotation, then, for Delete, the DELETE (uid precondition).
    Each write must succeed before the next is sent: a throttled or failed annotation patch is
@@ -98,10 +103,32 @@ def mark_being_deleted(
 
 def decide_deletion(vs: JsonDict, d: Decide) -> a.Plan:
     """The plan for a VolumeSnapshot with a deletionTimestamp."""
-    content = bound_content_of(vs, d)
-    delete_content = content is not None and so.deletion_policy(content) == DELETION_POLICY_DELETE
     if not is_deletion_candidate(vs):
         return (a.Done("not ours to finalize"),)
+    content = bound_content_of(vs, d)
+    if content is None and unbound_dynamic(vs):
+        # Deleted right after its creation: the content made a moment ago may not be in the
+        # cache yet. Ask the API server before the snapshot lets go of it.
+        def found(live: JsonDict | None) -> a.Plan:
+            fits = live if live is not None and so.points_to(live, vs) else None
+            return _deletion(vs, fits, d)
+
+        return (a.Read(VSC, names.content_name(o.uid(vs)), then=found),)
+    return _deletion(vs, content, d)
+
+
+def unbound_dynamic(vs: Obj) -> bool:
+    """A dynamic snapshot that never recorded its content: no bound name in the status and no
+    bound-protection finalizer (added once a content was seen bound)."""
+    return (
+        so.source_claim(vs) is not None
+        and not so.bound_content(vs)
+        and VS_BOUND_FINALIZER not in o.finalizers(vs)
+    )
+
+
+def _deletion(vs: JsonDict, content: JsonDict | None, d: Decide) -> a.Plan:
+    delete_content = content is not None and so.deletion_policy(content) == DELETION_POLICY_DELETE
     if content is not None and being_restored(vs, d):
         return (
             emit(

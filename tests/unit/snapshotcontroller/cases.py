@@ -45,9 +45,7 @@ class Case:
 
 async def check(case: Case, decision: Decision, kind: str) -> None:
     """Run ``case`` through ``decision`` for objects of ``kind``."""
-    w = await world(
-        case.initial, settings=case.settings, errors=case.errors, unseen=case.unseen
-    )
+    w = await world(case.initial, settings=case.settings, errors=case.errors, unseen=case.unseen)
     got = await sync(w, decision, kind, case.key)
     for k, objs in case.expected.items():
         assert_objects(w, k, objs)

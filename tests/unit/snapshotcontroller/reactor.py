@@ -91,15 +91,22 @@ class World:
     stores: dict[str, Any] = field(default_factory=dict)
     #: (kind, name) of objects the informers have not seen yet (a watch that lags)
     unseen: set[tuple[str, str]] = field(default_factory=set)
+    #: what the caches hold instead of the API server's object (a watch that lags), by
+    #: (kind, name); also objects the API server no longer has
+    stale: dict[tuple[str, str], JsonDict] = field(default_factory=dict)
 
     def refresh(self) -> View:
         """Refill every cache from the API server (the informers caught up), except the
-        ``unseen`` objects."""
+        ``unseen`` objects, and with the ``stale`` copies."""
         for kind, res in KINDS.items():
             store = new_store(res)
             for obj in self.kube.objects(res):
-                if (kind, obj["metadata"]["name"]) not in self.unseen:
+                key = (kind, obj["metadata"]["name"])
+                if key not in self.unseen and key not in self.stale:
                     store.upsert(obj)
+            for (stale_kind, _), obj in self.stale.items():
+                if stale_kind == kind:
+                    store.upsert(copy.deepcopy(obj))
             self.stores[res.plural] = store
         return View(self.stores, self.performer.written)
 
@@ -140,7 +147,9 @@ async def world(
         )
     events = Events()
     performer = Performer(kube, None, events, timeout=1.0, role="snapshot-controller")
-    return World(kube, performer, events, settings or Settings(groups=True), unseen=set(unseen or []))
+    return World(
+        kube, performer, events, settings or Settings(groups=True), unseen=set(unseen or [])
+    )
 
 
 async def sync(w: World, decision: Decision, kind: str, key: str) -> Result:

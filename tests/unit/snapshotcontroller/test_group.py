@@ -679,11 +679,23 @@ GROUP_CONTENT_CASES = [
     ),
     Case(
         "group orphan-5 - a pre-provisioned group content is never deleted for a gone group",
-        [vgsc("groupsnapcontent-gu", "g", "gu", static={"volumeGroupSnapshotHandle": "x", "volumeSnapshotHandles": ["a"]})],
+        [
+            vgsc(
+                "groupsnapcontent-gu",
+                "g",
+                "gu",
+                static={"volumeGroupSnapshotHandle": "x", "volumeSnapshotHandles": ["a"]},
+            )
+        ],
         "groupsnapcontent-gu",
         {
             "VolumeGroupSnapshotContent": [
-                vgsc("groupsnapcontent-gu", "g", "gu", static={"volumeGroupSnapshotHandle": "x", "volumeSnapshotHandles": ["a"]})
+                vgsc(
+                    "groupsnapcontent-gu",
+                    "g",
+                    "gu",
+                    static={"volumeGroupSnapshotHandle": "x", "volumeSnapshotHandles": ["a"]},
+                )
             ]
         },
     ),

@@ -277,8 +277,50 @@ async def test_8_3_existing_error_is_cleared_when_the_content_is_created() -> No
         "boundVolumeSnapshotContentName": "snapcontent-snapuid8-3",
         "readyToUse": False,
     }
-    # the claim already carried the finalizer: no GET/PUT of the claim
-    assert w.kube.actions_of("get") == [] and w.kube.actions_of("replace") == []
+    # the claim already carried the finalizer: no GET/PUT of the claim; the snapshot's
+    # finalizer was there too, so one GET checks it is still there before the creation
+    gets = [(x.resource, x.name) for x in w.kube.actions_of("get")]
+    assert gets == [("volumesnapshots", "snap8-3")]
+    assert w.kube.actions_of("replace") == []
+
+
+LIVE = [GOLD, pvc("c", pv="p", finalizers=[PVC_FINALIZER]), pv("p", "c")]
+CACHED = vs("snap", "u", claim="c", cls="gold", finalizers=[VS_AS_SOURCE_FINALIZER])
+
+
+async def test_no_content_for_a_snapshot_the_cache_shows_but_that_is_gone() -> None:
+    w = await world(LIVE)
+    w.stale[("VolumeSnapshot", "snap")] = CACHED
+    assert await sync(w, decide_snapshot, "VolumeSnapshot", "default/snap") is True
+    assert objects(w, "VolumeSnapshotContent") == []
+
+
+async def test_no_content_for_a_snapshot_being_deleted_the_cache_does_not_know_it() -> None:
+    w = await world(
+        [
+            *LIVE,
+            vs(
+                "snap",
+                "u",
+                claim="c",
+                cls="gold",
+                finalizers=[VS_AS_SOURCE_FINALIZER],
+                deleting=True,
+            ),
+        ]
+    )
+    w.stale[("VolumeSnapshot", "snap")] = CACHED
+    assert await sync(w, decide_snapshot, "VolumeSnapshot", "default/snap") is True
+    assert objects(w, "VolumeSnapshotContent") == []
+
+
+async def test_no_content_for_a_snapshot_re_created_with_the_same_name() -> None:
+    w = await world(
+        [*LIVE, vs("snap", "v", claim="c", cls="gold", finalizers=[VS_AS_SOURCE_FINALIZER])]
+    )
+    w.stale[("VolumeSnapshot", "snap")] = CACHED
+    assert await sync(w, decide_snapshot, "VolumeSnapshot", "default/snap") is True
+    assert objects(w, "VolumeSnapshotContent") == []
 
 
 async def test_default_class_is_set_then_the_content_created() -> None:
