@@ -22,9 +22,10 @@ Go's ``processSnapshotWithDeletionTimestamp`` and
    Each write must succeed before the next is sent: a throttled or failed annotation patch is
    retried, and the content is never deleted without it (Go's retry skips the patch after a
    failure because it marked its cached copy, and the sidecar then never deletes: #1446);
-6. the snapshot's finalizers: as-source always, bound only once a Delete-policy content is gone
-   (the next sync after the sidecar removed it), in-group when decided in 4. One JSON patch
-   guarded entry by entry.
+6. the snapshot's finalizers, in one JSON patch guarded entry by entry: all of them (as-source,
+   bound, in-group when decided in 4) once no Delete-policy content is left (the next sync
+   after the sidecar removed it, or at once for Retain or no content). Go removes as-source
+   in the first sync and bound in a later one: two writes of the snapshot where one does.
 
 The source claim's own finalizer is the claim's sync's business (:mod:`.protection`), so it no
 longer has to be removed before the snapshot may go.
@@ -178,9 +179,12 @@ def _deletion(vs: JsonDict, content: JsonDict | None, d: Decide) -> a.Plan:
                     ),
                 )
             )
-    remove = [VS_AS_SOURCE_FINALIZER]
-    if not delete_content:
-        remove.append(VS_BOUND_FINALIZER)
+    if delete_content:
+        # The snapshot keeps its finalizers until the sidecar let the content go; then one
+        # patch removes them all (Go writes the snapshot twice: one round trip more per
+        # deletion on the busiest step, and one more request against --kube-api-qps).
+        return (*steps, a.Done())
+    remove = [VS_AS_SOURCE_FINALIZER, VS_BOUND_FINALIZER]
     if remove_group:
         remove.append(VS_IN_GROUP_FINALIZER)
     patch = remove_finalizers_patch(vs, remove)
