@@ -259,6 +259,17 @@ def test_node_tolerations(helm: Helm) -> None:
     assert strict["tolerations"] == [toleration]
 
 
+@pytest.mark.parametrize(
+    ("kind", "suffix", "key"),
+    [("Deployment", "controller", "controller"), ("DaemonSet", "node", "node")],
+)
+def test_host_network_is_opt_in(helm: Helm, kind: str, suffix: str, key: str) -> None:
+    default = _pod(helm.template({}), kind, suffix)
+    assert "hostNetwork" not in default and "dnsPolicy" not in default
+    host = _pod(helm.template({key: {"hostNetwork": True}}), kind, suffix)
+    assert (host["hostNetwork"], host["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+
+
 def test_topology_spread_and_affinity_pass_through(helm: Helm) -> None:
     spread = [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}
