@@ -91,16 +91,16 @@ def wanted_files() -> dict[Path, str]:
     for target, source in COPIES.items():
         for path in sorted(source.glob("*.yaml")):
             files[target / path.name] = path.read_text()
-    image, source = project_metadata()
+    image, source_url = project_metadata()
     chart_yaml = (CHART / "Chart.yaml").read_text()
     chart_yaml = _APP_VERSION.sub(f'appVersion: "{package_version()}"', chart_yaml)
     files[CHART / "Chart.yaml"] = _sub_once(
-        _SOURCES, f"sources:\n  - {source}", chart_yaml, "Chart.yaml"
+        _SOURCES, f"sources:\n  - {source_url}", chart_yaml, "Chart.yaml"
     )
     files[CHART / "values.yaml"] = with_image((CHART / "values.yaml").read_text(), image)
     containerfile = (ROOT / "Containerfile").read_text()
     files[ROOT / "Containerfile"] = _sub_once(
-        _SOURCE_URL, f"ARG SOURCE_URL={source}", containerfile, "Containerfile"
+        _SOURCE_URL, f"ARG SOURCE_URL={source_url}", containerfile, "Containerfile"
     )
     return files
 

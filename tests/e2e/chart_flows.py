@@ -7,6 +7,7 @@ and slow its CreateVolume down through its faults file, to catch a restore in pr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,9 @@ class Backend:
 
     def slow_create_volume(self, seconds: float) -> None:
         """Delay every CreateVolume by ``seconds`` (0: no delay)."""
-        rules = [{"method": "CreateVolume", "delay": seconds}] if seconds else []
+        rules: list[Mapping[str, Any]] = (
+            [{"method": "CreateVolume", "delay": seconds}] if seconds else []
+        )
         write_faults_file(self.faults, rules)
 
 
