@@ -184,7 +184,9 @@ async def restore_from_snapshot(
         handle, size = content["status"]["snapshotHandle"], ready["status"]["restoreSize"]
         assert handle in backend.snapshot_ids()
 
-        backend.slow_create_volume(4.0)
+        # Long enough for the snapshot controller to see the deletion while both are Pending,
+        # on a busy machine too; far below the chart's provisioner --timeout (60s).
+        backend.slow_create_volume(8.0)
         copies = [unique("restored"), unique("restored-ref")]
         try:
             await api.create(claims_path(ns), restoring(copies[0], sc, snap, size))

@@ -14,6 +14,7 @@ volume the driver mounted.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from tests.e2e.real_node_support import busybox_pod, claim_volume, delete_pod, w
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 RELEASE = "real"
+PV = "/api/v1/persistentvolumes"
 PREFIX = f"{RELEASE}-csi-sidecars"
 #: The chart's roles that talk to the API server (they get its address) and every role's
 #: values key: each serves HTTP on a port of its own (the pods share the host's network).
@@ -44,6 +46,10 @@ ROLES = {
     "controller": (*API_ROLES, "livenessprobe"),
     "node": ("nodeDriverRegistrar", "livenessprobe"),
 }
+
+
+def _claims(ns: str) -> str:
+    return f"/api/v1/namespaces/{ns}/persistentvolumeclaims"
 
 
 def _require_image() -> Path:
@@ -138,6 +144,13 @@ async def real_release(
     try:
         yield release
     finally:
+        # What a failed test left: the app pod, then the claim (its PV needs the provisioner).
+        await delete_pod(cp.admin, real_namespace, "app")
+        claim = await cp.admin.get_or_none(f"{_claims(real_namespace)}/data")
+        await cp.admin.delete(f"{_claims(real_namespace)}/data")
+        if claim and claim["spec"].get("volumeName"):
+            with contextlib.suppress(TimeoutError):
+                await cp.admin.wait_deleted(f"{PV}/{claim['spec']['volumeName']}", 60)
         try:
             await helm.uninstall(RELEASE, real_namespace)
         except HelmError as err:  # the test failed before it could uninstall
@@ -188,7 +201,7 @@ async def test_the_chart_runs_on_a_real_node(real_release: RealRelease) -> None:
     assert csidriver["spec"]["podInfoOnMount"] is True
     assert csidriver["spec"]["fsGroupPolicy"] == "File"
 
-    claims = f"/api/v1/namespaces/{ns}/persistentvolumeclaims"
+    claims = _claims(ns)
     await api.create(claims, objects.pvc("data", rel.storage_class))
     payload = f"from-the-chart-{uuid.uuid4().hex}"
     pod = busybox_pod(
@@ -202,7 +215,7 @@ async def test_the_chart_runs_on_a_real_node(real_release: RealRelease) -> None:
     out = await rel.cp.kubectl("exec", "-n", ns, "app", "--", "cat", "/data/file")
     assert out.strip() == payload
     pvc = await api.get(f"{claims}/data")
-    pv = await api.get(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
+    pv = await api.get(f"{PV}/{pvc['spec']['volumeName']}")
     assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == rel.driver
     assert pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] == "node-1"
     # The driver in the chart's node pod mounted the volume: the data is in its state directory.
@@ -224,7 +237,7 @@ async def test_the_chart_runs_on_a_real_node(real_release: RealRelease) -> None:
 
     await delete_pod(api, ns, "app")
     await api.delete(f"{claims}/data")
-    await api.wait_deleted(f"/api/v1/persistentvolumes/{pv['metadata']['name']}", 120)
+    await api.wait_deleted(f"{PV}/{pv['metadata']['name']}", 120)
 
     async def volume_deleted() -> bool:
         return not stored.parent.exists()
