@@ -28,7 +28,8 @@ PROVISIONER_FINALIZER = "provisioner.storage.kubernetes.io/volumesnapshot-as-sou
 SNAPSHOT_AS_SOURCE_FINALIZER = "snapshot.storage.kubernetes.io/volumesnapshot-as-source-protection"
 
 
-def _ready(obj: JsonDict) -> bool:
+def is_ready(obj: JsonDict) -> bool:
+    """Whether a (group) snapshot is ready to use."""
     return bool((obj.get("status") or {}).get("readyToUse"))
 
 
@@ -64,7 +65,7 @@ async def expand(api: RawApi, namespace: str, claim: str) -> None:
     )
 
 
-async def _snapshot_class(api: RawApi, driver: str) -> str:
+async def snapshot_class(api: RawApi, driver: str) -> str:
     """A VolumeSnapshotClass of ``driver`` (deletionPolicy Delete); its name."""
     cls = unique("vsclass")
     await api.create(
@@ -80,7 +81,8 @@ async def _snapshot_class(api: RawApi, driver: str) -> str:
     return cls
 
 
-def _volume_snapshot(name: str, claim: str, cls: str) -> JsonDict:
+def volume_snapshot(name: str, claim: str, cls: str) -> JsonDict:
+    """A VolumeSnapshot ``name`` of ``claim`` in class ``cls``."""
     return {
         "apiVersion": "snapshot.storage.k8s.io/v1",
         "kind": "VolumeSnapshot",
@@ -91,10 +93,10 @@ def _volume_snapshot(name: str, claim: str, cls: str) -> JsonDict:
 
 async def snapshot_and_delete(api: RawApi, ns: str, driver: str, claim: str) -> None:
     """A snapshot of the claim becomes ready; deleted, its content goes too."""
-    cls, snap = await _snapshot_class(api, driver), unique("snap")
+    cls, snap = await snapshot_class(api, driver), unique("snap")
     snaps = f"{SNAP}/namespaces/{ns}/volumesnapshots"
-    await api.create(snaps, _volume_snapshot(snap, claim, cls))
-    ready = await api.wait_for(f"{snaps}/{snap}", _ready, what=f"snapshot {snap} ready")
+    await api.create(snaps, volume_snapshot(snap, claim, cls))
+    ready = await api.wait_for(f"{snaps}/{snap}", is_ready, what=f"snapshot {snap} ready")
     content = ready["status"]["boundVolumeSnapshotContentName"]
     await api.delete(f"{snaps}/{snap}")
     await api.wait_deleted(f"{snaps}/{snap}", 60)
@@ -174,11 +176,11 @@ async def restore_from_snapshot(
     snapshot's handle, the provisioner releases it and the snapshot, its content and the
     driver's snapshot go. Returns the restored claims (the caller deletes them).
     """
-    cls, snap = await _snapshot_class(api, driver), unique("snap")
+    cls, snap = await snapshot_class(api, driver), unique("snap")
     snaps = f"{SNAP}/namespaces/{ns}/volumesnapshots"
     try:
-        await api.create(snaps, _volume_snapshot(snap, claim, cls))
-        ready = await api.wait_for(f"{snaps}/{snap}", _ready, what=f"snapshot {snap} ready")
+        await api.create(snaps, volume_snapshot(snap, claim, cls))
+        ready = await api.wait_for(f"{snaps}/{snap}", is_ready, what=f"snapshot {snap} ready")
         content_name = ready["status"]["boundVolumeSnapshotContentName"]
         content = await api.get(f"{SNAP}/volumesnapshotcontents/{content_name}")
         handle, size = content["status"]["snapshotHandle"], ready["status"]["restoreSize"]
@@ -254,7 +256,7 @@ async def restore_from_group_member(
             },
         )
         ready = await api.wait_for(
-            f"{groups}/{group}", _ready, timeout=90, what="the group snapshot ready"
+            f"{groups}/{group}", is_ready, timeout=90, what="the group snapshot ready"
         )
         snaps = f"{SNAP}/namespaces/{ns}/volumesnapshots"
         listed = (await api.get(snaps))["items"]
@@ -270,7 +272,7 @@ async def restore_from_group_member(
             s for s in of_group if s["spec"]["source"]["persistentVolumeClaimName"] == members[0]
         ]
         name = first["metadata"]["name"]
-        first = await api.wait_for(f"{snaps}/{name}", _ready, what=f"member {name} ready")
+        first = await api.wait_for(f"{snaps}/{name}", is_ready, what=f"member {name} ready")
         content = await api.get(
             f"{SNAP}/volumesnapshotcontents/{first['status']['boundVolumeSnapshotContentName']}"
         )
