@@ -137,11 +137,11 @@ class Informer:
     # -- dispatch ------------------------------------------------------------------------
 
     def _dispatch(self, kind: str, old: JsonDict | None, new: JsonDict) -> None:
-        proj = self.store.projection
+        copy = self.store.projection.copy
         for i, h in enumerate(self._handlers):
             # Every handler after the first gets its own copies.
-            cur = new if i == 0 else proj.slim(new)
-            prev = old if i == 0 or old is None else proj.slim(old)
+            cur = new if i == 0 else copy(new)
+            prev = old if i == 0 or old is None else copy(old)
             try:
                 if kind == ADDED and h.on_add:
                     h.on_add(cur)
