@@ -149,7 +149,7 @@ def _rusage_of(pid: int) -> tuple[float, float, float]:
 
 
 def threads_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds so far of each thread of ``pid``, summed by thread name (empty if gone)."""
+    """CPU seconds so far of each thread of ``pid`` by ``name/tid`` (empty if gone)."""
     out: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
     try:
@@ -161,9 +161,9 @@ def threads_cpu_s(pid: int) -> dict[str, float]:
             stat = (task / "stat").read_text()
         except OSError:
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        name = f"{stat[stat.index('(') + 1 : stat.rindex(')')]}/{task.name}"
         fields = stat.rpartition(")")[2].split()
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
     return out
 
 
