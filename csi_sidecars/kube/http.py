@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -34,6 +35,8 @@ IDLE_SECONDS = 30.0
 READ_LIMIT = 2**26
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+#: Paths that quoting leaves as they are (letters, digits and the safe marks, no "%").
+_ALL_SAFE = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=._~-]*")
 #: Longest chunk size line (hex size and extensions) accepted.
 MAX_SIZE_LINE = 1024
 
@@ -71,7 +74,9 @@ class _Stale(Exception):
 
 def target(base_path: str, path: str, params: Mapping[str, str] | None) -> str:
     """The request target: the server URL's path prefix, ``path`` and the query."""
-    out = quote(base_path + path, safe=_PATH_SAFE)
+    out = base_path + path
+    if not _ALL_SAFE.fullmatch(out):  # the usual API path needs no quoting
+        out = quote(out, safe=_PATH_SAFE)
     if params:
         out += "?" + urlencode(params, quote_via=quote, safe="")
     return out
@@ -87,10 +92,13 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str],
         status = int(parts[1])
     except ValueError:
         raise HttpError(f"not an HTTP status: {lines[0][:80]!r}") from None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    try:  # the usual "Name: value" lines, in one pass
+        headers = {n.lower(): v.strip() for n, v in (line.split(": ", 1) for line in lines[1:])}
+    except ValueError:  # a line without ": ": the careful way
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
     return status, headers, parts[0]
 
 
