@@ -29,6 +29,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
+from csi_sidecars.kube.httpstream import Conn, HttpError, Stream
+
+__all__ = ["HttpError", "HttpPool", "Response", "Stream", "target"]
+
 #: Seconds an idle keep-alive connection may wait for reuse.
 IDLE_SECONDS = 30.0
 #: Largest answer head and line (a watch event on one line) we accept.
@@ -37,12 +41,6 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 #: Paths that quoting leaves as they are (letters, digits and the safe marks, no "%").
 _ALL_SAFE = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=._~-]*")
-#: Longest chunk size line (hex size and extensions) accepted.
-MAX_SIZE_LINE = 1024
-
-
-class HttpError(ConnectionError):
-    """The connection failed or the answer was not valid HTTP."""
 
 
 @dataclass(slots=True)
@@ -52,20 +50,6 @@ class Response:
     status: int
     headers: dict[str, str]
     body: bytes
-
-
-class _Conn:
-    __slots__ = ("idle_since", "reader", "used", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.used = False
-        self.idle_since = 0.0
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
 
 
 class _Stale(Exception):
@@ -109,194 +93,6 @@ def _keeps_alive(version: str, headers: Mapping[str, str]) -> bool:
     return connection != "close"
 
 
-async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        try:
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise HttpError(f"bad chunk size {size_line[:40]!r}") from None
-        if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                pass
-            return
-        data = await reader.readexactly(size)
-        await reader.readexactly(2)
-        yield data
-
-
-class _Watchdog:
-    """A read timeout for a long stream that costs nothing per read.
-
-    ``asyncio.timeout`` around every read of a watch costs a timer and a task lookup per event.
-    Instead one timer checks, when due, whether a read is waiting and has waited ``seconds``;
-    only then it fails the reader with ``TimeoutError`` (the pending read raises it). Reads
-    mark their start with :meth:`begin` and their end with :meth:`end`.
-    """
-
-    __slots__ = ("_handle", "_loop", "_reader", "_seconds", "_started")
-
-    def __init__(self, reader: asyncio.StreamReader, seconds: float) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._reader = reader
-        self._seconds = seconds
-        self._started: float | None = None
-        self._handle = self._loop.call_at(self._loop.time() + seconds, self._check)
-
-    def begin(self) -> None:
-        self._started = self._loop.time()
-
-    def end(self) -> None:
-        self._started = None
-
-    def _check(self) -> None:
-        now = self._loop.time()
-        started = self._started
-        if started is not None and now - started >= self._seconds:
-            self._reader.set_exception(TimeoutError(f"no data for {self._seconds:g}s"))
-            return
-        due = (started if started is not None else now) + self._seconds
-        self._handle = self._loop.call_at(due, self._check)
-
-    def cancel(self) -> None:
-        self._handle.cancel()
-
-
-class Stream:
-    """A streamed answer (see :meth:`HttpPool.stream`): status, headers, then lines or body."""
-
-    def __init__(
-        self, conn: _Conn, status: int, headers: dict[str, str], read_timeout: float | None
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self._conn = conn
-        self._read_timeout = read_timeout
-        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        length = headers.get("content-length")
-        self._left = int(length) if length is not None and not self._chunked else None
-
-    async def _pieces(self) -> AsyncIterator[bytes]:
-        reader = self._conn.reader
-        if self._chunked:
-            chunks = _chunks(reader).__aiter__()
-            while True:
-                async with asyncio.timeout(self._read_timeout):
-                    try:
-                        data = await chunks.__anext__()
-                    except StopAsyncIteration:
-                        return
-                    except asyncio.IncompleteReadError as exc:
-                        raise HttpError("connection closed in the middle of an answer") from exc
-                yield data
-        if self._left is not None and self._read_timeout is None:
-            # A plain answer of known length (every API answer but a watch): one read.
-            left, self._left = self._left, 0
-            try:
-                yield await reader.readexactly(left)
-            except asyncio.IncompleteReadError as exc:
-                raise HttpError("connection closed in the middle of an answer") from exc
-            return
-        while self._left is None or self._left > 0:
-            want = 2**16 if self._left is None else min(self._left, 2**16)
-            async with asyncio.timeout(self._read_timeout):
-                data = await reader.read(want)
-            if not data:
-                if self._left:
-                    raise HttpError("connection closed in the middle of an answer")
-                return
-            if self._left is not None:
-                self._left -= len(data)
-            yield data
-
-    async def read(self) -> bytes:
-        """The whole (remaining) body."""
-        return b"".join([piece async for piece in self._pieces()])
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        """The body line by line (without the line ends); a last unterminated line too."""
-        if not self._chunked:
-            rest = b""
-            async for piece in self._pieces():
-                *complete, rest = (rest + piece if rest else piece).split(b"\n")
-                for line in complete:
-                    yield line
-            if rest:
-                yield rest
-            return
-        async for line in self._chunked_lines():
-            yield line
-
-    async def _chunked_lines(self) -> AsyncIterator[bytes]:
-        # A watch: each event is one chunk, usually one read. Whatever one read brings is
-        # unframed and split here in one go; the read timeout is a watchdog, not a timer per
-        # read (see _Watchdog).
-        reader = self._conn.reader
-        dog = _Watchdog(reader, self._read_timeout) if self._read_timeout else None
-        buf = b""  # framed bytes not yet unframed
-        rest = b""  # the start of a line not yet complete
-        left = 0  # payload bytes of the current chunk still to come
-        skip = 0  # bytes of the CRLF that ends the current chunk still to come
-        try:
-            while True:
-                if dog is not None:
-                    dog.begin()
-                try:
-                    data = await reader.read(2**16)
-                finally:
-                    if dog is not None:
-                        dog.end()
-                if not data:
-                    raise HttpError("connection closed in the middle of an answer")
-                buf = buf + data if buf else data
-                payload: list[bytes] = []
-                done = False
-                broken: HttpError | None = None  # raised once the lines before it are out
-                pos, size_of_buf = 0, len(buf)
-                while pos < size_of_buf:
-                    if left:
-                        take = min(left, size_of_buf - pos)
-                        payload.append(buf[pos : pos + take])
-                        pos += take
-                        left -= take
-                        if not left:
-                            skip = 2
-                    elif skip:
-                        take = min(skip, size_of_buf - pos)
-                        pos += take
-                        skip -= take
-                    else:
-                        end = buf.find(b"\r\n", pos)
-                        if end < 0:
-                            if size_of_buf - pos > MAX_SIZE_LINE:
-                                broken = HttpError(f"bad chunk size {buf[pos : pos + 40]!r}")
-                            break
-                        try:
-                            left = int(buf[pos:end].split(b";", 1)[0].strip(), 16)
-                        except ValueError:
-                            broken = HttpError(f"bad chunk size {buf[pos:end][:40]!r}")
-                            break
-                        pos = end + 2
-                        if not left:
-                            done = True
-                            break
-                buf = buf[pos:] if pos < size_of_buf else b""
-                if payload:
-                    text = payload[0] if len(payload) == 1 else b"".join(payload)
-                    *complete, rest = (rest + text if rest else text).split(b"\n")
-                    for line in complete:
-                        yield line
-                if broken is not None:
-                    raise broken
-                if done:
-                    if rest:
-                        yield rest
-                    return
-        finally:
-            if dog is not None:
-                dog.cancel()
-
-
 class HttpPool:
     """Keep-alive connections to one server.
 
@@ -333,14 +129,14 @@ class HttpPool:
         self.server_hostname = server_hostname or self.host
         self.headers = dict(headers or {})
         self._limit = asyncio.Semaphore(limit) if limit > 0 else None
-        self._idle: list[_Conn] = []
+        self._idle: list[Conn] = []
         self._closed = False
 
     def target(self, path: str, params: Mapping[str, str] | None = None) -> str:
         """The request target of ``path`` with ``params`` on this server."""
         return target(self.base_path, path, params)
 
-    async def _open(self) -> _Conn:
+    async def _open(self) -> Conn:
         try:
             reader, writer = await asyncio.open_connection(
                 self.host,
@@ -353,9 +149,9 @@ class HttpPool:
             raise
         except OSError as exc:
             raise HttpError(f"cannot connect to {self.host_header}: {exc}") from exc
-        return _Conn(reader, writer)
+        return Conn(reader, writer)
 
-    def _take_idle(self) -> _Conn | None:
+    def _take_idle(self) -> Conn | None:
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
@@ -365,7 +161,7 @@ class HttpPool:
             return conn
         return None
 
-    def _release(self, conn: _Conn) -> None:
+    def _release(self, conn: Conn) -> None:
         if self._closed:
             conn.close()
             return
@@ -384,7 +180,7 @@ class HttpPool:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return head + body if body else head
 
-    async def _exchange(self, conn: _Conn, data: bytes, method: str) -> Response:
+    async def _exchange(self, conn: Conn, data: bytes, method: str) -> Response:
         conn.writer.write(data)
         try:
             await conn.writer.drain()
