@@ -117,7 +117,6 @@ class ControllerBundle:
         """The HTTP host of ``role`` (None: the role binds its own servers)."""
         return self._http.get(role)
 
-
     async def connection(
         self, address: str, timeout: float | None, *, log_length: int
     ) -> Connection:
