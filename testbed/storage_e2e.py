@@ -1,11 +1,12 @@
 """Run Kubernetes' External Storage e2e suites against the playground with our sidecars.
 
-``testbed/storage-e2e.sh [--focus REGEX] [--skip REGEX] [--parallel N]`` (this script) starts the playground with
-a real kubelet node and every csi-sidecars role, tags the local images with the names e2e.test
-uses (busybox, agnhost, pause: no registry is reachable), writes a test driver definition of
-the playground driver, runs ``e2e.test`` (k8s.io/kubernetes v1.36.3, ``testbed/build.sh e2e``)
-on the External Storage suites and prints the JUnit totals and failures. Not part of CI: the
-suites take long on 2 cores.
+``testbed/storage-e2e.sh [--focus REGEX] [--skip REGEX] [--parallel N]`` (this script) starts
+the playground with a real kubelet node and every csi-sidecars role, tags the local images with
+the names e2e.test uses (busybox, agnhost, pause: no registry is reachable), writes a test
+driver definition of the playground driver, runs ``e2e.test`` (k8s.io/kubernetes v1.36.3,
+``testbed/build.sh e2e``; through ``ginkgo --procs`` with ``--parallel``) on the External
+Storage suites and prints the JUnit totals and failures. Not part of CI: the suites take long
+on 2 cores.
 """
 
 from __future__ import annotations
