@@ -15,6 +15,8 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,9 +33,12 @@ E2E_AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.63.0"
 E2E_PAUSE = "registry.k8s.io/pause:3.10.2"
 #: The exec tests run a shell script from the volume in "nginx"; busybox's sh does the same.
 E2E_NGINX = "registry.k8s.io/e2e-test-images/nginx:1.15-4"
-#: multiVolume's concurrent-access pods run dd, sha256sum and base64 in "glibc-dns-testing"
-#: (a glibc busybox); the static busybox has them too.
+#: multiVolume's concurrent-access pods run dd, sha256sum and base64 in "glibc-dns-testing";
+#: busybox with the host's GNU dd (``oflag=nocache``, which busybox's dd lacks) and dash as
+#: /bin/sh (Debian's busybox sh runs its own applets before anything on PATH) does the same.
 E2E_GLIBC_DNS = "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.0.0"
+#: Host tools the e2e pods call with options busybox lacks, by their path in the image.
+GNU_TOOLS = {"bin/dd": "dd", "bin/sh": "dash"}
 DEFAULT_FOCUS = r"External.Storage"
 # Disruptive tests restart kubelet (ssh); Serial ones need the whole cluster; volume limits take
 # very long; "unused volumes" looks into a hard-coded /var/lib/kubelet (volumemode.go), which the
@@ -71,17 +76,50 @@ def test_driver(driver: str) -> dict[str, object]:
                 "offlineExpansion": True,
                 "fsGroup": False,
                 "readWriteOncePod": True,
+                # Filesystem volumes are directories on the host's filesystem (statfs says the
+                # host's size), as csi-driver-host-path's: a restore cannot grow a filesystem.
+                "FSResizeFromSourceNotSupported": True,
             },
         },
         "InlineVolumes": [{"Attributes": {}, "Shared": False, "ReadOnly": False}],
     }
 
 
+def shared_libraries(ldd_output: str) -> list[Path]:
+    """The files ``ldd`` says a binary loads (the dynamic loader included)."""
+    found = []
+    for line in ldd_output.splitlines():
+        words = line.split()
+        path = words[2] if len(words) > 2 and words[1] == "=>" else words[0] if words else ""
+        if path.startswith("/"):
+            found.append(Path(path))
+    return found
+
+
+def gnu_tools_layer(tools: dict[str, str] | None = None) -> list[Entry]:
+    """A layer with the host's ``tools`` (image path: command, default :data:`GNU_TOOLS`) and
+    the shared libraries they load, at the paths the binaries name them by (over busybox's
+    applet links)."""
+    files: dict[str, Path] = {}
+    for name, tool in (GNU_TOOLS if tools is None else tools).items():
+        found = shutil.which(tool)
+        if found is None:
+            raise FileNotFoundError(f"{tool} is missing (apt-get install coreutils dash)")
+        binary = Path(found).resolve()
+        files[name] = binary
+        ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True)
+        for lib in shared_libraries(ldd.stdout):
+            files[str(lib).lstrip("/")] = lib.resolve()
+    dirs = {str(parent) for name in files for parent in Path(name).parents if str(parent) != "."}
+    entries = [Entry(d, "dir", mode=0o755) for d in sorted(dirs)]
+    return entries + [Entry(name, source=src, mode=0o755) for name, src in sorted(files.items())]
+
+
 def e2e_images(bin_dir: Path, out: Path) -> list[Path]:
-    """Image tars named as e2e.test expects: busybox (also as nginx and glibc-dns-testing),
-    agnhost (on busybox) and pause."""
+    """Image tars named as e2e.test expects: busybox (also as nginx), agnhost (on busybox),
+    glibc-dns-testing (busybox with GNU tools) and pause."""
     busybox = images.busybox_spec()
-    busybox.aliases = [E2E_BUSYBOX, E2E_NGINX, E2E_GLIBC_DNS]
+    busybox.aliases = [E2E_BUSYBOX, E2E_NGINX]
     pause = images.pause_spec(bin_dir)
     pause.aliases = [E2E_PAUSE]
     agnhost = ImageSpec(
@@ -92,8 +130,10 @@ def e2e_images(bin_dir: Path, out: Path) -> list[Path]:
         ],
         entrypoint=["/agnhost"],
     )
+    glibc = ImageSpec(E2E_GLIBC_DNS, layers=[busybox.layers[0], gnu_tools_layer()], cmd=["sh"])
     tars = []
-    for name, spec in (("busybox", busybox), ("pause", pause), ("agnhost", agnhost)):
+    images_ = (("busybox", busybox), ("pause", pause), ("agnhost", agnhost), ("glibc", glibc))
+    for name, spec in images_:
         tar = out / f"e2e-{name}.tar"
         images.write_image(spec, tar)
         tars.append(tar)
