@@ -145,7 +145,7 @@ def liveness_failures(events: list[dict[str, Any]], container: str, since: str) 
     ]
 
 
-def test_liveness_failures_picks_the_containers_http_500_failures_since_the_fault() -> None:
+async def test_liveness_failures_picks_the_containers_http_500_failures_since_the_fault() -> None:
     def event(message: str, when: str, path: str = "spec.containers{csi-driver}") -> dict[str, Any]:
         return {
             "reason": "Unhealthy",
