@@ -87,6 +87,7 @@ def requirements(bin_dir: Path) -> list[Requirement]:
         ),
         Requirement("pause", not binaries.missing(["pause"], bin_dir), "testbed/build.sh pause"),
         Requirement("ip", which("ip") is not None, "apt-get install iproute2"),
+        Requirement("unshare", which("unshare") is not None, "apt-get install util-linux"),
     ]
 
 
