@@ -50,10 +50,16 @@ def anchor(path: Path) -> Path:
 
 def plan_binds(host_view: Path, targets: tuple[Path, ...] | None = None) -> list[Bind]:
     """The bind mounts that give containerd ``host_view/<path>`` for each of ``targets``
-    (default :data:`HARD_CODED`), each covered at its :func:`anchor` (nothing is created)."""
+    (default :data:`HARD_CODED`), each covered at its :func:`anchor` (nothing is created).
+
+    Raises:
+        RuntimeError: nothing of a target's path exists but ``/`` (which is never covered).
+    """
     binds: list[Bind] = []
     for target in HARD_CODED if targets is None else targets:
         at = anchor(target)
+        if at == Path(at.anchor):
+            raise RuntimeError(f"no directory of {target} exists to mount over")
         if all(b.target != at for b in binds):
             binds.append(Bind(host_view / at.relative_to("/"), at))
     return binds

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from csi_sidecars.playground import mountns
 from csi_sidecars.playground.mountns import Bind
 
@@ -53,3 +55,8 @@ def test_the_command_runs_in_a_new_mount_namespace_with_the_binds_made_private()
     assert "mount --bind '/w/it'\"'\"'s' /var/lib && mount --make-private /var/lib" in script
     assert script.endswith('exec "$@"')
     assert cmd[7:] == ["sh", "containerd", "--config=/w/c.toml"]
+
+
+def test_the_root_directory_is_never_covered() -> None:
+    with pytest.raises(RuntimeError, match="no directory of /nonexistent-x/s exists"):
+        mountns.plan_binds(Path("/view"), (Path("/nonexistent-x/s"),))
