@@ -200,6 +200,7 @@ async def run(args: argparse.Namespace) -> int:
         bin_dir=bin_dir,
         roles=available_roles(),
         kubelet=True,
+        nodes=args.nodes,
         remove_directory=not args.keep,
     )
     began = time.monotonic()
@@ -251,6 +252,12 @@ def main() -> int:
     parser.add_argument("--timeout", default="3h", help="ginkgo timeout")
     parser.add_argument(
         "--parallel", type=int, default=1, help="ginkgo processes (specs run side by side)"
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="real nodes (topology specs need 2; e2e.test assumes one kubelet root directory)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the playground directory")
     args = parser.parse_args()
