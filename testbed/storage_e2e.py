@@ -39,6 +39,7 @@ E2E_NGINX = "registry.k8s.io/e2e-test-images/nginx:1.15-4"
 E2E_GLIBC_DNS = "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.0.0"
 #: Host tools the e2e pods call with options busybox lacks, by their path in the image.
 GNU_TOOLS = {"bin/dd": "dd", "bin/sh": "dash"}
+GLIBC_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_FOCUS = r"External.Storage"
 # Disruptive tests restart kubelet (ssh); Serial ones need the whole cluster; volume limits take
 # very long; "unused volumes" looks into a hard-coded /var/lib/kubelet (volumemode.go), which the
@@ -130,7 +131,13 @@ def e2e_images(bin_dir: Path, out: Path) -> list[Path]:
         ],
         entrypoint=["/agnhost"],
     )
-    glibc = ImageSpec(E2E_GLIBC_DNS, layers=[busybox.layers[0], gnu_tools_layer()], cmd=["sh"])
+    glibc = ImageSpec(
+        E2E_GLIBC_DNS,
+        layers=[busybox.layers[0], gnu_tools_layer()],
+        cmd=["sh"],
+        # dash looks commands up on PATH, and some applets (blockdev) are in /sbin.
+        env=[f"PATH={GLIBC_PATH}"],
+    )
     tars = []
     images_ = (("busybox", busybox), ("pause", pause), ("agnhost", agnhost), ("glibc", glibc))
     for name, spec in images_:

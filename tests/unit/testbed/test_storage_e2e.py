@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -91,3 +93,13 @@ def test_default_skips_keep_the_slow_and_snapshot_specs() -> None:
     assert "VolumeSnapshotDataSource" not in se.DEFAULT_SKIP
     caps = se.test_driver("d")["DriverInfo"]["Capabilities"]
     assert caps["snapshotDataSource"] and caps["FSResizeFromSourceNotSupported"]
+
+
+def test_the_glibc_images_path_reaches_every_busybox_applet() -> None:
+    # dash, unlike busybox sh, finds applets (blockdev is in /sbin) only on PATH.
+    from csi_sidecars.playground import images
+
+    if not images.BUSYBOX_BINARY.exists():
+        pytest.skip("busybox-static is not installed")
+    dirs = {"/" + str(Path(a).parent) for a in images.busybox_applets(images.BUSYBOX_BINARY)}
+    assert dirs <= set(se.GLIBC_PATH.split(":"))
