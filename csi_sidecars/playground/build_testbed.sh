@@ -23,7 +23,7 @@ ATTACHER_VERSION=v4.12.0
 SNAPSHOTTER_VERSION=v8.6.0
 # v2.2.1 is not served by the module proxy this project can reach; v2.2.0 is.
 RESIZER_VERSION=v2.2.0
-CSI_TEST_VERSION=v5.4.0
+CSI_TEST_VERSION=v5.6.0
 HELM_VERSION=v3.22.0
 
 CACHE="${CSI_SIDECARS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/csi-sidecars}"

@@ -153,5 +153,12 @@ async def test_livenessprobe_makes_kubelet_restart_a_driver_that_stops_answering
         return bool(status["ready"]) and "running" in status["state"]
 
     await poll_until(healthy_again, 90, "the restarted driver to be running and ready")
-    events = await cp.admin.get(f"/api/v1/namespaces/{ns}/events", fieldSelector="reason=Unhealthy")
-    assert any("Liveness probe failed" in e.get("message", "") for e in events["items"])
+
+    async def probe_failure_event() -> bool:
+        # kubelet's event recorder posts in the background: the event may trail the restart.
+        events = await cp.admin.get(
+            f"/api/v1/namespaces/{ns}/events", fieldSelector="reason=Unhealthy"
+        )
+        return any("Liveness probe failed" in e.get("message", "") for e in events["items"])
+
+    await poll_until(probe_failure_event, 60, "kubelet's Unhealthy event of the liveness probe")
