@@ -368,6 +368,22 @@ class Store:
         self._indexers = dict(indexers or {})
         self._indexes: dict[str, dict[str, set[str]]] = {n: {} for n in self._indexers}
 
+    def widen(self, projection: Projection, indexers: Mapping[str, Indexer]) -> None:
+        """Keep ``projection``'s fields from now on and add ``indexers``; only while empty.
+
+        For a store several informer views share (:mod:`csi_sidecars.kube.sharedinformer`):
+        each view's fields and indexes join before the first object arrives.
+
+        Raises:
+            RuntimeError: when the store already holds objects.
+        """
+        if self._items:
+            raise RuntimeError("a store that holds objects cannot change its fields")
+        self.projection = projection
+        for name, fn in indexers.items():
+            self._indexers[name] = fn
+            self._indexes.setdefault(name, {})
+
     def __len__(self) -> int:
         return len(self._items)
 

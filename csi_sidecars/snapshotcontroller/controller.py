@@ -13,7 +13,8 @@
    ``-group-snapshot``, ``-group-content`` and ours, ``-claim``, each with ``--worker-threads``
    workers and the ``--retry-interval-*`` back-off;
 3. connects the handlers: every change of an object queues it; a content that moved ahead of
-   its snapshot queues the snapshot; a gone snapshot queues its content (and the reverse); a
+   its snapshot queues the snapshot; a gone snapshot queues its content, the recorded one and
+   the one made for it (``snapcontent-<uid>``: it may not be recorded yet), and the reverse; a
    claim's change queues its snapshots; snapshots' and claims' changes queue the claim while it
    carries ``pvc-as-source-protection``; the operation metrics follow the transitions.
 
@@ -291,6 +292,9 @@ class SnapshotController:
         self.metrics.deleted(vs, self._driver_of(vs))
         if so.bound_content(vs):
             self.contents.add(so.bound_content(vs))
+        if so.source_claim(vs) is not None and o.uid(vs):
+            # Deleted before it recorded its content: the one made for it goes too.
+            self.contents.add(names.content_name(o.uid(vs)))
         self._queue_claim(o.namespace(vs), so.source_claim(vs))
 
     def _content_changed(self, old: JsonDict | None, content: JsonDict) -> None:
@@ -343,6 +347,8 @@ class SnapshotController:
         self.metrics.deleted(vgs, self._group_driver_of(vgs), group=True)
         if so.bound_group_content(vgs):
             self.group_contents.add(so.bound_group_content(vgs))
+        if so.group_source_content(vgs) is None and o.uid(vgs):
+            self.group_contents.add(names.group_content_name(o.uid(vgs)))
         # Members may now drop their in-group finalizer.
         for member in self.view.group_members(o.namespace(vgs), o.name(vgs)):
             self.snapshots.add(so.key(member))

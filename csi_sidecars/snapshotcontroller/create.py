@@ -16,6 +16,13 @@ will really get a content touches the claim. Then, in order:
    With the finalizer from the start the content can only go once the sidecar let it go;
 3. the ``CreatingSnapshot`` event and the snapshot's status (``boundVolumeSnapshotContentName``).
 
+A content is never made for a snapshot that is gone or being deleted: the sync's own finalizer
+patch right before the POST shows it is there (read-your-writes), or else a GET of the snapshot
+right before the POST does (the claim's GET and PUT take round trips in which a user's DELETE
+lands; the sidecar would then cut a snapshot after its deletion). What slips through anyway (a
+POST of a stalled, replaced leader that reaches the API server late) is deleted by the
+content's sync (:mod:`.content`).
+
 :func:`protect_source` keeps "an in-flight snapshot's claim carries the finalizer" true on every
 later sync, so a removal decided from a stale cache (the claim's own sync, :mod:`.protection`)
 is undone as soon as the snapshot is looked at again.
@@ -144,11 +151,18 @@ def build_content(vs: JsonDict, d: Decide) -> JsonDict:
     }
 
 
-def create_content(vs: JsonDict, d: Decide, *, then: Callable[[JsonDict], a.Plan]) -> a.Plan:
+def create_content(
+    vs: JsonDict, d: Decide, *, then: Callable[[JsonDict], a.Plan], checked: bool = True
+) -> a.Plan:
     """Protect the source claim, create the content, announce it; ``then`` the created content.
 
     Every failure is ``SnapshotContentCreationFailed`` on the snapshot (with Go's text), a
     failed POST also ``CreateSnapshotContentFailed``; conflicts are decided again.
+
+    No content is made for a snapshot that is gone, has another uid or is being deleted (its
+    deletion's sync comes next): ``checked`` says the plan has just written the snapshot (its
+    finalizer patch) and the POST follows at once; otherwise, or when the claim's finalizer
+    costs round trips first, a GET of the snapshot comes right before the POST.
     """
     creation_failed = names.SNAPSHOT_CONTENT_CREATION_FAILED
     try:
@@ -194,8 +208,18 @@ def create_content(vs: JsonDict, d: Decide, *, then: Callable[[JsonDict], a.Plan
             ),
         )
 
+    def guarded() -> a.Plan:
+        def looked(live: JsonDict | None) -> a.Plan:
+            if live is None or o.uid(live) != o.uid(vs):
+                return (a.Done("the snapshot is gone"),)
+            if o.is_deleting(live):
+                return (a.Done("the snapshot is being deleted"),)
+            return post()
+
+        return (a.Read(VS, o.name(vs), o.namespace(vs), then=looked),)
+
     if claim is not None and PVC_FINALIZER in o.finalizers(claim):
-        return post()
+        return post() if checked else guarded()
     if claim is not None and o.is_deleting(claim):
         return _claim_refused(vs, claim_name, d)
 
@@ -210,13 +234,13 @@ def create_content(vs: JsonDict, d: Decide, *, then: Callable[[JsonDict], a.Plan
                 now=d.now,
             )
         if PVC_FINALIZER in o.finalizers(full):
-            return post()
+            return guarded()
         if o.is_deleting(full):
             return _claim_refused(vs, claim_name, d)
         return (
             _add_claim_finalizer(
                 full,
-                then=lambda _: post(),
+                then=lambda _: guarded(),
                 on_error=failure(
                     vs,
                     VS,

@@ -11,15 +11,21 @@ Go's ``processSnapshotWithDeletionTimestamp`` and
 4. a member of a group snapshot that still exists: ``SnapshotDeletePending`` and retry; once the
    group is gone the in-group finalizer goes too. Membership is the status' group name or, when
    that is not recorded yet, the owner reference;
-5. the content: ours, if it is to be deleted and lacks it, the content finalizer first (so the
+5. the content: a snapshot deleted before it recorded its content (no bound name, no bound
+   finalizer) asks the API server for ``snapcontent-<uid>`` when the cache has none: the
+   content its first sync created a moment ago may not have reached the cache, and letting
+   the snapshot go then would leave that content behind (the content's own sync would also
+   delete it later, see :mod:`.content`; this just does not wait for that). Then, ours, if it
+   is to be deleted and lacks it, the content finalizer first (so the
    sidecar sees the deletion and deletes the backend snapshot: #1388), then the
    ``volumesnapshot-being-deleted`` annotation, then, for Delete, the DELETE (uid precondition).
    Each write must succeed before the next is sent: a throttled or failed annotation patch is
    retried, and the content is never deleted without it (Go's retry skips the patch after a
    failure because it marked its cached copy, and the sidecar then never deletes: #1446);
-6. the snapshot's finalizers: as-source always, bound only once a Delete-policy content is gone
-   (the next sync after the sidecar removed it), in-group when decided in 4. One JSON patch
-   guarded entry by entry.
+6. the snapshot's finalizers, in one JSON patch guarded entry by entry: all of them (as-source,
+   bound, in-group when decided in 4) once no Delete-policy content is left (the next sync
+   after the sidecar removed it, or at once for Retain or no content). Go removes as-source
+   in the first sync and bound in a later one: two writes of the snapshot where one does.
 
 The source claim's own finalizer is the claim's sync's business (:mod:`.protection`), so it no
 longer has to be removed before the snapshot may go.
@@ -98,10 +104,32 @@ def mark_being_deleted(
 
 def decide_deletion(vs: JsonDict, d: Decide) -> a.Plan:
     """The plan for a VolumeSnapshot with a deletionTimestamp."""
-    content = bound_content_of(vs, d)
-    delete_content = content is not None and so.deletion_policy(content) == DELETION_POLICY_DELETE
     if not is_deletion_candidate(vs):
         return (a.Done("not ours to finalize"),)
+    content = bound_content_of(vs, d)
+    if content is None and unbound_dynamic(vs):
+        # Deleted right after its creation: the content made a moment ago may not be in the
+        # cache yet. Ask the API server before the snapshot lets go of it.
+        def found(live: JsonDict | None) -> a.Plan:
+            fits = live if live is not None and so.points_to(live, vs) else None
+            return _deletion(vs, fits, d)
+
+        return (a.Read(VSC, names.content_name(o.uid(vs)), then=found),)
+    return _deletion(vs, content, d)
+
+
+def unbound_dynamic(vs: Obj) -> bool:
+    """A dynamic snapshot that never recorded its content: no bound name in the status and no
+    bound-protection finalizer (added once a content was seen bound)."""
+    return (
+        so.source_claim(vs) is not None
+        and not so.bound_content(vs)
+        and VS_BOUND_FINALIZER not in o.finalizers(vs)
+    )
+
+
+def _deletion(vs: JsonDict, content: JsonDict | None, d: Decide) -> a.Plan:
+    delete_content = content is not None and so.deletion_policy(content) == DELETION_POLICY_DELETE
     if content is not None and being_restored(vs, d):
         return (
             emit(
@@ -151,9 +179,12 @@ def decide_deletion(vs: JsonDict, d: Decide) -> a.Plan:
                     ),
                 )
             )
-    remove = [VS_AS_SOURCE_FINALIZER]
-    if not delete_content:
-        remove.append(VS_BOUND_FINALIZER)
+    if delete_content:
+        # The snapshot keeps its finalizers until the sidecar let the content go; then one
+        # patch removes them all (Go writes the snapshot twice: one round trip more per
+        # deletion on the busiest step, and one more request against --kube-api-qps).
+        return (*steps, a.Done())
+    remove = [VS_AS_SOURCE_FINALIZER, VS_BOUND_FINALIZER]
     if remove_group:
         remove.append(VS_IN_GROUP_FINALIZER)
     patch = remove_finalizers_patch(vs, remove)

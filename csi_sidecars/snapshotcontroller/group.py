@@ -14,7 +14,9 @@ Deletion (Go's ``processGroupSnapshotWithDeletionTimestamp``): refused while a m
 restored from; else the content is marked ``volumegroupsnapshot-being-deleted`` and, for Delete,
 deleted; the members are deleted; the bound finalizer goes once a Delete content is gone. The
 content is found by the recorded name or, before it was recorded, by its fixed name (Go's
-fallback tests ``&x == nil`` and never runs).
+fallback tests ``&x == nil`` and never runs). A group snapshot deleted before it was bound has no
+finalizer and goes at once; the content made for it is then deleted by the content's own sync
+(:mod:`.content`), which Go never does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from csi_sidecars.controller import actions as a
 from csi_sidecars.kube import objects as o
 from csi_sidecars.kube.objects import JsonDict
 from csi_sidecars.kube.patch import add_finalizer_patch, remove_finalizers_patch
+from csi_sidecars.kube.resources import ApiError
 from csi_sidecars.kube.snapshots import (
     ANN_VOLUME_GROUP_SNAPSHOT_BEING_DELETED,
     DELETION_POLICY_DELETE,
@@ -202,23 +205,23 @@ def update_group_status(
     update = group_status(vgs, content)
     if update.patch is None:
         return ()
-    patch = a.Patch(
+    failed = failure(
+        vgs,
         VGS,
-        o.name(vgs),
-        update.patch,
-        o.namespace(vgs),
-        subresource="status",
-        on_error=failure(
-            vgs,
-            VGS,
-            names.GROUP_SNAPSHOT_STATUS_UPDATE_FAILED,
-            lambda e: (
-                "GroupSnapshot status update failed, "
-                + names.controller_update_error(so.key(vgs), e)
-            ),
-            now=d.now,
-            set_ready_false=ready_false,
+        names.GROUP_SNAPSHOT_STATUS_UPDATE_FAILED,
+        lambda e: (
+            "GroupSnapshot status update failed, " + names.controller_update_error(so.key(vgs), e)
         ),
+        now=d.now,
+        set_ready_false=ready_false,
+    )
+
+    def on_error(exc: ApiError) -> a.Plan:
+        # Deleted meanwhile: the content made for it goes with the content's sync.
+        return (a.Done("the group snapshot is gone"),) if exc.not_found else failed(exc)
+
+    patch = a.Patch(
+        VGS, o.name(vgs), update.patch, o.namespace(vgs), subresource="status", on_error=on_error
     )
     return (patch, *(emit(vgs, VGS, ev.type, ev.reason, ev.message) for ev in update.events))
 

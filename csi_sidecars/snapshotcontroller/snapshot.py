@@ -28,6 +28,7 @@ from csi_sidecars.controller import actions as a
 from csi_sidecars.kube import objects as o
 from csi_sidecars.kube.objects import JsonDict
 from csi_sidecars.kube.patch import add_finalizers_patch
+from csi_sidecars.kube.resources import ApiError
 from csi_sidecars.kube.snapshots import (
     DELETION_POLICY_DELETE,
     VOLUME_SNAPSHOT_CLASSES,
@@ -148,7 +149,9 @@ def _sync(vs: JsonDict, d: Decide) -> a.Plan:
             )
         )
     if not so.is_ready(vs) or not so.bound_content(vs):
-        return (*steps, *_unready(vs, found, d))
+        # The finalizer patch, when there is one, is the read-your-writes check that the
+        # snapshot is there and not being deleted; without it a creation looks first.
+        return (*steps, *_unready(vs, found, d, checked=patch is not None))
     return (*steps, *_ready(vs, d))
 
 
@@ -240,22 +243,22 @@ def update_status(vs: JsonDict, content: JsonDict, d: Decide, *, ready_false: bo
     update = snapshot_status(vs, content, group)
     if update.patch is None:
         return ()
-    patch = a.Patch(
+    failed = failure(
+        vs,
         VS,
-        o.name(vs),
-        update.patch,
-        o.namespace(vs),
-        subresource="status",
-        on_error=failure(
-            vs,
-            VS,
-            names.SNAPSHOT_STATUS_UPDATE_FAILED,
-            lambda e: (
-                "Snapshot status update failed, " + names.controller_update_error(so.key(vs), e)
-            ),
-            now=d.now,
-            set_ready_false=ready_false,
-        ),
+        names.SNAPSHOT_STATUS_UPDATE_FAILED,
+        lambda e: "Snapshot status update failed, " + names.controller_update_error(so.key(vs), e),
+        now=d.now,
+        set_ready_false=ready_false,
+    )
+
+    def on_error(exc: ApiError) -> a.Plan:
+        # Gone meanwhile (deleted right after its creation): nothing to report on, and the
+        # content made for it is deleted by the deletion's or the content's own sync.
+        return (a.Done("the snapshot is gone"),) if exc.not_found else failed(exc)
+
+    patch = a.Patch(
+        VS, o.name(vs), update.patch, o.namespace(vs), subresource="status", on_error=on_error
     )
     return (patch, *(emit(vs, VS, ev.type, ev.reason, ev.message) for ev in update.events))
 
@@ -263,7 +266,7 @@ def update_status(vs: JsonDict, content: JsonDict, d: Decide, *, ready_false: bo
 # -- not ready or not bound --------------------------------------------------------------------
 
 
-def _unready(vs: JsonDict, found: JsonDict | None, d: Decide) -> a.Plan:
+def _unready(vs: JsonDict, found: JsonDict | None, d: Decide, *, checked: bool) -> a.Plan:
     if so.source_content(vs) is not None:
         return _bind_preprovisioned(vs, found, d)
     if so.is_group_member(vs):
@@ -299,7 +302,10 @@ def _unready(vs: JsonDict, found: JsonDict | None, d: Decide) -> a.Plan:
             now=d.now,
         )
     return create.create_content(
-        vs, d, then=lambda content: (*update_status(vs, content, d, ready_false=False), a.Done())
+        vs,
+        d,
+        then=lambda content: (*update_status(vs, content, d, ready_false=False), a.Done()),
+        checked=checked,
     )
 
 

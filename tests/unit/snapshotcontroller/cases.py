@@ -25,6 +25,7 @@ class Case:
 
     ``expected`` lists the complete state of each kind it names; kinds it does not name are not
     compared. ``result`` is the work queue's answer (True done, False retry, After(s) poll).
+    ``unseen`` objects (kind, name) are in the API server but not yet in the caches.
     """
 
     name: str
@@ -36,6 +37,7 @@ class Case:
     errors: list[Injection] = field(default_factory=list)
     settings: Settings | None = None
     messages: list[str] = field(default_factory=list)
+    unseen: list[tuple[str, str]] = field(default_factory=list)
 
     def __str__(self) -> str:
         return self.name
@@ -43,7 +45,7 @@ class Case:
 
 async def check(case: Case, decision: Decision, kind: str) -> None:
     """Run ``case`` through ``decision`` for objects of ``kind``."""
-    w = await world(case.initial, settings=case.settings, errors=case.errors)
+    w = await world(case.initial, settings=case.settings, errors=case.errors, unseen=case.unseen)
     got = await sync(w, decision, kind, case.key)
     for k, objs in case.expected.items():
         assert_objects(w, k, objs)

@@ -89,13 +89,24 @@ class World:
     events: Events
     settings: Settings
     stores: dict[str, Any] = field(default_factory=dict)
+    #: (kind, name) of objects the informers have not seen yet (a watch that lags)
+    unseen: set[tuple[str, str]] = field(default_factory=set)
+    #: what the caches hold instead of the API server's object (a watch that lags), by
+    #: (kind, name); also objects the API server no longer has
+    stale: dict[tuple[str, str], JsonDict] = field(default_factory=dict)
 
     def refresh(self) -> View:
-        """Refill every cache from the API server (the informers caught up)."""
-        for res in KINDS.values():
+        """Refill every cache from the API server (the informers caught up), except the
+        ``unseen`` objects, and with the ``stale`` copies."""
+        for kind, res in KINDS.items():
             store = new_store(res)
             for obj in self.kube.objects(res):
-                store.upsert(obj)
+                key = (kind, obj["metadata"]["name"])
+                if key not in self.unseen and key not in self.stale:
+                    store.upsert(obj)
+            for (stale_kind, _), obj in self.stale.items():
+                if stale_kind == kind:
+                    store.upsert(copy.deepcopy(obj))
             self.stores[res.plural] = store
         return View(self.stores, self.performer.written)
 
@@ -111,8 +122,10 @@ async def world(
     *,
     settings: Settings | None = None,
     errors: list[Injection] | None = None,
+    unseen: list[tuple[str, str]] | None = None,
 ) -> World:
-    """An API server holding ``initial`` (objects with a ``deletionTimestamp`` are deleted)."""
+    """An API server holding ``initial`` (objects with a ``deletionTimestamp`` are deleted);
+    the caches lack the ``unseen`` ones (kind, name)."""
     kube = FakeKube()
     for obj in initial:
         res = KINDS[obj["kind"]]
@@ -134,7 +147,9 @@ async def world(
         )
     events = Events()
     performer = Performer(kube, None, events, timeout=1.0, role="snapshot-controller")
-    return World(kube, performer, events, settings or Settings(groups=True))
+    return World(
+        kube, performer, events, settings or Settings(groups=True), unseen=set(unseen or [])
+    )
 
 
 async def sync(w: World, decision: Decision, kind: str, key: str) -> Result:

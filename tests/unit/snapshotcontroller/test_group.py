@@ -641,9 +641,63 @@ async def test_member_status_gets_the_group_name() -> None:
 GROUP_CONTENT_CASES = [
     Case(
         "7-1 - sync group snapshot content adds finalizer to content",
-        [dyn_content(finalizers=[])],
+        [dyn_content(finalizers=[]), vgs("g", "gu", selector=APP, cls="gold")],
         "groupsnapcontent-gu",
         {"VolumeGroupSnapshotContent": [dyn_content(finalizers=[VGSC_FINALIZER])]},
+    ),
+    Case(
+        "group orphan-1 - a dynamic group content whose group snapshot was deleted before it "
+        "was bound is deleted (the sidecar deletes the backend group)",
+        [dyn_content()],
+        "groupsnapcontent-gu",
+        {"VolumeGroupSnapshotContent": [dyn_content(annotations=MARK, deleting=True)]},
+    ),
+    Case(
+        "group orphan-2 - the group snapshot was re-created with the same name: the old "
+        "content goes",
+        [dyn_content(), vgs("g", "gv", selector=APP, cls="gold")],
+        "groupsnapcontent-gu",
+        {"VolumeGroupSnapshotContent": [dyn_content(annotations=MARK, deleting=True)]},
+    ),
+    Case(
+        "group orphan-3 - the cache has not seen the group snapshot yet: kept",
+        [dyn_content(), vgs("g", "gu", selector=APP, cls="gold")],
+        "groupsnapcontent-gu",
+        {"VolumeGroupSnapshotContent": [dyn_content()]},
+        unseen=[("VolumeGroupSnapshot", "g")],
+    ),
+    Case(
+        "group orphan-4 - policy Retain, or not named after the group's uid: kept",
+        [dyn_content(policy="Retain"), vgsc("x", "g", "gu", handles=["h1"], cls="gold")],
+        "groupsnapcontent-gu",
+        {
+            "VolumeGroupSnapshotContent": [
+                dyn_content(policy="Retain"),
+                vgsc("x", "g", "gu", handles=["h1"], cls="gold"),
+            ]
+        },
+    ),
+    Case(
+        "group orphan-5 - a pre-provisioned group content is never deleted for a gone group",
+        [
+            vgsc(
+                "groupsnapcontent-gu",
+                "g",
+                "gu",
+                static={"volumeGroupSnapshotHandle": "x", "volumeSnapshotHandles": ["a"]},
+            )
+        ],
+        "groupsnapcontent-gu",
+        {
+            "VolumeGroupSnapshotContent": [
+                vgsc(
+                    "groupsnapcontent-gu",
+                    "g",
+                    "gu",
+                    static={"volumeGroupSnapshotHandle": "x", "volumeSnapshotHandles": ["a"]},
+                )
+            ]
+        },
     ),
     Case(
         "group content validation: neither source",

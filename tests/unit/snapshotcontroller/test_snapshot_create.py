@@ -5,11 +5,14 @@ Case names follow the numbered scheme of the Go tests where a case matches.
 
 from __future__ import annotations
 
+from typing import Any
+
 from csi_sidecars.kube.snapshots import (
     ANN_DELETION_SECRET_REF_NAME,
     ANN_DELETION_SECRET_REF_NAMESPACE,
     PVC_FINALIZER,
     VOLUME_SNAPSHOT_CONTENTS,
+    VOLUME_SNAPSHOTS,
     VS_AS_SOURCE_FINALIZER,
     VSC_FINALIZER,
 )
@@ -277,8 +280,50 @@ async def test_8_3_existing_error_is_cleared_when_the_content_is_created() -> No
         "boundVolumeSnapshotContentName": "snapcontent-snapuid8-3",
         "readyToUse": False,
     }
-    # the claim already carried the finalizer: no GET/PUT of the claim
-    assert w.kube.actions_of("get") == [] and w.kube.actions_of("replace") == []
+    # the claim already carried the finalizer: no GET/PUT of the claim; the snapshot's
+    # finalizer was there too, so one GET checks it is still there before the creation
+    gets = [(x.resource, x.name) for x in w.kube.actions_of("get")]
+    assert gets == [("volumesnapshots", "snap8-3")]
+    assert w.kube.actions_of("replace") == []
+
+
+LIVE = [GOLD, pvc("c", pv="p", finalizers=[PVC_FINALIZER]), pv("p", "c")]
+CACHED = vs("snap", "u", claim="c", cls="gold", finalizers=[VS_AS_SOURCE_FINALIZER])
+
+
+async def test_no_content_for_a_snapshot_the_cache_shows_but_that_is_gone() -> None:
+    w = await world(LIVE)
+    w.stale[("VolumeSnapshot", "snap")] = CACHED
+    assert await sync(w, decide_snapshot, "VolumeSnapshot", "default/snap") is True
+    assert objects(w, "VolumeSnapshotContent") == []
+
+
+async def test_no_content_for_a_snapshot_being_deleted_the_cache_does_not_know_it() -> None:
+    w = await world(
+        [
+            *LIVE,
+            vs(
+                "snap",
+                "u",
+                claim="c",
+                cls="gold",
+                finalizers=[VS_AS_SOURCE_FINALIZER],
+                deleting=True,
+            ),
+        ]
+    )
+    w.stale[("VolumeSnapshot", "snap")] = CACHED
+    assert await sync(w, decide_snapshot, "VolumeSnapshot", "default/snap") is True
+    assert objects(w, "VolumeSnapshotContent") == []
+
+
+async def test_no_content_for_a_snapshot_re_created_with_the_same_name() -> None:
+    w = await world(
+        [*LIVE, vs("snap", "v", claim="c", cls="gold", finalizers=[VS_AS_SOURCE_FINALIZER])]
+    )
+    w.stale[("VolumeSnapshot", "snap")] = CACHED
+    assert await sync(w, decide_snapshot, "VolumeSnapshot", "default/snap") is True
+    assert objects(w, "VolumeSnapshotContent") == []
 
 
 async def test_default_class_is_set_then_the_content_created() -> None:
@@ -329,3 +374,22 @@ async def test_distributed_snapshotting_labels_the_content_with_the_node() -> No
     await sync(w, decide_snapshot, "VolumeSnapshot", "default/s")
     (content,) = objects(w, "VolumeSnapshotContent")
     assert content["metadata"]["labels"] == {"snapshot.storage.kubernetes.io/managed-by": "n2"}
+
+
+async def test_no_content_when_the_snapshot_is_deleted_while_its_claim_is_protected() -> None:
+    """The user's DELETE lands between the snapshot's finalizer patch and the POST (while the
+    claim's finalizer is written): no content, so the sidecar never cuts a snapshot after its
+    deletion (the chaos harness's no-create-after-delete)."""
+    w = await world([GOLD, vs("snap", "u", claim="c", cls="gold"), pvc("c", pv="p"), pv("p", "c")])
+    replace = w.kube.replace
+
+    async def replace_then_delete(*args: Any, **kwargs: Any) -> Any:
+        out = await replace(*args, **kwargs)
+        await w.kube.delete(VOLUME_SNAPSHOTS, "snap", "default")
+        return out
+
+    w.kube.replace = replace_then_delete  # type: ignore[method-assign]
+    assert await sync(w, decide_snapshot, "VolumeSnapshot", "default/snap") is True
+    assert objects(w, "VolumeSnapshotContent") == []
+    claim = w.get("PersistentVolumeClaim", "c", "default")
+    assert claim is not None and PVC_FINALIZER in claim["metadata"]["finalizers"]

@@ -16,7 +16,7 @@ from csi_sidecars.kube.snapshots import (
 )
 from csi_sidecars.snapshotcontroller.snapshot import decide_snapshot
 from tests.unit.snapshotcontroller.cases import Case, check
-from tests.unit.snapshotcontroller.fixtures import owner, pv, pvc, vs, vsc, vsclass
+from tests.unit.snapshotcontroller.fixtures import owner, pv, pvc, ref, vs, vsc, vsclass
 from tests.unit.snapshotcontroller.reactor import Injection, sync, world
 
 FINS = [VS_AS_SOURCE_FINALIZER, VS_BOUND_FINALIZER]
@@ -51,12 +51,19 @@ CASES = [
         "default/snap",
         {
             "VolumeSnapshotContent": [dyn(annotations=BEING_DELETED, deleting=True)],
-            # the bound finalizer stays until the sidecar has deleted the content
-            "VolumeSnapshot": [deleting_vs(finalizers=[VS_BOUND_FINALIZER])],
+            # the finalizers stay until the sidecar has deleted the content (Go removes
+            # as-source now and bound later: one write of the snapshot more)
+            "VolumeSnapshot": [deleting_vs()],
         },
     ),
     Case(
-        "3-1 follow-up - the content is gone: the snapshot's last finalizer goes",
+        "3-1 follow-up - the content is gone: the snapshot's finalizers go in one patch",
+        [CLS, *SRC, deleting_vs()],
+        "default/snap",
+        {"VolumeSnapshot": []},
+    ),
+    Case(
+        "3-1 follow-up (Go's intermediate state) - only the bound finalizer left: it goes",
         [CLS, *SRC, deleting_vs(finalizers=[VS_BOUND_FINALIZER])],
         "default/snap",
         {"VolumeSnapshot": []},
@@ -129,14 +136,7 @@ CASES = [
                     deleting=True,
                 )
             ],
-            "VolumeSnapshot": [
-                deleting_vs(
-                    claim=None,
-                    content="content-3-7",
-                    bound="content-3-7",
-                    finalizers=[VS_BOUND_FINALIZER],
-                )
-            ],
+            "VolumeSnapshot": [deleting_vs(claim=None, content="content-3-7", bound="content-3-7")],
         },
     ),
     Case(
@@ -253,6 +253,47 @@ CASES = [
         {"VolumeSnapshot": []},
     ),
 ]
+
+
+#: A snapshot deleted right after its creation: its first sync created the content a moment
+#: ago, and the content's watch event has not reached the cache yet.
+UNBOUND = deleting_vs(bound=None, ready=None, finalizers=[VS_AS_SOURCE_FINALIZER])
+JUST_MADE = dyn(ready=None)
+
+RACES = [
+    Case(
+        "deleted before bound: the content the cache has not seen yet is found (GET) and deleted",
+        [CLS, *SRC, JUST_MADE, UNBOUND],
+        "default/snap",
+        {
+            "VolumeSnapshotContent": [dyn(ready=None, annotations=BEING_DELETED, deleting=True)],
+            # it waits for the content like a bound one
+            "VolumeSnapshot": [UNBOUND],
+        },
+        unseen=[("VolumeSnapshotContent", "snapcontent-u")],
+    ),
+    Case(
+        "deleted before bound, no content made: the snapshot goes",
+        [CLS, *SRC, UNBOUND],
+        "default/snap",
+        {"VolumeSnapshotContent": [], "VolumeSnapshot": []},
+    ),
+    Case(
+        "deleted before bound: a content of that name for another snapshot uid is left alone",
+        [CLS, *SRC, dyn("u", snap_ref=ref("snap", "other")), UNBOUND],
+        "default/snap",
+        {
+            "VolumeSnapshotContent": [dyn("u", snap_ref=ref("snap", "other"))],
+            "VolumeSnapshot": [],
+        },
+        unseen=[("VolumeSnapshotContent", "snapcontent-u")],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", RACES, ids=str)
+async def test_delete_right_after_create(case: Case) -> None:
+    await check(case, decide_snapshot, "VolumeSnapshot")
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
