@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -163,7 +163,9 @@ class KubeClient:
         )
         raw = resp.body
         if decode is not None and resp.status < 300 and raw:
-            return decode(raw)
+            # A long answer is a bytearray (see Stream.read_buffer); the decoders (msgspec,
+            # json) take any bytes-like buffer.
+            return decode(cast(bytes, raw))
         try:
             decoded = _decode(raw) if raw else None
         except ValueError:

@@ -49,7 +49,7 @@ class Response:
 
     status: int
     headers: dict[str, str]
-    body: bytes
+    body: bytes | bytearray
 
 
 class _Stale(Exception):
@@ -194,7 +194,7 @@ class HttpPool:
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             stream._left = 0
         try:
-            body = await stream.read()
+            body = await stream.read_buffer()
         except (asyncio.IncompleteReadError, OSError) as exc:
             raise HttpError(f"connection to {self.host_header} lost: {exc!r}") from exc
         keep = _keeps_alive(version, headers) and (stream._chunked or stream._left is not None)

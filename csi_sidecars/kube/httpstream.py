@@ -139,6 +139,24 @@ class Stream:
         """The whole (remaining) body."""
         return b"".join([piece async for piece in self._pieces()])
 
+    async def read_buffer(self) -> bytes | bytearray:
+        """The whole (remaining) body, a long chunked one gathered in place.
+
+        Unlike :meth:`read` no list of pieces is joined into a copy at the end: an initial list
+        of tens of thousands of objects is held once, not twice, while it is decoded.
+        """
+        first = b""
+        body: bytearray | None = None
+        async for piece in self._pieces():
+            if body is not None:
+                body += piece
+            elif not first:
+                first = piece
+            else:
+                body = bytearray(first)
+                body += piece
+        return first if body is None else body
+
     async def lines(self) -> AsyncIterator[bytes]:
         """The body line by line (without the line ends); a last unterminated line too."""
         if not self._chunked:

@@ -196,6 +196,7 @@ class Projection:
         self._key_pool = _Pool(1024)
         self._whole_pool = _Pool()
         self._containers: dict[Any, Any] = {}
+        self._scan_credit = 0  # full-pool inserts to pass before the next scan
         self._rv_index = (
             self.fields.index("metadata.resourceVersion") if self.fields is not None else -1
         )
@@ -253,11 +254,26 @@ class Projection:
                 continue
             return frozen
         if len(shared) >= SHARE_LIMIT:
-            for key in _unused(shared):
-                del shared[key]
+            self._make_room()
         if len(shared) < SHARE_LIMIT:
             shared[frozen] = frozen
         return frozen
+
+    def _make_room(self) -> None:
+        """Drop the shared containers no cached object uses any more.
+
+        A scan walks the whole pool, so when one frees little (most shared containers are in
+        use: many distinct live objects) the next ones wait for as many more inserts, keeping
+        the cost per insert constant.
+        """
+        if self._scan_credit > 0:
+            self._scan_credit -= 1
+            return
+        shared = self._containers
+        for key in _unused(shared):
+            del shared[key]
+        if len(shared) > SHARE_LIMIT * 3 // 4:
+            self._scan_credit = SHARE_LIMIT // 4
 
     def _container(self, value: Any, pool: _Pool) -> Any:
         """A container leaf packed: shared msgpack bytes, or frozen when msgpack cannot hold it."""
@@ -270,8 +286,7 @@ class Projection:
         if got is not None:
             return got
         if len(shared) >= SHARE_LIMIT:
-            for key in _unused(shared):
-                del shared[key]
+            self._make_room()
         if len(shared) < SHARE_LIMIT:
             shared[blob] = blob
         return blob

@@ -246,3 +246,19 @@ async def test_a_slow_but_steady_stream_does_not_time_out(
     async with HttpPool(server.url).stream("GET", "/w", read_timeout=0.2) as resp:
         lines = [line async for line in resp.lines()]
     assert lines == [b"%d" % i for i in range(8)]
+
+
+async def test_a_chunked_answer_to_a_request_is_gathered_whole(
+    serve: Callable[[Script], Awaitable[RawServer]],
+) -> None:
+    pieces = [b'{"items":[', b"1,2,", b"3]}"]
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + _framed(pieces))
+        await writer.drain()
+
+    server = await serve(script)
+    resp = await HttpPool(server.url).request("GET", "/list", timeout=5)
+    assert resp.status == 200
+    assert resp.body == b"".join(pieces)

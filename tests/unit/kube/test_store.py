@@ -141,3 +141,23 @@ def test_copy_of_a_slim_object_is_fresh_and_equal() -> None:
     assert slim["metadata"]["finalizers"] == ["f"]
     odd = {"metadata": {"name": "b"}, "spec": {"v": 2**70}}
     assert p.copy(odd) == odd
+
+
+def test_many_distinct_live_containers_do_not_make_every_pack_scan_the_pool() -> None:
+    p = Projection(["spec"])
+    live = [p.pack({"metadata": {"name": f"n{i}"}, "spec": {"v": f"x{i}"}}) for i in range(3000)]
+    assert len(p._containers) == SHARE_LIMIT
+    scans = 0
+    real = p._make_room.__func__  # type: ignore[attr-defined]
+
+    def counting(self: Projection) -> None:
+        nonlocal scans
+        if self._scan_credit == 0:
+            scans += 1
+        real(self)
+
+    p._make_room = counting.__get__(p)  # type: ignore[method-assign]
+    live += [p.pack({"metadata": {"name": f"m{i}"}, "spec": {"v": f"y{i}"}}) for i in range(2000)]
+    # A full pool of live containers is scanned once per SHARE_LIMIT // 4 inserts, not each time.
+    assert scans <= 2000 // (SHARE_LIMIT // 4) + 1
+    assert all(p.unpack(x)["spec"]["v"] for x in live)
