@@ -44,9 +44,12 @@ chart:
 	$(PYTHON) scripts/render-chart.py --update
 
 # The csi-sidecars image (needs podman or docker and a registry for the base image; without
-# them `make images` assembles an image with the same contract, see docs/real-nodes.md).
+# them `make images` assembles an image with the same contract, see docs/real-nodes.md), tagged
+# IMAGE:<version>. IMAGE defaults to the local name (pyproject.toml [tool.csi-sidecars]
+# local-image); `make image IMAGE=registry.example.com/storage/csi-sidecars` names it for a push.
 CONTAINER ?= podman
+IMAGE ?= localhost/csi-sidecars
 image:
 	$(CONTAINER) build -f Containerfile \
 	  --build-arg VERSION="$$($(PYTHON) -c 'import csi_sidecars; print(csi_sidecars.__version__)')" \
-	  -t csi-sidecars:"$$($(PYTHON) -c 'import csi_sidecars; print(csi_sidecars.__version__)')" .
+	  -t $(IMAGE):"$$($(PYTHON) -c 'import csi_sidecars; print(csi_sidecars.__version__)')" .

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Impl, Workload, compare, go_binary, ours, wait_until
+from harness import Impl, Workload, compare, go_binary, ours, precompile, wait_until
 
 from csi_sidecars.csi.connection import connect
 from csi_sidecars.csi.messages import csi_pb2
@@ -174,6 +174,7 @@ async def main() -> None:
     parser.add_argument("--config", choices=[*CONFIGS, "both"], default="both")
     parser.add_argument("-v", type=int, default=2, help="-v of both attachers")
     args = parser.parse_args()
+    precompile()  # installed packages have their bytecode; do not time the compiler
     go = go_binary("GO_CSI_ATTACHER", "csi-attacher")
     if go is None:
         sys.exit("the Go csi-attacher is not built (testbed/build.sh)")

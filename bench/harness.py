@@ -143,9 +143,28 @@ def go_binary(env_var: str, default_name: str) -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
-def _rusage_of(pid: int) -> tuple[float, float]:
+def _rusage_of(pid: int) -> tuple[float, float, float]:
     _, _, usage = os.wait4(pid, 0)
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, usage.ru_stime
+
+
+def threads_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds so far of each thread of ``pid`` by ``name/tid`` (empty if gone)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = f"{stat[stat.index('(') + 1 : stat.rindex(')')]}/{task.name}"
+        fields = stat.rpartition(")")[2].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -208,9 +227,12 @@ async def measure(impl: Impl, workload: Workload, log_dir: Path) -> Run:
         wall = time.monotonic() - start
         hwm = high_water_mib(proc.pid)
         now_rss = proc_status_mib(proc.pid, "VmRSS")
+        if os.environ.get("BENCH_THREADS"):
+            print(f"{impl.name} threads CPU s: {threads_cpu_s(proc.pid)}", flush=True)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        cpu, rss = await asyncio.to_thread(_rusage_of, proc.pid)
+        cpu, rss, sys_cpu = await asyncio.to_thread(_rusage_of, proc.pid)
+        extra["sys cpu s"] = sys_cpu
         proc.returncode = 0
     peak = hwm if hwm is not None else rss
     return Run(wall=wall, cpu=cpu, peak_rss_mib=peak, rss_mib=now_rss, extra=extra)

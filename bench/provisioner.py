@@ -33,7 +33,17 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import RESULTS, Impl, Workload, compare, go_binary, ours, record, wait_until
+from harness import (
+    RESULTS,
+    Impl,
+    Workload,
+    compare,
+    go_binary,
+    ours,
+    precompile,
+    record,
+    wait_until,
+)
 from provisioner_spread import spread_tables
 
 from csi_sidecars.csi.connection import connect
@@ -283,6 +293,7 @@ async def main() -> None:
         "binder is not the bottleneck; 0 keeps its default (20)",
     )
     args = parser.parse_args()
+    precompile()  # installed packages have their bytecode; do not time the compiler
     go = go_binary("GO_CSI_PROVISIONER", "csi-provisioner")
     if go is None:
         sys.exit("the Go csi-provisioner is not built (testbed/build.sh)")

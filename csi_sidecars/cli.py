@@ -3,13 +3,14 @@
 Each role module exposes a ``command`` built on :class:`csi_sidecars.runtime.flags.GoCommand`, so
 Go-style argv (``-csi-address=/x``, ``-v=5``, ``--leader-election=true``) works unchanged.
 Only roles that work are registered here. The node roles never speak TLS: before their module is
-imported the process gives ``ssl`` up and pauses the garbage collector until its event loop runs
-(:mod:`csi_sidecars.runtime.startup`).
+imported the process gives ``ssl`` up. Every long-running role pauses the garbage collector
+while its modules are imported, until its event loop runs (:mod:`csi_sidecars.runtime.startup`).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -34,6 +35,18 @@ ROLES: dict[str, str] = {
 
 #: Roles that talk only to unix sockets and plain HTTP: their processes load no ssl.
 NO_TLS_ROLES = frozenset({"livenessprobe", "node-driver-registrar"})
+#: Controller roles: they start through ``runtime.app.run``, which turns the collector back on,
+#: so their imports (about a fifth less CPU without collections) run with it paused too.
+GC_PAUSED_ROLES = frozenset(
+    {
+        "attacher",
+        "cluster-driver-registrar",
+        "provisioner",
+        "resizer",
+        "snapshot-controller",
+        "snapshotter",
+    }
+)
 
 
 class _LazyGroup(click.Group):
@@ -48,6 +61,8 @@ class _LazyGroup(click.Group):
         # Only for the command that runs: --help imports every role, TLS ones included.
         if args and args[0] in NO_TLS_ROLES and startup.forgo_tls():
             startup.pause_gc()
+        elif args and args[0] in GC_PAUSED_ROLES and "asyncio" not in sys.modules:
+            startup.pause_gc()  # a fresh process (a test process has imported asyncio)
         return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:

@@ -54,7 +54,7 @@ from csi_sidecars.controller.perform import Performer, run_sync
 from csi_sidecars.csi.codes import format_error
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube.informer import Informer
-from csi_sidecars.kube.objects import name
+from csi_sidecars.kube.objects import name, va_pv_index
 from csi_sidecars.kube.resources import (
     CSI_NODES,
     PERSISTENT_VOLUMES,
@@ -96,11 +96,6 @@ BY_PV = "pv"
 BY_NODE = "node"
 
 
-def _by_pv(va: JsonDict) -> list[str]:
-    pv = va_pv_name(va)
-    return [pv] if pv else []
-
-
 def _by_node(va: JsonDict) -> list[str]:
     node = va_node_name(va)
     return [node] if node else []
@@ -122,7 +117,7 @@ class AttacherController:
             VOLUME_ATTACHMENTS,
             fields=VA_FIELDS,
             resync=flags.resync,
-            indexers={BY_PV: _by_pv, BY_NODE: _by_node},
+            indexers={BY_PV: va_pv_index, BY_NODE: _by_node},
         )
         self.pvs: Informer = ctx.informer(PERSISTENT_VOLUMES, fields=PV_FIELDS, resync=flags.resync)
         self.csinodes: Informer = ctx.informer(CSI_NODES, fields=CSINODE_FIELDS)

@@ -28,6 +28,7 @@ from csi_sidecars.kube.informer import Informer
 from csi_sidecars.kube.options import KubeOptions
 from csi_sidecars.kube.port import KubePort
 from csi_sidecars.kube.resources import Resource
+from csi_sidecars.kube.sharedinformer import InformerHub
 from csi_sidecars.kube.store import Indexer
 from csi_sidecars.kube.workqueue import ExponentialBackoff, WorkQueue
 from csi_sidecars.runtime import logging as rlog
@@ -174,6 +175,9 @@ class ControllerContext:
         self._queues: list[WorkQueue] = []
         self._on_shutdown: list[Callable[[], Awaitable[Any]]] = []
         self.healthz: Handler = _healthz
+        #: Where :meth:`informer` gets its informers in a bundle (``csi-sidecars run``): views
+        #: of informers the process's roles share. None: an informer of the role's own.
+        self.shared_informers: InformerHub | None = None
 
     @property
     def conn(self) -> Connection:
@@ -218,9 +222,12 @@ class ControllerContext:
                 for caches the role can do without at first, and check ``has_synced()``).
             **kwargs: further :class:`~csi_sidecars.kube.informer.Informer` arguments.
         """
-        inf = Informer(
-            self.port, resource, fields=fields, resync_period=resync, indexers=indexers, **kwargs
-        )
+        args: dict[str, Any] = {"fields": fields, "resync_period": resync, "indexers": indexers}
+        inf: Informer
+        if self.shared_informers is not None:
+            inf = self.shared_informers.informer(self.port, resource, **args, **kwargs)
+        else:
+            inf = Informer(self.port, resource, **args, **kwargs)
         # A deleted object's event state (aggregation, spam filter) goes with it.
         inf.observe_deletes(functools.partial(self.recorder.forget, resource=resource))
         self._informers.append(_Registered(inf, wait_for_sync))

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from csi_sidecars.controller import bundle
 from csi_sidecars.controller.context import (
     EVENT_FLUSH_TIMEOUT,
     ControllerContext,
@@ -102,10 +103,13 @@ async def run_controller(
             log.error("Failed to load the Kubernetes client configuration", error=str(exc))
             return 1
     metrics = metrics or CSIMetrics(with_migration=options.metrics_with_migration)
+    share = bundle.current()
+    if share is not None:
+        bundle.record_calls_in(metrics)
     if not options.needs_driver:
         nobody = DriverInfo("")
         return await _serve(options, kube, stop, nobody, None, metrics, lock_name, setup, port)
-    own_conn = conn is None
+    own_conn = conn is None and share is None
     if conn is None:
         try:
             done, conn = await unless_stopped(
@@ -115,6 +119,12 @@ async def run_controller(
                     metrics=metrics,
                     on_lost=LossPolicy.EXIT,
                     max_grpc_log_length=options.max_grpc_log_length,
+                )
+                if share is None
+                else share.bundle.connection(
+                    options.csi_address,
+                    options.connect_timeout,
+                    log_length=options.max_grpc_log_length,
                 ),
                 stop,
             )
@@ -125,7 +135,12 @@ async def run_controller(
             return 0
     try:
         try:
-            done, info = await unless_stopped(read_driver_info(conn, options.timeout), stop)
+            reading = (
+                read_driver_info(conn, options.timeout)
+                if share is None
+                else share.bundle.driver(conn, options.timeout)
+            )
+            done, info = await unless_stopped(reading, stop)
         except StartupError as err:
             log.error(str(err))
             return 1
@@ -150,24 +165,47 @@ async def _serve(
     setup: Setup,
     port: KubePort | None,
 ) -> int:
+    share = bundle.current()
     async with contextlib.AsyncExitStack() as stack:
         events_port = port
         if port is None:
-            port = await stack.enter_async_context(await kube.client(options.role))
-            events_port = await stack.enter_async_context(
-                await kube.client(f"{options.role}-events")
-            )
+            # In a bundle the role's clients outlive the role: informers it declared first
+            # may serve other roles until the bundle ends.
+            keep = stack.enter_async_context if share is None else share.bundle.adopt
+            port = await keep(await kube.client(options.role))
+            events_port = await keep(await kube.client(f"{options.role}-events"))
         assert events_port is not None
         recorder = EventRecorder(events_port, options.event_component, host=socket.gethostname())
         ctx = ControllerContext(options, info, conn, port, metrics, recorder, stop, events_port)
+        if share is not None:
+            ctx.shared_informers = share.bundle.hub
         try:
             made = setup(ctx)
             lead: Lead = await made if inspect.isawaitable(made) else made
         except StartupError as err:
             log.error(str(err))
             return 1
+        if share is not None:
+            # Shared informers learn every role's fields before their first list.
+            share.bundle.setup_done(share.role)
+            await unless_stopped(share.bundle.setups_done.wait(), stop)
         late = {"/healthz/leader-election": _LateRoute()} if kube.leader_election else {}
-        if options.http_address:
+        host = share.bundle.http_for(share.role) if share is not None else None
+        if options.http_address and host is not None:
+            from csi_sidecars.runtime.http import HttpBindError, metrics_handler
+            from csi_sidecars.runtime.httphost import Route
+
+            routes = {
+                options.metrics_path: Route(metrics_handler(metrics.registry)),
+                "/healthz": Route(ctx.healthz),
+                **{path: Route(slot) for path, slot in late.items()},
+            }
+            try:
+                await host.serve(options.http_address, routes)
+            except HttpBindError as err:
+                log.error(str(err))
+                return 1
+        elif options.http_address:
             from csi_sidecars.runtime.http import HttpBindError, HttpServer, metrics_handler
 
             try:

@@ -7,7 +7,8 @@ holder was released by a sidecar that stopped. A sidecar started without ``--lea
 writes no Lease, so "no Lease" proves nothing, and the evidence says so.
 
 Our provisioner also keeps a journal Lease ``<driver>-provisioner-journal`` of CreateVolume calls
-that may be in flight; its annotation holds base64 of zlib-compressed JSON
+that may be in flight (with ``--node-deployment``, one per node:
+``<driver>-<node>-provisioner-journal``); its annotation holds base64 of zlib-compressed JSON
 ``{"v": 1, "records": [...]}``, each record naming the claim (``namespace``, ``name``, ``uid``)
 and the volume. It is decoded here from that documented format.
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 from csi_sidecars.doctor import names
 from csi_sidecars.doctor.report import Evidence, fail, info, ok, warn
-from csi_sidecars.doctor.snapshot import LEASE, ClusterSnapshot, age_text, parse_time
+from csi_sidecars.doctor.snapshot import LEASE, NODE, ClusterSnapshot, age_text, parse_time
 from csi_sidecars.kube.objects import JsonDict, annotations_of, name, namespace, spec, uid
 
 #: Tolerated clock difference (seconds) when judging a Lease's renew time.
@@ -157,13 +158,16 @@ def _one_lease(snap: ClusterSnapshot, component: str, lease_name: str, obj: Json
 # -- the provisioner's journal --------------------------------------------------------------------
 
 
-def journal_records(snap: ClusterSnapshot, driver: str) -> tuple[str, list[JsonDict], str]:
+def journal_records(
+    snap: ClusterSnapshot, driver: str, node: str = ""
+) -> tuple[str, list[JsonDict], str]:
     """Our provisioner's journal for ``driver``: (``namespace/name`` or "", records, problem).
 
-    The Lease annotation holds base64 of zlib-compressed JSON ``{"v": 1, "records": [...]}``;
-    each record names the claim (``namespace``, ``name``, ``uid``) and the volume.
+    ``node`` selects the journal of that node's provisioner (``--node-deployment``). The Lease
+    annotation holds base64 of zlib-compressed JSON ``{"v": 1, "records": [...]}``; each record
+    names the claim (``namespace``, ``name``, ``uid``) and the volume.
     """
-    wanted = names.journal_name(driver)
+    wanted = names.journal_name(driver, node)
     for obj in snap.items(LEASE):
         if name(obj) != wanted:
             continue
@@ -182,26 +186,51 @@ def journal_records(snap: ClusterSnapshot, driver: str) -> tuple[str, list[JsonD
     return "", [], ""
 
 
+def all_journals(
+    snap: ClusterSnapshot, driver: str, claim: Mapping[str, Any]
+) -> list[tuple[str, list[JsonDict], str]]:
+    """Every journal of ``driver`` that exists: the central one and each node's.
+
+    Nodes are those in the snapshot plus the claim's selected node (whose Node may be gone).
+    """
+    nodes = {name(node) for node in snap.items(NODE)}
+    selected = annotations_of(claim).get(names.ANN_SELECTED_NODE)
+    if selected:
+        nodes.add(selected)
+    found = []
+    for node in ["", *sorted(nodes)]:
+        where, records, problem = journal_records(snap, driver, node)
+        if where:
+            found.append((where, records, problem))
+    return found
+
+
 def journal_evidence(snap: ClusterSnapshot, driver: str, claim: Mapping[str, Any]) -> Evidence:
-    """What the provisioner's journal says about ``claim``."""
-    where, records, problem = journal_records(snap, driver)
-    if not where:
+    """What the provisioner's journals (central, or one per node) say about ``claim``."""
+    journals = all_journals(snap, driver, claim)
+    if not journals:
         return info(
             "journal",
             "no provisioner journal for this driver (the Go provisioner keeps none; ours keeps "
-            "it only while it leads)",
+            "it only while it leads, or one per node with --node-deployment)",
         )
-    if problem:
-        return warn("journal", f"{where}: {problem}")
     claim_uid = uid(claim)
-    for record in records:
-        if record.get("uid") == claim_uid:
-            return info(
-                "journal",
-                f"{where} records a CreateVolume in flight for volume "
-                f"{record.get('volumeName')} (selected node "
-                f"{record.get('selectedNode') or 'none'}): the provisioner retries it",
-            )
-    return info(
-        "journal", f"{where} has no record for this claim ({len(records)} records in flight)"
-    )
+    in_flight = 0
+    problems = []
+    for where, records, problem in journals:
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
+        in_flight += len(records)
+        for record in records:
+            if record.get("uid") == claim_uid:
+                return info(
+                    "journal",
+                    f"{where} records a CreateVolume in flight for volume "
+                    f"{record.get('volumeName')} (selected node "
+                    f"{record.get('selectedNode') or 'none'}): the provisioner retries it",
+                )
+    if problems:
+        return warn("journal", "; ".join(problems))
+    where = journals[0][0] if len(journals) == 1 else f"{len(journals)} journals"
+    return info("journal", f"{where} has no record for this claim ({in_flight} records in flight)")

@@ -76,10 +76,18 @@ def attacher_finalizer(driver: str) -> str:
     return ATTACHER_FINALIZER_PREFIX + sanitize(driver)
 
 
-def journal_name(driver: str) -> str:
-    """The Lease holding our provisioner's journal of in-flight CreateVolume calls."""
-    cleaned = "".join(c if c.isalnum() or c in ".-" else "-" for c in driver.lower())
-    return f"{cleaned.strip('-.')[:200]}-provisioner-journal"
+def journal_name(driver: str, node: str = "") -> str:
+    """The Lease holding our provisioner's journal of in-flight CreateVolume calls.
+
+    With ``--node-deployment`` every node's provisioner keeps its own (``node``).
+    """
+
+    def clean(text: str) -> str:
+        return "".join(c if c.isalnum() or c in ".-" else "-" for c in text.lower()).strip("-.")
+
+    if node:
+        return f"{clean(driver)[:100]}-{clean(node)[:100]}-provisioner-journal"
+    return f"{clean(driver)[:200]}-provisioner-journal"
 
 
 # -- who removes a finalizer ---------------------------------------------------------------------

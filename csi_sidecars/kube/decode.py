@@ -26,6 +26,8 @@ import msgspec
 from csi_sidecars.kube.resources import JsonDict
 
 _LEAF = object()
+#: List answers larger than this have their items decoded one at a time (see SlimDecoder.page).
+LAZY_BYTES = 4 * 2**20
 
 
 def _typed_dict(name: str, fields: dict[str, Any]) -> Any:
@@ -88,9 +90,22 @@ class SlimDecoder:
     def page(self, raw: bytes) -> JsonDict:
         """A list answer: ``metadata`` as sent and ``items`` slim.
 
+        ``items`` is a list; for an answer over :data:`LAZY_BYTES` (an initial list served
+        whole from the API server's cache: tens of thousands of objects) it is a one-pass
+        iterator that decodes each object when it is reached, so the whole list never exists
+        decoded at once.
+
         Raises:
             ValueError: the answer is not JSON.
         """
+        if len(raw) > LAZY_BYTES:
+            try:
+                lazy: JsonDict = self._raw_page.decode(raw)
+            except msgspec.ValidationError:
+                whole: JsonDict = json.loads(raw)
+                return whole
+            lazy["items"] = map(self.object, lazy.get("items") or ())
+            return lazy
         try:
             out: JsonDict = self._page.decode(raw)
         except msgspec.ValidationError:
@@ -98,7 +113,7 @@ class SlimDecoder:
             try:
                 out = self._raw_page.decode(raw)
             except msgspec.ValidationError:
-                whole: JsonDict = json.loads(raw)
+                whole = json.loads(raw)
                 return whole
             out["items"] = [self.object(item) for item in out.get("items") or ()]
         return out

@@ -22,11 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
+
+from csi_sidecars.kube.httpstream import Conn, HttpError, Stream
+
+__all__ = ["HttpError", "HttpPool", "Response", "Stream", "target"]
 
 #: Seconds an idle keep-alive connection may wait for reuse.
 IDLE_SECONDS = 30.0
@@ -34,10 +39,8 @@ IDLE_SECONDS = 30.0
 READ_LIMIT = 2**26
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
-
-
-class HttpError(ConnectionError):
-    """The connection failed or the answer was not valid HTTP."""
+#: Paths that quoting leaves as they are (letters, digits and the safe marks, no "%").
+_ALL_SAFE = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=._~-]*")
 
 
 @dataclass(slots=True)
@@ -49,27 +52,15 @@ class Response:
     body: bytes
 
 
-class _Conn:
-    __slots__ = ("idle_since", "reader", "used", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.used = False
-        self.idle_since = 0.0
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-
-
 class _Stale(Exception):
     """A reused connection was closed by the server before it answered."""
 
 
 def target(base_path: str, path: str, params: Mapping[str, str] | None) -> str:
     """The request target: the server URL's path prefix, ``path`` and the query."""
-    out = quote(base_path + path, safe=_PATH_SAFE)
+    out = base_path + path
+    if not _ALL_SAFE.fullmatch(out):  # the usual API path needs no quoting
+        out = quote(out, safe=_PATH_SAFE)
     if params:
         out += "?" + urlencode(params, quote_via=quote, safe="")
     return out
@@ -85,10 +76,13 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str],
         status = int(parts[1])
     except ValueError:
         raise HttpError(f"not an HTTP status: {lines[0][:80]!r}") from None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    try:  # the usual "Name: value" lines, in one pass
+        headers = {n.lower(): v.strip() for n, v in (line.split(": ", 1) for line in lines[1:])}
+    except ValueError:  # a line without ": ": the careful way
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
     return status, headers, parts[0]
 
 
@@ -97,76 +91,6 @@ def _keeps_alive(version: str, headers: Mapping[str, str]) -> bool:
     if version == "HTTP/1.0":
         return connection == "keep-alive"
     return connection != "close"
-
-
-async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        try:
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise HttpError(f"bad chunk size {size_line[:40]!r}") from None
-        if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                pass
-            return
-        data = await reader.readexactly(size)
-        await reader.readexactly(2)
-        yield data
-
-
-class Stream:
-    """A streamed answer (see :meth:`HttpPool.stream`): status, headers, then lines or body."""
-
-    def __init__(
-        self, conn: _Conn, status: int, headers: dict[str, str], read_timeout: float | None
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self._conn = conn
-        self._read_timeout = read_timeout
-        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        length = headers.get("content-length")
-        self._left = int(length) if length is not None and not self._chunked else None
-
-    async def _pieces(self) -> AsyncIterator[bytes]:
-        reader = self._conn.reader
-        if self._chunked:
-            chunks = _chunks(reader).__aiter__()
-            while True:
-                async with asyncio.timeout(self._read_timeout):
-                    try:
-                        data = await chunks.__anext__()
-                    except StopAsyncIteration:
-                        return
-                    except asyncio.IncompleteReadError as exc:
-                        raise HttpError("connection closed in the middle of an answer") from exc
-                yield data
-        while self._left is None or self._left > 0:
-            want = 2**16 if self._left is None else min(self._left, 2**16)
-            async with asyncio.timeout(self._read_timeout):
-                data = await reader.read(want)
-            if not data:
-                if self._left:
-                    raise HttpError("connection closed in the middle of an answer")
-                return
-            if self._left is not None:
-                self._left -= len(data)
-            yield data
-
-    async def read(self) -> bytes:
-        """The whole (remaining) body."""
-        return b"".join([piece async for piece in self._pieces()])
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        """The body line by line (without the line ends); a last unterminated line too."""
-        rest = b""
-        async for piece in self._pieces():
-            *complete, rest = (rest + piece if rest else piece).split(b"\n")
-            for line in complete:
-                yield line
-        if rest:
-            yield rest
 
 
 class HttpPool:
@@ -205,14 +129,14 @@ class HttpPool:
         self.server_hostname = server_hostname or self.host
         self.headers = dict(headers or {})
         self._limit = asyncio.Semaphore(limit) if limit > 0 else None
-        self._idle: list[_Conn] = []
+        self._idle: list[Conn] = []
         self._closed = False
 
     def target(self, path: str, params: Mapping[str, str] | None = None) -> str:
         """The request target of ``path`` with ``params`` on this server."""
         return target(self.base_path, path, params)
 
-    async def _open(self) -> _Conn:
+    async def _open(self) -> Conn:
         try:
             reader, writer = await asyncio.open_connection(
                 self.host,
@@ -225,9 +149,9 @@ class HttpPool:
             raise
         except OSError as exc:
             raise HttpError(f"cannot connect to {self.host_header}: {exc}") from exc
-        return _Conn(reader, writer)
+        return Conn(reader, writer)
 
-    def _take_idle(self) -> _Conn | None:
+    def _take_idle(self) -> Conn | None:
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
@@ -237,7 +161,7 @@ class HttpPool:
             return conn
         return None
 
-    def _release(self, conn: _Conn) -> None:
+    def _release(self, conn: Conn) -> None:
         if self._closed:
             conn.close()
             return
@@ -256,7 +180,7 @@ class HttpPool:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return head + body if body else head
 
-    async def _exchange(self, conn: _Conn, data: bytes, method: str) -> Response:
+    async def _exchange(self, conn: Conn, data: bytes, method: str) -> Response:
         conn.writer.write(data)
         try:
             await conn.writer.drain()

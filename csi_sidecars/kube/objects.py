@@ -183,3 +183,13 @@ def normal(reason: str, message: str) -> Event:
 def warning(reason: str, message: str) -> Event:
     """A ``Warning`` event."""
     return Event(WARNING, reason, message)
+
+
+def va_pv_index(va: JsonDict) -> list[str]:
+    """Index function: a VolumeAttachment's ``spec.source.persistentVolumeName`` (none inline).
+
+    The one function every role indexes VolumeAttachments by PV with: roles bundled in one
+    process (``csi-sidecars run``) share an informer's index only when it is the same function.
+    """
+    name = ((spec(va).get("source") or {}) or {}).get("persistentVolumeName")
+    return [str(name)] if name else []

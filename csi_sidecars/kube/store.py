@@ -2,11 +2,14 @@
 
 A role declares the field paths it reads (``["metadata.name", "spec.csi.driver", ...]``) and the
 store keeps only those. Objects are stored packed: one tuple of the declared leaf values in a
-fixed order, with container leaves frozen into tuples, and strings from low-cardinality paths
-(driver names, phases, namespaces, annotation keys) shared through small bounded pools. Every
-read unpacks a fresh nested dict, so a caller can never corrupt the cache by mutating what it got.
-That keeps a cached PersistentVolume around 1 KiB instead of the ~10 KiB a decoded watch event
-costs (see ``bench/kube_store_memory.py``).
+fixed order, with container leaves (annotations, finalizers, a claim's spec) encoded as msgpack
+bytes and equal ones shared, and strings from low-cardinality paths (driver names, phases,
+namespaces) shared through small bounded pools. Every read unpacks a fresh nested dict, so a
+caller can never corrupt the cache by mutating what it got. That keeps a cached
+PersistentVolume around 1 KiB instead of the ~10 KiB a decoded watch event costs (see
+``bench/kube_store_memory.py``). msgspec encodes and decodes a container in C, several times
+faster than walking it in Python: an informer packs every watch event and every read unpacks.
+A container msgpack cannot hold (an integer beyond 64 bits) is frozen into tuples instead.
 
 ``metadata.name``, ``metadata.namespace`` and ``metadata.resourceVersion`` are always kept.
 """
@@ -14,9 +17,12 @@ costs (see ``bench/kube_store_memory.py``).
 from __future__ import annotations
 
 import builtins
+import itertools
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+import msgspec
 
 from csi_sidecars.kube.decode import SlimDecoder
 from csi_sidecars.kube.resources import JsonDict, object_key
@@ -49,12 +55,16 @@ class _DictMark:
 
 
 _DICT = _DictMark()
+#: Container leaves to and from msgpack (bytes never occur in decoded JSON, so a bytes leaf is
+#: always one of these).
+_blob = msgspec.msgpack.Encoder().encode
+_unblob = msgspec.msgpack.Decoder().decode
 #: Distinct frozen containers (annotations, finalizers, specs, ...) a projection shares; when
 #: full, the ones no cached object uses any more are dropped.
 SHARE_LIMIT = 1024
 
 
-def _unused(shared: dict[tuple[Any, ...], tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def _unused(shared: dict[Any, Any]) -> list[Any]:
     """The containers only ``shared`` itself still refers to."""
     return [k for k in shared if sys.getrefcount(k) <= _POOL_ONLY]
 
@@ -80,6 +90,8 @@ _NUMBERS = frozenset({int, float, bool, type(None)})
 def _thaw(value: Any) -> Any:
     """A fresh JSON value from a frozen one."""
     t = type(value)
+    if t is bytes:
+        return _unblob(value)
     if t is _FrozenDict:
         it = iter(value)
         next(it)  # the marker
@@ -105,6 +117,37 @@ def _compile(paths: Sequence[tuple[str, ...]]) -> _Program:
                 program.append(found)
             program = found[2]
     return root
+
+
+def _unpacker(program: _Program) -> Callable[[tuple[Any, ...]], JsonDict]:
+    """A function that unpacks for ``program``, its walk written out as straight-line code.
+
+    Reads are the hot path of every informer and controller; a generic loop over the paths
+    costs several times the generated code. Dict keys come from the declared field paths and
+    enter the code only through ``repr``; an object keeps only the parents of present leaves.
+    """
+    lines = ["def unpack(p):", " out = {}"]
+    names = iter(f"d{i}" for i in itertools.count())
+
+    def emit(prog: _Program, node: str, indent: str) -> None:
+        for key, index, sub in prog:
+            if index >= 0:
+                lines.append(f"{indent}v = p[{index}]")
+                lines.append(f"{indent}if v is not MISSING:")
+                lines.append(f"{indent} {node}[{key!r}] = v if type(v) in PLAIN else thaw(v)")
+            else:
+                child = next(names)
+                lines.append(f"{indent}{child} = {node}[{key!r}] = {{}}")
+                emit(sub, child, indent)
+                lines.append(f"{indent}if not {child}:")
+                lines.append(f"{indent} del {node}[{key!r}]")
+
+    emit(program, "out", " ")
+    lines.append(" return out")
+    scope: dict[str, Any] = {"MISSING": _MISSING, "PLAIN": _PLAIN, "thaw": _thaw}
+    exec("\n".join(lines), scope)  # the code above: repr()d keys and indexes only
+    fn: Callable[[tuple[Any, ...]], JsonDict] = scope["unpack"]
+    return fn
 
 
 class _Pool:
@@ -147,12 +190,12 @@ class Projection:
             kept = [f for f in wanted if not any(f.startswith(o + ".") for o in wanted if o != f)]
             self.fields = tuple(kept)
             self._paths = [tuple(f.split(".")) for f in kept]
-        self._splits = [(path[:-1], path[-1]) for path in self._paths]
         self._program = _compile(self._paths)
+        self._unpack = _unpacker(self._program)
         self._value_pools = [_Pool() for _ in self._paths]
         self._key_pool = _Pool(1024)
         self._whole_pool = _Pool()
-        self._containers: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._containers: dict[Any, Any] = {}
         self._rv_index = (
             self.fields.index("metadata.resourceVersion") if self.fields is not None else -1
         )
@@ -199,7 +242,7 @@ class Projection:
         and ``true`` compare equal in Python but are different JSON.
         """
         shared = self._containers
-        got = shared.get(frozen)
+        got: tuple[Any, ...] | None = shared.get(frozen)
         if got is not None:
             return got
         for item in frozen:
@@ -216,6 +259,23 @@ class Projection:
             shared[frozen] = frozen
         return frozen
 
+    def _container(self, value: Any, pool: _Pool) -> Any:
+        """A container leaf packed: shared msgpack bytes, or frozen when msgpack cannot hold it."""
+        try:
+            blob = _blob(value)
+        except (TypeError, ValueError, OverflowError):
+            return self._freeze(value, pool)
+        shared = self._containers
+        got = shared.get(blob)
+        if got is not None:
+            return got
+        if len(shared) >= SHARE_LIMIT:
+            for key in _unused(shared):
+                del shared[key]
+        if len(shared) < SHARE_LIMIT:
+            shared[blob] = blob
+        return blob
+
     @staticmethod
     def _thaw(value: Any) -> Any:
         return _thaw(value)
@@ -225,7 +285,10 @@ class Projection:
     def pack(self, obj: JsonDict) -> tuple[Any, ...]:
         """The packed form of ``obj``."""
         if self.fields is None:
-            return (self._freeze(obj, self._whole_pool),)
+            try:
+                return (_blob(obj),)
+            except (TypeError, ValueError, OverflowError):
+                return (self._freeze(obj, self._whole_pool),)
         out: list[Any] = [_MISSING] * len(self._paths)
         self._pack_into(obj, self._program, out)
         return tuple(out)
@@ -239,11 +302,15 @@ class Projection:
             if value is _MISSING:
                 continue
             if index >= 0:
-                out[index] = (
-                    value
-                    if type(value) in _NUMBERS
-                    else self._freeze(value, self._value_pools[index])
-                )
+                t = type(value)
+                if t is str:
+                    out[index] = self._value_pools[index].share(value)
+                elif t in _NUMBERS:
+                    out[index] = value
+                elif t is dict or t is list:
+                    out[index] = self._container(value, self._value_pools[index])
+                else:
+                    out[index] = self._freeze(value, self._value_pools[index])
             else:
                 self._pack_into(value, sub, out)
 
@@ -252,22 +319,19 @@ class Projection:
         if self.fields is None:
             whole: JsonDict = _thaw(packed[0])
             return whole
-        out: JsonDict = {}
-        for (parents, last), value in zip(self._splits, packed, strict=True):
-            if value is _MISSING:
-                continue
-            node = out
-            for part in parents:
-                child = node.get(part)
-                if child is None:
-                    child = node[part] = {}
-                node = child
-            node[last] = value if type(value) in _PLAIN else _thaw(value)
-        return out
+        return self._unpack(packed)
 
     def slim(self, obj: JsonDict) -> JsonDict:
         """``obj`` reduced to the declared fields."""
         return self.unpack(self.pack(obj))
+
+    def copy(self, slim: JsonDict) -> JsonDict:
+        """A fresh copy of an already slim object (one :meth:`unpack` gave): ``slim(slim)``."""
+        try:
+            out: JsonDict = _unblob(_blob(slim))
+        except (TypeError, ValueError, OverflowError):
+            return self.slim(slim)
+        return out
 
 
 class Store:
@@ -288,6 +352,22 @@ class Store:
         self._items: dict[str, tuple[Any, ...]] = {}
         self._indexers = dict(indexers or {})
         self._indexes: dict[str, dict[str, set[str]]] = {n: {} for n in self._indexers}
+
+    def widen(self, projection: Projection, indexers: Mapping[str, Indexer]) -> None:
+        """Keep ``projection``'s fields from now on and add ``indexers``; only while empty.
+
+        For a store several informer views share (:mod:`csi_sidecars.kube.sharedinformer`):
+        each view's fields and indexes join before the first object arrives.
+
+        Raises:
+            RuntimeError: when the store already holds objects.
+        """
+        if self._items:
+            raise RuntimeError("a store that holds objects cannot change its fields")
+        self.projection = projection
+        for name, fn in indexers.items():
+            self._indexers[name] = fn
+            self._indexes.setdefault(name, {})
 
     def __len__(self) -> int:
         return len(self._items)

@@ -10,7 +10,7 @@
 #        csi-sanity, helm (the chart's tests), and the external-snapshotter client module
 #        (snapshot-client: CRDs to compare with, no binary)
 #   all  everything but e2e
-#   e2e  e2e.test and agnhost (testbed/storage-e2e.sh; not in ci or all)
+#   e2e  e2e.test, agnhost and ginkgo (testbed/storage-e2e.sh; not in ci or all)
 #   NAME one of the names below
 #
 # environment: CSI_SIDECARS_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/csi-sidecars)
@@ -23,7 +23,7 @@ ATTACHER_VERSION=v4.12.0
 SNAPSHOTTER_VERSION=v8.6.0
 # v2.2.1 is not served by the module proxy this project can reach; v2.2.0 is.
 RESIZER_VERSION=v2.2.0
-CSI_TEST_VERSION=v5.4.0
+CSI_TEST_VERSION=v5.6.0
 HELM_VERSION=v3.22.0
 
 CACHE="${CSI_SIDECARS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/csi-sidecars}"
@@ -144,10 +144,22 @@ build_kubelet() {
 
 # The Kubernetes end-to-end test binary and agnhost, its test image's program, for
 # testbed/storage-e2e.sh (the External Storage suites against the playground); not in ci.
+# The ginkgo command (the version the kubernetes module requires) runs e2e.test in parallel.
 build_e2e() {
-  fresh e2e.test "$K8S_VERSION" && fresh agnhost "$K8S_VERSION" && return 0
-  say "building e2e.test and agnhost $K8S_VERSION; a first build takes 10-20 minutes on 2 cores"
   local dir="$WORK/e2e-$K8S_VERSION"
+  if ! fresh e2e.test "$K8S_VERSION" || ! fresh agnhost "$K8S_VERSION"; then
+    build_e2e_tests "$dir"
+  fi
+  fresh ginkgo "$K8S_VERSION" && return 0
+  [ -f "$dir/go.mod" ] || kube_wrapper "$dir" k8s.io/kubernetes/test/e2e
+  (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "-s -w" \
+    -o "$BIN/ginkgo" github.com/onsi/ginkgo/v2/ginkgo)
+  stamp ginkgo "$K8S_VERSION"
+}
+
+build_e2e_tests() {
+  local dir="$1"
+  say "building e2e.test and agnhost $K8S_VERSION; a first build takes 10-20 minutes on 2 cores"
   kube_wrapper "$dir" k8s.io/kubernetes/test/e2e k8s.io/kubernetes/test/images/agnhost
   (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go test -c -trimpath -ldflags "$KUBE_LDFLAGS" \
     -o "$BIN/e2e.test" k8s.io/kubernetes/test/e2e)
@@ -213,7 +225,7 @@ build_one() {
     kube|kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) build_kube ;;
     kubelet) build_kubelet ;;
     pause) build_pause ;;
-    e2e|e2e.test|agnhost) build_e2e ;;
+    e2e|e2e.test|agnhost|ginkgo) build_e2e ;;
     etcd) build_etcd ;;
     csi-provisioner) build_module csi-provisioner github.com/kubernetes-csi/external-provisioner/v6 "$PROVISIONER_VERSION" cmd/csi-provisioner ;;
     csi-attacher) build_module csi-attacher github.com/kubernetes-csi/external-attacher/v4 "$ATTACHER_VERSION" cmd/csi-attacher ;;

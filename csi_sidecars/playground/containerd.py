@@ -8,10 +8,9 @@ settings are those that work on the project's machines (see ``reference/real-nod
 ``restrict_oom_score_adj`` (root there lacks CAP_SYS_RESOURCE), runc with cgroupfs, overlayfs,
 and the locally built pause image as the sandbox image.
 
-What stays outside the node directory, because containerd 1.6 hard-codes it: shim sockets in
-``/run/containerd/s`` (named by a hash of our socket path, removed when the shim exits) and
-libcni's result cache in ``/var/lib/cni`` (one file per running pod network, removed at
-teardown).
+What containerd 1.6 hard-codes, its shims' sockets in ``/run/containerd/s`` and libcni's cache
+in ``/var/lib/cni``, it writes below the node directory too: it runs in a mount namespace of its
+own with node directories mounted over those paths (:mod:`~csi_sidecars.playground.mountns`).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from csi_sidecars.playground import cri, hostops
+from csi_sidecars.playground import cri, hostops, mountns
 from csi_sidecars.playground.process import ManagedProcess, poll_until
 from csi_sidecars.runtime.logging import get_logger
 
@@ -37,10 +36,8 @@ log = get_logger("testbed")
 CNI_BIN_DIR = Path("/usr/lib/cni")
 #: The CRI namespace kubelet's containers live in.
 K8S_NAMESPACE = "k8s.io"
-#: Where containerd 1.6 shims put their sockets, whatever containerd's state directory is.
-SHIM_SOCKET_DIR = Path("/run/containerd/s")
-#: libcni's result cache (hard-coded in containerd 1.6's CNI library).
-CNI_CACHE = Path("/var/lib/cni/results")
+#: libcni's result cache as containerd sees it (hard-coded in containerd 1.6's CNI library).
+CNI_CACHE = mountns.CNI_CACHE_DIR / "results"
 #: Plugins that would probe or write host paths and that the testbed never uses.
 DISABLED_PLUGINS = (
     "io.containerd.snapshotter.v1.aufs",
@@ -87,6 +84,12 @@ class ContainerdPaths:
     def cni_data_dir(self) -> Path:
         """host-local IPAM's allocations (instead of /var/lib/cni/networks)."""
         return self.base / "cni" / "ipam"
+
+    @property
+    def host_view(self) -> Path:
+        """What containerd's mount namespace sees over the host paths it hard-codes
+        (``host/run/containerd/s``, ``host/var/lib/cni``, or a directory above them)."""
+        return self.base / "host"
 
 
 def _toml(value: object) -> str:
@@ -240,27 +243,16 @@ def runtime_ids(paths: ContainerdPaths) -> set[str]:
 
 
 def shim_socket(paths: ContainerdPaths, task_id: str) -> Path:
-    """The socket a shim of this containerd serves ``task_id`` on (containerd 1.6's naming:
-    sha256 of the containerd address, namespace and ID)."""
+    """Where the socket of this containerd's shim for ``task_id`` is on the host (containerd
+    1.6 names it by the sha256 of the containerd address, namespace and ID, in
+    /run/containerd/s of its mount namespace)."""
     digest = hashlib.sha256(f"{paths.socket}/{K8S_NAMESPACE}/{task_id}".encode()).hexdigest()
-    return SHIM_SOCKET_DIR / digest
+    return mountns.host_path(paths.host_view, mountns.SHIM_SOCKET_DIR / digest)
 
 
-def remove_host_files(paths: ContainerdPaths) -> int:
-    """Remove the shim sockets and CNI cache entries of this containerd's pods (what a shim or
-    CNI teardown would have removed, had they not been killed); returns how many."""
-    ids = runtime_ids(paths)
-    removed = 0
-    for task_id in ids:
-        with contextlib.suppress(FileNotFoundError):
-            shim_socket(paths, task_id).unlink()
-            removed += 1
-    with contextlib.suppress(OSError):
-        for cached in CNI_CACHE.iterdir():
-            if any(f"-{task_id}-" in cached.name for task_id in ids):
-                cached.unlink(missing_ok=True)
-                removed += 1
-    return removed
+def cni_cache(paths: ContainerdPaths) -> Path:
+    """Where this containerd's libcni result cache is on the host."""
+    return mountns.host_path(paths.host_view, CNI_CACHE)
 
 
 class Containerd:
@@ -281,9 +273,12 @@ class Containerd:
         self.network = network
         self.bridge = bridge
         self.subnet = subnet
+        #: The node directory: its mounts travel between the host and containerd's namespace.
+        self.shared = paths.base.parent
+        self.binds = mountns.plan_binds(paths.host_view)
         self.process = ManagedProcess(
             f"containerd-{network}",
-            ["containerd", f"--config={paths.config}"],
+            mountns.wrap(["containerd", f"--config={paths.config}"], self.binds),
             log_path,
         )
 
@@ -306,6 +301,8 @@ class Containerd:
             TimeoutError: CRI did not answer in time.
         """
         self.write_config()
+        mountns.prepare(self.paths.host_view)
+        mountns.share(self.shared)
         await self.process.start()
 
         async def answering() -> bool:
@@ -360,7 +357,8 @@ class Containerd:
         """Stop and remove every pod sandbox, stop containerd, kill leftover shims.
 
         Sandboxes are stopped through CRI so that CNI tears their networks down; shims (which
-        outlive containerd by design) are killed by their command line, which names our socket.
+        outlive containerd by design) are killed by their command line, which names our socket;
+        with the last of them containerd's mount namespace goes.
         """
         if self.process.running and self.paths.socket.exists():
             try:
@@ -370,7 +368,6 @@ class Containerd:
                 log.warning("Removing pod sandboxes failed", error=str(err))
         await self.process.stop(timeout=10)
         hostops.kill_all(hostops.processes_using(self.paths.base))
-        remove_host_files(self.paths)
         hostops.delete_link(self.bridge)
 
     def remove_files(self) -> None:

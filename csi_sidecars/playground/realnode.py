@@ -15,7 +15,6 @@ helpers to place a CSI driver and its node-driver-registrar the way a node Daemo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,11 +27,9 @@ from csi_sidecars.playground import binaries, hostops, images
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.containerd import (
     CNI_BIN_DIR,
-    CNI_CACHE,
     Containerd,
     ContainerdPaths,
     pick_subnet,
-    remove_host_files,
     used_networks,
 )
 from csi_sidecars.playground.images import BuiltImage
@@ -90,6 +87,7 @@ def requirements(bin_dir: Path) -> list[Requirement]:
         ),
         Requirement("pause", not binaries.missing(["pause"], bin_dir), "testbed/build.sh pause"),
         Requirement("ip", which("ip") is not None, "apt-get install iproute2"),
+        Requirement("unshare", which("unshare") is not None, "apt-get install util-linux"),
     ]
 
 
@@ -143,20 +141,17 @@ def testbed_tag(work_dir: Path) -> str:
 
 
 def release_host_objects(record: NodeRecord) -> None:
-    """Remove a node's cgroup, bridge and CNI cache entries (missing ones are fine)."""
+    """Remove a node's cgroup and bridge (missing ones are fine)."""
     hostops.remove_cgroup(record.cgroup_root)
     hostops.delete_link(record.bridge)
-    with contextlib.suppress(OSError):
-        for cached in CNI_CACHE.glob(f"{record.network}-*"):
-            cached.unlink(missing_ok=True)
 
 
 def sweep(work_dir: Path) -> int:
     """Undo what crashed real nodes of ``work_dir`` left; returns how many nodes were swept.
 
-    Kills processes that name the directory (containerd shims outlive their parent), removes
-    every mount below it and the loop devices of its block volumes, then each recorded cgroup,
-    bridge and CNI cache entry.
+    Kills processes that name the directory (containerd shims outlive their parent, and keep
+    containerd's mount namespace with its shim sockets and CNI cache), removes every mount below
+    it and the loop devices of its block volumes, then each recorded cgroup and bridge.
     """
     records = [
         r
@@ -169,7 +164,6 @@ def sweep(work_dir: Path) -> int:
     for record in records:
         # Containers are in the node's cgroup, not children of anything we can name.
         hostops.remove_cgroup(record.cgroup_root)
-        remove_host_files(containerd_paths(work_dir / NODES_DIR / record.node))
     hostops.unmount_all(work_dir)
     hostops.release_loop_devices(work_dir)
     for record in records:

@@ -2,7 +2,10 @@
 
 The node bundle (``--roles node-driver-registrar,livenessprobe``) runs a DaemonSet's two sidecars
 in one container: one interpreter instead of two, one driver connection for the start-up calls,
-one HTTP server when both roles name the same endpoint. How it is put together:
+one HTTP server when both roles name the same endpoint. The controller bundle (``--roles
+provisioner,attacher,resizer,snapshotter``) runs a controller Deployment's sidecars in one
+event loop: one driver connection, one list+watch per shared resource, a Lease per role. How it
+is put together:
 
 * :mod:`~csi_sidecars.run.registry`: which roles exist for ``run``, of which *kind* (``node`` or
   ``controller``), the :class:`~csi_sidecars.run.registry.BundledRole` interface a role's
@@ -16,12 +19,8 @@ one HTTP server when both roles name the same endpoint. How it is put together:
 * :mod:`~csi_sidecars.run.node`, :mod:`~csi_sidecars.run.http`: the node kind: adapters of the two
   node roles, shared :class:`~csi_sidecars.csi.lean.link.DriverLink` per driver address, shared
   HTTP servers per endpoint.
-
-Adding the controller bundle (provisioner, attacher, snapshotter, resizer): write a
-``BundledRole`` adapter per role (``params`` from the role's flag declaration, ``configure``,
-``run(config, stop, shared)``), a runner ``run_controller_bundle(roles, stop) -> int`` that builds
-the shared context once (one CSI connection, one Kubernetes client, shared informers, one Lease
-per role) and calls :func:`~csi_sidecars.run.supervise.supervise`, then fill in the adapters'
-``target`` and the ``controller`` kind's ``runner`` in :data:`~csi_sidecars.run.registry.KINDS`.
-Until then ``run --roles provisioner`` refuses with "not yet".
+* :mod:`~csi_sidecars.run.controller`: the controller kind (provisioner, attacher, resizer,
+  snapshotter, cluster-driver-registrar): each role configured by its own command, one driver
+  connection per socket, shared informers, a Lease per role
+  (:mod:`csi_sidecars.controller.bundle`).
 """

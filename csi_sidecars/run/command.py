@@ -27,6 +27,7 @@ log = rlog.get_logger("run")
 
 _META = "csi_sidecars.run"
 EXAMPLE = "node-driver-registrar,livenessprobe"
+CONTROLLER_EXAMPLE = "provisioner,attacher,resizer,snapshotter"
 
 
 def peek_roles(args: Sequence[str]) -> str | None:
@@ -95,10 +96,11 @@ _BUNDLEABLE = ", ".join(sorted(name for name, entry in REGISTRY.items() if entry
     "run",
     cls=RunCommand,
     help="Run several roles in one process, e.g. --roles "
-    f"{EXAMPLE} for a CSI driver's DaemonSet. Roles: {_BUNDLEABLE}.",
+    f"{EXAMPLE} for a CSI driver's DaemonSet, or --roles {CONTROLLER_EXAMPLE} for its "
+    f"controller Deployment. Roles: {_BUNDLEABLE}.",
     epilog="Each role's flags are --<role>.<flag> (e.g. --livenessprobe.http-endpoint=:9808); "
     "a flag given without the prefix goes to every selected role that has it, and a prefixed "
-    "one wins for its role. Add --roles to --help to list the roles' flags. Either role ending "
+    "one wins for its role. Add --roles to --help to list the roles' flags. A role ending "
     "ends the process with its exit code.",
 )
 @click.option(

@@ -64,7 +64,7 @@ class Entry(NamedTuple):
 
 KINDS: dict[str, Kind] = {
     NODE: Kind(NODE, "csi_sidecars.run.node:run_node_bundle", tls=False),
-    CONTROLLER: Kind(CONTROLLER, None, tls=True),
+    CONTROLLER: Kind(CONTROLLER, "csi_sidecars.run.controller:run_controller_bundle", tls=True),
 }
 
 REGISTRY: dict[str, Entry] = {
@@ -72,11 +72,22 @@ REGISTRY: dict[str, Entry] = {
     "node-driver-registrar": Entry(
         "node-driver-registrar", NODE, "csi_sidecars.run.node:NODE_DRIVER_REGISTRAR"
     ),
-    "provisioner": Entry("provisioner", CONTROLLER, None),
-    "attacher": Entry("attacher", CONTROLLER, None),
-    "snapshotter": Entry("snapshotter", CONTROLLER, None),
-    "resizer": Entry("resizer", CONTROLLER, None),
+    "provisioner": Entry("provisioner", CONTROLLER, "csi_sidecars.run.controller:PROVISIONER"),
+    "attacher": Entry("attacher", CONTROLLER, "csi_sidecars.run.controller:ATTACHER"),
+    "snapshotter": Entry("snapshotter", CONTROLLER, "csi_sidecars.run.controller:SNAPSHOTTER"),
+    "resizer": Entry("resizer", CONTROLLER, "csi_sidecars.run.controller:RESIZER"),
+    "cluster-driver-registrar": Entry(
+        "cluster-driver-registrar",
+        CONTROLLER,
+        "csi_sidecars.run.controller:CLUSTER_DRIVER_REGISTRAR",
+    ),
 }
+
+
+#: Roles that may join a bundle of another kind: the livenessprobe shares nothing but the driver
+#: socket and HTTP servers, so it runs next to the controller roles too (a controller Deployment
+#: usually carries one).
+ANY_KIND = frozenset({"livenessprobe"})
 
 
 def load(target: str) -> Any:
@@ -105,7 +116,7 @@ def resolve(spec: str) -> tuple[Kind, list[Entry]]:
     if repeated:
         raise click.UsageError(f"role {repeated[0]!r} is listed twice in --roles")
     entries = [REGISTRY[name] for name in names]
-    kinds = {entry.kind for entry in entries}
+    kinds = {entry.kind for entry in entries if entry.name not in ANY_KIND} or {entries[0].kind}
     if len(kinds) > 1:
         by_kind = "; ".join(
             f"{kind}: {', '.join(e.name for e in entries if e.kind == kind)}"
@@ -114,7 +125,7 @@ def resolve(spec: str) -> tuple[Kind, list[Entry]]:
         raise click.UsageError(
             f"--roles mixes roles that cannot share a process ({by_kind}); run one bundle each"
         )
-    kind = KINDS[entries[0].kind]
+    kind = KINDS[kinds.pop()]
     missing = [entry.name for entry in entries if entry.target is None]
     if kind.runner is None or missing:
         waiting = ", ".join(missing or [entry.name for entry in entries])

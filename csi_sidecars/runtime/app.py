@@ -12,10 +12,11 @@ in the environment keeps asyncio's loop anyway.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -36,6 +37,34 @@ log = rlog.get_logger("app")
 # Signals that arrive between start() and run(): run() turns them into a stop request, so a
 # SIGTERM during start-up still means "exit 0 cleanly" rather than death by signal.
 _early_signals: list[int] = []
+
+
+class Captured(Exception):
+    """Raised by :func:`run` under :func:`capture`: it carries the main instead of running it."""
+
+    def __init__(self, main: Callable[[asyncio.Event], Awaitable[int]]) -> None:
+        """Carry ``main``."""
+        super().__init__("captured")
+        self.main = main
+
+
+_capturing: list[bool] = []
+
+
+@contextlib.contextmanager
+def capture() -> Iterator[None]:
+    """Within the block, :func:`start` only checks ``--version`` and :func:`run` raises
+    :class:`Captured` with the main it was given.
+
+    For ``csi-sidecars run``: a role's own command (flag checks and all) builds its main as it
+    does for its subcommand, and the bundle runs that main next to the other roles' in its own
+    event loop, with the process-wide logging and signals set up once by the bundle.
+    """
+    _capturing.append(True)
+    try:
+        yield
+    finally:
+        _capturing.pop()
 
 
 def _remember_signal(signum: int, _frame: object) -> None:
@@ -65,6 +94,8 @@ def start(role: str, v: int, logging_format: str, version: bool) -> None:
     if version:
         click.echo(f"csi-sidecars {role} {__version__}")
         sys.exit(0)
+    if _capturing:
+        return
     rlog.configure(v, logging_format)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _remember_signal)
@@ -96,6 +127,8 @@ def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> NoReturn:
     """
     import asyncio
 
+    if _capturing:
+        raise Captured(main)
     startup.resume_gc()
 
     async def wrapper() -> int:

@@ -220,3 +220,24 @@ async def events(api: RawApi, namespace: str, claim: str) -> list[dict[str, Any]
     """The events of the claim."""
     items = (await api.get(f"/api/v1/namespaces/{namespace}/events"))["items"]
     return [e for e in items if e["involvedObject"]["name"] == claim]
+
+
+async def wait_events(
+    api: RawApi,
+    namespace: str,
+    claim: str,
+    condition: Callable[[list[dict[str, Any]]], bool],
+    what: str,
+    timeout: float = 30.0,
+) -> list[dict[str, Any]]:
+    """Poll the events of the claim until ``condition`` holds for them; return them.
+
+    Events are written after the status that announces them (by a recorder of their own, in Go
+    and here), so a test that saw the status polls for the event.
+    """
+
+    async def check() -> list[dict[str, Any]] | None:
+        found = await events(api, namespace, claim)
+        return found if condition(found) else None
+
+    return await poll_until(check, timeout, what)

@@ -12,6 +12,7 @@ from csi_sidecars.attacher import names
 from csi_sidecars.playground import objects
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.controlplane import ControlPlane
+from csi_sidecars.playground.driver.requestlog import read_request_log
 from csi_sidecars.playground.process import free_port, poll_until
 from tests.e2e.attacher_support import (
     FAST_RETRIES,
@@ -169,23 +170,37 @@ async def test_publish_failures_then_success(
 async def test_killed_mid_attach_converges_after_restart(
     control_plane: ControlPlane, api: RawApi, sidecar: Any, tmp_path: Path
 ) -> None:
-    drv = await start_driver(control_plane, tmp_path)
+    requests = tmp_path / "requests.jsonl"
+    drv = await start_driver(control_plane, tmp_path, f"--request-log={requests}")
     try:
         pv_name, handle = await static_volume(api, drv, f"kill-{drv.name[4:10]}")
-        drv.faults([{"method": "ControllerPublishVolume", "delay": 4.0, "times": 1}])
+        # Every ControllerPublishVolume of the first attacher hangs far longer than the test
+        # (its retries after --timeout too): the kill below always lands while one is in
+        # flight, however slow the machine. The driver drops a call whose client went away.
+        drv.faults([{"method": "ControllerPublishVolume", "delay": 600.0}])
         first = await sidecar("attacher", *FAST_RETRIES, f"--csi-address={drv.socket}")
         va_name = f"va-{pv_name}"
         await api.create(VA_PATH, va_body(va_name, drv.name, pv_name, drv.node))
         fin = finalizer(drv.name)
         # The finalizer is written right before ControllerPublishVolume, which now hangs.
-        await wait_va(api, pv_name, lambda v: fin in (v["metadata"].get("finalizers") or []))
+        # (The deadlines here include starting a sidecar on a possibly loaded machine.)
+        await wait_va(
+            api, pv_name, lambda v: fin in (v["metadata"].get("finalizers") or []), timeout=90
+        )
+
+        async def publishing() -> bool:
+            calls = read_request_log(requests)
+            return any(c.method == "ControllerPublishVolume" for c in calls)
+
+        await poll_until(publishing, 30, "ControllerPublishVolume in flight")
         first.signal(signal.SIGKILL)
         await first.wait(10)
         va = await api.get(f"{VA_PATH}/{va_name}")
         assert not attached(va)
 
+        drv.faults([])
         await sidecar("attacher", *FAST_RETRIES, f"--csi-address={drv.socket}")
-        va = await wait_va(api, pv_name, attached, what="attached after the restart")
+        va = await wait_va(api, pv_name, attached, timeout=90, what="attached after the restart")
         assert va["metadata"]["finalizers"] == [fin]
         assert va["metadata"]["annotations"][names.NODE_ID_ANNOTATION] == drv.node
         assert drv.attached(handle) == {drv.node: False}
@@ -193,9 +208,9 @@ async def test_killed_mid_attach_converges_after_restart(
         assert pv["metadata"]["finalizers"].count(fin) == 1
 
         await api.delete(f"{VA_PATH}/{va_name}")
-        await api.wait_deleted(f"{VA_PATH}/{va_name}", 15)
+        await api.wait_deleted(f"{VA_PATH}/{va_name}", 60)
         assert drv.attached(handle) == {}
         await api.delete(f"{PV_PATH}/{pv_name}")
-        await api.wait_deleted(f"{PV_PATH}/{pv_name}", 15)
+        await api.wait_deleted(f"{PV_PATH}/{pv_name}", 60)
     finally:
         await drv.close()

@@ -7,9 +7,12 @@ the identity of its pod's ServiceAccount (a TokenRequest token in a kubeconfig; 
 mount no token). Only what a local process must change is rewritten: ``--csi-address`` (the
 local driver socket), ``--http-endpoint`` (a free 127.0.0.1 port: in the pod it is the pod's
 network namespace), and node-driver-registrar's kubelet paths. Then the roles provision, attach,
-detach and delete with the chart's rules and no others; without one rule a role logs a clear
-403; ``helm upgrade`` puts the rule back and the role recovers; ``helm uninstall`` takes the
-CSIDriver the registrar made along (its ownerReference).
+detach, expand, snapshot, restore (by ``dataSource`` and ``dataSourceRef``, with the
+provisioner's and the snapshot controller's protections of the source, and from a member of a
+group snapshot: ``CSIVolumeGroupSnapshot`` on through the chart's ``extraArgs``) and delete with
+the chart's rules and no others; without one rule a role logs a clear 403; ``helm upgrade``
+puts the rule back and the role recovers; ``helm uninstall`` takes the CSIDriver the registrar
+made along (its ownerReference).
 """
 
 from __future__ import annotations
@@ -31,8 +34,16 @@ from csi_sidecars.cli import ROLES
 from csi_sidecars.playground import objects
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.controlplane import ControlPlane
+from csi_sidecars.playground.driver import write_faults_file
 from csi_sidecars.playground.process import ManagedProcess, poll_until
-from tests.e2e.chart_flows import attach_and_detach, expand, snapshot_and_delete
+from tests.e2e.chart_flows import (
+    Backend,
+    attach_and_detach,
+    expand,
+    restore_from_group_member,
+    restore_from_snapshot,
+    snapshot_and_delete,
+)
 from tests.e2e.chart_support import (
     CSIDRIVERS,
     RBAC,
@@ -55,6 +66,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 PREFIX = "rb-csi-sidecars"
 PV = "/api/v1/persistentvolumes"
 CSINODES = "/apis/storage.k8s.io/v1/csinodes"
+#: Group snapshots are beta and off by default (as in Go): the chart turns them on by extraArgs.
+GROUP_GATE = "--feature-gates=CSIVolumeGroupSnapshot=true"
 
 
 @dataclass
@@ -75,6 +88,11 @@ class Release:
     @property
     def api(self) -> RawApi:
         return self.cp.admin
+
+    @property
+    def backend(self) -> Backend:
+        """The driver's state and faults files."""
+        return Backend(self.work / "state", self.work / "faults.json")
 
     async def containers(self) -> list[ChartContainer]:
         """The csi-sidecars containers of the installed controller Deployment and DaemonSet."""
@@ -131,6 +149,7 @@ async def release(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[
     work = Path(tempfile.mkdtemp(prefix="rb-"))
     (work / "state").mkdir()
     socket = work / "csi.sock"
+    write_faults_file(work / "faults.json", [])
     driver = await cp.start_process(
         f"driver-{name}",
         [
@@ -141,6 +160,7 @@ async def release(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[
             f"--nodeid={cp.node_names[0]}",
             f"--drivername={name}",
             f"--statedir={work / 'state'}",
+            f"--faults-file={work / 'faults.json'}",
             "--enable-attach",
             "--enable-volume-expansion",
             "--disable-node-expansion",
@@ -156,8 +176,11 @@ async def release(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[
     storage_class = unique("rb-sc")
     values = driver_values(
         name,
-        controller={"resizer": {"enabled": True}, "snapshotter": {"enabled": True}},
-        snapshotController={"enabled": True},
+        controller={
+            "resizer": {"enabled": True},
+            "snapshotter": {"enabled": True, "extraArgs": [GROUP_GATE]},
+        },
+        snapshotController={"enabled": True, "extraArgs": [GROUP_GATE]},
         storageClasses=[
             {
                 "name": storage_class,
@@ -270,6 +293,12 @@ async def test_chart_roles_work_under_the_chart_rbac(release: Release) -> None:
     await attach_and_detach(api, release.driver, release.cp.node_names[0], pv_name)
     await expand(api, ns, "first")
     await snapshot_and_delete(api, ns, release.driver, "first")
+    # restore: from a snapshot of "first" (protected while restoring), from a group member
+    sc, backend = release.storage_class, release.backend
+    restored = await restore_from_snapshot(api, ns, release.driver, sc, "first", backend)
+    restored += await restore_from_group_member(api, ns, release.driver, sc, backend)
+    for claim in restored:
+        await api.delete(f"{claims}/{claim}")
     for key in ("controller-livenessprobe", "node-livenessprobe"):
         await poll_until(lambda k=key: _get_ok(release.ports[k], "/healthz"), 30, f"{key} up")
     # every container's liveness probe, as rendered, passes on its own port

@@ -2,9 +2,10 @@
 
 A control plane with a kubelet node runs pods with CSI volumes (mounts by kubelet, containerd
 and the driver), a pod on the node's bridge and a block volume; a clean stop must leave no mount,
-process, cgroup, bridge, loop device or CNI cache entry behind, and touch no host path it should
-not. A run killed with SIGKILL leaves containerd's shims and containers, mounts and the rest:
-the next testbed's start-up sweep must remove all of it.
+process, cgroup, bridge or loop device behind, and touch no host path it should not: not even
+/run/containerd/s and /var/lib/cni, which containerd 1.6 hard-codes. A run killed with SIGKILL
+leaves containerd's shims and containers, mounts and the rest: the next testbed's start-up
+sweep must remove all of it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from csi_sidecars.playground import containerd, hostops, realnode
+from csi_sidecars.playground import containerd, hostops, mountns, realnode
 from csi_sidecars.playground.controlplane import ControlPlane, remove_stale_work_dirs
 from csi_sidecars.playground.process import poll_until
 from tests.e2e.real_node_support import busybox_pod, require_real_nodes, wait_pod_phase
@@ -73,10 +74,29 @@ def _records(work_dir: Path) -> list[realnode.NodeRecord]:
     return [r for r in found if r is not None]
 
 
-def _cni_cache_entries(ids: set[str]) -> list[Path]:
-    if not containerd.CNI_CACHE.is_dir():
+def _cni_cache_entries(paths: containerd.ContainerdPaths, ids: set[str]) -> list[Path]:
+    cache = containerd.cni_cache(paths)
+    if not cache.is_dir():
         return []
-    return [p for p in containerd.CNI_CACHE.iterdir() if any(f"-{i}-" in p.name for i in ids)]
+    return [p for p in cache.iterdir() if any(f"-{i}-" in p.name for i in ids)]
+
+
+def _hard_coded_paths() -> list[bool]:
+    """Whether the host has each of the directories containerd 1.6 hard-codes."""
+    return [top.is_dir() for top in mountns.HARD_CODED]
+
+
+def _on_the_host(paths: containerd.ContainerdPaths, ids: set[str]) -> list[Path]:
+    """Shim sockets and libcni cache entries of this node's pods in the host's own
+    /run/containerd/s and /var/lib/cni (other testbeds may use them; ours must not)."""
+    found = []
+    for task_id in ids:
+        digest = containerd.shim_socket(paths, task_id).name
+        found += [p for p in [mountns.SHIM_SOCKET_DIR / digest] if p.exists()]
+    cache = containerd.CNI_CACHE
+    if cache.is_dir():
+        found += [p for p in cache.iterdir() if any(f"-{i}-" in p.name for i in ids)]
+    return found
 
 
 def _cgroup_dirs(name: str) -> list[Path]:
@@ -87,6 +107,7 @@ async def test_a_clean_stop_leaves_nothing_on_the_host() -> None:
     require_real_nodes()
     sysctls = _sysctls()
     absent = [p for p in HOST_PATHS if not Path(p).exists()]
+    hard_coded = _hard_coded_paths()
     cp = ControlPlane(kubelet=True)
     await cp.start()
     try:
@@ -102,6 +123,13 @@ async def test_a_clean_stop_leaves_nothing_on_the_host() -> None:
         assert _cgroup_dirs(records[0].cgroup_root)
         assert hostops.mounts_under(work_dir)
         assert hostops.processes_using(work_dir)
+        # The shims' sockets and libcni's cache are below the node directory, not on the host.
+        paths = realnode.containerd_paths(work_dir / "nodes" / "node-1")
+        ids = containerd.runtime_ids(paths)
+        assert any(containerd.shim_socket(paths, i).exists() for i in ids)
+        assert _cni_cache_entries(paths, ids)
+        assert all(work_dir in containerd.shim_socket(paths, i).parents for i in ids)
+        assert not _on_the_host(paths, ids)
     finally:
         await cp.stop()
     assert not work_dir.exists()
@@ -109,13 +137,14 @@ async def test_a_clean_stop_leaves_nothing_on_the_host() -> None:
     assert not hostops.processes_using(work_dir)
     assert not hostops.link_exists(records[0].bridge)
     assert not _cgroup_dirs(records[0].cgroup_root)
-    assert not list(containerd.CNI_CACHE.glob(f"{records[0].network}-*"))
+    assert _hard_coded_paths() == hard_coded
     assert _sysctls() == sysctls
     assert [p for p in HOST_PATHS if not Path(p).exists()] == absent
 
 
 async def test_the_next_testbed_sweeps_what_a_killed_one_left(tmp_path: Path) -> None:
     require_real_nodes()
+    hard_coded = _hard_coded_paths()
     log = (tmp_path / "child.log").open("wb")
     child = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -150,11 +179,13 @@ async def test_the_next_testbed_sweeps_what_a_killed_one_left(tmp_path: Path) ->
     assert hostops.mounts_under(work_dir)
     assert hostops.link_exists(records[0].bridge)
     assert _cgroup_dirs(records[0].cgroup_root)
-    # Outside the directory: the shims' sockets and libcni's cache entries of the pods.
+    # The shims keep containerd's mount namespace: its shim sockets and libcni cache entries
+    # are below the node directory, and the host's own directories have none of them.
     paths = realnode.containerd_paths(work_dir / "nodes" / "node-1")
     ids = containerd.runtime_ids(paths)
     assert any(containerd.shim_socket(paths, i).exists() for i in ids)
-    assert _cni_cache_entries(ids)
+    assert _cni_cache_entries(paths, ids)
+    assert not _on_the_host(paths, ids)
 
     removed = remove_stale_work_dirs()
     assert work_dir in removed
@@ -163,5 +194,4 @@ async def test_the_next_testbed_sweeps_what_a_killed_one_left(tmp_path: Path) ->
     assert not hostops.processes_using(work_dir)
     assert not hostops.link_exists(records[0].bridge)
     assert not _cgroup_dirs(records[0].cgroup_root)
-    assert not any(containerd.shim_socket(paths, i).exists() for i in ids)
-    assert not _cni_cache_entries(ids)
+    assert _hard_coded_paths() == hard_coded

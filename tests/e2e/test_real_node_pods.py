@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,48 @@ async def test_the_suite_in_pods_provisions_attaches_and_mounts(
     await api.wait_deleted(f"{VA}/{vas[0]['metadata']['name']}", 120)
 
 
+def liveness_failures(events: list[dict[str, Any]], container: str, since: str) -> list[str]:
+    """Messages of kubelet's liveness failure events of ``container`` (reason Unhealthy,
+    "Liveness probe failed: HTTP probe failed with statuscode: 500") last seen at or after
+    ``since`` (an RFC 3339 time in seconds, as events carry)."""
+    return [
+        e["message"]
+        for e in events
+        if e.get("reason") == "Unhealthy"
+        and e.get("type") == "Warning"
+        and e.get("source", {}).get("component") == "kubelet"
+        and e.get("involvedObject", {}).get("fieldPath") == f"spec.containers{{{container}}}"
+        and e.get("message", "").startswith("Liveness probe failed:")
+        and "statuscode: 500" in e.get("message", "")
+        and (e.get("lastTimestamp") or e.get("eventTime") or "") >= since
+    ]
+
+
+async def test_liveness_failures_picks_the_containers_http_500_failures_since_the_fault() -> None:
+    def event(message: str, when: str, path: str = "spec.containers{csi-driver}") -> dict[str, Any]:
+        return {
+            "reason": "Unhealthy",
+            "type": "Warning",
+            "source": {"component": "kubelet"},
+            "involvedObject": {"fieldPath": path},
+            "message": message,
+            "lastTimestamp": when,
+        }
+
+    failed = "Liveness probe failed: HTTP probe failed with statuscode: 500"
+    events = [
+        event(failed, "2026-01-01T10:00:05Z"),
+        event(failed, "2026-01-01T09:59:59Z"),  # before the fault
+        event(failed, "2026-01-01T10:00:06Z", "spec.containers{liveness-probe}"),
+        event(
+            "Startup probe failed: dial tcp 127.0.0.1:1: connect: connection refused",
+            "2026-01-01T10:00:07Z",
+        ),
+        event("Liveness probe failed: Get ...: connection refused", "2026-01-01T10:00:08Z"),
+    ]
+    assert liveness_failures(events, "csi-driver", "2026-01-01T10:00:00Z") == [failed]
+
+
 async def test_livenessprobe_makes_kubelet_restart_a_driver_that_stops_answering(
     real_control_plane: ControlPlane, suite: manifests.SuiteSpec
 ) -> None:
@@ -137,6 +180,8 @@ async def test_livenessprobe_makes_kubelet_restart_a_driver_that_stops_answering
         return next(s for s in pod["status"]["containerStatuses"] if s["name"] == "csi-driver")
 
     before = (await driver_status())["restartCount"]
+    # Events carry times in seconds: one second of slack for a clock read mid-second.
+    since = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     # The driver's Probe fails from now on: livenessprobe's /healthz turns 500, kubelet's
     # liveness probe of the driver container fails and kubelet restarts the container.
     faults = Path(suite.faults_dir) / "faults.json"
@@ -148,10 +193,18 @@ async def test_livenessprobe_makes_kubelet_restart_a_driver_that_stops_answering
     await poll_until(restarted, 90, "kubelet to restart the csi-driver container")
     write_faults_file(faults, [])
 
+    # kubelet posts its events asynchronously (and a loaded API server takes its time): the
+    # restart is seen first, the Unhealthy event with the probe's HTTP 500 comes soon after.
+    async def reported() -> list[str]:
+        events = await cp.admin.get(
+            f"/api/v1/namespaces/{ns}/events", fieldSelector="reason=Unhealthy"
+        )
+        return liveness_failures(events["items"], "csi-driver", since)
+
+    await poll_until(reported, 60, "kubelet's Unhealthy event: Liveness probe failed (HTTP 500)")
+
     async def healthy_again() -> bool:
         status = await driver_status()
         return bool(status["ready"]) and "running" in status["state"]
 
     await poll_until(healthy_again, 90, "the restarted driver to be running and ready")
-    events = await cp.admin.get(f"/api/v1/namespaces/{ns}/events", fieldSelector="reason=Unhealthy")
-    assert any("Liveness probe failed" in e.get("message", "") for e in events["items"])

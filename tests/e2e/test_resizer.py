@@ -18,13 +18,13 @@ from tests.e2e.resizer_support import (
     PV_PATH,
     bound_claim,
     ensure_class,
-    events,
     modify_state,
     request,
     resize_state,
     set_class,
     start_driver,
     wait_claim,
+    wait_events,
 )
 
 
@@ -58,7 +58,15 @@ async def test_expansion_reaches_the_pv_and_waits_for_the_node(
         assert pv["spec"]["capacity"] == {"storage": "2Gi"}
         assert pv["metadata"]["annotations"][n.PRE_RESIZE_CAPACITY] == "1Gi"
         assert drv.volume(handle).capacity_bytes == 2 * GIB
-        reasons = [e["reason"] for e in await events(api, namespace, "data")]
+        wanted = {n.VOLUME_RESIZING, n.FS_RESIZE_REQUIRED, "ExternalExpanding"}
+        found = await wait_events(
+            api,
+            namespace,
+            "data",
+            lambda es: wanted <= {e["reason"] for e in es},
+            f"the events {sorted(wanted)}",
+        )
+        reasons = [e["reason"] for e in found]
         assert n.VOLUME_RESIZING in reasons and n.FS_RESIZE_REQUIRED in reasons
         # kube-controller-manager handed the claim to the external resizer.
         assert "ExternalExpanding" in reasons
@@ -136,9 +144,14 @@ async def test_class_change_then_infeasible_class_then_rollback(
         conds = {c["type"]: c for c in pvc["status"]["conditions"]}
         assert conds[n.MODIFY_VOLUME_ERROR]["reason"] == "InvalidArgument"
         assert pvc["status"]["currentVolumeAttributesClassName"] == gold
-        warnings = [
-            e for e in await events(api, namespace, "data") if e["reason"] == n.VOLUME_MODIFY_FAILED
-        ]
+        found = await wait_events(
+            api,
+            namespace,
+            "data",
+            lambda es: any(e["reason"] == n.VOLUME_MODIFY_FAILED for e in es),
+            f"a {n.VOLUME_MODIFY_FAILED} event",
+        )
+        warnings = [e for e in found if e["reason"] == n.VOLUME_MODIFY_FAILED]
         assert warnings and warnings[0]["type"] == "Warning"
 
         await set_class(api, namespace, "data", gold)  # roll back to the current class
@@ -168,9 +181,14 @@ async def test_capacity_zero_reply_is_never_written(
         await wait_claim(
             api, namespace, "data", lambda p: resize_state(p) == n.NODE_RESIZE_PENDING, "retried"
         )
-        warnings = [
-            e for e in await events(api, namespace, "data") if e["reason"] == n.VOLUME_RESIZE_FAILED
-        ]
+        found = await wait_events(
+            api,
+            namespace,
+            "data",
+            lambda es: any(e["reason"] == n.VOLUME_RESIZE_FAILED for e in es),
+            f"a {n.VOLUME_RESIZE_FAILED} event",
+        )
+        warnings = [e for e in found if e["reason"] == n.VOLUME_RESIZE_FAILED]
         assert warnings and "capacity of 0 bytes" in warnings[0]["message"]
         assert (await api.get(f"{PV_PATH}/{pv_name}"))["spec"]["capacity"] == {"storage": "2Gi"}
     finally:

@@ -151,8 +151,19 @@ async def test_sigkill_both_roles_mid_burst(bed: SnapshotBed, api: RawApi, names
 
         async def converged() -> bool:
             items = {s["metadata"]["name"]: s for s in (await api.get(path))["items"]}
-            return sorted(items) == kept and all(
+            if sorted(items) != kept or not all(
                 (s.get("status") or {}).get("readyToUse") for s in items.values()
+            ):
+                return False
+            # A snapshot is ready once its content's status is written; the snapshotter
+            # drops the being-created annotation in a later write, and the contents of
+            # deleted snapshots go after their snapshots.
+            contents = await bed.contents()
+            want = {f"snapcontent-{s['metadata']['uid']}" for s in items.values()}
+            return {c["metadata"]["name"] for c in contents} == want and not any(
+                BEING_CREATED in (c["metadata"].get("annotations") or {})
+                or c["metadata"].get("deletionTimestamp")
+                for c in contents
             )
 
         try:
@@ -160,7 +171,8 @@ async def test_sigkill_both_roles_mid_burst(bed: SnapshotBed, api: RawApi, names
         except TimeoutError:
             left = (await api.get(path))["items"]
             report = {s["metadata"]["name"]: s.get("status") for s in left}
-            raise AssertionError(f"not converged: {report}") from None
+            contents_left = {c["metadata"]["name"]: c["metadata"] for c in await bed.contents()}
+            raise AssertionError(f"not converged: {report}; contents: {contents_left}") from None
 
         snaps = {s["metadata"]["name"]: s for s in (await api.get(path))["items"]}
         contents = {c["metadata"]["name"]: c for c in await bed.contents()}

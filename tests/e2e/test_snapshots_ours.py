@@ -90,13 +90,19 @@ async def test_dynamic_snapshot_then_delete(bed: SnapshotBed, api: RawApi, names
         assert vs["status"]["restoreSize"] == "1Mi"
         assert vs["status"]["creationTime"]
         assert set(vs["metadata"]["finalizers"]) >= VS_FINALIZERS
-        content = await api.get(f"{VSCS}/{content_name}")
+        # Ready follows the content's status write; the being-created annotation goes in the
+        # snapshotter's next write.
+        content = await api.wait_for(
+            f"{VSCS}/{content_name}",
+            lambda o: BEING_CREATED not in (o["metadata"].get("annotations") or {}),
+            timeout=30,
+            what=f"the being-created annotation removed from {content_name}",
+        )
         assert content["spec"]["volumeSnapshotRef"]["uid"] == uid
         assert content["spec"]["source"] == {"volumeHandle": handle}
         assert content["spec"]["deletionPolicy"] == "Delete"
         assert content["spec"]["sourceVolumeMode"] == "Filesystem"
         assert VSC_FINALIZER in content["metadata"]["finalizers"]
-        assert BEING_CREATED not in (content["metadata"].get("annotations") or {})
         backend = bed.backend()[content["status"]["snapshotHandle"]]
         assert backend.name == f"snapshot-{uid}"
         assert backend.source_volume_id == handle

@@ -18,7 +18,7 @@ import pytest_asyncio
 from csi_sidecars.csi.connection import Connection, connect
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube import snapshots as snapi
-from csi_sidecars.kube.objects import sanitize_name
+from csi_sidecars.kube.objects import annotations_of, sanitize_name
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.controlplane import ControlPlane
 from csi_sidecars.playground.driver import load_state
@@ -172,7 +172,14 @@ async def test_dynamic_snapshot_and_delete(
     await api.create(ns_path, volume_snapshot("snap-1", pvc="data", cls=cls))
     vs = await ready(api, namespace, "snap-1")
     content_name = vs["status"]["boundVolumeSnapshotContentName"]
-    content = await api.get(f"{VSC_PATH}/{content_name}")
+    # The snapshotter writes the content's status (which makes the VolumeSnapshot ready) and
+    # then, in a second write, drops its being-created annotation: wait for that one too.
+    content = await api.wait_for(
+        f"{VSC_PATH}/{content_name}",
+        lambda o: snapi.ANN_VOLUME_SNAPSHOT_BEING_CREATED not in annotations_of(o),
+        timeout=30,
+        what=f"the being-created annotation removed from {content_name}",
+    )
     snap = snapshots(drv)[f"snapshot-{vs['metadata']['uid']}"]
     assert snap.source_volume_id == handle
     assert snap.parameters == {
@@ -182,7 +189,6 @@ async def test_dynamic_snapshot_and_delete(
         snapi.PREFIXED_VOLUME_SNAPSHOT_CONTENT_NAME_KEY: content_name,
     }
     assert content["status"]["snapshotHandle"] == snap.snapshot_id
-    assert snapi.ANN_VOLUME_SNAPSHOT_BEING_CREATED not in content["metadata"].get("annotations", {})
     assert content["status"]["restoreSize"] == 1 << 20
     assert vs["status"]["restoreSize"] == "1Mi"
 

@@ -152,6 +152,9 @@ One csi-sidecars container: (dict "root" $ "role" "provisioner" "name" "csi-prov
     timeoutSeconds: 10
     periodSeconds: 20
     failureThreshold: 3
+  {{- with include "csi-sidecars.startupProbe" (list .root .probePath (.port | default "http")) }}
+  {{- . | nindent 2 }}
+  {{- end }}
   {{- end }}
   {{- with .readinessPath }}
   readinessProbe:
@@ -292,4 +295,19 @@ install
 
 {{- define "csi-sidecars.snapshotCRDsWanted" -}}
 {{- if and .Values.snapshotCRDs.install (or .Values.snapshotController.enabled (and .Values.controller.enabled .Values.controller.snapshotter.enabled)) }}true{{ end -}}
+{{- end -}}
+
+{{/*
+The startup probe of a container with a liveness probe: (list $ path port), same endpoint.
+*/}}
+{{- define "csi-sidecars.startupProbe" -}}
+{{- $sp := (index . 0).Values.startupProbe -}}
+{{- if $sp.enabled -}}
+startupProbe:
+  httpGet:
+    path: {{ index . 1 }}
+    port: {{ index . 2 }}
+  periodSeconds: {{ $sp.periodSeconds }}
+  failureThreshold: {{ $sp.failureThreshold }}
+{{- end }}
 {{- end -}}

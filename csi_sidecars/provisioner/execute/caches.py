@@ -14,7 +14,7 @@ from typing import Any
 
 from csi_sidecars.controller import ControllerContext
 from csi_sidecars.kube.informer import Informer
-from csi_sidecars.kube.objects import namespace, spec
+from csi_sidecars.kube.objects import namespace, spec, va_pv_index
 from csi_sidecars.kube.resources import (
     CSI_NODES,
     NODES,
@@ -88,11 +88,6 @@ def _by_snapshot_source(pvc: JsonDict) -> list[str]:
     return [key] if key else []
 
 
-def _by_pv(va: JsonDict) -> list[str]:
-    pv_name = ((spec(va).get("source") or {}) or {}).get("persistentVolumeName")
-    return [str(pv_name)] if pv_name else []
-
-
 class StoreMapping(Mapping[str, JsonDict]):
     """A read-only ``name -> object`` view of a cluster-scoped store (no copy of the store)."""
 
@@ -148,7 +143,7 @@ class Caches:
         self.csinodes = ctx.informer(CSI_NODES, fields=CSINODE_FIELDS) if watch else None
         self.nodes = ctx.informer(NODES, fields=NODE_FIELDS) if watch else None
         self.attachments = (
-            ctx.informer(VOLUME_ATTACHMENTS, fields=VA_FIELDS, indexers={PV_INDEX: _by_pv})
+            ctx.informer(VOLUME_ATTACHMENTS, fields=VA_FIELDS, indexers={PV_INDEX: va_pv_index})
             if attachments
             else None
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -38,14 +37,16 @@ class Client:
         self.node = pbg.NodeStub(channel)
         self.group = pbg.GroupControllerStub(channel)
 
-    async def create(self, name: str = "pvc-1", size: int = GIB, **kw: Any) -> Any:
+    async def create(
+        self, name: str = "pvc-1", size: int = GIB, timeout: float = 5, **kw: Any
+    ) -> Any:
         req = pb.CreateVolumeRequest(
             name=name,
             volume_capabilities=[CAP],
             capacity_range=pb.CapacityRange(required_bytes=size),
             **kw,
         )
-        return await self.controller.CreateVolume(req, timeout=5)
+        return await self.controller.CreateVolume(req, timeout=timeout)
 
 
 @asynccontextmanager
@@ -269,6 +270,10 @@ async def test_node_publish_creates_and_removes_target(tmp_path: Path) -> None:
 # -- as a process ---------------------------------------------------------------------------------
 
 
+#: Deadline of a call to a driver run as a process (it shares a possibly loaded machine).
+SUBPROCESS_CALL = 30.0
+
+
 def _spawn(tmp_path: Path, *extra: str) -> subprocess.Popen[bytes]:
     args = [
         sys.executable,
@@ -283,12 +288,26 @@ def _spawn(tmp_path: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, stdout=log, stderr=log)
 
 
-async def _wait_for_socket(proc: subprocess.Popen[bytes], path: Path, timeout: float = 20) -> None:
+async def _wait_for_answer(
+    proc: subprocess.Popen[bytes], endpoint: str, timeout: float = 60
+) -> None:
+    """Probe on a new channel each time until the driver answers.
+
+    The socket file appears when the driver binds, a moment before it listens (a connection
+    then is refused), and a stale one stays from a killed driver; one channel kept across
+    attempts would reconnect on gRPC's back-off (1s growing towards minutes), so on a slow
+    machine when the driver is seen would depend on that schedule.
+    """
     deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
+    while True:
         assert proc.poll() is None, "driver exited early"
-        assert time.monotonic() < deadline, "driver socket did not appear"
-        await asyncio.sleep(0.05)
+        try:
+            async with client(endpoint) as c:
+                await c.identity.Probe(pb.ProbeRequest(), timeout=5)
+            return
+        except grpc.aio.AioRpcError as err:
+            assert time.monotonic() < deadline, f"the driver did not answer: {err.code()}"
+        await asyncio.sleep(0.1)
 
 
 def _state_cli(statedir: Path) -> dict[str, Any]:
@@ -307,20 +326,20 @@ async def test_subprocess_faults_file_signals_and_state_cli(tmp_path: Path) -> N
     sock = tmp_path / "csi.sock"
     proc = _spawn(tmp_path, f"--faults-file={faults}", "--enable-attach")
     try:
-        await _wait_for_socket(proc, sock)
+        await _wait_for_answer(proc, f"unix://{sock}")
         async with client(f"unix://{sock}") as c:
-            await c.identity.Probe(pb.ProbeRequest(), timeout=5)
+            await c.identity.Probe(pb.ProbeRequest(), timeout=SUBPROCESS_CALL)
             faults.write_text(json.dumps([{"method": "Probe", "code": "FAILED_PRECONDITION"}]))
-            assert await code_of(c.identity.Probe(pb.ProbeRequest(), timeout=5)) == (
+            assert await code_of(c.identity.Probe(pb.ProbeRequest(), timeout=SUBPROCESS_CALL)) == (
                 Code.FAILED_PRECONDITION
             )
             write_faults_file(faults, [])
-            await c.identity.Probe(pb.ProbeRequest(), timeout=5)
-            vol = (await c.create()).volume.volume_id
+            await c.identity.Probe(pb.ProbeRequest(), timeout=SUBPROCESS_CALL)
+            vol = (await c.create(timeout=SUBPROCESS_CALL)).volume.volume_id
             pub = pb.ControllerPublishVolumeRequest(
                 volume_id=vol, node_id="node-1", volume_capability=CAP
             )
-            await c.controller.ControllerPublishVolume(pub, timeout=5)
+            await c.controller.ControllerPublishVolume(pub, timeout=SUBPROCESS_CALL)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         assert not sock.exists()
@@ -337,9 +356,10 @@ async def test_subprocess_killed_hard_keeps_its_volumes(tmp_path: Path) -> None:
     sock = tmp_path / "csi.sock"
     proc = _spawn(tmp_path)
     try:
-        await _wait_for_socket(proc, sock)
+        await _wait_for_answer(proc, f"unix://{sock}")
         async with client(f"unix://{sock}") as c:
-            vol = (await c.create()).volume.volume_id
+            # A process of its own on a loaded machine: a generous deadline (it persists).
+            vol = (await c.create(timeout=SUBPROCESS_CALL)).volume.volume_id
         proc.kill()
         proc.wait(timeout=20)
     finally:
@@ -349,11 +369,13 @@ async def test_subprocess_killed_hard_keeps_its_volumes(tmp_path: Path) -> None:
     assert sock.exists()  # a stale socket, as after a real crash
     proc = _spawn(tmp_path)
     try:
+        # The stale socket exists already: wait for the new driver to answer instead.
+        await _wait_for_answer(proc, f"unix://{sock}")
         async with client(f"unix://{sock}") as c:
-            # The stale socket exists already: wait for the new driver to answer instead.
-            await c.identity.Probe(pb.ProbeRequest(), timeout=30, wait_for_ready=True)
             assert proc.poll() is None
-            listed = await c.controller.ListVolumes(pb.ListVolumesRequest(), timeout=5)
+            listed = await c.controller.ListVolumes(
+                pb.ListVolumesRequest(), timeout=SUBPROCESS_CALL
+            )
             assert [e.volume.volume_id for e in listed.entries] == [vol]
     finally:
         proc.terminate()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from csi_sidecars import __version__, crds
-from tests.unit.chart.conftest import Helm
+from tests.unit.chart.conftest import Helm, load_script
 
+#: The chart's default image name (pyproject.toml, copied into values.yaml).
+IMAGE = load_script("sync-chart-files").project_metadata()[0]
 SNAPSHOTS_ON = {"controller": {"snapshotter": {"enabled": True}}}
 DIGEST = "sha256:" + "ab" * 32
 
@@ -22,7 +24,7 @@ def _images(helm: Helm, values: dict[str, object]) -> set[str]:
 
 def test_one_image_for_every_role_tagged_with_the_app_version(helm: Helm) -> None:
     assert _images(helm, {"snapshotController": {"enabled": True}}) == {
-        f"ghcr.io/csi-sidecars/csi-sidecars:{__version__}",
+        f"{IMAGE}:{__version__}",
         "registry.example.com/example/driver:v1",
     }
 
@@ -31,7 +33,7 @@ def test_global_registry_keeps_the_image_path(helm: Helm) -> None:
     """trident #1147: a mirror override must not strip the repository path."""
     images = _images(helm, {"global": {"imageRegistry": "mirror.example.com/proxy/"}})
     assert images == {
-        f"mirror.example.com/proxy/csi-sidecars/csi-sidecars:{__version__}",
+        f"mirror.example.com/proxy/{IMAGE.partition('/')[2]}:{__version__}",
         "mirror.example.com/proxy/example/driver:v1",
     }
 
@@ -44,7 +46,7 @@ def test_digest_wins_over_tag_and_pull_settings_apply(helm: Helm) -> None:
         }
     )
     provisioner = out.container("controller", "csi-provisioner")
-    assert provisioner["image"] == f"ghcr.io/csi-sidecars/csi-sidecars@{DIGEST}"
+    assert provisioner["image"] == f"{IMAGE}@{DIGEST}"
     assert provisioner["imagePullPolicy"] == "Always"
     for workload in out.all("Deployment") + out.all("DaemonSet"):
         assert workload["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]

@@ -3,7 +3,8 @@
 The chart runs ``command: [csi-sidecars, <role>]`` as user 65532 with a read-only root
 filesystem; the Containerfile must build exactly that image, from the package's version, with
 no build tools or playground dependencies. The wheel must build and carry the ``csi-sidecars``
-entry point and the license pyproject declares.
+entry point and the license pyproject declares. The image's name is written in one place
+(pyproject.toml) and nowhere else differently.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import pytest
 import yaml
 
 from csi_sidecars import __version__
-from tests.unit.chart.conftest import CHART, ROOT
+from csi_sidecars.playground import images
+from tests.unit.chart.conftest import CHART, ROOT, load_script
 
 CONTAINERFILE = (ROOT / "Containerfile").read_text()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -211,3 +213,87 @@ def test_the_image_cli_works_without_the_playground_extra() -> None:
     assert playground.returncode == 1
     assert "pip install 'csi-sidecars[playground]'" in playground.stderr
     assert "Traceback" not in playground.stderr
+
+
+# -- the image's name: one place (pyproject.toml), copied by scripts/sync-chart-files.py --------
+
+sync = load_script("sync-chart-files")
+IMAGE, SOURCE = sync.project_metadata()
+LOCAL_IMAGE = PYPROJECT["tool"]["csi-sidecars"]["local-image"]
+#: An image reference ending in csi-sidecars, with a registry host (a dotted name or localhost).
+IMAGE_REF = re.compile(
+    r"\b((?:[a-z0-9-]+\.)+[a-z]{2,}|localhost)((?:/[\w.-]+)*/csi-sidecars)(?![\w-]|\.\w)"
+)
+#: Where an image name may be written (README, docs, chart, build files, the package's code).
+NAMED_IN = (
+    "README.md",
+    "Containerfile",
+    "Makefile",
+    "docs/*.md",
+    "testbed/*",
+    "charts/csi-sidecars/**/*",
+    "csi_sidecars/**/*.py",
+    "scripts/*.py",
+)
+
+
+def test_the_chart_and_the_containerfile_carry_pyprojects_image_and_source() -> None:
+    registry, _, repository = IMAGE.partition("/")
+    assert (VALUES["image"]["registry"], VALUES["image"]["repository"]) == (registry, repository)
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["sources"] == [SOURCE]
+    assert [v for k, v in instructions(CONTAINERFILE) if k == "ARG" and "SOURCE_URL" in v] == [
+        f"SOURCE_URL={SOURCE}"
+    ]
+    assert sync.stale() == [], "run python scripts/sync-chart-files.py"
+
+
+def test_local_builds_use_pyprojects_local_name() -> None:
+    assert f"{LOCAL_IMAGE}:{__version__}" == images.CSI_SIDECARS_IMAGE
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"\nIMAGE ?= {LOCAL_IMAGE}\n" in makefile
+    assert "-t $(IMAGE):" in makefile
+
+
+def test_no_other_csi_sidecars_image_name_anywhere() -> None:
+    """Every image reference to csi-sidecars in the repository is one of the two names; hosts
+    of the documentation's examples (``*.example.com``) and the source URL's excepted."""
+    allowed = {IMAGE, LOCAL_IMAGE}
+    found: dict[str, set[str]] = {}
+    for pattern in NAMED_IN:
+        for path in sorted(ROOT.glob(pattern)):
+            if not path.is_file() or path.suffix in (".tar", ".gz", ".pyc"):
+                continue
+            for host, rest in IMAGE_REF.findall(path.read_text(errors="replace")):
+                if host == "github.com" or host.endswith("example.com"):
+                    continue
+                found.setdefault(host + rest, set()).add(str(path.relative_to(ROOT)))
+    assert IMAGE in found and LOCAL_IMAGE in found
+    assert {name: paths for name, paths in found.items() if name not in allowed} == {}
+
+
+def test_sync_sets_the_image_of_the_top_level_block_only() -> None:
+    values = (
+        "image:\n  # -- a\n  registry: old.io\n  # -- b\n  repository: old/path\n  tag: ''\n"
+        "driver:\n  image:\n    registry: ''\n    repository: ''\n"
+    )
+    new = sync.with_image(values, "registry.example.com/team/sidecars")
+    assert yaml.safe_load(new) == {
+        "image": {"registry": "registry.example.com", "repository": "team/sidecars", "tag": ""},
+        "driver": {"image": {"registry": "", "repository": ""}},
+    }
+    with pytest.raises(ValueError, match="no top-level image: block"):
+        sync.with_image("driver:\n  image:\n    registry: x\n    repository: y\n", IMAGE)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[tool.csi-sidecars]\nimage = "no-registry"\n', "must be REGISTRY/PATH"),
+        ('[tool.csi-sidecars]\nimage = "ghcr.io/a/b:v1"\n', "must be REGISTRY/PATH"),
+        ('[tool.csi-sidecars]\nimage = "ghcr.io/a/b"\n', "Source is missing"),
+    ],
+)
+def test_sync_refuses_a_bad_pyproject(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        sync.project_metadata(text)

@@ -259,6 +259,47 @@ def test_node_tolerations(helm: Helm) -> None:
     assert strict["tolerations"] == [toleration]
 
 
+@pytest.mark.parametrize(
+    ("kind", "suffix", "key"),
+    [
+        ("Deployment", "sidecars-controller", "controller"),
+        ("Deployment", "snapshot-controller", "snapshotController"),
+        ("DaemonSet", "sidecars-node", "node"),
+    ],
+)
+def test_host_network_is_opt_in(helm: Helm, kind: str, suffix: str, key: str) -> None:
+    snapshots = {"snapshotController": {"enabled": True}}
+    default = _pod(helm.template(snapshots), kind, suffix)
+    assert "hostNetwork" not in default and "dnsPolicy" not in default
+    values: dict[str, Any] = {**snapshots}
+    values[key] = {**values.get(key, {}), "hostNetwork": True}
+    host = _pod(helm.template(values), kind, suffix)
+    assert (host["hostNetwork"], host["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+
+
+def _probed(rendered: Rendered) -> list[dict[str, Any]]:
+    return [
+        c
+        for d in rendered.all("Deployment") + rendered.all("DaemonSet")
+        for c in d["spec"]["template"]["spec"]["containers"]
+        if "livenessProbe" in c
+    ]
+
+
+def test_every_liveness_probe_waits_for_a_startup_probe_on_its_endpoint(helm: Helm) -> None:
+    """A slow start (Python on a busy node, a role waiting for its driver) is not a hang."""
+    probed = _probed(helm.template(ALL_ON))
+    assert {c["name"] for c in probed} >= {"csi-driver", "csi-provisioner", "snapshot-controller"}
+    for c in probed:
+        startup = c["startupProbe"]
+        assert startup["httpGet"] == c["livenessProbe"]["httpGet"], c["name"]
+        assert (startup["periodSeconds"], startup["failureThreshold"]) == (5, 60)
+    tuned = _probed(helm.template({**ALL_ON, "startupProbe": {"failureThreshold": 12}}))
+    assert {c["startupProbe"]["failureThreshold"] for c in tuned} == {12}
+    off = _probed(helm.template({**ALL_ON, "startupProbe": {"enabled": False}}))
+    assert off and not [c["name"] for c in off if "startupProbe" in c]
+
+
 def test_topology_spread_and_affinity_pass_through(helm: Helm) -> None:
     spread = [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}

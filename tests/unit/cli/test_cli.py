@@ -42,3 +42,36 @@ def test_python_dash_m_entry_point() -> None:
     )
     assert proc.returncode == 0
     assert __version__ in proc.stdout
+
+
+_GC_PROBE = """
+import gc, sys
+from csi_sidecars import cli
+try:
+    cli.main([sys.argv[1], "--version"], standalone_mode=False)
+finally:
+    print("enabled" if gc.isenabled() else "paused")
+"""
+
+
+@pytest.mark.parametrize(
+    ("role", "state"),
+    [("provisioner", "paused"), ("attacher", "paused"), ("csi", "enabled")],
+)
+def test_controller_roles_import_with_the_collector_paused(role: str, state: str) -> None:
+    # --version exits before runtime.app.run would turn the collector back on.
+    proc = subprocess.run(
+        [sys.executable, "-c", _GC_PROBE, role], capture_output=True, text=True, check=False
+    )
+    assert proc.stdout.strip().splitlines()[-1] == state, proc.stderr
+
+
+def test_a_process_that_has_asyncio_keeps_its_collector() -> None:
+    import gc
+    import importlib
+
+    importlib.import_module("asyncio")  # as in any test process running event loops
+    assert gc.isenabled()
+    result = click.testing.CliRunner().invoke(cli.main, ["provisioner", "--version"])
+    assert result.exit_code == 0
+    assert gc.isenabled()

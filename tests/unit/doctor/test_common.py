@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from csi_sidecars.attacher import names as attacher_names
@@ -15,6 +17,7 @@ from csi_sidecars.doctor.leases import (
     RELEASED,
     STALE,
     UNREADABLE,
+    journal_evidence,
     journal_records,
     lease_state,
 )
@@ -75,6 +78,7 @@ def test_lease_and_finalizer_names_match_the_roles(driver: str) -> None:
     assert names.lease_name(names.ATTACHER, driver) == attacher_names.lease_name(driver)
     assert names.attacher_finalizer(driver) == attacher_names.finalizer_name(driver)
     assert names.journal_name(driver) == journal_name(driver)
+    assert names.journal_name(driver, "Node_1.example") == journal_name(driver, "Node_1.example")
 
 
 def test_go_lease_names_of_the_other_sidecars() -> None:
@@ -133,6 +137,60 @@ def test_journal_written_by_the_provisioner_is_read() -> None:
     assert where == f"kube-system/{journal_name(DRIVER)}"
     assert problem == ""
     assert [(r["uid"], r["volumeName"], r["name"]) for r in records] == [("u1", "pvc-u1", "data")]
+
+
+def _record(uid: str, node: str) -> Intent:
+    request = csi_pb2.CreateVolumeRequest(name=f"pvc-{uid}")
+    return Intent(
+        volume_name=f"pvc-{uid}",
+        pvc_uid=uid,
+        selected_node=node,
+        storage_class="fast",
+        reclaim_policy="Delete",
+        digest=request_digest(request),
+        request=request,
+        namespace=NS,
+        claim_name="data",
+    )
+
+
+def _claim(uid: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    claim = objs.pvc("data", annotations=annotations)
+    claim["metadata"]["uid"] = uid
+    return claim
+
+
+def test_node_deployment_journals_are_read() -> None:
+    # --node-deployment: each node's provisioner keeps <driver>-<node>-provisioner-journal.
+    on_two = objs.lease(
+        journal_name(DRIVER, "node-2"),
+        holder="",
+        annotations={keys.ANN_JOURNAL: encode_records({"u2": _record("u2", "node-2")})},
+    )
+    on_one = objs.lease(
+        journal_name(DRIVER, "node-1"),
+        holder="",
+        annotations={keys.ANN_JOURNAL: encode_records({"u9": _record("u9", "node-1")})},
+    )
+    snap = snapshot(leases=[on_one, on_two], nodes=[objs.node("node-1"), objs.node("node-2")])
+    found = journal_evidence(snap, DRIVER, _claim("u2"))
+    assert f"kube-system/{journal_name(DRIVER, 'node-2')} records a CreateVolume" in found.message
+    other = journal_evidence(snap, DRIVER, _claim("u3"))
+    assert other.message == "2 journals has no record for this claim (2 records in flight)"
+
+
+def test_journal_of_a_selected_node_without_node_object() -> None:
+    lease = objs.lease(
+        journal_name(DRIVER, "gone"),
+        holder="",
+        annotations={keys.ANN_JOURNAL: encode_records({"u4": _record("u4", "gone")})},
+    )
+    found = journal_evidence(
+        snapshot(leases=[lease]), DRIVER, _claim("u4", {names.ANN_SELECTED_NODE: "gone"})
+    )
+    assert "records a CreateVolume in flight for volume pvc-u4 (selected node gone)" in (
+        found.message
+    )
 
 
 def test_unreadable_journal_is_reported() -> None:

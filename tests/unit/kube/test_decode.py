@@ -71,3 +71,19 @@ def test_not_json_is_a_value_error() -> None:
         decoder.page(b"<html>")
     with pytest.raises(ValueError):
         decoder.event(b'{"type":')
+
+
+@pytest.mark.parametrize("fields", [FIELDS, None])
+def test_a_large_page_decodes_each_item_when_reached(
+    fields: list[str] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from csi_sidecars.kube import decode
+
+    monkeypatch.setattr(decode, "LAZY_BYTES", 100)
+    proj = Projection(fields)
+    page = {"kind": "List", "metadata": {"resourceVersion": "9"}, "items": OBJECTS}
+    got = proj.decoder.page(json.dumps(page).encode())
+    assert got["metadata"] == {"resourceVersion": "9"}
+    assert not isinstance(got["items"], list)  # an iterator, one pass
+    assert [proj.slim(o) for o in got["items"]] == [proj.slim(o) for o in OBJECTS]
+    assert list(got["items"]) == []

@@ -175,3 +175,74 @@ async def test_garbage_and_refused_connections_are_http_errors(
         await HttpPool("http://127.0.0.1:1").request("GET", "/", timeout=5)
     with pytest.raises(ValueError):
         HttpPool("ftp://x")
+
+
+def _framed(pieces: list[bytes], ext: bool = False) -> bytes:
+    out = b""
+    for piece in pieces:
+        out += f"{len(piece):x}{';x=y' if ext else ''}\r\n".encode() + piece + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 7, 11, 64])
+async def test_chunked_lines_whatever_the_reads_bring(
+    serve: Callable[[Script], Awaitable[RawServer]], cut: int
+) -> None:
+    # The same framed body sent in slices of every size: size lines, payloads and the CRLFs
+    # after them split anywhere, several chunks in one read.
+    events = [b'{"type":"ADDED","n":%d}\n' % i for i in range(20)]
+    body = _framed([*events[:10], events[10][:5], events[10][5:] + events[11], *events[12:]], True)
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for start in range(0, len(body), cut):
+            writer.write(body[start : start + cut])
+            await writer.drain()
+            await asyncio.sleep(0)
+
+    server = await serve(script)
+    async with HttpPool(server.url).stream("GET", "/w", read_timeout=5) as resp:
+        lines = [line async for line in resp.lines()]
+    assert lines == [e.rstrip(b"\n") for e in events]
+
+
+@pytest.mark.parametrize(
+    ("tail", "error"),
+    [(b"zz\r\n", "bad chunk size"), (b"5\r\nab", "closed in the middle"), (b"", "closed")],
+)
+async def test_broken_chunked_streams_are_http_errors(
+    serve: Callable[[Script], Awaitable[RawServer]], tail: bytes, error: str
+) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{}\n\r\n" + tail)
+        await writer.drain()
+
+    server = await serve(script)
+    got: list[bytes] = []
+    with pytest.raises(HttpError, match=error):
+        async with HttpPool(server.url).stream("GET", "/w", read_timeout=5) as resp:
+            async for line in resp.lines():
+                got.append(line)
+    assert got == [b"{}"]
+
+
+async def test_a_slow_but_steady_stream_does_not_time_out(
+    serve: Callable[[Script], Awaitable[RawServer]],
+) -> None:
+    # Each gap is under the read timeout, all of them together well over it.
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(8):
+            await asyncio.sleep(0.05)
+            writer.write(_framed([b"%d\n" % i])[:-5])
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    server = await serve(script)
+    async with HttpPool(server.url).stream("GET", "/w", read_timeout=0.2) as resp:
+        lines = [line async for line in resp.lines()]
+    assert lines == [b"%d" % i for i in range(8)]

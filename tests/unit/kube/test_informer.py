@@ -235,3 +235,23 @@ async def test_delete_observers_see_watched_and_relisted_deletions_first() -> No
     await until(lambda: ("handler", "b") in seen, clock)
     assert seen == [("observed", "a"), ("handler", "a"), ("observed", "b"), ("handler", "b")]
     await stop(task)
+
+
+async def test_the_first_list_asks_the_cache_later_lists_the_latest_state() -> None:
+    fake = FakeKube()
+    for i in range(4):
+        await fake.create(PERSISTENT_VOLUMES, pv(f"pv{i}"))
+    asked: list[str | None] = []
+    real_list = fake.list
+
+    async def list_(*args: object, **kwargs: object) -> JsonDict:
+        asked.append(kwargs.get("resource_version"))  # type: ignore[arg-type]
+        return await real_list(*args, **kwargs)  # type: ignore[arg-type]
+
+    fake.list = list_  # type: ignore[method-assign]
+    inf = Informer(fake, PERSISTENT_VOLUMES, fields=FIELDS, page_size=3)
+    await inf._list()
+    await inf._list()
+    # client-go's reflector: "0" for the first page of the first list only (continue pages
+    # carry their own version), then the latest state.
+    assert asked == ["0", None, None, None]

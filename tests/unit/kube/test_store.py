@@ -111,3 +111,33 @@ def test_shared_containers_no_object_uses_are_dropped_when_the_pool_is_full() ->
     assert len(shared) <= SHARE_LIMIT
     spec = p.fields.index("spec")  # type: ignore[union-attr]
     assert all(shared.get(x[spec]) is x[spec] for x in live)
+
+
+def test_unpack_keeps_only_parents_of_present_leaves_and_fresh_containers() -> None:
+    p = Projection(["metadata.annotations", "spec.csi.driver", "spec.claimRef.name", "status"])
+    obj = {"metadata": {"name": "a", "annotations": {"k": "v"}}, "spec": {"csi": {"x": 1}}}
+    packed = p.pack(obj)
+    assert p.unpack(packed) == {"metadata": {"name": "a", "annotations": {"k": "v"}}}
+    got = p.unpack(packed)
+    got["metadata"]["annotations"]["k"] = "changed"
+    assert p.unpack(packed)["metadata"]["annotations"] == {"k": "v"}
+
+
+def test_containers_msgpack_cannot_hold_are_frozen_instead() -> None:
+    p = Projection(["spec"])
+    huge = 2**70
+    obj = {"metadata": {"name": "a"}, "spec": {"size": [huge, 1.5, True, None]}}
+    assert p.slim(obj) == obj
+    assert Projection(None).slim(obj) == obj
+    assert type(p.slim(obj)["spec"]["size"][2]) is bool
+
+
+def test_copy_of_a_slim_object_is_fresh_and_equal() -> None:
+    p = Projection(["metadata.finalizers", "spec"])
+    slim = p.slim({"metadata": {"name": "a", "finalizers": ["f"]}, "spec": {"v": [1, 2.0]}})
+    copy = p.copy(slim)
+    assert copy == slim and copy is not slim
+    copy["metadata"]["finalizers"].append("g")
+    assert slim["metadata"]["finalizers"] == ["f"]
+    odd = {"metadata": {"name": "b"}, "spec": {"v": 2**70}}
+    assert p.copy(odd) == odd

@@ -93,27 +93,26 @@ def test_a_host_without_a_free_subnet_is_an_error() -> None:
         pick_subnet([ipaddress.IPv4Network("10.0.0.0/8")], random.Random(1))
 
 
-def test_a_killed_nodes_shim_sockets_and_cni_cache_entries_are_found_by_id(
+def test_a_nodes_shim_sockets_and_cni_cache_are_found_below_the_node_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from csi_sidecars.playground import containerd
+    from csi_sidecars.playground import containerd, mountns
 
-    sockets, cache = tmp_path / "run-s", tmp_path / "cni-results"
-    sockets.mkdir()
-    cache.mkdir()
-    monkeypatch.setattr(containerd, "SHIM_SOCKET_DIR", sockets)
-    monkeypatch.setattr(containerd, "CNI_CACHE", cache)
+    # On this host /run/containerd/s does not exist but /run does, /var/lib/cni exists.
+    host = tmp_path / "host"
+    (host / "run").mkdir(parents=True)
+    (host / "var" / "lib" / "cni").mkdir(parents=True)
+    shim_dir, cni_dir = host / "run" / "containerd" / "s", host / "var" / "lib" / "cni"
+    monkeypatch.setattr(mountns, "SHIM_SOCKET_DIR", shim_dir)
+    monkeypatch.setattr(mountns, "HARD_CODED", (shim_dir, cni_dir))
+    monkeypatch.setattr(containerd, "CNI_CACHE", cni_dir / "results")
     paths = ContainerdPaths(tmp_path / "node" / "containerd")
     (paths.root / "io.containerd.grpc.v1.cri" / "sandboxes" / "sb1").mkdir(parents=True)
     (paths.state / "io.containerd.runtime.v2.task" / "k8s.io" / "c1").mkdir(parents=True)
     assert containerd.runtime_ids(paths) == {"sb1", "c1"}
-    # containerd 1.6: sha256 of "<address>/<namespace>/<id>" in /run/containerd/s.
+    # containerd 1.6: sha256 of "<address>/<namespace>/<id>" in /run/containerd/s, which its
+    # namespace sees from the node directory (mounted over /run, the nearest that exists).
     expected = hashlib.sha256(f"{paths.socket}/k8s.io/sb1".encode()).hexdigest()
-    assert containerd.shim_socket(paths, "sb1") == sockets / expected
-    (sockets / expected).touch()
-    (sockets / "someone-elses").touch()
-    for name in ("cni-loopback-sb1-lo", "net-sb1-eth0", "cni-loopback-other-lo"):
-        (cache / name).touch()
-    assert containerd.remove_host_files(paths) == 3
-    assert sorted(p.name for p in sockets.iterdir()) == ["someone-elses"]
-    assert sorted(p.name for p in cache.iterdir()) == ["cni-loopback-other-lo"]
+    view = paths.host_view / host.relative_to("/")
+    assert containerd.shim_socket(paths, "sb1") == view / "run" / "containerd" / "s" / expected
+    assert containerd.cni_cache(paths) == view / "var" / "lib" / "cni" / "results"

@@ -69,3 +69,19 @@ def test_rbac_binds_the_roles_to_the_service_account() -> None:
     assert "external-provisioner-runner" in roles and "external-attacher-runner" in roles
     kinds = [o["kind"] for o in manifests.suite_objects(SPEC)]
     assert kinds.index("ServiceAccount") < kinds.index("DaemonSet") < kinds.index("Deployment")
+
+
+def test_pods_resolve_as_the_host_because_the_testbed_has_no_cluster_dns() -> None:
+    # ClusterFirst(WithHostNet) without kubelet clusterDNS makes kubelet emit a MissingClusterDNS
+    # Warning at every sync, which exhausts the pod's event budget (its probe failures vanish).
+    for obj in (manifests.node_daemonset(SPEC), manifests.controller_deployment(SPEC)):
+        assert obj["spec"]["template"]["spec"]["dnsPolicy"] == "Default"
+
+
+def test_probes_of_the_node_plugin_fail_at_most_every_few_seconds() -> None:
+    # Each failure is a Warning event; a 1 s period during a slow start used up the budget.
+    containers = _containers(manifests.node_daemonset(SPEC))
+    startup = containers["csi-driver"]["startupProbe"]
+    assert startup["periodSeconds"] >= 3
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
+    assert containers["node-driver-registrar"]["readinessProbe"]["periodSeconds"] >= 3

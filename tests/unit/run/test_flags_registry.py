@@ -39,9 +39,9 @@ def test_peek_roles(args: list[str], found: str | None) -> None:
         ("", "needs at least one role"),
         ("livenessprobe,nope", "unknown role 'nope'"),
         ("livenessprobe,livenessprobe", "listed twice"),
-        ("livenessprobe,provisioner", "mixes roles that cannot share a process"),
-        ("provisioner", "controller bundle is not yet available"),
-        ("provisioner,attacher,snapshotter,resizer", "not yet available"),
+        ("node-driver-registrar,provisioner", "mixes roles that cannot share a process"),
+        ("provisioner,attacher,provisioner", "listed twice"),
+        ("node-driver-registrar,resizer", "mixes roles that cannot share a process"),
     ],
 )
 def test_resolve_refuses_clearly(spec: str, message: str) -> None:
@@ -129,8 +129,7 @@ def test_the_node_roles_flags_in_run_help() -> None:
     ("args", "message"),
     [
         ([], "--roles is required"),
-        (["--roles=provisioner"], "not yet available"),
-        (["--roles=livenessprobe,attacher"], "cannot share a process"),
+        (["--roles=node-driver-registrar,attacher"], "cannot share a process"),
         (["--roles", ROLES, "--livenessprobe.no-such=1"], "-livenessprobe.no-such"),
     ],
 )
