@@ -219,7 +219,7 @@ def modify_state(pvc: Mapping[str, Any]) -> str:
 async def events(api: RawApi, namespace: str, claim: str) -> list[dict[str, Any]]:
     """The events of the claim."""
     items = (await api.get(f"/api/v1/namespaces/{namespace}/events"))["items"]
-    return [e for e in items if e["involvedObject"]["name"] == claim]
+    return [e for e in items if e["involvedObject"].get("name") == claim]
 
 
 async def wait_events(

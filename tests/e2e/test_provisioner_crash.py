@@ -218,7 +218,7 @@ async def test_volume_created_before_a_kill_is_cleaned_up_from_the_journal(
         first.signal(signal.SIGKILL)
         await first.wait(timeout=10)
         assert not await _pvs_of(api, drv.name)
-        # Deleted while no provisioner runs: no finalizer holds the claim, it goes at once.
+        # Deleted while no provisioner runs: the provisioner put no finalizer on the claim.
         await api.delete(f"{claims_path(namespace)}/lost")
         await api.wait_deleted(f"{claims_path(namespace)}/lost", 30)
         drv.faults([])
