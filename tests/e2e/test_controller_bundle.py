@@ -4,8 +4,8 @@ snapshotter,livenessprobe`` as one process through the CLI, each role with its o
 
 One claim goes through the whole mixed workload in that one process: provisioned, attached,
 expanded, snapshotted, then everything deleted. The API server's own request counters show
-one LIST per resource the roles share (PersistentVolumes: all four roles' informers would
-list them separately; claims: three).
+one LIST per resource the roles share (PersistentVolumes: three roles' informers would list
+them separately; claims, VolumeAttachments and CSINodes: two).
 """
 
 from __future__ import annotations
@@ -161,14 +161,8 @@ async def test_one_process_provisions_attaches_expands_and_snapshots(
         await wait_ready(api, namespace, "snap", timeout=60)
         assert bundle.running, bundle.log_tail(60)
 
-        # one LIST per shared resource: the bundle's informers share one list+watch
+        # LISTs answered by the API server so far (checked after the clean-up below)
         after = await list_counts(api)
-        listed = {res: after[res] - before[res] for res in SHARED}
-        assert listed == dict.fromkeys(SHARED, 1.0), listed
-        log = bundle.log_path.read_text()
-        for resource in ("persistentvolumes", "persistentvolumeclaims"):
-            synced = re.findall(rf'"Informer synced" resource="{resource}"', log)
-            assert len(synced) == 1, (resource, synced)
 
         # leader election per role, under the Lease names the roles use alone
         slug = drv.name.replace(".", "-")
@@ -218,6 +212,24 @@ async def test_one_process_provisions_attaches_expands_and_snapshots(
 
         await poll_until(no_volumes, 30, "the driver's volume deleted")
         assert bundle.running, bundle.log_tail(60)
+
+        # One LIST per shared resource: the bundle's informers share one list+watch (one
+        # informer per role would list PVs three times, the others twice). The bundle's log
+        # shows its first sync once per resource; the API server counts every client's LISTs,
+        # so a retry after a failed list or watch (logged by the bundle or by the
+        # snapshot-controller, both with the resource) is allowed for.
+        log = bundle.log_path.read_text()
+        others = controller.log_path.read_text()
+        listed = {res: after[res] - before[res] for res in SHARED}
+        for resource in SHARED:
+            synced = re.findall(rf'"Informer synced" resource="{resource}"', log)
+            assert len(synced) == 1, (resource, synced)
+            retried = sum(
+                len(re.findall(rf'"{what}" resource="{resource}"', text))
+                for what in ("Watch expired, re-listing", "List/watch failed")
+                for text in (log, others)
+            )
+            assert 1 <= listed[resource] <= 1 + retried, (listed, resource, retried)
     except BaseException:
         print(f"----- bundle -----\n{bundle.log_tail(120)}")
         raise
