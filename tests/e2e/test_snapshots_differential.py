@@ -45,6 +45,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 #: Annotations only ours writes, by design (docs/snapshots.md): left out of the comparison.
 OURS_ONLY = {"snapshotter.csi-sidecars.io/create-request"}
+#: Warnings the Go snapshot-controller emits only on some runs (a failed try it retries)
+GO_RACE_WARNINGS = {"SnapshotContentObjectDeleteError"}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -247,7 +249,12 @@ async def scenario(bed: SnapshotBed, api: RawApi, namespace: str, impl: str) -> 
                     fieldSelector=f"involvedObject.name={name}",
                 )
             )["items"]
-            reasons[name] = sorted({e["reason"] for e in events})
+            found = {e["reason"] for e in events}
+            if impl == "go":
+                # Go's controller sometimes (timing) reports a failed delete of the content as a
+                # Warning that its next retry completes; ours retries without one (#748).
+                found -= GO_RACE_WARNINGS
+            reasons[name] = sorted(found)
         rec.record("events", reasons)
         return rec.steps
     finally:
