@@ -137,20 +137,7 @@ class Informer:
     # -- dispatch ------------------------------------------------------------------------
 
     def _dispatch(self, kind: str, old: JsonDict | None, new: JsonDict) -> None:
-        copy = self.store.projection.copy
-        for i, h in enumerate(self._handlers):
-            # Every handler after the first gets its own copies.
-            cur = new if i == 0 else copy(new)
-            prev = old if i == 0 or old is None else copy(old)
-            try:
-                if kind == ADDED and h.on_add:
-                    h.on_add(cur)
-                elif kind == DELETED and h.on_delete:
-                    h.on_delete(cur)
-                elif kind not in (ADDED, DELETED) and h.on_update and prev is not None:
-                    h.on_update(prev, cur)
-            except Exception:
-                log.exception("Informer handler failed", resource=self.resource.plural)
+        fan_out(self, self._handlers, kind, old, new, self.store.projection.copy)
 
     def _apply(self, etype: str, obj: JsonDict) -> None:
         if etype == DELETED:
@@ -288,3 +275,29 @@ class Informer:
                         h.on_update(obj, obj)
                     except Exception:
                         log.exception("Informer handler failed", resource=self.resource.plural)
+
+
+def fan_out(
+    informer: Informer,
+    handlers: Sequence[_Handlers],
+    kind: str,
+    old: JsonDict | None,
+    new: JsonDict,
+    copy: Callable[[JsonDict], JsonDict],
+) -> None:
+    """Hand one event to ``handlers``; every handler after the first gets its own ``copy``.
+
+    A failing handler is logged and does not stop the others.
+    """
+    for i, h in enumerate(handlers):
+        cur = new if i == 0 else copy(new)
+        prev = old if i == 0 or old is None else copy(old)
+        try:
+            if kind == ADDED and h.on_add:
+                h.on_add(cur)
+            elif kind == DELETED and h.on_delete:
+                h.on_delete(cur)
+            elif kind not in (ADDED, DELETED) and h.on_update and prev is not None:
+                h.on_update(prev, cur)
+        except Exception:
+            log.exception("Informer handler failed", resource=informer.resource.plural)

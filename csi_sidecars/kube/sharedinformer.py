@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from csi_sidecars.kube.clock import REAL_CLOCK, Clock
-from csi_sidecars.kube.informer import Informer
+from csi_sidecars.kube.informer import Informer, fan_out
 from csi_sidecars.kube.port import ADDED, DELETED, KubePort
 from csi_sidecars.kube.resources import JsonDict, Resource
 from csi_sidecars.kube.store import Indexer, Projection
@@ -53,24 +53,7 @@ class _Fanout(Informer):
     """The base informer: its handlers (one per view) each get their own copies."""
 
     def _dispatch(self, kind: str, old: JsonDict | None, new: JsonDict) -> None:
-        _fan_out(self, self._handlers, kind, old, new)
-
-
-def _fan_out(
-    informer: Informer, handlers: list[Any], kind: str, old: JsonDict | None, new: JsonDict
-) -> None:
-    for i, h in enumerate(handlers):
-        cur = new if i == 0 else _copy(new)
-        prev = old if i == 0 or old is None else _copy(old)
-        try:
-            if kind == ADDED and h.on_add:
-                h.on_add(cur)
-            elif kind == DELETED and h.on_delete:
-                h.on_delete(cur)
-            elif kind not in (ADDED, DELETED) and h.on_update and prev is not None:
-                h.on_update(prev, cur)
-        except Exception:
-            log.exception("Informer handler failed", resource=informer.resource.plural)
+        fan_out(self, self._handlers, kind, old, new, _copy)
 
 
 class _Key(NamedTuple):
@@ -168,7 +151,7 @@ class SharedInformer(Informer):
         return self._base.informer
 
     def _dispatch(self, kind: str, old: JsonDict | None, new: JsonDict) -> None:
-        _fan_out(self, self._handlers, kind, old, new)
+        fan_out(self, self._handlers, kind, old, new, _copy)
 
     def _on_add(self, obj: JsonDict) -> None:
         if self._active:
