@@ -32,7 +32,8 @@ from typing import Any
 from csi_sidecars.controller import actions as a
 from csi_sidecars.csi.messages import csi_pb2
 from csi_sidecars.kube import snapshots as api
-from csi_sidecars.kube.objects import annotations_of, name
+from csi_sidecars.kube.objects import annotations_of, is_deleting, name, uid
+from csi_sidecars.kube.resources import ApiError
 from csi_sidecars.kube.snapshots import VOLUME_SNAPSHOT_CONTENTS as VSC
 from csi_sidecars.snapshotter import names
 from csi_sidecars.snapshotter.deletion import content_deletion_secret as deletion_secret
@@ -205,7 +206,41 @@ def _send_create(
     )
     if patch is None:
         return call(vsc)
-    return (a.Patch(VSC, name(vsc), patch, type="json", then=call),)
+    mark = a.Patch(VSC, name(vsc), patch, type="json", then=call)
+    if api.ANN_VOLUME_SNAPSHOT_BEING_CREATED in annotations_of(vsc):
+        return (mark,)
+    return _unless_snapshot_deleting(vsc, mark)
+
+
+def _unless_snapshot_deleting(vsc: Obj, create: a.Patch) -> a.Plan:
+    """``create``, after a live read of the bound VolumeSnapshot shows it is not being deleted.
+
+    A content's first CreateSnapshot can come long after its snapshot was deleted: while no
+    snapshot-controller runs, nothing deletes the content of a snapshot that is being deleted.
+    Only an unmarked content is guarded (once marked, a call may have reached the driver, and the
+    handle must be learnt so the snapshot can be deleted). A snapshot that is gone or is
+    another object now is not distinguished from a content made by hand (Go's behaviour: the
+    snapshot-controller deletes an orphaned dynamic content). Without ``get`` on
+    volumesnapshots (Go's RBAC) the read answers 403 and the create goes on as in Go.
+    """
+    ref = snapshot_ref(vsc)
+    snap_name, namespace = str(ref.get("name") or ""), str(ref.get("namespace") or "")
+    if not snap_name or not namespace:
+        return (create,)
+
+    def decide_on(snap: Obj | None) -> a.Plan:
+        if snap is not None and uid(snap) == ref_uid(vsc) and is_deleting(snap):
+            return (a.Retry(f"snapshot {namespace}/{snap_name} is being deleted: not created"),)
+        return (create,)
+
+    def read_failed(exc: ApiError) -> a.Plan:
+        if exc.status == 403:
+            return (create,)
+        return (a.Retry(f"cannot read snapshot {namespace}/{snap_name}: {exc}"),)
+
+    return (
+        a.Read(api.VOLUME_SNAPSHOTS, snap_name, namespace, then=decide_on, on_error=read_failed),
+    )
 
 
 def _created(vsc: Obj, view: View, how: Report, reply: Any) -> a.Plan:

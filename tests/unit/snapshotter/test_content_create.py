@@ -425,3 +425,91 @@ async def test_left_over_marker_on_a_ready_content_is_removed() -> None:
     got = r.content("contentr")
     assert got is not None and got["metadata"]["annotations"] == {"keep": "me"}
     assert r.csi.calls == []
+
+
+# -- the first CreateSnapshot of a content whose snapshot is being deleted (chaos seed 4) -------
+
+
+async def _snapshot(r: Reactor, name: str, *, deleting: bool) -> str:
+    """Store VolumeSnapshot ``name`` (with a finalizer); return its UID."""
+    body = {
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": name, "namespace": NAMESPACE, "finalizers": ["keep"]},
+        "spec": {"source": {"persistentVolumeClaimName": "pvc"}},
+    }
+    await r.add(api.VOLUME_SNAPSHOTS, body, deleting=deleting)
+    snap = r.kube.peek(api.VOLUME_SNAPSHOTS, name, NAMESPACE)
+    assert snap is not None
+    return str(snap["metadata"]["uid"])
+
+
+def _bound(content_name: str, snap_uid: str, snap_name: str, **kw: Any) -> dict[str, Any]:
+    return make_content(
+        content_name, snap_uid=snap_uid, snap_name=snap_name, volume_handle="vol-1", **kw
+    )
+
+
+async def test_no_first_create_for_a_snapshot_being_deleted() -> None:
+    r = Reactor()
+    await r.add(CLASSES, make_class())
+    uid = await _snapshot(r, "s1", deleting=True)
+    await r.add(VSC, _bound("c1", uid, "s1"))
+    r.csi.replies = {"CreateSnapshot": [created("sid")]}
+    assert await r.sync("c1") is False
+    assert r.csi.calls == []
+    got = r.content("c1")
+    assert got is not None
+    assert api.ANN_VOLUME_SNAPSHOT_BEING_CREATED not in (got["metadata"].get("annotations") or {})
+    assert "status" not in got
+    assert r.recorder.events == []
+
+
+@pytest.mark.parametrize("case", ["live", "another-object", "gone"])
+async def test_first_create_goes_on_for_a_live_or_unrelated_snapshot(case: str) -> None:
+    r = Reactor()
+    await r.add(CLASSES, make_class())
+    uid = "uid-of-a-deleted-object"
+    if case == "live":
+        uid = await _snapshot(r, "s1", deleting=False)
+    elif case == "another-object":
+        await _snapshot(r, "s1", deleting=True)  # same name, not the content's snapshot
+    await r.add(VSC, _bound("c1", uid, "s1"))
+    r.csi.replies = {"CreateSnapshot": [created("sid")]}
+    assert await r.sync("c1") is True
+    assert r.csi.methods() == ["CreateSnapshot"]
+
+
+async def test_without_read_access_to_snapshots_the_create_goes_on_as_in_go() -> None:
+    r = Reactor()
+    await r.add(CLASSES, make_class())
+    uid = await _snapshot(r, "s1", deleting=True)
+    await r.add(VSC, _bound("c1", uid, "s1"))
+    r.kube.inject("get", ApiError(403, "Forbidden", "no"), resource=api.VOLUME_SNAPSHOTS)
+    r.csi.replies = {"CreateSnapshot": [created("sid")]}
+    assert await r.sync("c1") is True
+    assert r.csi.methods() == ["CreateSnapshot"]
+
+
+async def test_a_failed_snapshot_read_retries_without_create() -> None:
+    r = Reactor()
+    await r.add(CLASSES, make_class())
+    uid = await _snapshot(r, "s1", deleting=False)
+    await r.add(VSC, _bound("c1", uid, "s1"))
+    r.kube.inject("get", ApiError(500, "InternalError", "etcd"), resource=api.VOLUME_SNAPSHOTS)
+    assert await r.sync("c1") is False
+    assert r.csi.calls == []
+
+
+async def test_a_marked_content_is_created_even_when_its_snapshot_is_being_deleted() -> None:
+    # A call may have reached the driver: the handle must be learnt, so it can be deleted.
+    r = Reactor()
+    await r.add(CLASSES, make_class())
+    uid = await _snapshot(r, "s1", deleting=True)
+    await r.add(
+        VSC, _bound("c1", uid, "s1", annotations={api.ANN_VOLUME_SNAPSHOT_BEING_CREATED: "yes"})
+    )
+    r.csi.replies = {"CreateSnapshot": [created("sid")]}
+    assert await r.sync("c1") is True
+    assert r.csi.methods() == ["CreateSnapshot"]
+    assert r.kube.actions_of("get", api.VOLUME_SNAPSHOTS) == []

@@ -4,7 +4,7 @@ The arguments of the ``csi-snapshotter`` container in ``deploy/kubernetes/csi-sn
 setup-csi-snapshotter.yaml`` (read from the Go module cache, with kubelet's ``$(VAR)``
 expansion) parse and pass the start-up checks, and the RBAC of ``rbac-csi-snapshotter.yaml`` is
 exactly the testbed's (``csi_sidecars/playground/rbac/csi-snapshotter.yaml``) but for the
-optional Secrets role that Go ships commented out.
+optional Secrets role that Go ships commented out and ``get`` on volumesnapshots.
 """
 
 from __future__ import annotations
@@ -51,6 +51,11 @@ def test_rbac_is_the_go_sidecar_s() -> None:
         for role in rbac.cluster_roles("csi-snapshotter")
     }
     assert set(upstream) == {"external-snapshotter-runner", "external-snapshotter-leaderelection"}
+    # Ours reads a content's snapshot before its first CreateSnapshot (get only).
+    assert ours["external-snapshotter-runner"] - upstream["external-snapshotter-runner"] == {
+        ("snapshot.storage.k8s.io", "volumesnapshots", "get")
+    }
+    ours["external-snapshotter-runner"] -= {("snapshot.storage.k8s.io", "volumesnapshots", "get")}
     for name, rules in upstream.items():
         assert ours[name] == rules, name
     # The one addition: Secrets, commented out in Go's file, as a role of its own.
