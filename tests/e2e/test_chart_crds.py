@@ -22,6 +22,7 @@ from csi_sidecars import crds
 from csi_sidecars.playground import binaries
 from csi_sidecars.playground.apiclient import RawApi
 from csi_sidecars.playground.controlplane import ControlPlane
+from csi_sidecars.playground.process import poll_until
 from tests.e2e.chart_support import CRDS, HelmCli, copy_chart, driver_values, inventory, unique
 from tests.e2e.conftest import require
 
@@ -40,13 +41,37 @@ async def bare_cp() -> AsyncIterator[ControlPlane]:
     cp = ControlPlane(nodes=1)
     await cp.start()
     try:
-        for name in crds.SNAPSHOT_CRD_NAMES:
-            await cp.admin.delete(f"{CRDS}/{name}")
-        for name in crds.SNAPSHOT_CRD_NAMES:
-            await cp.admin.wait_deleted(f"{CRDS}/{name}")
+        await _delete_crds(cp.admin)
         yield cp
     finally:
         await cp.stop()
+
+
+async def _delete_crds(api: RawApi) -> None:
+    """Delete the snapshot CRDs and wait until they are gone.
+
+    A CRD deleted right after its creation can be left Terminating for minutes: the API
+    server's clean-up finalizer lists the instances before the resource's watch cache is
+    initialized, fails with "storage is (re)initializing" and is not tried again until the
+    next change of the CRD (operator-framework/operator-controller#1437). A CRD in that state
+    gets an annotation, a change that makes the finalizer try again.
+    """
+    for name in crds.SNAPSHOT_CRD_NAMES:
+        await api.delete(f"{CRDS}/{name}")
+    kicks = 0
+
+    async def gone() -> bool:
+        nonlocal kicks
+        left = await _crds(api)
+        for name, crd in left.items():
+            conditions = crd.get("status", {}).get("conditions") or []
+            if any(c.get("reason") == "InstanceDeletionFailed" for c in conditions):
+                kicks += 1
+                patch = {"metadata": {"annotations": {"csi-sidecars.io/retry": str(kicks)}}}
+                await api.patch(f"{CRDS}/{name}", patch)
+        return not left
+
+    await poll_until(gone, 60, "the snapshot CRDs to be deleted", interval=0.2, max_interval=2.0)
 
 
 async def _namespace(api: RawApi) -> str:
