@@ -10,7 +10,8 @@ chart's own DaemonSet and Deployments then run: kubelet registers the driver thr
 chart's node-driver-registrar, cluster-driver-registrar applies the CSIDriver, a pod with a
 claim of the chart's StorageClass (WaitForFirstConsumer) reaches Running and writes its data
 onto the volume the driver mounted, the chart's snapshotter and snapshot controller snapshot
-it, and a second pod reads the data from a claim restored from the snapshot.
+it, and a second pod reads the data from a claim restored from the snapshot. The same runs
+with both bundles on (one container for the controller roles, one for the node roles).
 """
 
 from __future__ import annotations
@@ -132,17 +133,26 @@ class RealRelease:
     storage_class: str
     state_dir: Path
     values: dict[str, Any]
+    bundles: bool
 
     @property
     def api(self) -> RawApi:
         return self.cp.admin
 
 
-@pytest_asyncio.fixture(loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session", params=[False, True], ids=["containers", "bundles"])
 async def real_release(
-    real_control_plane: ControlPlane, real_namespace: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    real_control_plane: ControlPlane,
+    real_namespace: str,
+    tmp_path: Path,
 ) -> AsyncIterator[RealRelease]:
-    """The chart installed in the test's namespace; uninstalled (pods gone) afterwards."""
+    """The chart installed in the test's namespace; uninstalled (pods gone) afterwards.
+
+    Twice: one container per role, and with both bundles (``controller.bundle.enabled``,
+    ``node.bundle.enabled``: every controller role in one container, the node roles in
+    another).
+    """
     require("helm")
     tar = _require_image()
     cp = real_control_plane
@@ -153,9 +163,12 @@ async def real_release(
     state_dir.mkdir(parents=True)
     sc = f"chart-real-{uuid.uuid4().hex[:6]}"
     values = real_node_values(cp, driver, state_dir, sc)
+    bundles = bool(request.param)
+    values["controller"]["bundle"] = {"enabled": bundles}
+    values["node"]["bundle"] = {"enabled": bundles}
     helm = HelmCli(cp, tmp_path)
     await helm.install(RELEASE, real_namespace, values)
-    release = RealRelease(cp, real_namespace, driver, sc, state_dir, values)
+    release = RealRelease(cp, real_namespace, driver, sc, state_dir, values, bundles)
     try:
         yield release
     finally:
@@ -313,9 +326,15 @@ async def test_the_chart_runs_provisions_snapshots_and_restores_on_a_real_node(
         assert not restarted, f"{component} restarted: {restarted}; {await _probe_events(rel)}"
         assert {c["image"] for c in chart_pod["spec"]["containers"]} == {images.CSI_SIDECARS_IMAGE}
     controller = await _pod_of(api, ns, "controller")
-    logs = await rel.cp.kubectl(
-        "logs", "-n", ns, controller["metadata"]["name"], "-c", "csi-provisioner"
-    )
+    sidecars = {c["name"] for c in controller["spec"]["containers"]} - {"csi-driver"}
+    node = await _pod_of(api, ns, "node")
+    node_sidecars = {c["name"] for c in node["spec"]["containers"]} - {"csi-driver"}
+    if rel.bundles:
+        assert sidecars == node_sidecars == {"csi-sidecars"}
+    else:
+        assert "csi-provisioner" in sidecars and "node-driver-registrar" in node_sidecars
+    container = "csi-sidecars" if rel.bundles else "csi-provisioner"
+    logs = await rel.cp.kubectl("logs", "-n", ns, controller["metadata"]["name"], "-c", container)
     assert pv["metadata"]["name"] in logs
 
     for name in ("reader", "app"):

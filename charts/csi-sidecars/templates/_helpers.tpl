@@ -176,6 +176,110 @@ One csi-sidecars container: (dict "root" $ "role" "provisioner" "name" "csi-prov
 {{- end -}}
 
 {{/*
+The sidecar containers of a pod, from a list of role entries (dicts with role, name, port,
+values, args, mounts and optionally probePath and readinessPath; args without --csi-address
+and --v, which each container gets from common and values.logLevel). Without a bundle, one
+container per role (csi-sidecars.container). With .bundle.enabled, one container running
+`csi-sidecars run --roles ...`: each role's flags (its extraArgs too) prefixed with
+`--<role>.`, --csi-address and the highest --v once, every role's port under its own name (so
+the metrics Services are the same), the first probe path of the roles on that role's port,
+the union of their mounts. Arguments: dict root, entries, bundle, common, base.
+*/}}
+{{- define "csi-sidecars.sidecars" -}}
+{{- $root := .root -}}
+{{- if not .bundle.enabled }}
+{{- range .entries }}
+{{- $args := concat $.common (list (printf "--v=%d" (int .values.logLevel))) .args }}
+{{- include "csi-sidecars.container" (dict "root" $root "role" .role "name" .name "port" .port "values" .values "args" $args "base" $.base "mounts" .mounts "probePath" (.probePath | default "") "readinessPath" (.readinessPath | default "")) }}
+{{ end }}
+{{- else if .entries }}
+{{- $roles := list -}}
+{{- $level := 0 -}}
+{{- $mounts := list -}}
+{{- $mountNames := list -}}
+{{- $probe := dict -}}
+{{- $ready := dict -}}
+{{- range .entries }}
+{{- $roles = append $roles .role -}}
+{{- if gt (int .values.logLevel) $level }}{{ $level = int .values.logLevel }}{{ end -}}
+{{- range .mounts }}
+{{- if not (has .name $mountNames) }}{{ $mountNames = append $mountNames .name }}{{ $mounts = append $mounts . }}{{ end -}}
+{{- end -}}
+{{- if and .probePath (not $probe) }}{{ $probe = dict "path" .probePath "port" .port }}{{ end -}}
+{{- if and .readinessPath (not $ready) }}{{ $ready = dict "path" .readinessPath "port" .port }}{{ end -}}
+{{- end }}
+- name: csi-sidecars
+  image: {{ include "csi-sidecars.image" $root }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+  command: [csi-sidecars, run]
+  args:
+    - {{ printf "--roles=%s" (join "," $roles) | quote }}
+    {{- range $.common }}
+    - {{ . | quote }}
+    {{- end }}
+    - {{ printf "--v=%d" $level | quote }}
+    {{- range .entries }}
+    {{- $role := .role }}
+    {{- range (concat .args .values.extraArgs) }}
+    {{- if hasPrefix "--" . }}
+    - {{ printf "--%s.%s" $role (trimPrefix "--" .) | quote }}
+    {{- else if hasPrefix "-" . }}
+    - {{ printf "--%s.%s" $role (trimPrefix "-" .) | quote }}
+    {{- else }}
+    - {{ . | quote }}
+    {{- end }}
+    {{- end }}
+    {{- end }}
+  env:
+    {{- include "csi-sidecars.podEnv" $root | nindent 4 }}
+    {{- range .entries }}
+    {{- with .values.env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+    {{- end }}
+    {{- with .bundle.env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    {{- range .entries }}
+    - name: {{ .port }}
+      containerPort: {{ .values.httpPort }}
+      protocol: TCP
+    {{- end }}
+  {{- with $probe }}
+  livenessProbe:
+    httpGet:
+      path: {{ .path }}
+      port: {{ .port }}
+    initialDelaySeconds: 10
+    timeoutSeconds: 10
+    periodSeconds: 20
+    failureThreshold: 3
+  {{- with include "csi-sidecars.startupProbe" (list $root .path .port) }}
+  {{- . | nindent 2 }}
+  {{- end }}
+  {{- end }}
+  {{- with $ready }}
+  readinessProbe:
+    httpGet:
+      path: {{ .path }}
+      port: {{ .port }}
+    periodSeconds: 10
+  {{- end }}
+  {{- with .bundle.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml (mergeOverwrite (deepCopy .base) (deepCopy (.bundle.securityContext | default dict))) | nindent 4 }}
+  {{- with $mounts }}
+  volumeMounts:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
 The driver's CSIDriver flags for cluster-driver-registrar, from .Values.csiDriver.
 */}}
 {{- define "csi-sidecars.csiDriverArgs" -}}

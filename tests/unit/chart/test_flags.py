@@ -14,7 +14,7 @@ import click
 import pytest
 
 from csi_sidecars.cli import ROLES
-from tests.unit.chart.conftest import Helm
+from tests.unit.chart.conftest import Helm, merged
 
 ALL_ON = {
     "controller": {"snapshotter": {"enabled": True}, "resizer": {"enabled": True}},
@@ -36,8 +36,8 @@ def parse(role: str, args: list[str]) -> dict[str, Any]:
         return dict(ctx.params)
 
 
-def _chart_containers(helm: Helm) -> list[tuple[str, list[str]]]:
-    out = helm.template(ALL_ON)
+def _chart_containers(helm: Helm, values: dict[str, Any] = ALL_ON) -> list[tuple[str, list[str]]]:
+    out = helm.template(values)
     found = []
     for workload in out.all("Deployment") + out.all("DaemonSet"):
         for container in workload["spec"]["template"]["spec"]["containers"]:
@@ -111,3 +111,117 @@ def test_a_flag_given_twice_wins_last(role: str, args: list[str], param: str, wa
 def test_a_repeatable_flag_accumulates() -> None:
     params = parse("cluster-driver-registrar", ["--token-request=a", "--token-request=b,1h"])
     assert params["token_request"] == ("a", "b,1h")
+
+
+# -- the bundles (controller.bundle.enabled, node.bundle.enabled) ------------------------------
+
+BUNDLES = merged(
+    ALL_ON,
+    {
+        "controller": {
+            "bundle": {"enabled": True},
+            "provisioner": {"logLevel": 4, "extraArgs": ["--timeout=5m", "-worker-threads=7"]},
+        },
+        "node": {
+            "bundle": {"enabled": True},
+            "livenessprobe": {"extraArgs": ["--probe-timeout=9s"]},
+        },
+    },
+)
+
+
+def _bundle_containers(helm: Helm) -> dict[str, dict[str, Any]]:
+    """The ``run`` containers of the bundled render, by workload kind."""
+    out = helm.template(BUNDLES)
+    found: dict[str, dict[str, Any]] = {}
+    for workload in out.all("Deployment") + out.all("DaemonSet"):
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            if container.get("command") == ["csi-sidecars", "run"]:
+                found[workload["kind"]] = container
+    return found
+
+
+def _configure_bundle(args: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Each role's configuration and flag values from the bundle's args, by the run command's
+    own code (the configuration checks included)."""
+    from csi_sidecars.run import command as run
+
+    with run.command.make_context("run", list(args)) as ctx:
+        _, adapters, table = ctx.meta[run._META]
+        with ctx.scope():
+            configured = run._configure(adapters, table)
+        values = {adapter.name: table.values_for(adapter.name, ctx) for adapter in adapters}
+        return {adapter.name: config for adapter, config in configured}, values
+
+
+def test_bundles_replace_the_role_containers(helm: Helm) -> None:
+    import ssl  # noqa: F401  (loaded before a node bundle's parse could give it up)
+
+    containers = _bundle_containers(helm)
+    assert set(containers) == {"Deployment", "DaemonSet"}
+    roles = {kind: c["args"][0] for kind, c in containers.items()}
+    assert roles == {
+        "Deployment": "--roles=provisioner,attacher,snapshotter,resizer,"
+        "cluster-driver-registrar,livenessprobe",
+        "DaemonSet": "--roles=node-driver-registrar,livenessprobe",
+    }
+    # No role runs in a container of its own beside the bundle.
+    assert sorted(role for role, _ in _chart_containers(helm, BUNDLES)) == [
+        "run",
+        "run",
+        "snapshot-controller",
+    ]
+    ports = {kind: [p["name"] for p in c["ports"]] for kind, c in containers.items()}
+    assert ports["Deployment"] == [
+        "provisioner",
+        "attacher",
+        "snapshotter",
+        "resizer",
+        "registrar",
+        "healthz",
+    ]
+    assert ports["DaemonSet"] == ["registrar", "healthz"]
+    node = containers["DaemonSet"]
+    assert node["readinessProbe"]["httpGet"] == {
+        "path": "/healthz/registration",
+        "port": "registrar",
+    }
+    assert {m["name"] for m in node["volumeMounts"]} == {"socket-dir", "registration-dir"}
+    assert "--v=4" in containers["Deployment"]["args"]  # the highest role level
+
+
+def test_bundle_args_configure_every_role_as_its_own_container_would(helm: Helm) -> None:
+    import ssl  # noqa: F401
+
+    containers = _bundle_containers(helm)
+    controller, values = _configure_bundle(containers["Deployment"]["args"])
+    assert set(controller) == {
+        "provisioner",
+        "attacher",
+        "snapshotter",
+        "resizer",
+        "cluster-driver-registrar",
+        "livenessprobe",
+    }
+    endpoints = {
+        name: cfg.http_address for name, cfg in controller.items() if name != "livenessprobe"
+    }
+    assert endpoints == {
+        "provisioner": ":8080",
+        "attacher": ":8081",
+        "snapshotter": ":8082",
+        "resizer": ":8083",
+        "cluster-driver-registrar": ":8084",
+    }
+    assert all(cfg.leader_election for name, cfg in controller.items() if name != "livenessprobe")
+    # Each role's flags reached that role only; its extraArgs still win last.
+    assert values["provisioner"]["timeout"] == 300.0
+    assert values["provisioner"]["worker_threads"] == 7
+    assert values["attacher"]["timeout"] == 60.0
+    assert values["attacher"]["worker_threads"] == 10
+    _, node_values = _configure_bundle(containers["DaemonSet"]["args"])
+    assert set(node_values) == {"node-driver-registrar", "livenessprobe"}
+    assert node_values["livenessprobe"]["probe_timeout"] == 9.0
+    assert node_values["node-driver-registrar"]["kubelet_registration_path"].endswith(
+        "/plugins/csi.example.com/csi.sock"
+    )
