@@ -22,6 +22,17 @@ ALL_ON = {
 }
 
 
+#: The roles of the controller pods with every value on (the livenessprobe included).
+CONTROLLER_ROLES = {
+    "provisioner",
+    "attacher",
+    "snapshotter",
+    "resizer",
+    "cluster-driver-registrar",
+    "livenessprobe",
+}
+
+
 def command(role: str) -> click.Command:
     """The click command of ``role``."""
     module, _, attr = ROLES[role].partition(":")
@@ -48,16 +59,7 @@ def _chart_containers(helm: Helm, values: dict[str, Any] = ALL_ON) -> list[tuple
 
 def test_chart_runs_every_role(helm: Helm) -> None:
     roles = {role for role, _ in _chart_containers(helm)}
-    assert roles == {
-        "provisioner",
-        "attacher",
-        "snapshotter",
-        "resizer",
-        "cluster-driver-registrar",
-        "livenessprobe",
-        "node-driver-registrar",
-        "snapshot-controller",
-    }
+    assert roles == CONTROLLER_ROLES | {"node-driver-registrar", "snapshot-controller"}
 
 
 def test_rendered_flags_are_accepted_by_each_role(helm: Helm) -> None:
@@ -195,14 +197,7 @@ def test_bundle_args_configure_every_role_as_its_own_container_would(helm: Helm)
 
     containers = _bundle_containers(helm)
     controller, values = _configure_bundle(containers["Deployment"]["args"])
-    assert set(controller) == {
-        "provisioner",
-        "attacher",
-        "snapshotter",
-        "resizer",
-        "cluster-driver-registrar",
-        "livenessprobe",
-    }
+    assert set(controller) == CONTROLLER_ROLES
     endpoints = {
         name: cfg.http_address for name, cfg in controller.items() if name != "livenessprobe"
     }
