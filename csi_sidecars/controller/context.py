@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from prometheus_client import CollectorRegistry
-
 from csi_sidecars.controller.driver import DriverInfo
 from csi_sidecars.csi.connection import (
     DEFAULT_TIMEOUT,
@@ -32,6 +30,7 @@ from csi_sidecars.kube.sharedinformer import InformerHub
 from csi_sidecars.kube.store import Indexer
 from csi_sidecars.kube.workqueue import ExponentialBackoff, WorkQueue
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime.metrics import Registry
 
 if TYPE_CHECKING:
     from csi_sidecars.runtime.http import Handler, Request, Response
@@ -187,7 +186,7 @@ class ControllerContext:
         return self._conn
 
     @property
-    def registry(self) -> CollectorRegistry:
+    def registry(self) -> Registry:
         """The Prometheus registry served on ``--metrics-path``."""
         return self.metrics.registry
 

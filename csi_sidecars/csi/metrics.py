@@ -15,9 +15,6 @@ import contextlib
 import contextvars
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-
 from csi_sidecars.csi.codes import status_label
 from csi_sidecars.csi.lean.metrics import (
     BUCKETS,
@@ -28,6 +25,7 @@ from csi_sidecars.csi.lean.metrics import (
     UNKNOWN_DRIVER,
     process_start_seconds,
 )
+from csi_sidecars.runtime.metrics import CONTENT_TYPE, Gauge, Histogram, Registry, render
 
 __all__ = [
     "BUCKETS",
@@ -62,7 +60,8 @@ class CSIMetrics:
     """The CSI operation metrics of one process.
 
     Args:
-        registry: where to register; a fresh ``CollectorRegistry`` when None.
+        registry: where to register; a fresh :class:`~csi_sidecars.runtime.metrics.Registry`
+            when None.
         subsystem: metric name prefix, ``csi_sidecar`` (sidecars) or ``csi_plugin`` (drivers).
         with_migration: add the ``migrated`` label (see :func:`migrated`).
         process_start_time: also register ``process_start_time_seconds``.
@@ -70,24 +69,23 @@ class CSIMetrics:
 
     def __init__(
         self,
-        registry: CollectorRegistry | None = None,
+        registry: Registry | None = None,
         *,
         subsystem: str = SIDECAR_SUBSYSTEM,
         with_migration: bool = False,
         process_start_time: bool = True,
     ) -> None:
         """Create the histogram (and start-time gauge) in ``registry``."""
-        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.registry = registry if registry is not None else Registry()
         self.driver_name = UNKNOWN_DRIVER
         self.with_migration = with_migration
         labels = ["driver_name", "method_name", "grpc_status_code"]
         if with_migration:
             labels.append("migrated")
         self.operations = Histogram(
-            "operations_seconds",
+            f"{subsystem}_operations_seconds",
             HELP,
             labels,
-            namespace=subsystem,
             buckets=BUCKETS,
             registry=self.registry,
         )
@@ -119,4 +117,4 @@ class CSIMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The registry in the Prometheus text format, and its Content-Type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return render(self.registry), CONTENT_TYPE

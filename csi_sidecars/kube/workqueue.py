@@ -16,7 +16,8 @@ Semantics (those of client-go's rate-limiting work queue):
 
 Metrics, by queue ``name``: ``workqueue_depth``, ``workqueue_adds_total``,
 ``workqueue_retries_total``, ``workqueue_queue_duration_seconds`` and
-``workqueue_work_duration_seconds``, registered once per :class:`CollectorRegistry` passed in.
+``workqueue_work_duration_seconds``, registered once per
+:class:`~csi_sidecars.runtime.metrics.Registry` passed in.
 """
 
 from __future__ import annotations
@@ -31,10 +32,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
 from csi_sidecars.kube.clock import REAL_CLOCK, Clock
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime.metrics import Counter, Gauge, Histogram, Registry
 
 log = rlog.get_logger("workqueue")
 
@@ -58,7 +58,7 @@ Handler = Callable[[str], Awaitable[Result]]
 class WorkQueueMetrics:
     """The work queue metric families of one registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: Registry) -> None:
         """Register the families in ``registry``."""
         self.depth = Gauge(
             "workqueue_depth", "Current depth of workqueue", ["name"], registry=registry
@@ -91,12 +91,10 @@ class WorkQueueMetrics:
         )
 
 
-_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, WorkQueueMetrics] = (
-    weakref.WeakKeyDictionary()
-)
+_METRICS: weakref.WeakKeyDictionary[Registry, WorkQueueMetrics] = weakref.WeakKeyDictionary()
 
 
-def metrics_for(registry: CollectorRegistry) -> WorkQueueMetrics:
+def metrics_for(registry: Registry) -> WorkQueueMetrics:
     """The (shared) work queue metrics of ``registry``."""
     found = _METRICS.get(registry)
     if found is None:
@@ -138,7 +136,7 @@ class WorkQueue:
         name: str,
         *,
         backoff: ExponentialBackoff | None = None,
-        registry: CollectorRegistry | None = None,
+        registry: Registry | None = None,
         clock: Clock = REAL_CLOCK,
     ) -> None:
         """Create a queue.

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-
 from csi_sidecars.kube.objects import spec
+from csi_sidecars.runtime.metrics import Counter, Histogram, Registry
 
 SUBSYSTEM = "controller"
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -29,7 +28,7 @@ def claim_source(pvc: Mapping[str, Any]) -> str:
 class ProvisionerMetrics:
     """The six ``controller_*`` families, registered in one registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: Registry) -> None:
         """Register the families in ``registry``."""
         claim_labels = ["class", "source"]
         self.provision_total = Counter(

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from csi_sidecars.runtime import logging as rlog
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from csi_sidecars.runtime.metrics import Registry
 
 log = rlog.get_logger("http")
 
@@ -87,12 +87,12 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     return host or "0.0.0.0", port
 
 
-def metrics_handler(registry: CollectorRegistry) -> Handler:
+def metrics_handler(registry: Registry) -> Handler:
     """A handler that renders ``registry`` in the Prometheus text format."""
-    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+    from csi_sidecars.runtime.metrics import CONTENT_TYPE, render
 
     async def handle(_: Request) -> Response:
-        return Response(body=generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        return Response(body=render(registry), content_type=CONTENT_TYPE)
 
     return handle
 

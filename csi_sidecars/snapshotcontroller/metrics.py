@@ -20,9 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
-
 from csi_sidecars.kube import objects as o
+from csi_sidecars.runtime.metrics import Gauge, Histogram, Registry
 from csi_sidecars.snapshotcontroller import objects as so
 
 Obj = Mapping[str, Any]
@@ -52,9 +51,7 @@ class _Op:
 class OperationMetrics:
     """The two metric families and the operations in flight, by (operation, object uid)."""
 
-    def __init__(
-        self, registry: CollectorRegistry, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, registry: Registry, clock: Callable[[], float] = time.monotonic) -> None:
         """Register the families in ``registry``."""
         self.latency = Histogram(
             "snapshot_controller_operation_total_seconds",

@@ -15,14 +15,14 @@ import math
 import os
 import time
 
+from csi_sidecars.runtime.metrics import CONTENT_TYPE, format_value
+
 SIDECAR_SUBSYSTEM = "csi_sidecar"
 PLUGIN_SUBSYSTEM = "csi_plugin"
 UNKNOWN_DRIVER = "unknown-driver"
 HELP = "[ALPHA] Container Storage Interface operation duration with gRPC error code status total"
 BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 25, 50, 120, 300, 600)
 START_TIME_HELP = "[ALPHA] Start time of the process since unix epoch in seconds."
-#: The classic Prometheus text format, which is what :meth:`OperationMetrics.render` writes.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _IMPORT_TIME = time.time()
 
@@ -38,24 +38,6 @@ def process_start_seconds() -> float:
         return btime + start_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return _IMPORT_TIME
-
-
-def format_value(value: float) -> str:
-    """A sample value as the text format writes it: ``1.0``, ``0.25``, ``1.79e+09``, ``+Inf``.
-
-    Python's ``repr`` except that, like Go, numbers of a million and more switch to exponent form.
-    """
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    text = repr(float(value))
-    dot = text.find(".")
-    if value > 0 and dot > 6:
-        digits = (text[:dot] + text[dot + 1 :]).rstrip("0")
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{mantissa}e+{dot - 1:02d}"
-    return text
 
 
 def _escape(value: str) -> str:

@@ -27,9 +27,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
-
 from csi_sidecars.controller import ControllerContext
 from csi_sidecars.controller import actions as a
 from csi_sidecars.controller.perform import Performer, to_result
@@ -43,6 +40,7 @@ from csi_sidecars.provisioner.decide import capacity as cap
 from csi_sidecars.provisioner.decide.capacity import Item, Segment
 from csi_sidecars.provisioner.execute.caches import Caches
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime.metrics import GaugeFamily
 
 log = rlog.get_logger("provisioner")
 
@@ -337,27 +335,27 @@ class CapacityTracker:
         )
 
 
-class CapacityMetrics(Collector):
+class CapacityMetrics:
     """Go's gauges: ``csistoragecapacities_desired_goal``, ``_desired_current``, ``_obsolete``."""
 
     def __init__(self, tracker: CapacityTracker) -> None:
         self.tracker = tracker
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeFamily]:
         """The three gauges, computed when scraped."""
         items = self.tracker.items
-        yield GaugeMetricFamily(
+        yield GaugeFamily(
             "csistoragecapacities_desired_goal",
             "Number of CSIStorageCapacity objects that are supposed to be managed automatically.",
             value=len(items),
         )
-        yield GaugeMetricFamily(
+        yield GaugeFamily(
             "csistoragecapacities_desired_current",
             "Number of CSIStorageCapacity objects that exist and are supposed to be managed "
             "automatically.",
             value=sum(1 for v in items.values() if v is not None),
         )
-        yield GaugeMetricFamily(
+        yield GaugeFamily(
             "csistoragecapacities_obsolete",
             "Number of CSIStorageCapacity objects that exist and will be deleted automatically. "
             "Objects that exist and may need an update are not considered obsolete and "

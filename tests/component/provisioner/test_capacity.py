@@ -9,8 +9,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import generate_latest
-
 from csi_sidecars.csi.connection import LossPolicy, connect
 from csi_sidecars.kube.quantity import quantity_to_bytes
 from csi_sidecars.kube.resources import (
@@ -25,6 +23,7 @@ from csi_sidecars.kube.resources import (
 from csi_sidecars.playground.driver.options import TOPOLOGY_KEY
 from csi_sidecars.provisioner.command import run_provisioner
 from csi_sidecars.provisioner.decide import strings
+from csi_sidecars.runtime.metrics import render
 from tests.component.provisioner.harness import (
     DRIVER,
     Env,
@@ -231,7 +230,7 @@ async def test_metrics(tmp_path: Path) -> None:
         ctrl = await env.start(enable_capacity=True, environ=ENV, capacity_ownerref_level=-1)
         await poll(lambda: len(capacities(env)) == 3, what="objects")
         await env.idle()
-        text = generate_latest(ctrl.ctx.registry).decode()
+        text = render(ctrl.ctx.registry).decode()
         assert "csistoragecapacities_desired_goal 3.0" in text
         assert "csistoragecapacities_desired_current 3.0" in text
         assert "csistoragecapacities_obsolete 0.0" in text

@@ -255,13 +255,13 @@ async def test_controller_expand_secret_goes_to_the_driver(tmp_path: Path) -> No
 
 
 async def test_metrics_have_go_names_and_labels(tmp_path: Path) -> None:
-    from prometheus_client import generate_latest
+    from csi_sidecars.runtime.metrics import render
 
     async with resizer(tmp_path) as env:
         await env.claim()
         await env.request("2Gi")
         await poll(lambda: env.pv()["spec"]["capacity"]["storage"] == "2Gi", what="expanded")
-        text = generate_latest(env.metrics.registry).decode()
+        text = render(env.metrics.registry).decode()
         assert (
             'csi_sidecar_operations_seconds_count{driver_name="resize.csi.test",'
             'grpc_status_code="OK",method_name="/csi.v1.Controller/ControllerExpandVolume"}'

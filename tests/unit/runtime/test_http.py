@@ -4,7 +4,6 @@ import asyncio
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry, Counter
 
 from csi_sidecars.runtime.http import (
     HttpBindError,
@@ -14,6 +13,7 @@ from csi_sidecars.runtime.http import (
     metrics_handler,
     split_endpoint,
 )
+from csi_sidecars.runtime.metrics import Counter, Registry
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_split_endpoint_rejects(endpoint: str) -> None:
 
 
 async def test_serves_routes_and_metrics() -> None:
-    registry = CollectorRegistry()
+    registry = Registry()
     Counter("things_total", "Things.", registry=registry).inc(3)
     server = HttpServer("127.0.0.1:0")
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
-
+from csi_sidecars.runtime.metrics import Registry
 from csi_sidecars.snapshotcontroller.metrics import OperationMetrics
 from tests.unit.snapshotcontroller.fixtures import vs
 
@@ -18,7 +17,7 @@ class Clock:
         return self.now
 
 
-def count(reg: CollectorRegistry, op: str, status: str, kind: str = "dynamic") -> float | None:
+def count(reg: Registry, op: str, status: str, kind: str = "dynamic") -> float | None:
     return reg.get_sample_value(
         "snapshot_controller_operation_total_seconds_count",
         {
@@ -30,7 +29,7 @@ def count(reg: CollectorRegistry, op: str, status: str, kind: str = "dynamic") -
     )
 
 
-def total(reg: CollectorRegistry, op: str, status: str) -> float | None:
+def total(reg: Registry, op: str, status: str) -> float | None:
     return reg.get_sample_value(
         "snapshot_controller_operation_total_seconds_sum",
         {
@@ -43,7 +42,7 @@ def total(reg: CollectorRegistry, op: str, status: str) -> float | None:
 
 
 def test_create_then_ready_then_delete() -> None:
-    reg, clock = CollectorRegistry(), Clock()
+    reg, clock = Registry(), Clock()
     m = OperationMetrics(reg, clock)
     new = vs("s", "u", claim="c")
     m.observe(None, new, DRIVER)
@@ -68,7 +67,7 @@ def test_create_then_ready_then_delete() -> None:
 
 
 def test_delete_during_create_is_a_cancel() -> None:
-    reg, clock = CollectorRegistry(), Clock()
+    reg, clock = Registry(), Clock()
     m = OperationMetrics(reg, clock)
     new = vs("s", "u", claim="c")
     m.observe(None, new, DRIVER)
@@ -83,7 +82,7 @@ def test_delete_during_create_is_a_cancel() -> None:
 
 
 def test_unknown_driver_and_pre_provisioned() -> None:
-    reg = CollectorRegistry()
+    reg = Registry()
     m = OperationMetrics(reg, Clock())
     new = vs("s", "u", content="c")
     m.observe(None, new, "")
@@ -103,7 +102,7 @@ def test_unknown_driver_and_pre_provisioned() -> None:
 
 
 def test_buckets_are_gos() -> None:
-    reg = CollectorRegistry()
+    reg = Registry()
     m = OperationMetrics(reg, Clock())
     m.start("CreateSnapshot", "u", DRIVER, "dynamic")
     m.record("CreateSnapshot", "u")
