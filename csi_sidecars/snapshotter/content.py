@@ -213,15 +213,16 @@ def _send_create(
 
 
 def _unless_snapshot_deleting(vsc: Obj, create: a.Patch) -> a.Plan:
-    """``create``, after a live read of the bound VolumeSnapshot shows it is not being deleted.
+    """``create``, after a live read shows the bound VolumeSnapshot alive (same uid, not deleted).
 
     A content's first CreateSnapshot can come long after its snapshot was deleted: while no
-    snapshot-controller runs, nothing deletes the content of a snapshot that is being deleted.
-    Only an unmarked content is guarded (once marked, a call may have reached the driver, and the
-    handle must be learnt so the snapshot can be deleted). A snapshot that is gone or is
-    another object now is not distinguished from a content made by hand (Go's behaviour: the
-    snapshot-controller deletes an orphaned dynamic content). Without ``get`` on
-    volumesnapshots (Go's RBAC) the read answers 403 and the create goes on as in Go.
+    snapshot-controller runs (or its caches lag, after an API server restart), nothing deletes
+    the content of a snapshot that is being deleted or already gone. A dynamic content exists
+    only for its snapshot, so without one nothing is sent; the content waits (back-off) for the
+    snapshot-controller to delete it. Only an unmarked content is held back (once marked, a call
+    may have reached the driver, and the handle must be learnt so the snapshot can be deleted).
+    Without ``get`` on volumesnapshots (Go's RBAC) the read answers 403 and the create goes on
+    as in Go.
     """
     ref = snapshot_ref(vsc)
     snap_name, namespace = str(ref.get("name") or ""), str(ref.get("namespace") or "")
@@ -229,7 +230,9 @@ def _unless_snapshot_deleting(vsc: Obj, create: a.Patch) -> a.Plan:
         return (create,)
 
     def decide_on(snap: Obj | None) -> a.Plan:
-        if snap is not None and uid(snap) == ref_uid(vsc) and is_deleting(snap):
+        if snap is None or uid(snap) != ref_uid(vsc):
+            return (a.Retry(f"snapshot {namespace}/{snap_name} is gone: not created"),)
+        if is_deleting(snap):
             return (a.Retry(f"snapshot {namespace}/{snap_name} is being deleted: not created"),)
         return (create,)
 

@@ -25,8 +25,18 @@ from csi_sidecars.runtime.options import CsiOptions, HttpOptions, RetryOptions
 from csi_sidecars.snapshotter.command import run_snapshotter
 from csi_sidecars.snapshotter.flags import GATES, SnapshotterFlags
 from tests.support.poll import poll
+from tests.unit.snapshotter.reactor import ensure_bound_snapshot
 
-__all__ = ["DRIVER", "NAMESPACE", "Env", "dynamic_content", "make_flags", "poll", "running"]
+__all__ = [
+    "DRIVER",
+    "NAMESPACE",
+    "Env",
+    "create_content",
+    "dynamic_content",
+    "make_flags",
+    "poll",
+    "running",
+]
 
 DRIVER = "snap.csi.test"
 NAMESPACE = "default"
@@ -73,6 +83,13 @@ def dynamic_content(
             },
         },
     }
+
+
+async def create_content(kube: FakeKube, body: JsonDict) -> JsonDict:
+    """Create ``body``; a dynamic content first gets the VolumeSnapshot it is bound to (the
+    sidecar reads it before a first CreateSnapshot)."""
+    await ensure_bound_snapshot(kube, body)
+    return await kube.create(api.VOLUME_SNAPSHOT_CONTENTS, body)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from csi_sidecars.kube import snapshots as api
-from tests.component.snapshotter.harness import DRIVER, NAMESPACE, poll, running
+from tests.component.snapshotter.harness import DRIVER, NAMESPACE, create_content, poll, running
 
 VGSC = api.VOLUME_GROUP_SNAPSHOT_CONTENTS
 
@@ -78,7 +78,7 @@ async def test_missing_group_crds_disable_group_snapshots_only(tmp_path: Path) -
     async with running(tmp_path, kube=kube, feature_gates=["CSIVolumeGroupSnapshot=true"]) as env:
         vol = await env.volume("v-1")
         await kube.create(api.VOLUME_SNAPSHOT_CLASSES, snapshot_class())
-        await kube.create(api.VOLUME_SNAPSHOT_CONTENTS, dynamic_content("c-1", vol))
+        await create_content(kube, dynamic_content("c-1", vol))
         await poll(lambda: env.ready("c-1"), what="snapshots still work")
         assert kube.actions_of("watch", VGSC) == []
         assert len(kube.actions_of("list", VGSC)) == 1  # the probe only

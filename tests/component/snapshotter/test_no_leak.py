@@ -17,6 +17,7 @@ from csi_sidecars.playground.driver.server import run_driver
 from csi_sidecars.snapshotter import names
 from tests.component.snapshotter.harness import (
     DRIVER,
+    create_content,
     dynamic_content,
     poll,
     running,
@@ -31,7 +32,7 @@ async def test_deleted_while_create_snapshot_is_in_flight(tmp_path: Path) -> Non
         vol = await env.volume("vol-1")
         await env.kube.create(api.VOLUME_SNAPSHOT_CLASSES, snapshot_class())
         env.drv.faults.delay("CreateSnapshot", 1.0, times=1)
-        await env.kube.create(VSC, dynamic_content("c1", vol))
+        await create_content(env.kube, dynamic_content("c1", vol))
         await env.drv.wait_for_calls("CreateSnapshot", 1, finished=False)
         await env.delete_content("c1")
         await poll(lambda: env.content("c1") is None, timeout=5, what="content gone")
@@ -47,7 +48,7 @@ async def test_deleted_while_create_snapshot_times_out(tmp_path: Path) -> None:
         env.drv.faults.add(
             "CreateSnapshot", code=grpc.StatusCode.DEADLINE_EXCEEDED, when=AFTER, times=3
         )
-        await env.kube.create(VSC, dynamic_content("c2", vol))
+        await create_content(env.kube, dynamic_content("c2", vol))
         await env.drv.wait_for_calls("CreateSnapshot", 1)
         assert len(env.snapshots()) == 1  # it exists on the backend, unknown to Kubernetes
         await env.delete_content("c2")
@@ -61,7 +62,7 @@ async def test_quota_error_lets_a_deleted_content_go(tmp_path: Path) -> None:
         vol = await env.volume("vol-3")
         await env.kube.create(api.VOLUME_SNAPSHOT_CLASSES, snapshot_class())
         env.drv.faults.add("CreateSnapshot", code=grpc.StatusCode.RESOURCE_EXHAUSTED)
-        await env.kube.create(VSC, dynamic_content("c3", vol))
+        await create_content(env.kube, dynamic_content("c3", vol))
         await env.drv.wait_for_calls("CreateSnapshot", 1)
         await env.delete_content("c3")
         await poll(lambda: env.content("c3") is None, timeout=10, what="content gone")
@@ -80,7 +81,7 @@ async def test_restart_after_lost_reply_with_class_deleted(tmp_path: Path) -> No
                 api.VOLUME_SNAPSHOT_CLASSES, snapshot_class(parameters={"tier": "gold"})
             )
             drv.faults.add("CreateSnapshot", code=grpc.StatusCode.DEADLINE_EXCEEDED, when=AFTER)
-            await kube.create(VSC, dynamic_content("c4", vol))
+            await create_content(kube, dynamic_content("c4", vol))
             await drv.wait_for_calls("CreateSnapshot", 1)
             got = await poll(
                 lambda: (kube.peek(VSC, "c4") or {}).get("status", {}).get("error"),

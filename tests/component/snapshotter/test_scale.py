@@ -13,6 +13,7 @@ from pathlib import Path
 from csi_sidecars.kube import snapshots as api
 from csi_sidecars.kube.fake import FakeKube
 from tests.component.snapshotter.harness import (
+    create_content,
     dynamic_content,
     poll,
     running,
@@ -32,14 +33,14 @@ async def test_existing_snapshots_do_not_delay_a_new_one(tmp_path: Path) -> None
     kube = FakeKube()
     await kube.create(api.VOLUME_SNAPSHOT_CLASSES, snapshot_class())
     for i in range(EXISTING):
-        await kube.create(api.VOLUME_SNAPSHOT_CONTENTS, ready_content(i))
+        await create_content(kube, ready_content(i))
     async with running(tmp_path, kube=kube, resync_period=1.0) as env:
         await poll(  # listed, now watching: the 15,000 went through the handlers
             lambda: bool(kube.actions_of("watch", api.VOLUME_SNAPSHOT_CONTENTS)), what="watching"
         )
         vol = await env.volume("new-vol")
         started = time.monotonic()
-        await kube.create(api.VOLUME_SNAPSHOT_CONTENTS, dynamic_content("new", vol))
+        await create_content(kube, dynamic_content("new", vol))
         await poll(lambda: env.ready("new"), timeout=10, what="new snapshot ready")
         took = time.monotonic() - started
         await asyncio.sleep(1.5)  # at least one resync of all 15,001 contents

@@ -16,6 +16,7 @@ from csi_sidecars.snapshotter.command import run_snapshotter
 from tests.component.snapshotter.harness import (
     DRIVER,
     NAMESPACE,
+    create_content,
     dynamic_content,
     make_flags,
     poll,
@@ -31,7 +32,7 @@ async def test_dynamic_snapshot_then_delete(tmp_path: Path) -> None:
         vol = await env.volume("vol-a")
         await env.kube.create(api.VOLUME_SNAPSHOT_CLASSES, snapshot_class())
         body = dynamic_content("snapcontent-a", vol, uid="11111111-2222-3333-4444-555555555555")
-        await env.kube.create(VSC, body)
+        await create_content(env.kube, body)
         got = await poll(lambda: env.ready("snapcontent-a"), what="ready")
         snap = env.snapshots()["snapshot-11111111-2222-3333-4444-555555555555"]
         assert snap.source_volume_id == vol
@@ -60,7 +61,7 @@ async def test_readiness_is_polled_without_informer_events(tmp_path: Path) -> No
     ) as env:
         vol = await env.volume("vol-b")
         await env.kube.create(api.VOLUME_SNAPSHOT_CLASSES, snapshot_class())
-        await env.kube.create(VSC, dynamic_content("c-b", vol))
+        await create_content(env.kube, dynamic_content("c-b", vol))
         await poll(
             lambda: (env.content("c-b") or {}).get("status", {}).get("snapshotHandle") or None,
             what="handle",
@@ -88,7 +89,7 @@ async def test_pre_provisioned_content(tmp_path: Path) -> None:
                 "volumeSnapshotRef": {"name": "restore-me", "namespace": NAMESPACE},
             },
         }
-        await env.kube.create(VSC, static)
+        await create_content(env.kube, static)
         got = await poll(lambda: env.ready("static-1"), what="ready")
         assert got["status"]["snapshotHandle"] == handle
         assert [r.snapshot_id for r in env.drv.calls_of("ListSnapshots")] == [handle]
@@ -111,7 +112,7 @@ async def test_conflicts_never_show_as_errors(tmp_path: Path) -> None:
             "modified; please apply your changes to the latest version and try again",
         )
         env.kube.inject("patch", conflict, resource=VSC, times=3)
-        await env.kube.create(VSC, dynamic_content("c-d", vol))
+        await create_content(env.kube, dynamic_content("c-d", vol))
         await poll(lambda: env.ready("c-d"), what="ready")
         status_writes = [
             act.body for act in env.kube.actions_of("patch", VSC) if act.subresource == "status"
@@ -127,7 +128,7 @@ async def test_failure_event_names_the_driver(tmp_path: Path) -> None:
             "CreateSnapshot", code=grpc.StatusCode.RESOURCE_EXHAUSTED, message="quota", times=1
         )
         vol = await env.volume("vol-e")
-        await env.kube.create(VSC, dynamic_content("c-e", vol))
+        await create_content(env.kube, dynamic_content("c-e", vol))
         event = await poll(
             lambda: next(
                 (e for e in env.events() if e["reason"] == names.SNAPSHOT_CREATION_FAILED), None
@@ -143,7 +144,7 @@ async def test_metrics_count_csi_operations(tmp_path: Path) -> None:
     async with running(tmp_path) as env:
         vol = await env.volume("vol-f")
         await env.kube.create(api.VOLUME_SNAPSHOT_CLASSES, snapshot_class())
-        await env.kube.create(VSC, dynamic_content("c-f", vol))
+        await create_content(env.kube, dynamic_content("c-f", vol))
         await poll(lambda: env.ready("c-f"))
         count = env.metrics.registry.get_sample_value(
             "csi_sidecar_operations_seconds_count",
@@ -180,7 +181,7 @@ async def test_node_deployment_handles_only_its_contents(tmp_path: Path) -> None
         for name, node in (("other", "node-2"), ("mine", "node-1")):
             body = dynamic_content(name, vol)
             body["metadata"]["labels"] = {api.VOLUME_SNAPSHOT_CONTENT_MANAGED_BY_LABEL: node}
-            await env.kube.create(VSC, body)
+            await create_content(env.kube, body)
         await poll(lambda: env.ready("mine"), what="ready")
         other = env.content("other")
         assert other is not None and "status" not in other

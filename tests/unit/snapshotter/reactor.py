@@ -166,8 +166,21 @@ class Reactor:
             now=lambda: NOW,
         )
 
-    async def add(self, resource: Resource, obj: JsonDict, *, deleting: bool = False) -> None:
-        """Store ``obj``; with ``deleting``, delete it (it must hold a finalizer)."""
+    async def add(
+        self,
+        resource: Resource,
+        obj: JsonDict,
+        *,
+        deleting: bool = False,
+        with_snapshot: bool = True,
+    ) -> None:
+        """Store ``obj``; with ``deleting``, delete it (it must hold a finalizer).
+
+        A dynamic content comes with the VolumeSnapshot it is bound to (the sidecar reads it
+        before a first CreateSnapshot), unless ``with_snapshot`` is False or it exists.
+        """
+        if resource is api.VOLUME_SNAPSHOT_CONTENTS and with_snapshot:
+            await ensure_bound_snapshot(self.kube, obj)
         await self.kube.create(resource, copy.deepcopy(obj))
         if deleting:
             await self.kube.delete(
@@ -210,6 +223,22 @@ class Reactor:
 
 
 # -- object builders ---------------------------------------------------------------------------
+
+
+async def ensure_bound_snapshot(kube: FakeKube, content: JsonDict) -> None:
+    """Store the VolumeSnapshot a dynamic ``content`` is bound to (same uid), if missing."""
+    spec = content.get("spec") or {}
+    ref = spec.get("volumeSnapshotRef") or {}
+    if "volumeHandle" not in (spec.get("source") or {}) or not ref.get("name"):
+        return
+    ns = ref.get("namespace") or NAMESPACE
+    if kube.peek(api.VOLUME_SNAPSHOTS, ref["name"], ns) is not None:
+        return
+    meta: JsonDict = {"name": ref["name"], "namespace": ns}
+    if ref.get("uid"):
+        meta["uid"] = ref["uid"]
+    body = {"metadata": meta, "spec": {"source": {"persistentVolumeClaimName": "claim"}}}
+    await kube.create(api.VOLUME_SNAPSHOTS, body)
 
 
 def make_class(
