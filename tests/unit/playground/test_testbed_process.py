@@ -99,3 +99,18 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_free_port_is_outside_the_ephemeral_range_and_bindable() -> None:
+    import socket
+
+    from csi_sidecars.playground.process import LISTEN_PORTS_FROM, ephemeral_ports, free_port
+
+    low, high = ephemeral_ports()
+    ports = {free_port() for _ in range(20)}
+    for port in ports:
+        if low - LISTEN_PORTS_FROM >= 1000:
+            assert LISTEN_PORTS_FROM <= port < low, (port, low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", port))
+    assert len(ports) > 1  # picked at random, not one fixed port
