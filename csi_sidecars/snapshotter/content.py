@@ -209,10 +209,10 @@ def _send_create(
     mark = a.Patch(VSC, name(vsc), patch, type="json", then=call)
     if api.ANN_VOLUME_SNAPSHOT_BEING_CREATED in annotations_of(vsc):
         return (mark,)
-    return _unless_snapshot_deleting(vsc, mark)
+    return _if_snapshot_alive(vsc, mark)
 
 
-def _unless_snapshot_deleting(vsc: Obj, create: a.Patch) -> a.Plan:
+def _if_snapshot_alive(vsc: Obj, create: a.Patch) -> a.Plan:
     """``create``, after a live read shows the bound VolumeSnapshot alive (same uid, not deleted).
 
     A content's first CreateSnapshot can come long after its snapshot was deleted: while no
