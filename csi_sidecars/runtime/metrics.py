@@ -4,9 +4,9 @@ The controller roles expose the Go sidecars' metric families (work queues, the C
 histogram, the provisioner's and the snapshot-controller's own). prometheus_client costs each
 process about 3 MiB of RSS and 10-40 ms of CPU at start (it imports ``http.server``,
 ``wsgiref`` and threads for servers we never run), and writes ``_created`` series that the Go
-sidecars do not have. This module is what the roles use of it, rendered line for line as prometheus_client
-renders it (labels sorted, the same value formatting, HELP and TYPE of a labelled family even
-before its first sample) minus the ``_created`` series:
+sidecars do not have. This module is what the roles use of it, rendered line for line as
+prometheus_client renders it (labels sorted, the same value formatting, HELP and TYPE of a
+labelled family even before its first sample) minus the ``_created`` series:
 
 * :class:`Registry`: collectors in registration order; :func:`render` writes them.
 * :class:`Counter`, :class:`Gauge`, :class:`Histogram`: ``(name, documentation, labelnames,
