@@ -19,7 +19,7 @@ labelled family even before its first sample) minus the ``_created`` series:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 __all__ = [
@@ -39,8 +39,6 @@ __all__ = [
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: prometheus_client's (and client_golang's) default histogram buckets.
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-
-Labels = tuple[tuple[str, str], ...]
 
 
 class Sample(NamedTuple):
@@ -120,12 +118,6 @@ class Registry:
         self._names.update(names)
         self._collectors.append(collector)
 
-    def unregister(self, collector: Collector) -> None:
-        """Remove ``collector`` (its names become free)."""
-        self._collectors.remove(collector)
-        if isinstance(collector, _Metric):
-            self._names.discard(collector.name)
-
     def collect(self) -> Iterator[Family]:
         """Every family of every collector."""
         for collector in list(self._collectors):
@@ -149,7 +141,7 @@ class _Child:
 
     __slots__ = ()
 
-    def samples(self, name: str, labels: Labels, out: Samples) -> None:
+    def samples(self, name: str, labels: dict[str, str], out: Samples) -> None:
         raise NotImplementedError
 
 
@@ -169,8 +161,8 @@ class _CounterChild(_Child):
             raise ValueError("Counters can only be incremented by non-negative amounts.")
         self.value += amount
 
-    def samples(self, name: str, labels: Labels, out: Samples) -> None:
-        out.append(Sample(name + "_total", dict(labels), self.value))
+    def samples(self, name: str, labels: dict[str, str], out: Samples) -> None:
+        out.append(Sample(name + "_total", labels, self.value))
 
 
 class _GaugeChild(_Child):
@@ -191,8 +183,8 @@ class _GaugeChild(_Child):
         """Set the value."""
         self.value = float(value)
 
-    def samples(self, name: str, labels: Labels, out: Samples) -> None:
-        out.append(Sample(name, dict(labels), self.value))
+    def samples(self, name: str, labels: dict[str, str], out: Samples) -> None:
+        out.append(Sample(name, labels, self.value))
 
 
 class _HistogramChild(_Child):
@@ -211,26 +203,24 @@ class _HistogramChild(_Child):
                 self.counts[i] += 1
                 return
 
-    def samples(self, name: str, labels: Labels, out: Samples) -> None:
+    def samples(self, name: str, labels: dict[str, str], out: Samples) -> None:
         cumulative = 0
         for bound, count in zip(self.bounds, self.counts, strict=True):
             cumulative += count
-            bucket = {**dict(labels), "le": format_value(bound)}
-            out.append(Sample(f"{name}_bucket", bucket, cumulative))
-        out.append(Sample(f"{name}_count", dict(labels), cumulative))
-        out.append(Sample(f"{name}_sum", dict(labels), self.sum))
+            out.append(Sample(f"{name}_bucket", {**labels, "le": format_value(bound)}, cumulative))
+        out.append(Sample(f"{name}_count", labels, cumulative))
+        out.append(Sample(f"{name}_sum", labels, self.sum))
 
 
 C = TypeVar("C", bound=_Child)
 
 
-def full_name(namespace: str, subsystem: str, name: str) -> str:
-    """``namespace_subsystem_name`` of the parts that are set (prometheus_client's rule)."""
-    return "_".join(part for part in (namespace, subsystem, name) if part)
-
-
 class _Metric(Generic[C]):
-    """A family whose children are kept per label set."""
+    """A family whose children are kept per label set; subclasses say how a child is made.
+
+    The full name is ``namespace_subsystem_name`` of the parts that are set (prometheus_client's
+    rule).
+    """
 
     kind = ""
 
@@ -238,45 +228,38 @@ class _Metric(Generic[C]):
         self,
         name: str,
         documentation: str,
-        labelnames: Sequence[str],
-        registry: Registry | None,
-        make: Callable[[], C],
+        labelnames: Sequence[str] = (),
+        registry: Registry | None = None,
+        *,
+        namespace: str = "",
+        subsystem: str = "",
     ) -> None:
-        self.name = name
+        """Register the family (an unlabelled one gets its one child now)."""
+        self.name = "_".join(part for part in (namespace, subsystem, name) if part)
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self._make = make
         self._children: dict[tuple[str, ...], C] = {}
         if not self.labelnames:
-            self._children[()] = make()
+            self._children[()] = self._child()
         if registry is not None:
             registry.register(self, self.name)
 
-    def labels(self, *values: str, **named: str) -> C:
-        """The child of one label set (positional in label-name order, or by name).
+    def _child(self) -> C:
+        raise NotImplementedError
+
+    def labels(self, *values: str) -> C:
+        """The child of one label set (values in label-name order).
 
         Raises:
-            ValueError: wrong label names or count.
+            ValueError: a wrong number of values.
         """
-        if named:
-            if values or set(named) != set(self.labelnames):
-                raise ValueError(f"incorrect label names for {self.name}: {sorted(named)}")
-            values = tuple(named[n] for n in self.labelnames)
         if len(values) != len(self.labelnames):
             raise ValueError(f"incorrect label count for {self.name}: {len(values)}")
         key = tuple(str(v) for v in values)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = self._make()
+            child = self._children[key] = self._child()
         return child
-
-    def remove(self, *values: str) -> None:
-        """Forget the child of one label set."""
-        self._children.pop(tuple(str(v) for v in values), None)
-
-    def clear(self) -> None:
-        """Forget every child (an unlabelled metric keeps its one, reset)."""
-        self._children = {(): self._make()} if not self.labelnames else {}
 
     def _unlabelled(self) -> C:
         if self.labelnames:
@@ -288,13 +271,13 @@ class _Metric(Generic[C]):
         family = Family(self.name, self.documentation, self.kind)
         for values, child in list(self._children.items()):
             child.samples(
-                self.name, tuple(zip(self.labelnames, values, strict=True)), family.samples
+                self.name, dict(zip(self.labelnames, values, strict=True)), family.samples
             )
         yield family
 
 
 class Counter(_Metric[_CounterChild]):
-    """A counter; ``name`` may end in ``_total`` (the samples always do)."""
+    """A counter; ``name`` may end in ``_total`` (the family's name does not, the samples' do)."""
 
     kind = "counter"
 
@@ -308,9 +291,14 @@ class Counter(_Metric[_CounterChild]):
         namespace: str = "",
         subsystem: str = "",
     ) -> None:
-        """Register the family (without ``_total`` in its name, as prometheus_client)."""
-        full = full_name(namespace, subsystem, name.removesuffix("_total"))
-        super().__init__(full, documentation, labelnames, registry, _CounterChild)
+        """Register the family under ``name`` without ``_total``, as prometheus_client does."""
+        name = name.removesuffix("_total")
+        super().__init__(
+            name, documentation, labelnames, registry, namespace=namespace, subsystem=subsystem
+        )
+
+    def _child(self) -> _CounterChild:
+        return _CounterChild()
 
     def inc(self, amount: float = 1.0) -> None:
         """Increment an unlabelled counter."""
@@ -322,19 +310,8 @@ class Gauge(_Metric[_GaugeChild]):
 
     kind = "gauge"
 
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str] = (),
-        registry: Registry | None = None,
-        *,
-        namespace: str = "",
-        subsystem: str = "",
-    ) -> None:
-        """Register the family."""
-        full = full_name(namespace, subsystem, name)
-        super().__init__(full, documentation, labelnames, registry, _GaugeChild)
+    def _child(self) -> _GaugeChild:
+        return _GaugeChild()
 
     def set(self, value: float) -> None:
         """Set an unlabelled gauge."""
@@ -376,10 +353,12 @@ class Histogram(_Metric[_HistogramChild]):
         if not bounds or bounds[-1] != math.inf:
             bounds.append(math.inf)
         self.bounds = tuple(bounds)
-        full = full_name(namespace, subsystem, name)
         super().__init__(
-            full, documentation, labelnames, registry, lambda: _HistogramChild(self.bounds)
+            name, documentation, labelnames, registry, namespace=namespace, subsystem=subsystem
         )
+
+    def _child(self) -> _HistogramChild:
+        return _HistogramChild(self.bounds)
 
     def observe(self, value: float) -> None:
         """Observe on an unlabelled histogram."""

@@ -5,17 +5,23 @@
 :mod:`csi_sidecars.csi.metrics` renders them (labels sorted, ``le`` among them, values as
 prometheus_client writes them), minus the ``_created`` series that only prometheus_client adds.
 prometheus_client itself costs the livenessprobe 3 MiB and imports ``ssl``, ``urllib.request``,
-``wsgiref`` and threads for its own servers, none of which a node role uses; one histogram and one
-gauge are a few dozen lines. :mod:`csi_sidecars.csi.metrics` takes its constants from here.
+``wsgiref`` and threads for its own servers, none of which a node role uses. Both this and
+:mod:`csi_sidecars.csi.metrics` are built on :mod:`csi_sidecars.runtime.metrics`; the latter
+takes its constants from here.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 
-from csi_sidecars.runtime.metrics import CONTENT_TYPE, format_value
+from csi_sidecars.runtime.metrics import (
+    CONTENT_TYPE,
+    Gauge,
+    Histogram,
+    Registry,
+    render,
+)
 
 SIDECAR_SUBSYSTEM = "csi_sidecar"
 PLUGIN_SUBSYSTEM = "csi_plugin"
@@ -40,21 +46,8 @@ def process_start_seconds() -> float:
         return _IMPORT_TIME
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _labels(pairs: dict[str, str]) -> str:
-    return ",".join(f'{name}="{_escape(pairs[name])}"' for name in sorted(pairs))
-
-
-class _Series:
-    __slots__ = ("counts", "sum", "total")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
-        self.total = 0
-        self.sum = 0.0
+#: The histogram's label names, in Go's order.
+LABELS = ("driver_name", "method_name", "grpc_status_code")
 
 
 class OperationMetrics:
@@ -71,8 +64,11 @@ class OperationMetrics:
         """Start with no observations and ``driver_name="unknown-driver"``."""
         self.name = f"{subsystem}_operations_seconds"
         self.driver_name = UNKNOWN_DRIVER
-        self.start_time = process_start_seconds() if process_start_time else None
-        self._series: dict[tuple[str, str, str], _Series] = {}
+        self.registry = Registry()
+        self._operations = Histogram(self.name, HELP, LABELS, self.registry, BUCKETS)
+        if process_start_time:
+            start = Gauge("process_start_time_seconds", START_TIME_HELP, registry=self.registry)
+            start.set(process_start_seconds())
 
     def set_driver_name(self, name: str) -> None:
         """Use ``name`` as ``driver_name`` for calls recorded from now on."""
@@ -86,41 +82,15 @@ class OperationMetrics:
             code_name: the Go status name (``OK``, ``DeadlineExceeded``, ``unknown-non-grpc``).
             seconds: how long the call took.
         """
-        key = (self.driver_name, method, code_name)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = _Series()
-        index = len(BUCKETS)
-        for i, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                index = i
-                break
-        series.counts[index] += 1
-        series.total += 1
-        series.sum += seconds
+        self._operations.labels(self.driver_name, method, code_name).observe(seconds)
 
     def count(self, method: str, code_name: str, driver_name: str | None = None) -> int:
         """How many calls of ``method`` ended with ``code_name`` (for tests and checks)."""
-        key = (self.driver_name if driver_name is None else driver_name, method, code_name)
-        series = self._series.get(key)
-        return 0 if series is None else series.total
+        driver = self.driver_name if driver_name is None else driver_name
+        labels = dict(zip(LABELS, (driver, method, code_name), strict=True))
+        found = self.registry.get_sample_value(f"{self.name}_count", labels)
+        return 0 if found is None else int(found)
 
     def render(self) -> tuple[bytes, str]:
         """The metrics in the Prometheus text format, and its Content-Type."""
-        name = self.name
-        out = [f"# HELP {name} {HELP}\n", f"# TYPE {name} histogram\n"]
-        for (driver, method, code), series in self._series.items():
-            labels = {"driver_name": driver, "method_name": method, "grpc_status_code": code}
-            cumulative = 0
-            for bound, count in zip((*BUCKETS, math.inf), series.counts, strict=True):
-                cumulative += count
-                pairs = _labels({**labels, "le": format_value(bound)})
-                out.append(f"{name}_bucket{{{pairs}}} {format_value(cumulative)}\n")
-            pairs = _labels(labels)
-            out.append(f"{name}_count{{{pairs}}} {format_value(series.total)}\n")
-            out.append(f"{name}_sum{{{pairs}}} {format_value(series.sum)}\n")
-        if self.start_time is not None:
-            out.append(f"# HELP process_start_time_seconds {START_TIME_HELP}\n")
-            out.append("# TYPE process_start_time_seconds gauge\n")
-            out.append(f"process_start_time_seconds {format_value(self.start_time)}\n")
-        return "".join(out).encode("utf-8"), CONTENT_TYPE
+        return render(self.registry), CONTENT_TYPE

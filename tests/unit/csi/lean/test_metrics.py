@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from csi_sidecars.csi.lean.metrics import CONTENT_TYPE, OperationMetrics, format_value
+from csi_sidecars.csi.lean.metrics import CONTENT_TYPE, OperationMetrics
 from csi_sidecars.csi.lean.status import RpcError
 from csi_sidecars.csi.metrics import CSIMetrics
+from csi_sidecars.runtime.metrics import format_value
 
 # (driver name set before the call, method, error code or None, seconds)
 CALLS = [
