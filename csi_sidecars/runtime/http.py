@@ -19,13 +19,10 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from csi_sidecars.runtime import logging as rlog
-
-if TYPE_CHECKING:
-    from csi_sidecars.runtime.metrics import Registry
+from csi_sidecars.runtime.metrics import CONTENT_TYPE, Registry, render
 
 log = rlog.get_logger("http")
 
@@ -89,8 +86,6 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
 
 def metrics_handler(registry: Registry) -> Handler:
     """A handler that renders ``registry`` in the Prometheus text format."""
-    from csi_sidecars.runtime.metrics import CONTENT_TYPE, render
-
     async def handle(_: Request) -> Response:
         return Response(body=render(registry), content_type=CONTENT_TYPE)
 

@@ -427,7 +427,7 @@ async def test_left_over_marker_on_a_ready_content_is_removed() -> None:
     assert r.csi.calls == []
 
 
-# -- the first CreateSnapshot of a content whose snapshot is being deleted (chaos seed 4) -------
+# -- no first CreateSnapshot while the content's snapshot is deleted or gone (chaos seeds 4, 6) --
 
 
 async def _snapshot(r: Reactor, name: str, *, deleting: bool) -> str:
@@ -444,18 +444,20 @@ async def _snapshot(r: Reactor, name: str, *, deleting: bool) -> str:
     return str(snap["metadata"]["uid"])
 
 
-def _bound(content_name: str, snap_uid: str, snap_name: str, **kw: Any) -> dict[str, Any]:
-    return make_content(
-        content_name, snap_uid=snap_uid, snap_name=snap_name, volume_handle="vol-1", **kw
-    )
+async def _world(*, deleting: bool, **content: Any) -> Reactor:
+    """Dynamic content ``c1`` bound to snapshot ``s1`` (being deleted or not); the driver
+    answers one CreateSnapshot."""
+    r = Reactor()
+    await r.add(CLASSES, make_class())
+    uid = await _snapshot(r, "s1", deleting=deleting)
+    body = make_content("c1", snap_uid=uid, snap_name="s1", volume_handle="vol-1", **content)
+    await r.add(VSC, body)
+    r.csi.replies = {"CreateSnapshot": [created("sid")]}
+    return r
 
 
 async def test_no_first_create_for_a_snapshot_being_deleted() -> None:
-    r = Reactor()
-    await r.add(CLASSES, make_class())
-    uid = await _snapshot(r, "s1", deleting=True)
-    await r.add(VSC, _bound("c1", uid, "s1"))
-    r.csi.replies = {"CreateSnapshot": [created("sid")]}
+    r = await _world(deleting=True)
     assert await r.sync("c1") is False
     assert r.csi.calls == []
     got = r.content("c1")
@@ -466,11 +468,7 @@ async def test_no_first_create_for_a_snapshot_being_deleted() -> None:
 
 
 async def test_first_create_goes_on_for_a_live_snapshot() -> None:
-    r = Reactor()
-    await r.add(CLASSES, make_class())
-    uid = await _snapshot(r, "s1", deleting=False)
-    await r.add(VSC, _bound("c1", uid, "s1"))
-    r.csi.replies = {"CreateSnapshot": [created("sid")]}
+    r = await _world(deleting=False)
     assert await r.sync("c1") is True
     assert r.csi.methods() == ["CreateSnapshot"]
 
@@ -484,7 +482,10 @@ async def test_no_first_create_for_an_orphaned_content(case: str) -> None:
     await r.add(CLASSES, make_class())
     if case == "another-object":
         await _snapshot(r, "s1", deleting=False)
-    await r.add(VSC, _bound("c1", "uid-of-a-deleted-object", "s1"), with_snapshot=False)
+    body = make_content(
+        "c1", snap_uid="uid-of-a-deleted-object", snap_name="s1", volume_handle="vol-1"
+    )
+    await r.add(VSC, body, with_snapshot=False)
     r.csi.replies = {"CreateSnapshot": [created("sid")]}
     assert await r.sync("c1") is False
     assert r.csi.calls == []
@@ -493,21 +494,14 @@ async def test_no_first_create_for_an_orphaned_content(case: str) -> None:
 
 
 async def test_without_read_access_to_snapshots_the_create_goes_on_as_in_go() -> None:
-    r = Reactor()
-    await r.add(CLASSES, make_class())
-    uid = await _snapshot(r, "s1", deleting=True)
-    await r.add(VSC, _bound("c1", uid, "s1"))
+    r = await _world(deleting=True)
     r.kube.inject("get", ApiError(403, "Forbidden", "no"), resource=api.VOLUME_SNAPSHOTS)
-    r.csi.replies = {"CreateSnapshot": [created("sid")]}
     assert await r.sync("c1") is True
     assert r.csi.methods() == ["CreateSnapshot"]
 
 
 async def test_a_failed_snapshot_read_retries_without_create() -> None:
-    r = Reactor()
-    await r.add(CLASSES, make_class())
-    uid = await _snapshot(r, "s1", deleting=False)
-    await r.add(VSC, _bound("c1", uid, "s1"))
+    r = await _world(deleting=False)
     r.kube.inject("get", ApiError(500, "InternalError", "etcd"), resource=api.VOLUME_SNAPSHOTS)
     assert await r.sync("c1") is False
     assert r.csi.calls == []
@@ -515,13 +509,7 @@ async def test_a_failed_snapshot_read_retries_without_create() -> None:
 
 async def test_a_marked_content_is_created_even_when_its_snapshot_is_being_deleted() -> None:
     # A call may have reached the driver: the handle must be learnt, so it can be deleted.
-    r = Reactor()
-    await r.add(CLASSES, make_class())
-    uid = await _snapshot(r, "s1", deleting=True)
-    await r.add(
-        VSC, _bound("c1", uid, "s1", annotations={api.ANN_VOLUME_SNAPSHOT_BEING_CREATED: "yes"})
-    )
-    r.csi.replies = {"CreateSnapshot": [created("sid")]}
+    r = await _world(deleting=True, annotations={api.ANN_VOLUME_SNAPSHOT_BEING_CREATED: "yes"})
     assert await r.sync("c1") is True
     assert r.csi.methods() == ["CreateSnapshot"]
     assert r.kube.actions_of("get", api.VOLUME_SNAPSHOTS) == []
