@@ -86,6 +86,7 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
 
 def metrics_handler(registry: Registry) -> Handler:
     """A handler that renders ``registry`` in the Prometheus text format."""
+
     async def handle(_: Request) -> Response:
         return Response(body=render(registry), content_type=CONTENT_TYPE)
 
