@@ -40,6 +40,8 @@ def _die_with_parent() -> None:
 #: The lowest port :func:`free_port` picks from (below the kernel's ephemeral range).
 LISTEN_PORTS_FROM = 15000
 _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_RANDOM = random.SystemRandom()
+_GIVEN: set[int] = set()
 
 
 def ephemeral_ports() -> tuple[int, int]:
@@ -70,8 +72,11 @@ def free_port() -> int:
     low, _ = ephemeral_ports()
     if low - LISTEN_PORTS_FROM >= 1000:
         for _ in range(64):
-            port = random.randrange(LISTEN_PORTS_FROM, low)
-            if _bindable(port):
+            # A private generator (callers may seed the global one) and never the same port
+            # twice in a process: ports handed out are often bound only later.
+            port = _RANDOM.randrange(LISTEN_PORTS_FROM, low)
+            if port not in _GIVEN and _bindable(port):
+                _GIVEN.add(port)
                 return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

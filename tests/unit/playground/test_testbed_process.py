@@ -114,3 +114,15 @@ def test_free_port_is_outside_the_ephemeral_range_and_bindable() -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", port))
     assert len(ports) > 1  # picked at random, not one fixed port
+
+
+def test_free_port_never_repeats_in_a_process_even_with_a_seeded_global_random() -> None:
+    import random
+
+    from csi_sidecars.playground.process import free_port
+
+    random.seed(30)
+    first = [free_port() for _ in range(50)]
+    random.seed(30)
+    second = [free_port() for _ in range(50)]
+    assert len(set(first + second)) == 100
