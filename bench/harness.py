@@ -208,23 +208,69 @@ def high_water_mib(pid: int) -> float | None:
     return None
 
 
-async def measure(impl: Impl, workload: Workload, log_dir: Path) -> Run:
-    """Start ``impl``, run ``workload`` against it, stop it with SIGTERM and measure it."""
+async def settle_cpu(
+    pid: int, quiet: float = 0.05, window: float = 2.0, limit: float = 600.0
+) -> float:
+    """Wait until ``pid``'s CPU grows by less than ``quiet`` s per ``window``; seconds waited.
+
+    A started sidecar is idle once its caches are synced and its start-up work is done; the
+    CPU it uses after that point is the workload's.
+
+    Raises:
+        TimeoutError: when it never goes idle within ``limit`` seconds.
+        RuntimeError: when the process is gone.
+    """
+    t0 = time.monotonic()
+    last = proc_cpu_s(pid)
+    while time.monotonic() - t0 < limit:
+        await asyncio.sleep(window)
+        now = proc_cpu_s(pid)
+        if math.isnan(now):
+            raise RuntimeError(f"process {pid} exited before it went idle")
+        if now - last < quiet:
+            return time.monotonic() - t0
+        last = now
+    raise TimeoutError(f"process {pid} never went idle in {limit}s")
+
+
+async def measure(
+    impl: Impl, workload: Workload, log_dir: Path, settle: bool = False, ops: int = 0
+) -> Run:
+    """Start ``impl``, run ``workload`` against it, stop it with SIGTERM and measure it.
+
+    With ``settle`` the workload starts only once the process is idle (its start-up done) and
+    the process is let go idle again after it: ``wall s`` is then the workload's alone, and the
+    extra rows ``CPU s to idle`` and ``workload CPU s`` split the whole run's CPU into start-up
+    and work; with ``ops`` the work is also given per operation (``workload CPU ms per op``).
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{impl.name}.log"
     env = {**os.environ, **(impl.env or {})}
+    settled: dict[str, float] = {}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             list(impl.argv), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
         )
         start = time.monotonic()
         try:
+            if settle:
+                settled["s to idle"] = await settle_cpu(proc.pid)
+                idle_cpu = proc_cpu_s(proc.pid)
+                settled["CPU s to idle"] = idle_cpu
+                start = time.monotonic()
             extra = await workload(proc)
+            wall = time.monotonic() - start
+            if settle:
+                await settle_cpu(proc.pid, window=1.0)
+                work = proc_cpu_s(proc.pid) - idle_cpu
+                settled["workload CPU s"] = work
+                if ops:
+                    settled["workload CPU ms per op"] = work * 1000.0 / ops
         except BaseException:
             proc.kill()
             os.wait4(proc.pid, 0)
             raise
-        wall = time.monotonic() - start
+        extra.update(settled)
         hwm = high_water_mib(proc.pid)
         now_rss = proc_status_mib(proc.pid, "VmRSS")
         if os.environ.get("BENCH_THREADS"):
@@ -277,15 +323,22 @@ async def compare(
     runs: int,
     log_dir: Path,
     setup: Callable[[], Awaitable[Any]] | None = None,
+    settle: bool = False,
+    ops: int = 0,
 ) -> str:
-    """Run each implementation ``runs`` times, alternating, and return the report table."""
+    """Run each implementation ``runs`` times, alternating, and return the report table.
+
+    ``settle`` and ``ops`` are :func:`measure`'s.
+    """
     results: dict[str, list[Run]] = {impl.name: [] for impl in impls}
     for i in range(runs):
         order = impls if i % 2 == 0 else list(reversed(impls))
         for impl in order:
             if setup is not None:
                 await setup()
-            results[impl.name].append(await measure(impl, workload, log_dir / f"run{i}"))
+            results[impl.name].append(
+                await measure(impl, workload, log_dir / f"run{i}", settle, ops)
+            )
     return report(title, results, impls[0].name, impls[-1].name)
 
 

@@ -328,6 +328,8 @@ async def main() -> None:
                     args.runs,
                     log_dir / name,
                     setup=bench.reset,
+                    settle=True,
+                    ops=args.count,
                 )
                 print(table, flush=True)
                 tables.append(table)
