@@ -30,6 +30,7 @@ from csi_sidecars.kube.sharedinformer import InformerHub
 from csi_sidecars.kube.store import Indexer
 from csi_sidecars.kube.workqueue import ExponentialBackoff, WorkQueue
 from csi_sidecars.runtime import logging as rlog
+from csi_sidecars.runtime import startup
 from csi_sidecars.runtime.metrics import Registry
 
 if TYPE_CHECKING:
@@ -291,6 +292,7 @@ class ControllerContext:
                 if paused:
                     gc.freeze()
                     gc.enable()
+                startup.release_freed()  # the decoded pages of the initial lists
             if tasks:
                 log.info("Caches synced, starting workers", role=self.options.role)
             inner = asyncio.ensure_future(lead())

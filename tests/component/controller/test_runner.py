@@ -25,6 +25,7 @@ from csi_sidecars.kube.fake import FakeKube
 from csi_sidecars.kube.options import KubeOptions
 from csi_sidecars.kube.resources import PERSISTENT_VOLUMES
 from csi_sidecars.playground.driver.server import run_driver
+from csi_sidecars.runtime import startup
 from csi_sidecars.runtime.http import Response
 from tests.support.net import free_port
 from tests.support.poll import poll
@@ -37,7 +38,11 @@ def pv(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name}}
 
 
-async def test_informers_sync_before_lead_and_shutdown_drains(tmp_path: Path) -> None:
+async def test_informers_sync_before_lead_and_shutdown_drains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trims: list[int] = []
+    monkeypatch.setattr(startup, "release_freed", lambda: trims.append(1) or True)
     kube = FakeKube()
     for i in range(3):
         await kube.create(PERSISTENT_VOLUMES, pv(f"pv{i}"))
@@ -65,6 +70,8 @@ async def test_informers_sync_before_lead_and_shutdown_drains(tmp_path: Path) ->
             seen["at_lead"] = len(inf.store)
             # The collector was paused for the initial lists, then what they left was frozen.
             seen["gc"] = (gc.isenabled(), gc.get_freeze_count())
+            # ... and the C heap's free pages were handed back once.
+            seen["trims"] = len(trims)
             await ctx.conn.identity.Probe(csi_pb2.ProbeRequest(), timeout=5)
             queue.add("slow")
             await queue.run(handle, workers=2)
@@ -107,6 +114,7 @@ async def test_informers_sync_before_lead_and_shutdown_drains(tmp_path: Path) ->
     assert info.has_controller_service and info.has_controller(PUBLISH)
     assert seen["at_lead"] == 3
     assert seen["gc"][0] and seen["gc"][1] > 0
+    assert seen["trims"] == 1
     assert "slow" in finished  # drained, not cancelled
 
 
