@@ -139,11 +139,13 @@ class KubeClient:
         body: Any = None,
         content_type: str | None = None,
         decode: Callable[[bytes], Any] | None = None,
+        sink: Callable[[bytes], None] | None = None,
     ) -> Any:
         """Send one throttled request and return the decoded JSON answer.
 
         ``decode`` replaces the plain JSON decoding of a successful answer (errors are always
-        decoded whole).
+        decoded whole). With ``sink`` a successful answer's body goes to it piece by piece as
+        it arrives and None is returned.
 
         Raises:
             ApiError: for any non-2xx answer.
@@ -160,7 +162,10 @@ class KubeClient:
             headers=headers,
             body=data,
             timeout=self.request_timeout,
+            sink=sink,
         )
+        if sink is not None and resp.status < 300:
+            return None
         raw = resp.body
         if decode is not None and resp.status < 300 and raw:
             # A long answer is a bytearray (see Stream.read_buffer); the decoders (msgspec,
@@ -197,8 +202,14 @@ class KubeClient:
         continue_token: str | None = None,
         resource_version: str | None = None,
         decoder: Decoder | None = None,
+        each: Callable[[Any], None] | None = None,
     ) -> JsonDict:
-        """One page of a list (items slim when a ``decoder`` is given)."""
+        """One page of a list (items slim when a ``decoder`` is given).
+
+        With ``each`` every item is handed to it, in order, and the page comes back without
+        items; with a ``decoder`` too, items are decoded and handed out while the answer
+        arrives, so a long answer is never held whole (:class:`~.decode.PageSplitter`).
+        """
         params: dict[str, str] = {}
         if label_selector:
             params["labelSelector"] = label_selector
@@ -210,13 +221,27 @@ class KubeClient:
             params["continue"] = continue_token
         if resource_version is not None:
             params["resourceVersion"] = resource_version
-        out: JsonDict = await self.request(
-            "GET",
-            resource.path(namespace),
-            params=params,
-            decode=decoder.page if decoder is not None else None,
-        )
-        return out
+        if each is not None and decoder is not None:
+            splitter = decoder.splitter()
+
+            def sink(piece: bytes) -> None:
+                for obj in splitter.feed(piece):
+                    each(obj)
+
+            await self.request("GET", resource.path(namespace), params=params, sink=sink)
+            page = splitter.finish()
+        else:
+            page = await self.request(
+                "GET",
+                resource.path(namespace),
+                params=params,
+                decode=decoder.page if decoder is not None else None,
+            )
+        if each is not None:
+            for obj in page.get("items") or ():
+                each(obj)
+            page["items"] = []
+        return page
 
     async def watch(
         self,

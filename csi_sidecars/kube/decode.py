@@ -13,6 +13,9 @@ whose shape the type does not fit (an object where a path expects one, e.g. ``"s
 decoded with ``json.loads`` instead (on a page, that object alone), so a malformed object
 reaches the store exactly as before.
 Watch ``ERROR`` events (a ``Status``, not an object of the resource) are decoded whole.
+
+:class:`PageSplitter` decodes a list answer while it arrives, object by object, so an informer's
+initial list (tens of thousands of objects in one answer) is never held whole.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ from csi_sidecars.kube.resources import JsonDict
 _LEAF = object()
 #: List answers larger than this have their items decoded one at a time (see SlimDecoder.page).
 LAZY_BYTES = 4 * 2**20
+#: A list answer whose ``"items":[`` is not within this many bytes is decoded whole.
+HEAD_LIMIT = 2**16
+#: Failed cuts in a row after which a splitter stops cutting and decodes the rest whole.
+MAX_MISSES = 8
+_ITEMS = b'"items":['
 
 
 def _typed_dict(name: str, fields: dict[str, Any]) -> Any:
@@ -80,7 +88,16 @@ class SlimDecoder:
             _typed_dict("RawPage", {"metadata": dict[str, Any] | None, "items": raw_items})
         )
 
-    def object(self, raw: bytes | msgspec.Raw) -> Any:
+    def splitter(self) -> PageSplitter:
+        """A :class:`PageSplitter` for one list answer."""
+        return PageSplitter(self)
+
+    def head(self, raw: bytes) -> JsonDict:
+        """A list answer's ``metadata`` (items left raw, not decoded)."""
+        out: JsonDict = self._raw_page.decode(raw)
+        return out
+
+    def object(self, raw: bytes | memoryview | msgspec.Raw) -> Any:
         """One object (``json.loads`` when its shape does not fit)."""
         try:
             return self._object.decode(raw)
@@ -135,3 +152,117 @@ class SlimDecoder:
         if event.get("type") == "ERROR":
             return {"type": "ERROR", "object": json.loads(bytes(raw))}
         return {"type": event.get("type"), "object": self.object(raw)}
+
+
+class PageSplitter:
+    """One list answer, fed in pieces as they arrive, cut into objects as each one completes.
+
+    The API server writes a list as ``{"kind":...,"apiVersion":...,"metadata":{...},"items":[
+    {...},{...}]}``: the items last, no space between them, each opening with the same key
+    (``{"metadata":`` for built-in kinds, ``{"apiVersion":`` for custom resources). Once the head
+    is in, its ``metadata`` is decoded; the first object's opening bytes become the mark
+    ``},{"<key>":`` that ends one object and starts the next. Each time a mark arrives, the bytes
+    from the current object's start up to it are decoded (:meth:`SlimDecoder.object`) and
+    dropped from the buffer. A mark can also occur inside an object (a nested list of objects
+    with the same first key): the bytes up to it then do not decode (an object still open) and
+    the cut moves on to the next mark. Decoded objects always start at a real object boundary,
+    so a cut can be late, never wrong.
+
+    Whatever does not fit (no ``"items":[`` early, items before ``metadata``, spaces, a run of
+    :data:`MAX_MISSES` failed cuts) is kept and decoded at :meth:`finish` as a whole page would
+    be: less frugal, same objects.
+    """
+
+    def __init__(self, decoder: SlimDecoder) -> None:
+        """Split one answer, decoding its objects with ``decoder``."""
+        self._decoder = decoder
+        self._buf = bytearray()
+        self._head: JsonDict | None = None
+        self._whole = False  # stopped cutting: the rest is decoded by finish()
+        self._mark: bytes | None = None
+        self._search = 0  # where the next mark may start
+        self._misses = 0
+
+    def feed(self, piece: bytes) -> list[Any]:
+        """Add the next piece of the answer; the objects it completed, in order."""
+        self._buf += piece
+        if self._whole:
+            return []
+        if self._head is None and not self._read_head():
+            return []
+        return self._cut()
+
+    def finish(self) -> JsonDict:
+        """The end of the answer: its ``metadata`` and the objects not handed out yet.
+
+        Raises:
+            ValueError: the answer is not JSON.
+        """
+        buf, self._buf = bytes(self._buf), bytearray()
+        if self._head is None:  # never cut: the answer as one page
+            return self._decoder.page(buf)
+        rest = self._decoder.page(b"{" + _ITEMS + buf)
+        page = dict(self._head)
+        page.update((k, v) for k, v in rest.items() if k != "items" and v is not None)
+        page["items"] = rest.get("items") or []
+        return page
+
+    def _read_head(self) -> bool:
+        buf = self._buf
+        at = buf.find(_ITEMS)
+        if at < 0:
+            if len(buf) > HEAD_LIMIT:
+                self._whole = True
+            return False
+        try:
+            head = self._decoder.head(bytes(buf[:at]) + b'"items":[]}')
+        except ValueError:
+            head = {}
+        if not isinstance(head, dict) or not isinstance(head.get("metadata"), dict):
+            self._whole = True  # not the API server's layout: decode it whole at the end
+            return False
+        head.pop("items", None)
+        self._head = head
+        del buf[: at + len(_ITEMS)]
+        return True
+
+    def _cut(self) -> list[Any]:
+        buf = self._buf
+        out: list[Any] = []
+        if self._mark is None:
+            # The first object's opening: '{"<key>":' (the key is at most 64 bytes here).
+            colon = buf.find(b'":', 0, 70)
+            if not buf.startswith(b'{"'):
+                if len(buf) >= 2:  # an empty list ("]}") or not the usual layout
+                    self._whole = True
+                return out
+            if colon < 0:
+                if len(buf) >= 70:
+                    self._whole = True
+                return out
+            self._mark = b"}," + bytes(buf[: colon + 2])
+        mark = self._mark
+        start = 0
+        with memoryview(buf) as view:  # released before the buffer shrinks
+            while True:
+                at = buf.find(mark, self._search)
+                if at < 0:
+                    self._search = max(start, len(buf) - len(mark) + 1)
+                    break
+                try:
+                    obj = self._decoder.object(view[start : at + 1])
+                except ValueError:  # the mark was inside the object: it goes on
+                    self._misses += 1
+                    self._search = at + 1
+                    if self._misses >= MAX_MISSES:
+                        self._whole = True
+                        break
+                    continue
+                out.append(obj)
+                self._misses = 0
+                start = at + 2
+                self._search = start
+        if start:
+            del buf[:start]
+            self._search -= start
+        return out

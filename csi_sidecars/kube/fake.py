@@ -20,7 +20,7 @@ import datetime as dt
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,9 @@ from csi_sidecars.kube.port import (
     WatchEvent,
 )
 from csi_sidecars.kube.resources import ApiError, JsonDict, Resource
+
+#: The size of the pieces a list answer is fed to a splitter in (odd: marks straddle pieces).
+FAKE_PIECE = 251
 
 _RKey = tuple[str, str]  # (group, plural)
 
@@ -275,10 +278,13 @@ class FakeKube:
         continue_token: str | None = None,
         resource_version: str | None = None,
         decoder: Decoder | None = None,
+        each: Callable[[Any], None] | None = None,
     ) -> JsonDict:
         """One page of a list; the continue token is an offset.
 
-        With ``decoder`` the page goes through JSON and the decoder, as from the API server.
+        With ``decoder`` the page goes through JSON and the decoder, as from the API server;
+        with ``each`` too, through the decoder's splitter in small pieces, as the real client
+        reads a long answer.
         """
         self.actions.append(Action("list", resource.plural, namespace, None))
         self._check("list", resource, None)
@@ -294,9 +300,27 @@ class FakeKube:
         meta: JsonDict = {"resourceVersion": str(self._last_rv)}
         if end < len(items):
             meta["continue"] = str(end)
+        page: JsonDict
         if decoder is not None:
-            return decoder.page(json.dumps({"items": items[start:end], "metadata": meta}).encode())
-        return {"items": copy.deepcopy(items[start:end]), "metadata": meta}
+            body = json.dumps(
+                {"kind": f"{resource.kind}List", "metadata": meta, "items": items[start:end]},
+                separators=(",", ":"),
+            ).encode()
+            if each is not None:
+                splitter = decoder.splitter()
+                for at in range(0, len(body), FAKE_PIECE):
+                    for obj in splitter.feed(body[at : at + FAKE_PIECE]):
+                        each(obj)
+                page = splitter.finish()
+            else:
+                page = decoder.page(body)
+        else:
+            page = {"items": copy.deepcopy(items[start:end]), "metadata": meta}
+        if each is not None:
+            for obj in page["items"]:
+                each(obj)
+            page["items"] = []
+        return page
 
     async def watch(
         self,

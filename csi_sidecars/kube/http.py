@@ -25,7 +25,7 @@ import contextlib
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -180,7 +180,9 @@ class HttpPool:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return head + body if body else head
 
-    async def _exchange(self, conn: Conn, data: bytes, method: str) -> Response:
+    async def _exchange(
+        self, conn: Conn, data: bytes, method: str, sink: Callable[[bytes], None] | None = None
+    ) -> Response:
         conn.writer.write(data)
         try:
             await conn.writer.drain()
@@ -194,7 +196,12 @@ class HttpPool:
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             stream._left = 0
         try:
-            body = await stream.read_buffer()
+            if sink is not None and 200 <= status < 300:
+                body: bytes | bytearray = b""
+                async for piece in stream.pieces():
+                    sink(piece)
+            else:
+                body = await stream.read_buffer()
         except (asyncio.IncompleteReadError, OSError) as exc:
             raise HttpError(f"connection to {self.host_header} lost: {exc!r}") from exc
         keep = _keeps_alive(version, headers) and (stream._chunked or stream._left is not None)
@@ -212,8 +219,13 @@ class HttpPool:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         timeout: float | None = None,
+        sink: Callable[[bytes], None] | None = None,
     ) -> Response:
         """Send one request on a pooled connection and read the whole answer.
+
+        With ``sink`` the body of a successful (2xx) answer is handed to it piece by piece as it
+        arrives, not kept (the response's body is then empty); an exception of ``sink`` ends
+        the request and closes the connection.
 
         Raises:
             HttpError: the connection failed or the answer was not HTTP.
@@ -228,7 +240,7 @@ class HttpPool:
                     conn = self._take_idle() if attempt == 0 else None
                     conn = conn or await self._open()
                     try:
-                        return await self._exchange(conn, data, method)
+                        return await self._exchange(conn, data, method, sink)
                     except _Stale as exc:
                         conn.close()
                         if method not in IDEMPOTENT:

@@ -135,6 +135,10 @@ class Stream:
                 self._left -= len(data)
             yield data
 
+    def pieces(self) -> AsyncIterator[bytes]:
+        """The (remaining) body piece by piece, as it arrives (chunks unframed)."""
+        return self._pieces()
+
     async def read(self) -> bytes:
         """The whole (remaining) body."""
         return b"".join([piece async for piece in self._pieces()])

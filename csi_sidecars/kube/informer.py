@@ -152,20 +152,30 @@ class Informer:
     # -- list and watch ------------------------------------------------------------------
 
     async def _list(self) -> str:
-        # Pages are applied as they arrive, so at most one decoded page is held at a time (the
-        # whole list of 10,000 objects would otherwise peak at many times the slim store). A
-        # paged list is one consistent snapshot, so applying it page by page is safe; objects
-        # missing from the snapshot are removed once the last page is in.
+        # Objects are applied as they are decoded, while the answer arrives, so neither a whole
+        # answer nor a whole decoded page is ever held (an initial list of 10,000 objects would
+        # otherwise add many times the slim store to the peak; see PageSplitter). A paged list
+        # is one consistent snapshot, so applying it object by object is safe; objects missing
+        # from the snapshot are removed once the last page is in.
         #
         # The first list of all asks for resourceVersion "0", as client-go's reflector does: the
         # API server answers from its watch cache, in one answer whatever the limit (a list of
-        # 50,000 objects costs it far less than 100 pages from etcd; the page is decoded one
-        # object at a time, see SlimDecoder.page). Every later list (after 410 Gone or a
-        # failure) asks for the latest state, page by page.
+        # 50,000 objects costs it far less than 100 pages from etcd). Every later list (after
+        # 410 Gone or a failure) asks for the latest state, page by page.
         token: str | None = None
         rv = ""
         seen: set[str] = set()
         first = self.lists == 0
+        store = self.store
+
+        def listed(obj: JsonDict) -> None:
+            key = object_key(obj)
+            seen.add(key)
+            if key not in store:
+                self._apply(ADDED, obj)
+            elif store.resource_version(key) != (obj.get("metadata") or {}).get("resourceVersion"):
+                self._apply("MODIFIED", obj)
+
         while True:
             page = await self.port.list(
                 self.resource,
@@ -175,27 +185,18 @@ class Informer:
                 limit=self.page_size,
                 continue_token=token,
                 resource_version="0" if first and token is None else None,
-                decoder=self.store.projection.decoder,
+                decoder=store.projection.decoder,
+                each=listed,
             )
             meta = page.get("metadata") or {}
             rv = str(meta.get("resourceVersion") or rv)
             token = meta.get("continue") or None
-            for obj in page.get("items") or []:
-                key = object_key(obj)
-                seen.add(key)
-                if key not in self.store:
-                    self._apply(ADDED, obj)
-                elif self.store.resource_version(key) != (obj.get("metadata") or {}).get(
-                    "resourceVersion"
-                ):
-                    self._apply("MODIFIED", obj)
-            del page
             if not token:
                 break
         self.lists += 1
-        for key in self.store.list_keys():
+        for key in store.list_keys():
             if key not in seen:
-                gone = self.store.remove(key)
+                gone = store.remove(key)
                 if gone is not None:
                     self._deleted(gone)
                     self._dispatch(DELETED, None, gone)

@@ -8,11 +8,14 @@ Roles never see kubernetes_asyncio. They call :class:`KubePort` with a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from csi_sidecars.kube.resources import JsonDict, Resource
+
+if TYPE_CHECKING:
+    from csi_sidecars.kube.decode import PageSplitter
 
 PatchType = Literal["merge", "json", "strategic", "apply"]
 
@@ -48,6 +51,10 @@ class Decoder(Protocol):
         """One watch line (``{"type", "object"}``), its object slim."""
         ...
 
+    def splitter(self) -> PageSplitter:
+        """A splitter that decodes one list answer object by object as it arrives."""
+        ...
+
 
 class KubePort(Protocol):
     """Raw-dict CRUD, patch, apply and watch on any resource."""
@@ -74,10 +81,13 @@ class KubePort(Protocol):
         continue_token: str | None = None,
         resource_version: str | None = None,
         decoder: Decoder | None = None,
+        each: Callable[[Any], None] | None = None,
     ) -> JsonDict:
         """One page of a list: ``{"items": [...], "metadata": {"resourceVersion", "continue"}}``.
 
-        With ``decoder`` the items may hold only the fields the decoder keeps.
+        With ``decoder`` the items may hold only the fields the decoder keeps. With ``each``
+        the items are handed to it one by one, in order (by the real client while the answer
+        arrives), and the page is returned with no items.
         """
         ...
 

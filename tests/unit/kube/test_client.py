@@ -15,14 +15,18 @@ from csi_sidecars.kube.client import KubeClient, user_agent
 from csi_sidecars.kube.clock import FakeClock
 from csi_sidecars.kube.config import ClientConfig, load_client_config
 from csi_sidecars.kube.ratelimit import TokenBucket
-from csi_sidecars.kube.resources import LEASES, PERSISTENT_VOLUMES, ApiError
+from csi_sidecars.kube.resources import LEASES, PERSISTENT_VOLUMES, ApiError, Resource
 from csi_sidecars.kube.store import Projection
+
+#: A list path the test server answers 404.
+RESOURCE_MISSING = Resource("", "v1", "missing", False, "Missing")
 
 
 class Server:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.watch_lines: list[bytes] = []
+        self.list_pieces: list[bytes] = []  # a list answer written chunk by chunk
         self.url = ""
         self.arrived = asyncio.Event()
 
@@ -49,6 +53,13 @@ class Server:
             await resp.prepare(request)
             for line in self.watch_lines:
                 await resp.write(line)
+            await resp.write_eof()
+            return resp
+        if self.list_pieces and request.method == "GET":
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            for piece in self.list_pieces:
+                await resp.write(piece)
             await resp.write_eof()
             return resp
         if request.path.endswith("/missing"):
@@ -194,6 +205,32 @@ async def test_list_and_watch_decode_slim_with_a_decoder(server: Server) -> None
         with pytest.raises(ApiError) as err:
             await c.request("GET", "/api/v1/persistentvolumes/missing", decode=decoder.page)
         assert err.value.not_found and err.value.message == "nope"
+
+
+async def test_list_hands_each_object_out_while_the_answer_arrives(server: Server) -> None:
+    proj = Projection(["spec.csi.driver"])
+    items = [
+        {
+            "metadata": {"name": f"pv{i}", "resourceVersion": str(i)},
+            "spec": {"csi": {"driver": "d"}},
+        }
+        for i in range(200)
+    ]
+    body = json.dumps(
+        {"kind": "PersistentVolumeList", "metadata": {"resourceVersion": "77"}, "items": items},
+        separators=(",", ":"),
+    ).encode()
+    server.list_pieces = [body[at : at + 500] for at in range(0, len(body), 500)]
+    async with KubeClient(ClientConfig(host=server.url)) as c:
+        for decoder in (proj.decoder, None):
+            got: list[Any] = []
+            page = await c.list(PERSISTENT_VOLUMES, decoder=decoder, each=got.append)
+            assert (page["metadata"], page["items"]) == ({"resourceVersion": "77"}, [])
+            assert got == items
+        server.list_pieces = []
+        with pytest.raises(ApiError) as err:  # an error answer is an error, not objects
+            await c.list(RESOURCE_MISSING, decoder=proj.decoder, each=got.append)
+        assert err.value.not_found
 
 
 async def test_every_request_is_throttled(server: Server) -> None:

@@ -262,3 +262,36 @@ async def test_a_chunked_answer_to_a_request_is_gathered_whole(
     resp = await HttpPool(server.url).request("GET", "/list", timeout=5)
     assert resp.status == 200
     assert resp.body == b"".join(pieces)
+
+
+async def test_a_sink_gets_a_successful_answer_piece_by_piece(
+    serve: Callable[[Script], Awaitable[RawServer]],
+) -> None:
+    pieces = [b'{"items":[', b"1,2,", b"3]}"]
+    error = b'{"kind":"Status","code":403}'
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + _framed(pieces))
+        await server.read_request(reader)  # the same connection: the answer was read to its end
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n" % len(error) + error)
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + _framed(pieces))
+        await writer.drain()
+
+    server = await serve(script)
+    pool = HttpPool(server.url)
+    got: list[bytes] = []
+    resp = await pool.request("GET", "/list", timeout=5, sink=got.append)
+    assert (resp.status, resp.body, got) == (200, b"", pieces)
+    got.clear()
+    resp = await pool.request("GET", "/list", timeout=5, sink=got.append)
+    assert (resp.status, resp.body, got) == (403, error, [])  # errors are read whole
+    assert server.connections == 1
+
+    def fails(piece: bytes) -> None:
+        raise RuntimeError("handler failed")
+
+    with pytest.raises(RuntimeError, match="handler failed"):
+        await pool.request("GET", "/list", timeout=5, sink=fails)
+    assert not pool._idle  # a half-read answer: its connection is closed, never reused
