@@ -35,8 +35,10 @@ __all__ = ["HttpError", "HttpPool", "Response", "Stream", "target"]
 
 #: Seconds an idle keep-alive connection may wait for reuse.
 IDLE_SECONDS = 30.0
-#: Largest answer head and line (a watch event on one line) we accept.
-READ_LIMIT = 2**26
+#: Largest answer head we accept; also how far a connection's reader buffers ahead of its
+#: consumer (twice this) before it stops reading the socket: an initial list that arrives
+#: faster than it is decoded waits in the kernel and the server, not in our memory.
+READ_LIMIT = 2**20
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 #: Paths that quoting leaves as they are (letters, digits and the safe marks, no "%").
