@@ -13,8 +13,9 @@
   long-lived state) so later collections no longer walk it.
 * :func:`release_freed`: what start-up freed (the decoded pages of the initial lists, import-time
   temporaries) stays resident in the C allocator's free lists; glibc hands whole free pages back to
-  the kernel only on request. Called once after a controller role's caches synced and from
-  :func:`settle`.
+  the kernel only on request. Called once after a controller role's caches synced (10,000 PVs
+  and 10,000 claims: 8 MiB less idle RSS). Not in the node roles: they free little, and the
+  ctypes import would delay their first answer by a few milliseconds for nothing.
 
 The command line applies the first three to the node roles only (``cli``, ``run``).
 """
@@ -64,7 +65,6 @@ def settle() -> None:
     _settled = True
     gc.collect()
     gc.freeze()
-    release_freed()
 
 
 def release_freed() -> bool:
