@@ -131,3 +131,32 @@ def test_context_namespace(tmp_path: Path) -> None:
     sa.mkdir()
     (sa / "namespace").write_text("kube-system\n")
     assert context_namespace(None, environ={}, sa_dir=str(sa)) == "kube-system"
+
+
+async def test_json_and_yaml_kubeconfigs_read_the_same_and_json_needs_no_yaml(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    async def _none() -> str | None:
+        return None
+
+    yaml_path = write(tmp_path, {"token": "t0k"})
+    json_path = tmp_path / "kubeconfig.json"
+    json_path.write_text(json.dumps(yaml.safe_load(yaml_path.read_text())))
+    from_yaml = await load_client_config(str(yaml_path), environ={})
+    from_json = await load_client_config(str(json_path), environ={})
+    assert await from_json.authorization() == await from_yaml.authorization() == "Bearer t0k"
+    assert dataclasses.replace(from_json, auth=_none) == dataclasses.replace(from_yaml, auth=_none)
+    assert from_json.host == "https://127.0.0.1:6443"
+    code = (
+        "import asyncio, sys\n"
+        "from csi_sidecars.kube.config import load_client_config\n"
+        f"asyncio.run(load_client_config({str(json_path)!r}, environ={{}}))\n"
+        "print('yaml' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
