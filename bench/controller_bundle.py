@@ -50,6 +50,7 @@ from harness import (
     proc_cpu_s,
     proc_status_mib,
     record,
+    settle_cpu,
     wait_until,
 )
 
@@ -118,16 +119,12 @@ class Procs:
 
     async def settle(self, quiet: float = 0.05, window: float = 2.0, limit: float = 600) -> float:
         """Wait until the CPU grows by less than ``quiet`` s per ``window``; seconds waited."""
-        t0 = time.monotonic()
-        last = self.cpu()
-        while time.monotonic() - t0 < limit:
-            await asyncio.sleep(window)
-            self.alive()
-            now = self.cpu()
-            if now - last < quiet:
-                return time.monotonic() - t0
-            last = now
-        raise TimeoutError(f"{self.name} never went idle")
+
+        def cpu() -> float:
+            self.alive()  # names the process that exited
+            return self.cpu()
+
+        return await settle_cpu(cpu, quiet, window, limit, what=self.name)
 
     async def stop(self) -> float:
         """SIGTERM every process; their total CPU seconds."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import json
 import math
 import os
@@ -209,28 +210,33 @@ def high_water_mib(pid: int) -> float | None:
 
 
 async def settle_cpu(
-    pid: int, quiet: float = 0.05, window: float = 2.0, limit: float = 600.0
+    cpu: Callable[[], float],
+    quiet: float = 0.05,
+    window: float = 2.0,
+    limit: float = 600.0,
+    what: str = "the sidecar",
 ) -> float:
-    """Wait until ``pid``'s CPU grows by less than ``quiet`` s per ``window``; seconds waited.
+    """Wait until ``cpu()`` grows by less than ``quiet`` s per ``window``; seconds waited.
 
-    A started sidecar is idle once its caches are synced and its start-up work is done; the
-    CPU it uses after that point is the workload's.
+    ``cpu`` gives the CPU seconds so far of the processes watched (NaN once one is gone). A
+    started sidecar is idle once its caches are synced and its start-up work is done; the CPU it
+    uses after that point is the workload's.
 
     Raises:
-        TimeoutError: when it never goes idle within ``limit`` seconds.
-        RuntimeError: when the process is gone.
+        TimeoutError: when they never go idle within ``limit`` seconds.
+        RuntimeError: when a process is gone.
     """
     t0 = time.monotonic()
-    last = proc_cpu_s(pid)
+    last = cpu()
     while time.monotonic() - t0 < limit:
         await asyncio.sleep(window)
-        now = proc_cpu_s(pid)
+        now = cpu()
         if math.isnan(now):
-            raise RuntimeError(f"process {pid} exited before it went idle")
+            raise RuntimeError(f"{what} exited before it went idle")
         if now - last < quiet:
             return time.monotonic() - t0
         last = now
-    raise TimeoutError(f"process {pid} never went idle in {limit}s")
+    raise TimeoutError(f"{what} never went idle in {limit}s")
 
 
 async def measure(
@@ -254,15 +260,16 @@ async def measure(
         start = time.monotonic()
         try:
             if settle:
-                settled["s to idle"] = await settle_cpu(proc.pid)
-                idle_cpu = proc_cpu_s(proc.pid)
+                cpu = functools.partial(proc_cpu_s, proc.pid)
+                settled["s to idle"] = await settle_cpu(cpu)
+                idle_cpu = cpu()
                 settled["CPU s to idle"] = idle_cpu
                 start = time.monotonic()
             extra = await workload(proc)
             wall = time.monotonic() - start
             if settle:
-                await settle_cpu(proc.pid, window=1.0)
-                work = proc_cpu_s(proc.pid) - idle_cpu
+                await settle_cpu(cpu, window=1.0)
+                work = cpu() - idle_cpu
                 settled["workload CPU s"] = work
                 if ops:
                     settled["workload CPU ms per op"] = work * 1000.0 / ops

@@ -231,11 +231,11 @@ class PageSplitter:
         out: list[Any] = []
         if self._mark is None:
             # The first object's opening: '{"<key>":' (the key is at most 64 bytes here).
-            colon = buf.find(b'":', 0, 70)
             if not buf.startswith(b'{"'):
                 if len(buf) >= 2:  # an empty list ("]}") or not the usual layout
                     self._whole = True
                 return out
+            colon = buf.find(b'":', 0, 70)
             if colon < 0:
                 if len(buf) >= 70:
                     self._whole = True

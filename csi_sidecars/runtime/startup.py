@@ -22,13 +22,12 @@ The command line applies the first three to the node roles only (``cli``, ``run`
 
 from __future__ import annotations
 
+import functools
 import gc
 import sys
 from collections.abc import Callable
 
 _settled = False
-_trim: Callable[[int], int] | None = None
-_trim_looked_up = False
 
 
 def forgo_tls() -> bool:
@@ -67,22 +66,25 @@ def settle() -> None:
     gc.freeze()
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    import ctypes  # here: only this needs it (about 3 ms to import)
+
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim  # the interpreter's C library
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
 def release_freed() -> bool:
     """Return the C heap's free pages to the kernel (glibc ``malloc_trim``); False if unavailable.
 
     Only pages no live allocation uses are given back, so it never costs later allocations more
     than a page fault each; other C libraries (musl) lack the call and nothing happens.
     """
-    global _trim, _trim_looked_up
-    if not _trim_looked_up:
-        _trim_looked_up = True
-        import ctypes  # here: only this needs it (about 3 ms to import)
-
-        try:
-            _trim = ctypes.CDLL(None).malloc_trim  # the C library the interpreter runs on
-        except (OSError, AttributeError):
-            _trim = None
-    if _trim is None:
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    _trim(0)
+    trim(0)
     return True

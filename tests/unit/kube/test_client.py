@@ -49,24 +49,24 @@ class Server:
         )
         self.arrived.set()
         if request.query.get("watch"):
-            resp = web.StreamResponse()
-            await resp.prepare(request)
-            for line in self.watch_lines:
-                await resp.write(line)
-            await resp.write_eof()
-            return resp
+            return await _streamed(request, self.watch_lines)
         if self.list_pieces and request.method == "GET":
-            resp = web.StreamResponse()
-            await resp.prepare(request)
-            for piece in self.list_pieces:
-                await resp.write(piece)
-            await resp.write_eof()
-            return resp
+            return await _streamed(request, self.list_pieces)
         if request.path.endswith("/missing"):
             return web.json_response(
                 {"kind": "Status", "code": 404, "reason": "NotFound", "message": "nope"}, status=404
             )
         return web.json_response({"items": [], "metadata": {"resourceVersion": "42"}})
+
+
+async def _streamed(request: web.Request, pieces: list[bytes]) -> web.StreamResponse:
+    """A chunked answer written one piece at a time."""
+    resp = web.StreamResponse()
+    await resp.prepare(request)
+    for piece in pieces:
+        await resp.write(piece)
+    await resp.write_eof()
+    return resp
 
 
 @pytest.fixture

@@ -51,7 +51,9 @@ def test_release_freed_without_malloc_trim(monkeypatch: pytest.MonkeyPatch) -> N
         def __init__(self, name: object) -> None:
             pass
 
-    monkeypatch.setattr(startup, "_trim_looked_up", False)
-    monkeypatch.setattr(startup, "_trim", None)
     monkeypatch.setattr(ctypes, "CDLL", NoTrim)
-    assert startup.release_freed() is False
+    startup._malloc_trim.cache_clear()
+    try:
+        assert startup.release_freed() is False
+    finally:
+        startup._malloc_trim.cache_clear()
